@@ -1,0 +1,42 @@
+# Cairn's entry points. Everything builds with Bazel (see docs/building.md); these targets only wrap it.
+#
+#   make deps    install the Debian packages the build needs (tools/install_deps.sh; root if any missing)
+#   make build   bazel build //...
+#   make test    bazel test //... and a final `N passed, N failed` line (tools/run_tests.sh)
+#   make demo    build the `cairn` CLI in opt mode and plan Llama-2 7B on 4 nodes of H100 SXM
+#   make bench   run the strategy-search benchmark (opt mode)
+#   make clean   bazel clean (the disk cache under ~/.cache/cairn-bazel-disk stays)
+#
+# Variables: BAZEL (default bazel), TARGETS (default //...) for build and test, DEMO_ARGS.
+
+BAZEL ?= bazel
+TARGETS ?= //...
+DEMO_ARGS ?= plan --model llama2-7b --cluster h100-sxm --nodes 4 --global-batch 512 --seq-len 4096
+
+# Without the CUDA toolkit, leave out the targets tagged "cuda" (same rule as tools/run_tests.sh).
+# --test_tag_filters replaces the -gpu filter of .bazelrc, so it is repeated here.
+ifeq ($(wildcard /usr/local/cuda/bin/nvcc),)
+CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda
+endif
+
+.DEFAULT_GOAL := build
+.PHONY: deps build test demo bench clean
+
+deps:
+	tools/install_deps.sh
+
+build: deps
+	$(BAZEL) build $(CUDA_FLAGS) -- $(TARGETS)
+
+test: deps
+	tools/run_tests.sh $(TARGETS)
+
+demo: deps
+	$(BAZEL) build -c opt //planner/cli:cairn
+	bazel-bin/planner/cli/cairn $(DEMO_ARGS)
+
+bench: deps
+	$(BAZEL) run -c opt //planner/search:search_bench
+
+clean:
+	$(BAZEL) clean
