@@ -1,0 +1,65 @@
+#include "planner/cost/model_math.h"
+
+namespace cairn::planner {
+
+int HeadDim(const ModelDims& m) { return m.hidden / m.num_heads; }
+int KvWidth(const ModelDims& m) { return m.num_kv_heads * HeadDim(m); }
+
+LayerParams BlockParams(const ModelDims& m) {
+  const int64_t h = m.hidden, f = m.ffn_hidden, kv = KvWidth(m);
+  LayerParams p;
+  // Attention: Q (h x h), K and V (h x kv each) column-parallel, output (h x h) row-parallel.
+  p.sharded += h * h + 2 * h * kv + h * h;
+  // MLP: up (and gate) column-parallel, down row-parallel.
+  p.sharded += (m.swiglu ? 3 : 2) * h * f;
+  if (m.bias) {
+    p.sharded += h + 2 * kv + f * (m.swiglu ? 2 : 1);  // column-parallel biases
+    p.replicated += 2 * h;                            // row-parallel output biases
+  }
+  p.replicated += 2 * (m.rms_norm ? h : 2 * h);       // two norms
+  return p;
+}
+
+LayerParams EmbeddingParams(const ModelDims& m) {
+  LayerParams p;
+  p.sharded = static_cast<int64_t>(m.vocab) * m.hidden;
+  if (!m.rope) p.replicated = static_cast<int64_t>(m.max_seq_len) * m.hidden;
+  return p;
+}
+
+LayerParams HeadParams(const ModelDims& m, bool owns_lm_head) {
+  LayerParams p;
+  p.replicated = m.rms_norm ? m.hidden : 2 * m.hidden;  // final norm
+  if (owns_lm_head) p.sharded = static_cast<int64_t>(m.vocab) * m.hidden;
+  return p;
+}
+
+int64_t TotalParams(const ModelDims& m) {
+  return EmbeddingParams(m).total() + m.num_layers * BlockParams(m).total() +
+         HeadParams(m, !m.tied_embeddings).total();
+}
+
+int64_t BlockMatmulParams(const ModelDims& m) {
+  const int64_t h = m.hidden, f = m.ffn_hidden, kv = KvWidth(m);
+  return 2 * h * h + 2 * h * kv + (m.swiglu ? 3 : 2) * h * f;
+}
+
+double BlockForwardFlopsPerToken(const ModelDims& m, int seq) {
+  return 2.0 * BlockMatmulParams(m) + 2.0 * seq * m.hidden;
+}
+
+double HeadForwardFlopsPerToken(const ModelDims& m) {
+  return 2.0 * static_cast<double>(m.vocab) * m.hidden;
+}
+
+double ModelFlopsPerTokenForMfu(const ModelDims& m, int seq) {
+  const double matmul = m.num_layers * static_cast<double>(BlockMatmulParams(m)) +
+                        static_cast<double>(m.vocab) * m.hidden;
+  return 6.0 * matmul + 12.0 * m.num_layers * static_cast<double>(m.hidden) * seq;
+}
+
+double RequiredFlopsPerToken(const ModelDims& m, int seq) {
+  return 3.0 * (m.num_layers * BlockForwardFlopsPerToken(m, seq) + HeadForwardFlopsPerToken(m));
+}
+
+}  // namespace cairn::planner

@@ -1,0 +1,58 @@
+// planner/cost/model_math.h — parameter, FLOP and activation counts of a transformer, from its dims.
+//
+// Pure functions of ModelDims; no hardware. They define what "a layer" is for the cost model and for
+// the runtime that has to match it (docs/cost-model.md lists every assumption):
+//   - a block is attention (QKV, output projection) + MLP (GELU: 2 matrices, SwiGLU: 3) + 2 norms;
+//   - the embedding is the token table (+ learned positions); the head is the final norm + the LM
+//     head matrix (absent when tied and on the same stage as the embedding) + cross-entropy.
+//
+//   ModelDims m = ...;
+//   LayerParams p = BlockParams(m);        // counts of one unsharded block
+//   int64_t on_device = p.PerDevice(4);    // Megatron TP degree 4
+#ifndef CAIRN_PLANNER_COST_MODEL_MATH_H_
+#define CAIRN_PLANNER_COST_MODEL_MATH_H_
+
+#include <cstdint>
+
+#include "planner/problem/problem.h"
+
+namespace cairn::planner {
+
+// Parameter counts of one layer, split by how Megatron tensor parallelism treats them.
+struct LayerParams {
+  int64_t sharded = 0;     // split over the TP group (matrices, column-parallel biases, vocab rows)
+  int64_t replicated = 0;  // kept whole on every TP rank (norms, row-parallel biases, positions)
+
+  int64_t total() const { return sharded + replicated; }
+  // Parameters held by one device at TP degree `tp` (ceil for uneven vocab splits).
+  int64_t PerDevice(int tp) const { return (sharded + tp - 1) / tp + replicated; }
+};
+
+// Head dimension and the width of the key (or value) projection.
+int HeadDim(const ModelDims& m);
+int KvWidth(const ModelDims& m);
+
+LayerParams BlockParams(const ModelDims& m);
+LayerParams EmbeddingParams(const ModelDims& m);
+// `owns_lm_head`: false when embeddings are tied and the head sits on the embedding's stage.
+LayerParams HeadParams(const ModelDims& m, bool owns_lm_head);
+// All parameters of the model (tied matrix counted once).
+int64_t TotalParams(const ModelDims& m);
+
+// Matrix parameters a token multiplies through in one block (for FLOP counts).
+int64_t BlockMatmulParams(const ModelDims& m);
+
+// Forward FLOPs per token of one block at sequence length `seq`, causal attention (the work a
+// causal flash-attention kernel does: 2 * seq * hidden).
+double BlockForwardFlopsPerToken(const ModelDims& m, int seq);
+// Forward FLOPs per token of the LM head.
+double HeadForwardFlopsPerToken(const ModelDims& m);
+// Model FLOPs per token for MFU, by the PaLM/Megatron convention: 6 x matmul params
+// + 12 x layers x hidden x seq (non-causal attention, forward + backward).
+double ModelFlopsPerTokenForMfu(const ModelDims& m, int seq);
+// Work actually required per token (forward + backward = 3 x forward, causal, no recomputation).
+double RequiredFlopsPerToken(const ModelDims& m, int seq);
+
+}  // namespace cairn::planner
+
+#endif  // CAIRN_PLANNER_COST_MODEL_MATH_H_

@@ -1,0 +1,583 @@
+#include "planner/search/search.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/units.h"
+#include "planner/cost/model_math.h"
+#include "planner/search/stage_dp.h"
+
+namespace cairn::planner {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::vector<int> Divisors(int x) {
+  std::vector<int> d;
+  for (int i = 1; i <= x; ++i) {
+    if (x % i == 0) d.push_back(i);
+  }
+  return d;
+}
+
+struct Combo {
+  int batch = 0;
+  int pp = 1;
+  int m = 1;
+  Schedule schedule = Schedule::k1F1B;
+  double lower_bound_per_sample = 0;
+};
+
+}  // namespace
+
+std::vector<Strategy> EnumerateStrategies(const SearchProblem& pb, LayerKind kind, int n) {
+  std::vector<Strategy> out;
+  const int max_tp = pb.space.max_tp > 0 ? pb.space.max_tp : pb.hardware.devices_per_node;
+  for (int t = 1; t <= std::min(n, max_tp); t *= 2) {
+    if (n % t != 0) continue;
+    std::vector<ParallelMode> modes;
+    if (t == 1) {
+      modes = {ParallelMode::kTensor};
+    } else {
+      modes = pb.space.modes;
+    }
+    const int dp = n / t;
+    for (ParallelMode mode : modes) {
+      const int shard_group = mode == ParallelMode::kUlysses ? n : dp;
+      std::vector<DpMode> dps = pb.space.dp_modes;
+      if (shard_group == 1) dps = {DpMode::kDdp};
+      for (DpMode d : dps) {
+        for (bool rc : {false, true}) {
+          if (rc && (kind != LayerKind::kBlock || !pb.space.allow_recompute)) continue;
+          Strategy s;
+          s.tp = t;
+          s.mode = mode;
+          s.dp = d;
+          s.recompute = rc;
+          out.push_back(s);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+struct TopK {
+  explicit TopK(int k) : k(k) {}
+  int k;
+  std::mutex mu;
+  std::vector<std::pair<double, std::pair<PlanSpec, Evaluation>>> items;  // key = s per sample
+  std::atomic<double> bound{kInf};
+
+  void Offer(double key, PlanSpec plan, Evaluation eval) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& it : items) {
+      const PlanSpec& p = it.second.first;
+      if (p.stage_layers == plan.stage_layers && p.layers == plan.layers &&
+          p.num_micro_batches == plan.num_micro_batches && p.global_batch == plan.global_batch &&
+          p.schedule == plan.schedule) {
+        return;
+      }
+    }
+    items.push_back({key, {std::move(plan), std::move(eval)}});
+    std::sort(items.begin(), items.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (static_cast<int>(items.size()) > k) items.resize(k);
+    if (static_cast<int>(items.size()) == k) bound.store(items.back().first);
+  }
+};
+
+class Searcher {
+ public:
+  Searcher(const SearchProblem& pb, const SearchOptions& opt)
+      : pb_(pb), cm_(pb), opt_(opt), top_(std::max(1, pb.top_k)) {
+    const int64_t budget = pb.memory_budget_bytes;
+    quantum_ = pb.memory_quantum_bytes > 0 ? pb.memory_quantum_bytes
+                                           : std::max<int64_t>(1, budget / 2048);
+  }
+
+  SearchResult Run();
+
+ private:
+  std::vector<Combo> Combos();
+  // Lower bound on step time per sample for a combo, or +inf if no layer has a valid strategy.
+  double LowerBound(const Combo& c) const;
+  void Solve(const Combo& c);
+  std::vector<DpOption> Options(LayerKind kind, const StageContext& ctx,
+                                std::vector<Layout>* layouts) const;
+
+  const SearchProblem& pb_;
+  CostModel cm_;
+  const SearchOptions& opt_;
+  TopK top_;
+  int64_t quantum_ = 1;
+  std::atomic<int64_t> cells_{0};
+  std::atomic<int64_t> evaluated_{0};
+  std::atomic<int64_t> pruned_{0};
+};
+
+std::vector<Combo> Searcher::Combos() {
+  std::vector<Combo> out;
+  const int N = pb_.hardware.num_devices();
+  const int L = pb_.model.num_layers;
+  std::vector<int> pps = pb_.space.pipeline_degrees;
+  if (pps.empty()) {
+    for (int p : Divisors(N)) {
+      if (p <= L) pps.push_back(p);
+    }
+  }
+  for (int batch : pb_.global_batch_sizes) {
+    std::vector<int> ms = pb_.space.micro_batch_counts;
+    if (ms.empty()) ms = Divisors(batch);
+    for (int p : pps) {
+      if (N % p != 0 || p > L) continue;
+      for (int m : ms) {
+        if (batch % m != 0) continue;
+        for (Schedule s : pb_.space.schedules) {
+          if (p == 1 && s != pb_.space.schedules.front()) continue;  // identical for one stage
+          Combo c{batch, p, m, s, 0};
+          c.lower_bound_per_sample = LowerBound(c);
+          if (c.lower_bound_per_sample < kInf) out.push_back(c);
+        }
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Combo& a, const Combo& b) {
+    return a.lower_bound_per_sample < b.lower_bound_per_sample;
+  });
+  return out;
+}
+
+double Searcher::LowerBound(const Combo& c) const {
+  const int L = pb_.model.num_layers;
+  const StageContext ctx = MakeStageContext(pb_, c.pp, 0, c.batch, c.m, c.schedule);
+  const int n = ctx.stage_devices;
+  double sum = 0;
+  for (LayerKind kind : {LayerKind::kEmbedding, LayerKind::kBlock, LayerKind::kHead}) {
+    double best = kInf;
+    for (const Strategy& s : EnumerateStrategies(pb_, kind, n)) {
+      const LayerCost lc = cm_.Layer(kind, s, ctx);
+      if (lc.valid) best = std::min(best, lc.forward_s + lc.backward_s);
+    }
+    if (best == kInf) return kInf;
+    sum += (kind == LayerKind::kBlock ? L : 1) * best;
+  }
+  // Each stage runs m forwards and m backwards in sequence, and one micro-batch crosses every
+  // stage twice: step >= max(m * sum / p, sum).
+  return std::max(c.m * sum / c.pp, sum) / c.batch;
+}
+
+std::vector<DpOption> Searcher::Options(LayerKind kind, const StageContext& ctx,
+                                        std::vector<Layout>* layouts) const {
+  std::vector<DpOption> out;
+  for (const Strategy& s : EnumerateStrategies(pb_, kind, ctx.stage_devices)) {
+    const LayerCost lc = cm_.Layer(kind, s, ctx);
+    if (!lc.valid) continue;
+    DpOption o;
+    o.strategy = s;
+    o.busy_s = lc.forward_s + lc.backward_s;
+    o.sync_s = lc.step_sync_s;
+    o.persistent_bytes = lc.PersistentBytes(ctx.in_flight);
+    o.transient_bytes = lc.transient_bytes;
+    const Layout l = CostModel::LayoutOf(s, ctx.stage_devices);
+    auto it = std::find(layouts->begin(), layouts->end(), l);
+    o.layout = static_cast<int>(it - layouts->begin());
+    if (it == layouts->end()) layouts->push_back(l);
+    out.push_back(o);
+  }
+  // Drop dominated options: same layout, no better in objective, memory, transient or busy time.
+  std::vector<DpOption> kept;
+  for (size_t i = 0; i < out.size(); ++i) {
+    bool dominated = false;
+    for (size_t j = 0; j < out.size() && !dominated; ++j) {
+      if (i == j) continue;
+      const DpOption& a = out[j];
+      const DpOption& b = out[i];
+      const bool no_worse = a.layout == b.layout && a.sync_s <= b.sync_s &&
+                            a.persistent_bytes <= b.persistent_bytes &&
+                            a.transient_bytes <= b.transient_bytes && a.busy_s <= b.busy_s;
+      const bool strictly = a.sync_s < b.sync_s || a.persistent_bytes < b.persistent_bytes ||
+                            a.transient_bytes < b.transient_bytes || a.busy_s < b.busy_s || j < i;
+      dominated = no_worse && strictly;
+    }
+    if (!dominated) kept.push_back(out[i]);
+  }
+  return kept;
+}
+
+void Searcher::Solve(const Combo& c) {
+  const int L = pb_.model.num_layers;
+  const int p = c.pp;
+  const int max_depth = p == 1 ? L : std::min(L, 2 * ((L + p - 1) / p) + 2);
+  // Per-stage tables: best solution for each block count. Stages after the first also get a
+  // variant whose objective ignores the per-step sync, which the simulated schedule may hide
+  // behind the earlier stages' drain; both variants are scored by Evaluate below.
+  std::vector<std::vector<StageDpSolution>> tables(p), hidden_sync(p);
+  for (int i = 0; i < p; ++i) {
+    // Stages with the same context share a table (e.g. GPipe middle stages).
+    StageDpInput in;
+    in.ctx = MakeStageContext(pb_, p, i, c.batch, c.m, c.schedule);
+    in.has_embedding = i == 0;
+    in.has_head = i == p - 1;
+    in.min_blocks = p == 1 ? L : (in.has_embedding || in.has_head ? 0 : 1);
+    in.max_blocks = p == 1 ? L : max_depth;
+    in.layouts.push_back(cm_.BoundaryLayout(in.ctx));
+    in.boundary_layout = 0;
+    if (in.has_embedding) in.embedding = Options(LayerKind::kEmbedding, in.ctx, &in.layouts);
+    in.block = Options(LayerKind::kBlock, in.ctx, &in.layouts);
+    if (in.has_head) in.head = Options(LayerKind::kHead, in.ctx, &in.layouts);
+    in.budget_bytes = pb_.memory_budget_bytes - StageFixedBytes(cm_, in.ctx);
+    in.quantum_bytes = quantum_;
+    in.max_transient_caps = pb_.max_transient_caps;
+    StageDpOutput o = SolveStage(cm_, in);
+    cells_ += o.cells;
+    tables[i] = std::move(o.by_blocks);
+    if (i > 0) {
+      in.sync_weight = 0.0;
+      StageDpOutput h = SolveStage(cm_, in);
+      cells_ += h.cells;
+      hidden_sync[i] = std::move(h.by_blocks);
+    }
+  }
+  // Partition: choose blocks per stage (sum L) minimising
+  //   sum_i X_i + (m - 1) max_i X_i  (X_i = busy time of one micro-batch on stage i),
+  // exactly, by enumerating the bottleneck threshold; the best few are then scored by Evaluate.
+  std::vector<std::vector<int>> partitions;
+  if (p == 1) {
+    if (tables[0].size() > static_cast<size_t>(L) && tables[0][L].feasible) partitions.push_back({L});
+  } else {
+    std::vector<double> thresholds;
+    for (const auto& t : tables) {
+      for (const auto& s : t) {
+        if (s.feasible) thresholds.push_back(s.busy_s);
+      }
+    }
+    std::sort(thresholds.begin(), thresholds.end());
+    thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
+    std::vector<std::pair<double, std::vector<int>>> found;
+    double best_key = kInf;
+    std::vector<double> g(L + 1), ng(L + 1);
+    std::vector<std::vector<int>> choice(p, std::vector<int>(L + 1, -1));
+    for (double X : thresholds) {
+      if ((c.m - 1) * X >= best_key) break;  // the max term alone already loses
+      std::fill(g.begin(), g.end(), kInf);
+      g[0] = 0;
+      for (int i = 0; i < p; ++i) {
+        std::fill(ng.begin(), ng.end(), kInf);
+        for (int k = 0; k <= L; ++k) {
+          if (g[k] == kInf) continue;
+          for (int n = 0; n < static_cast<int>(tables[i].size()) && k + n <= L; ++n) {
+            const StageDpSolution& s = tables[i][n];
+            if (!s.feasible || s.busy_s > X) continue;
+            const double v = g[k] + s.busy_s;
+            if (v < ng[k + n]) {
+              ng[k + n] = v;
+              choice[i][k + n] = n;
+            }
+          }
+        }
+        std::swap(g, ng);
+      }
+      if (g[L] == kInf) continue;
+      const double key = g[L] + (c.m - 1) * X;
+      std::vector<int> part(p);
+      int k = L;
+      for (int i = p - 1; i >= 0; --i) {
+        part[i] = choice[i][k];
+        k -= part[i];
+      }
+      found.push_back({key, part});
+      best_key = std::min(best_key, key);
+    }
+    std::sort(found.begin(), found.end());
+    for (const auto& f : found) {
+      if (partitions.size() >= 3) break;
+      if (std::find(partitions.begin(), partitions.end(), f.second) == partitions.end()) {
+        partitions.push_back(f.second);
+      }
+    }
+  }
+  // Variant masks: bit i-1 set = stage i uses its hidden-sync solution. Every combination for
+  // short pipelines, otherwise all-charged and all-hidden.
+  std::vector<uint32_t> masks;
+  if (p <= 4) {
+    for (uint32_t mask = 0; mask < (1u << (p - 1)); ++mask) masks.push_back(mask);
+  } else {
+    masks = {0u, ~0u};
+  }
+  for (const std::vector<int>& part : partitions) {
+    for (uint32_t mask : masks) {
+      PlanSpec plan;
+      plan.global_batch = c.batch;
+      plan.num_micro_batches = c.m;
+      plan.schedule = c.schedule;
+      plan.origin = "search";
+      bool complete = true;
+      for (int i = 0; i < p; ++i) {
+        const bool hidden = i > 0 && ((mask >> (i - 1)) & 1u);
+        const StageDpSolution& s = hidden ? hidden_sync[i][part[i]] : tables[i][part[i]];
+        if (!s.feasible) complete = false;
+        plan.stage_layers.push_back(static_cast<int>(s.layers.size()));
+        plan.layers.insert(plan.layers.end(), s.layers.begin(), s.layers.end());
+      }
+      if (!complete) continue;
+      absl::StatusOr<Evaluation> e = Evaluate(cm_, plan);
+      ++evaluated_;
+      if (!e.ok() || !e->feasible) continue;  // cannot happen: the DP only builds fitting plans
+      top_.Offer(e->step_time_s / c.batch, std::move(plan), *std::move(e));
+    }
+  }
+}
+
+SearchResult Searcher::Run() {
+  const auto t0 = std::chrono::steady_clock::now();
+  SearchResult r;
+  std::vector<Combo> combos = Combos();
+  r.stats.combinations = static_cast<int64_t>(combos.size());
+  r.stats.memory_quantum_bytes = static_cast<double>(quantum_);
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> done{0};
+  const int threads = std::max(
+      1, pb_.threads > 0 ? pb_.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  auto worker = [&] {
+    while (true) {
+      const size_t i = next.fetch_add(1);
+      if (i >= combos.size()) return;
+      if (opt_.cancelled && opt_.cancelled->load()) return;
+      if (combos[i].lower_bound_per_sample >= top_.bound.load()) {
+        ++pruned_;
+      } else {
+        Solve(combos[i]);
+      }
+      const int64_t d = ++done;
+      if (opt_.progress) opt_.progress(d, static_cast<int64_t>(combos.size()));
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+  for (auto& it : top_.items) {
+    r.plans.push_back(std::move(it.second.first));
+    r.evaluations.push_back(std::move(it.second.second));
+  }
+  r.stats.combinations_pruned = pruned_;
+  r.stats.dp_cells = cells_;
+  r.stats.plans_evaluated = evaluated_;
+  if (pb_.space.uniform_layers) {
+    // Galvatron's coarse mode: the best uniform plan replaces the per-layer search result.
+    r.plans.clear();
+    r.evaluations.clear();
+    std::vector<BaselineResult> all = EvaluateBaselines(pb_);
+    for (BaselineResult& b : all) {
+      if (!b.feasible) continue;
+      r.plans.push_back(b.plan);
+      r.evaluations.push_back(b.evaluation);
+    }
+  }
+  r.search_time_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// Smallest per-device memory any plan in a memory-lean family needs on `problem`'s cluster.
+int64_t MinimumMemory(const SearchProblem& problem) {
+  CostModel cm(problem);
+  const int N = problem.hardware.num_devices();
+  const int L = problem.model.num_layers;
+  int64_t best = std::numeric_limits<int64_t>::max();
+  const int max_tp = std::min(N, problem.hardware.devices_per_node);
+  for (int batch : problem.global_batch_sizes) {
+    for (int p : Divisors(N)) {
+      if (p > L) continue;
+      const int n = N / p;
+      for (int t = 1; t <= std::min(n, max_tp); t *= 2) {
+        if (n % t != 0) continue;
+        const int m = batch / std::gcd(batch, n / t) ;  // smallest micro-batch that splits
+        if (m < 1 || batch % m != 0) continue;
+        for (ParallelMode mode : {ParallelMode::kTensorSequence, ParallelMode::kTensor}) {
+          Strategy s;
+          s.tp = t;
+          s.mode = t > 1 ? mode : ParallelMode::kTensor;
+          s.dp = DpMode::kZero3;
+          s.recompute = true;
+          Strategy eh = s;
+          eh.recompute = false;
+          PlanSpec plan;
+          if (!MakeUniformPlan(problem, batch, p, m, Schedule::k1F1B, s, eh, &plan)) continue;
+          absl::StatusOr<Evaluation> e = Evaluate(cm, plan);
+          if (!e.ok()) continue;
+          bool valid = true;
+          for (const StageCost& sc : e->stages) valid = valid && sc.invalid.empty();
+          if (valid) best = std::min(best, e->PeakBytes());
+        }
+      }
+    }
+  }
+  return best;
+}
+
+std::string InfeasibleReason(const SearchProblem& pb, int64_t combos) {
+  if (combos == 0) {
+    return absl::StrCat("no way to split global batch ",
+                        pb.global_batch_sizes.empty() ? 0 : pb.global_batch_sizes.front(),
+                        " over ", pb.hardware.num_devices(),
+                        " devices with the allowed degrees: every data-parallel rank needs a whole "
+                        "number of samples per micro-batch; use a global batch divisible by the "
+                        "device count (or by devices / tensor-parallel degree)");
+  }
+  const int64_t need = MinimumMemory(pb);
+  std::string out = absl::StrCat("no plan fits in ", FormatBytes(pb.memory_budget_bytes),
+                                 " per device on ", pb.hardware.num_devices(), " devices");
+  if (need != std::numeric_limits<int64_t>::max()) {
+    absl::StrAppend(&out, "; the leanest plan (ZeRO-3 + recomputation + tensor parallelism) needs ",
+                    FormatBytes(need), " per device");
+  }
+  // More nodes: the leanest plan's memory shrinks with the device count.
+  for (int k = 2; k <= 64; k *= 2) {
+    SearchProblem bigger = pb;
+    bigger.hardware.num_nodes = pb.hardware.num_nodes * k;
+    const int64_t m = MinimumMemory(bigger);
+    if (m <= pb.memory_budget_bytes) {
+      absl::StrAppend(&out, "; with ", bigger.hardware.num_nodes, " nodes (",
+                      bigger.hardware.num_devices(), " devices) it would need ", FormatBytes(m));
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool MakeUniformPlan(const SearchProblem& problem, int global_batch, int pp, int micro_batches,
+                     Schedule schedule, const Strategy& block, const Strategy& embedding_and_head,
+                     PlanSpec* plan) {
+  const int L = problem.model.num_layers;
+  if (pp < 1 || pp > L || global_batch % micro_batches != 0) return false;
+  *plan = PlanSpec();
+  plan->global_batch = global_batch;
+  plan->num_micro_batches = micro_batches;
+  plan->schedule = schedule;
+  for (int i = 0; i < pp; ++i) {
+    const int blocks = L / pp + (i < L % pp ? 1 : 0);
+    plan->stage_layers.push_back(blocks + (i == 0) + (i == pp - 1));
+  }
+  plan->layers.assign(L + 2, block);
+  plan->layers.front() = embedding_and_head;
+  plan->layers.back() = embedding_and_head;
+  return true;
+}
+
+std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
+  CostModel cm(problem);
+  const int N = problem.hardware.num_devices();
+  const int L = problem.model.num_layers;
+  struct Family {
+    const char* name;
+    bool pipeline_and_tp;
+    DpMode dp;
+    bool recompute;
+  };
+  const Family families[] = {
+      {"megatron", true, DpMode::kZero1, false},
+      {"megatron+recompute", true, DpMode::kZero1, true},
+      {"fsdp", false, DpMode::kZero3, false},
+      {"fsdp+recompute", false, DpMode::kZero3, true},
+      {"ddp", false, DpMode::kDdp, false},
+  };
+  std::vector<BaselineResult> out;
+  for (const Family& f : families) {
+    BaselineResult best;
+    best.family = f.name;
+    double best_key = kInf;
+    int64_t least_memory = std::numeric_limits<int64_t>::max();
+    for (int batch : problem.global_batch_sizes) {
+      for (int p : f.pipeline_and_tp ? Divisors(N) : std::vector<int>{1}) {
+        if (p > L) continue;
+        const int n = N / p;
+        const int max_tp = f.pipeline_and_tp ? std::min(n, problem.hardware.devices_per_node) : 1;
+        for (int t = 1; t <= max_tp; t *= 2) {
+          if (n % t != 0) continue;
+          for (int m : Divisors(batch)) {
+            if (p > 1 && m < p) continue;
+            Strategy s;
+            s.tp = t;
+            s.mode = t > 1 ? ParallelMode::kTensorSequence : ParallelMode::kTensor;
+            s.dp = f.dp;
+            s.recompute = f.recompute;
+            Strategy eh = s;
+            eh.recompute = false;
+            PlanSpec plan;
+            if (!MakeUniformPlan(problem, batch, p, m, Schedule::k1F1B, s, eh, &plan)) continue;
+            plan.origin = absl::StrCat("uniform:", f.name);
+            absl::StatusOr<Evaluation> e = Evaluate(cm, plan);
+            if (!e.ok()) continue;
+            bool valid = true;
+            for (const StageCost& sc : e->stages) valid = valid && sc.invalid.empty();
+            if (!valid) continue;
+            least_memory = std::min(least_memory, e->PeakBytes());
+            if (!e->feasible) continue;
+            const double key = e->step_time_s / batch;
+            if (key < best_key) {
+              best_key = key;
+              best.feasible = true;
+              best.description = absl::StrFormat("tp=%d pp=%d dp=%d m=%d batch=%d%s", t, p,
+                                                 n / t, m, batch,
+                                                 f.recompute ? " recompute" : "");
+              best.plan = plan;
+              best.evaluation = *std::move(e);
+            }
+          }
+        }
+      }
+    }
+    if (!best.feasible) {
+      best.reason = least_memory == std::numeric_limits<int64_t>::max()
+                        ? "no configuration of this family divides the batch and devices"
+                        : absl::StrCat("its leanest configuration needs ",
+                                       FormatBytes(least_memory), " per device");
+    }
+    out.push_back(std::move(best));
+  }
+  return out;
+}
+
+absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOptions& options) {
+  if (problem.global_batch_sizes.empty()) {
+    return absl::InvalidArgumentError("no global batch size to search");
+  }
+  if (problem.memory_budget_bytes <= 0) {
+    return absl::InvalidArgumentError("memory budget must be positive");
+  }
+  Searcher searcher(problem, options);
+  SearchResult r = searcher.Run();
+  if (r.plans.empty()) r.infeasible_reason = InfeasibleReason(problem, r.stats.combinations);
+  if (options.with_baselines) {
+    r.baselines = EvaluateBaselines(problem);
+    double best_baseline = kInf;
+    for (const BaselineResult& b : r.baselines) {
+      if (b.feasible) {
+        best_baseline = std::min(best_baseline, b.evaluation.step_time_s / b.plan.global_batch);
+      }
+    }
+    if (!r.plans.empty() && best_baseline < kInf) {
+      r.gain_over_best_baseline =
+          best_baseline / (r.evaluations[0].step_time_s / r.plans[0].global_batch);
+    }
+  }
+  return r;
+}
+
+}  // namespace cairn::planner

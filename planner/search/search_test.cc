@@ -1,0 +1,146 @@
+#include "planner/search/search.h"
+
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+#include "common/testing/status_matchers.h"
+#include "gtest/gtest.h"
+#include "planner/cost/test_problems.h"
+
+namespace cairn::planner {
+namespace {
+
+using testing::RandomTinyProblem;
+using testing::SmallProblem;
+
+std::vector<int> Divs(int x) {
+  std::vector<int> d;
+  for (int i = 1; i <= x; ++i) if (x % i == 0) d.push_back(i);
+  return d;
+}
+
+// Best time per sample over every plan the search space contains (every pipeline degree,
+// micro-batch count, stage partition and per-layer strategy), scored by Evaluate.
+struct BruteForce {
+  double best = std::numeric_limits<double>::infinity();  // memory <= budget
+  double best_slack = std::numeric_limits<double>::infinity();  // memory <= budget - slack
+  int64_t plans = 0;
+  PlanSpec best_plan;
+};
+
+std::string Show(const PlanSpec& p, int L) {
+  std::string out = absl::StrCat("pp=", p.pipeline_degree(), " m=", p.num_micro_batches, " ",
+                                 ToString(p.schedule), " stages=");
+  for (int s : p.stage_layers) absl::StrAppend(&out, s, ",");
+  for (const auto& line : SummarizeLayers(p, 0, L + 2, L)) absl::StrAppend(&out, " | ", line);
+  return out;
+}
+
+BruteForce Brute(const SearchProblem& pb, int64_t slack_bytes) {
+  BruteForce out;
+  CostModel cm(pb);
+  const int N = pb.hardware.num_devices();
+  const int L = pb.model.num_layers;
+  for (int batch : pb.global_batch_sizes) {
+    for (int p : Divs(N)) {
+      if (p > L) continue;
+      const int n = N / p;
+      const auto emb = EnumerateStrategies(pb, LayerKind::kEmbedding, n);
+      const auto blk = EnumerateStrategies(pb, LayerKind::kBlock, n);
+      const auto head = EnumerateStrategies(pb, LayerKind::kHead, n);
+      for (int m : Divs(batch)) {
+        for (Schedule sched : pb.space.schedules) {
+          // Blocks per stage: first/last may have 0 blocks, middle stages at least 1.
+          std::vector<int> blocks(p, 0);
+          std::function<void(int, int)> parts = [&](int i, int left) {
+            if (i == p - 1) {
+              if (p > 1 && i > 0 && i < p - 1 && left < 1) return;
+              blocks[i] = left;
+              PlanSpec plan;
+              plan.global_batch = batch;
+              plan.num_micro_batches = m;
+              plan.schedule = sched;
+              for (int s = 0; s < p; ++s) {
+                plan.stage_layers.push_back(blocks[s] + (s == 0) + (s == p - 1));
+              }
+              plan.layers.resize(L + 2);
+              std::function<void(int)> assign = [&](int idx) {
+                if (idx == L + 2) {
+                  auto e = Evaluate(cm, plan);
+                  ++out.plans;
+                  if (!e.ok()) return;
+                  bool valid = true;
+                  for (auto& sc : e->stages) valid = valid && sc.invalid.empty();
+                  if (!valid) return;
+                  const double key = e->step_time_s / batch;
+                  if (e->PeakBytes() <= pb.memory_budget_bytes) out.best = std::min(out.best, key);
+                  if (e->PeakBytes() <= pb.memory_budget_bytes - slack_bytes) {
+                    if (key < out.best_slack) out.best_plan = plan;
+                    out.best_slack = std::min(out.best_slack, key);
+                  }
+                  return;
+                }
+                const auto& list = idx == 0 ? emb : (idx == L + 1 ? head : blk);
+                for (const Strategy& s : list) {
+                  plan.layers[idx] = s;
+                  assign(idx + 1);
+                }
+              };
+              assign(0);
+              return;
+            }
+            const int lo = (i > 0) ? 1 : 0;
+            for (int b = lo; b <= left; ++b) {
+              blocks[i] = b;
+              parts(i + 1, left - b);
+            }
+          };
+          if (p == 1) {
+            blocks[0] = L;
+            parts(0, L);
+          } else {
+            parts(0, L);
+          }
+          if (p == 1) break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+TEST(SearchTest, MatchesBruteForceOnRandomSmallProblems) {
+  int compared = 0, infeasible = 0;
+  for (uint32_t seed = 1; compared < 20 && seed < 200; ++seed) {
+    SearchProblem pb = RandomTinyProblem(seed);
+    SearchOptions opt;
+    opt.with_baselines = false;
+    ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb, opt));
+    // Each layer's memory is rounded up to the quantum, so the search may miss plans within
+    // (layers x quantum) of the budget, never more.
+    const int64_t slack = (pb.model.num_layers + 2) * pb.memory_quantum_bytes;
+    const BruteForce bf = Brute(pb, slack);
+    if (bf.best == std::numeric_limits<double>::infinity()) {
+      EXPECT_TRUE(r.plans.empty()) << "seed " << seed;
+      ++infeasible;
+      continue;
+    }
+    ++compared;
+    ASSERT_FALSE(r.plans.empty()) << "seed " << seed << ": brute force found a plan";
+    const double found = r.evaluations[0].step_time_s / r.plans[0].global_batch;
+    EXPECT_TRUE(r.evaluations[0].feasible) << "seed " << seed;
+    EXPECT_GE(found, bf.best * (1 - 1e-6)) << "seed " << seed;
+    EXPECT_LE(found, bf.best_slack * (1 + 1e-5))
+        << "seed " << seed << ": search " << found << " brute force " << bf.best_slack
+        << " (" << bf.plans << " plans)\n search: " << Show(r.plans[0], pb.model.num_layers)
+        << "\n brute:  " << Show(bf.best_plan, pb.model.num_layers);
+  }
+  EXPECT_EQ(compared, 20);
+  (void)infeasible;
+}
+
+}  // namespace
+}  // namespace cairn::planner
