@@ -1,0 +1,233 @@
+#include "planner/plan/plan_convert.h"
+
+#include <chrono>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "planner/problem/proto_enums.h"
+
+namespace cairn::planner {
+
+cairn::v1::Plan ToPlanProto(const SearchProblem& problem, const PlanSpec& plan,
+                            const Evaluation& e, const ProvenanceInfo& prov) {
+  cairn::v1::Plan out;
+  const int L = problem.model.num_layers;
+  out.set_format_version(kPlanFormatVersion);
+  out.set_model_name(problem.model.name);
+  out.set_num_nodes(problem.hardware.num_nodes);
+  out.set_devices_per_node(problem.hardware.devices_per_node);
+  out.set_global_batch_size(plan.global_batch);
+  out.set_seq_len(problem.seq_len);
+  out.set_num_micro_batches(plan.num_micro_batches);
+  out.set_pipeline_degree(plan.pipeline_degree());
+  out.set_schedule(ToProto(plan.schedule));
+  int first = 0;
+  for (int n : plan.stage_layers) {
+    cairn::v1::Stage* s = out.add_stages();
+    s->set_first_layer(first);
+    s->set_num_layers(n);
+    first += n;
+  }
+  for (int i = 0; i < static_cast<int>(plan.layers.size()); ++i) {
+    const Strategy& st = plan.layers[i];
+    cairn::v1::LayerStrategy* l = out.add_layers();
+    l->set_index(i);
+    l->set_kind(ToProto(KindOf(i, L)));
+    l->set_tp_degree(st.tp);
+    l->set_mode(ToProto(st.mode));
+    l->set_dp_mode(ToProto(st.dp));
+    l->set_recompute(st.recompute);
+    l->set_tp_consecutive(st.tp_consecutive);
+  }
+  cairn::v1::Prediction* pr = out.mutable_prediction();
+  pr->set_step_time_s(e.step_time_s);
+  pr->set_tokens_per_s(e.tokens_per_s);
+  pr->set_samples_per_s(e.samples_per_s);
+  pr->set_mfu(e.mfu);
+  pr->set_lower_bound_s(e.lower_bound_s);
+  pr->set_optimality_gap(e.optimality_gap);
+  for (int i = 0; i < static_cast<int>(e.stages.size()); ++i) {
+    const StageCost& sc = e.stages[i];
+    cairn::v1::StageMemory* m = pr->add_stage_memory();
+    m->set_stage(i);
+    m->set_parameter_bytes(sc.param_bytes);
+    m->set_gradient_bytes(sc.grad_bytes);
+    m->set_optimizer_bytes(sc.optimizer_bytes);
+    m->set_activation_bytes(sc.activation_bytes);
+    m->set_transient_bytes(sc.transient_bytes);
+    m->set_reserved_bytes(sc.reserved_bytes);
+    m->set_total_bytes(sc.total_bytes);
+    m->set_budget_bytes(e.budget_bytes);
+    pr->add_stage_forward_s(sc.times.forward_s);
+    pr->add_stage_backward_s(sc.times.backward_s);
+  }
+  cairn::v1::CostBreakdown* b = pr->mutable_breakdown();
+  b->set_compute_s(e.compute_s);
+  b->set_tensor_parallel_comm_s(e.tp_comm_s);
+  b->set_data_parallel_comm_s(e.dp_comm_s);
+  b->set_pipeline_comm_s(e.pipeline_comm_s);
+  b->set_transition_s(e.transition_s);
+  b->set_bubble_s(e.bubble_s);
+  b->set_optimizer_s(e.optimizer_s);
+  cairn::v1::Provenance* pv = out.mutable_provenance();
+  pv->set_cairn_version(kCairnVersion);
+  pv->set_hardware_profile(prov.hardware_profile);
+  pv->set_model_profile(prov.model_profile);
+  pv->set_search_time_s(prov.search_time_s);
+  pv->set_candidates_evaluated(prov.candidates_evaluated);
+  pv->set_origin(plan.origin);
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  pv->set_created_at(buf);
+  return out;
+}
+
+absl::StatusOr<PlanSpec> PlanSpecFromProto(const SearchProblem& problem,
+                                           const cairn::v1::Plan& plan) {
+  if (plan.format_version() != kPlanFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("plan format_version ", plan.format_version(), " is not supported (this cairn ",
+                     "reads version ", kPlanFormatVersion, ")"));
+  }
+  const int L = problem.model.num_layers;
+  if (!plan.model_name().empty() && plan.model_name() != problem.model.name) {
+    return absl::InvalidArgumentError(absl::StrCat("the plan is for model '", plan.model_name(),
+                                                   "', not '", problem.model.name, "'"));
+  }
+  PlanSpec s;
+  s.global_batch = plan.global_batch_size();
+  s.num_micro_batches = plan.num_micro_batches();
+  s.schedule = plan.schedule() == cairn::v1::PIPELINE_SCHEDULE_GPIPE ? Schedule::kGPipe
+                                                                      : Schedule::k1F1B;
+  s.origin = plan.provenance().origin().empty() ? "file" : plan.provenance().origin();
+  int expected_first = 0;
+  for (int i = 0; i < plan.stages_size(); ++i) {
+    const cairn::v1::Stage& st = plan.stages(i);
+    if (st.first_layer() != expected_first) {
+      return absl::InvalidArgumentError(absl::StrCat("stage ", i, " starts at layer ",
+                                                     st.first_layer(), "; expected ",
+                                                     expected_first, " (stages must be contiguous)"));
+    }
+    s.stage_layers.push_back(st.num_layers());
+    expected_first += st.num_layers();
+  }
+  if (plan.pipeline_degree() != 0 && plan.pipeline_degree() != plan.stages_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("pipeline_degree ", plan.pipeline_degree(),
+                                                   " but ", plan.stages_size(), " stages"));
+  }
+  if (plan.layers_size() != L + 2) {
+    return absl::InvalidArgumentError(absl::StrCat("the plan has ", plan.layers_size(),
+                                                   " layers; model ", problem.model.name, " has ",
+                                                   L + 2, " (embedding + ", L, " blocks + head)"));
+  }
+  for (int i = 0; i < plan.layers_size(); ++i) {
+    const cairn::v1::LayerStrategy& l = plan.layers(i);
+    if (l.index() != i) {
+      return absl::InvalidArgumentError(absl::StrCat("layers[", i, "] has index ", l.index()));
+    }
+    Strategy st;
+    st.tp = l.tp_degree() == 0 ? 1 : l.tp_degree();
+    st.mode = FromProto(l.mode());
+    st.dp = FromProto(l.dp_mode());
+    st.recompute = l.recompute();
+    st.tp_consecutive = l.tp_consecutive() || st.tp == 1;
+    s.layers.push_back(st);
+  }
+  if (absl::Status st = ValidatePlanShape(problem, s); !st.ok()) return st;
+  return s;
+}
+
+absl::StatusOr<std::string> PlanToJson(const cairn::v1::Plan& plan) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opt;
+  opt.add_whitespace = true;
+  opt.preserve_proto_field_names = true;
+  opt.always_print_primitive_fields = true;
+  const auto st = google::protobuf::util::MessageToJsonString(plan, &out, opt);
+  if (!st.ok()) return absl::InternalError(absl::StrCat("plan to JSON: ", st.ToString()));
+  return out;
+}
+
+absl::StatusOr<cairn::v1::Plan> PlanFromJson(const std::string& json) {
+  cairn::v1::Plan plan;
+  google::protobuf::util::JsonParseOptions opt;
+  opt.ignore_unknown_fields = false;
+  const auto st = google::protobuf::util::JsonStringToMessage(json, &plan, opt);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not a Cairn plan: ", st.ToString()));
+  }
+  if (plan.format_version() != kPlanFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "plan format_version ", plan.format_version(), " is not supported (expected ",
+        kPlanFormatVersion, ")"));
+  }
+  return plan;
+}
+
+absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const PlanSpec& plan) {
+  const int L = problem.model.num_layers;
+  const Strategy& b = plan.layers[1];
+  for (int i = 1; i <= L; ++i) {
+    if (plan.layers[i] != b) {
+      return absl::UnimplementedError(
+          "Megatron-LM applies one strategy to every block; this plan mixes strategies across "
+          "layers");
+    }
+  }
+  if (b.mode == ParallelMode::kUlysses && b.tp > 1) {
+    return absl::UnimplementedError("Megatron-LM has no Ulysses sequence parallelism");
+  }
+  if (b.dp == DpMode::kZero2 || b.dp == DpMode::kZero3) {
+    return absl::UnimplementedError(absl::StrCat("Megatron-LM has no ", ToString(b.dp),
+                                                 " (only DDP and the distributed optimizer)"));
+  }
+  for (int i : {0, L + 1}) {
+    if (plan.layers[i].tp != b.tp || plan.layers[i].dp != b.dp) {
+      return absl::UnimplementedError(
+          "Megatron-LM gives the embedding and head the blocks' tensor-parallel degree and "
+          "optimizer sharding");
+    }
+  }
+  const int p = plan.pipeline_degree();
+  const int N = problem.hardware.num_devices();
+  std::string out = absl::StrFormat(
+      "--tensor-model-parallel-size %d --pipeline-model-parallel-size %d", b.tp, p);
+  if (b.tp > 1 && b.mode == ParallelMode::kTensorSequence) absl::StrAppend(&out, " --sequence-parallel");
+  if (b.dp == DpMode::kZero1) absl::StrAppend(&out, " --use-distributed-optimizer");
+  if (b.recompute) {
+    absl::StrAppend(&out,
+                    " --recompute-granularity full --recompute-method uniform --recompute-num-layers 1");
+  }
+  // Blocks per stage (the embedding and head are not counted by Megatron).
+  std::vector<int> blocks(plan.stage_layers);
+  blocks.front() -= 1;
+  blocks.back() -= 1;
+  bool even_middle = true;
+  for (int i = 1; i + 1 < p; ++i) even_middle = even_middle && blocks[i] == blocks[1];
+  if (p > 1) {
+    const bool all_even = even_middle && blocks.front() == blocks[p > 2 ? 1 : 0] &&
+                          blocks.back() == blocks.front();
+    if (!all_even) {
+      if (!even_middle) {
+        return absl::UnimplementedError(
+            "Megatron-LM needs equal middle stages; this plan's stages are uneven in the middle");
+      }
+      absl::StrAppendFormat(&out, " --decoder-first-pipeline-num-layers %d", blocks.front());
+      absl::StrAppendFormat(&out, " --decoder-last-pipeline-num-layers %d", blocks.back());
+    }
+  }
+  if (plan.schedule == Schedule::kGPipe && p > 1) {
+    return absl::UnimplementedError("Megatron-LM runs 1F1B, not GPipe");
+  }
+  const int dp = N / p / b.tp;
+  absl::StrAppendFormat(&out, " --micro-batch-size %d --global-batch-size %d --seq-length %d",
+                        plan.global_batch / plan.num_micro_batches / dp, plan.global_batch,
+                        problem.seq_len);
+  absl::StrAppend(&out, " --bf16");
+  return out;
+}
+
+}  // namespace cairn::planner

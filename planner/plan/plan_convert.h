@@ -1,0 +1,54 @@
+// planner/plan/plan_convert.h — between the plain PlanSpec/Evaluation and the cairn.v1.Plan message,
+// its stable JSON form, and the flags other frameworks take.
+//
+//   cairn::v1::Plan proto = ToPlanProto(problem, spec, evaluation, provenance);
+//   absl::StatusOr<std::string> json = PlanToJson(proto);          // stable, snake_case fields
+//   absl::StatusOr<cairn::v1::Plan> back = PlanFromJson(*json);
+//   absl::StatusOr<PlanSpec> spec2 = PlanSpecFromProto(problem, *back);   // validated shape
+//   absl::StatusOr<std::string> flags = MegatronFlags(problem, spec);     // Unimplemented if not
+//                                                                         // expressible
+#ifndef CAIRN_PLANNER_PLAN_PLAN_CONVERT_H_
+#define CAIRN_PLANNER_PLAN_PLAN_CONVERT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "planner/cost/evaluate.h"
+#include "planner/problem/problem.h"
+#include "proto/cairn/v1/plan.pb.h"
+
+namespace cairn::planner {
+
+inline constexpr int kPlanFormatVersion = 1;
+// Version string recorded in every plan's provenance.
+inline constexpr const char* kCairnVersion = "0.1.0";
+
+struct ProvenanceInfo {
+  std::string hardware_profile;   // e.g. "h100-sxm (default)"
+  std::string model_profile;      // "analytic" or a profile source
+  double search_time_s = 0;
+  int64_t candidates_evaluated = 0;
+};
+
+cairn::v1::Plan ToPlanProto(const SearchProblem& problem, const PlanSpec& plan,
+                            const Evaluation& evaluation, const ProvenanceInfo& provenance);
+
+// The plan's strategy part, checked against the problem (layer count, stage sizes, degrees).
+// InvalidArgument names the first problem found.
+absl::StatusOr<PlanSpec> PlanSpecFromProto(const SearchProblem& problem,
+                                           const cairn::v1::Plan& plan);
+
+absl::StatusOr<std::string> PlanToJson(const cairn::v1::Plan& plan);
+// Accepts the JSON written by PlanToJson (unknown fields rejected); FailedPrecondition for another
+// format_version major.
+absl::StatusOr<cairn::v1::Plan> PlanFromJson(const std::string& json);
+
+// Megatron-LM command-line flags for a plan Megatron can run: one strategy for all blocks, Megatron
+// TP (with or without --sequence-parallel), no Ulysses, even stages (or expressed with
+// --decoder-first/last-pipeline-num-layers), DDP or ZeRO-1 (--use-distributed-optimizer).
+// Unimplemented, saying why, otherwise.
+absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const PlanSpec& plan);
+
+}  // namespace cairn::planner
+
+#endif  // CAIRN_PLANNER_PLAN_PLAN_CONVERT_H_
