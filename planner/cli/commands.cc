@@ -1,0 +1,507 @@
+#include "planner/cli/commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "planner/catalog/clusters.h"
+#include "planner/catalog/galvatron.h"
+#include "planner/catalog/json_io.h"
+#include "planner/catalog/models.h"
+#include "planner/cli/args.h"
+#include "planner/cost/evaluate.h"
+#include "planner/cost/model_math.h"
+#include "planner/plan/plan_convert.h"
+#include "planner/problem/problem_builder.h"
+#include "planner/search/search.h"
+
+namespace cairn::cli {
+namespace {
+
+using planner::Evaluation;
+using planner::PlanSpec;
+using planner::SearchProblem;
+
+const std::set<std::string> kProblemFlags = {
+    "model", "cluster", "nodes", "gpus-per-node", "global-batch", "batch-range", "seq-len",
+    "memory-gb", "hardware-profile", "galvatron-hardware", "model-profile",
+    "galvatron-model-profile", "dtype", "threads", "pp", "max-tp", "micro-batches", "schedules",
+    "dp-modes", "modes", "memory-quantum-mb"};
+
+std::string Usage() {
+  return R"(cairn — find and score hybrid-parallel training plans.
+
+Commands:
+  cairn plan      --model NAME|FILE.json --cluster NAME --nodes N --global-batch B --seq-len S
+                  [--gpus-per-node G] [--memory-gb X] [--top K] [--explain] [--json]
+                  [--output FILE] [--format text|json|megatron|galvatron]
+                  [--batch-range MIN:MAX:STEP] [--pp 1,2,4] [--max-tp T] [--micro-batches 8,16]
+                  [--schedules 1f1b,gpipe] [--dp-modes ddp,zero1,zero2,zero3]
+                  [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
+                  [--hardware-profile FILE.json] [--galvatron-hardware DIR]
+                  [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
+                  [--dtype bf16|fp32] [--threads N] [--memory-quantum-mb Q] [--quiet]
+  cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
+                   --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
+                   [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
+                  plus the model/cluster flags of `plan`; [--json] [--explain]
+  cairn models    list the built-in models
+  cairn clusters  list the built-in clusters
+  cairn help      this text
+
+Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
+)";
+}
+
+int Fail(std::ostream& err, const absl::Status& s) {
+  err << "cairn: " << s.message() << "\n";
+  return 2;
+}
+
+absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s) {
+  if (s == "tp") return planner::ParallelMode::kTensor;
+  if (s == "tp+sp" || s == "sp") return planner::ParallelMode::kTensorSequence;
+  if (s == "ulysses") return planner::ParallelMode::kUlysses;
+  return absl::InvalidArgumentError(absl::StrCat("unknown mode '", s, "' (tp, tp+sp, ulysses)"));
+}
+
+absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s) {
+  if (s == "ddp") return planner::DpMode::kDdp;
+  if (s == "zero1") return planner::DpMode::kZero1;
+  if (s == "zero2") return planner::DpMode::kZero2;
+  if (s == "zero3" || s == "fsdp") return planner::DpMode::kZero3;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown data-parallel mode '", s, "' (ddp, zero1, zero2, zero3)"));
+}
+
+absl::StatusOr<planner::Schedule> ParseSchedule(absl::string_view s) {
+  if (s == "1f1b") return planner::Schedule::k1F1B;
+  if (s == "gpipe") return planner::Schedule::kGPipe;
+  return absl::InvalidArgumentError(absl::StrCat("unknown schedule '", s, "' (1f1b, gpipe)"));
+}
+
+struct Loaded {
+  SearchProblem problem;
+  std::string hardware_label;
+};
+
+// Builds the SearchRequest from the flags shared by `plan` and `evaluate`.
+absl::StatusOr<Loaded> LoadProblem(const Args& a) {
+  cairn::v1::SearchRequest req;
+  CAIRN_ASSIGN_OR_RETURN(*req.mutable_model(), planner::ResolveModel(a.Get("model", "llama2-7b")));
+  CAIRN_ASSIGN_OR_RETURN(int nodes, a.GetInt("nodes", 1));
+  CAIRN_ASSIGN_OR_RETURN(int gpn, a.GetInt("gpus-per-node", 0));
+  std::string label;
+  cairn::v1::HardwareProfile hw;
+  if (a.Has("hardware-profile")) {
+    CAIRN_ASSIGN_OR_RETURN(hw, planner::LoadHardwareProfileFile(a.Get("hardware-profile")));
+    label = absl::StrCat(hw.name(), " (", a.Get("hardware-profile"), ")");
+  } else {
+    const std::string name = a.Get("cluster", "h100-sxm");
+    CAIRN_ASSIGN_OR_RETURN(hw, planner::LookupHardware(name));
+    label = absl::StrCat(name, " (built-in default)");
+  }
+  if (a.Has("galvatron-hardware")) {
+    const int per_node = gpn > 0 ? gpn : hw.devices_per_node();
+    CAIRN_ASSIGN_OR_RETURN(hw, planner::ImportGalvatronHardware(a.Get("galvatron-hardware"), nodes,
+                                                                per_node, hw));
+    label = absl::StrCat(label, " + Galvatron profiles from ", a.Get("galvatron-hardware"));
+  }
+  CAIRN_ASSIGN_OR_RETURN(*req.mutable_cluster(), planner::MakeCluster(hw, nodes, gpn));
+  CAIRN_ASSIGN_OR_RETURN(int seq, a.GetInt("seq-len", std::min(4096, req.model().max_seq_len())));
+  req.set_seq_len(seq);
+  if (a.Has("batch-range")) {
+    std::vector<std::string> parts = absl::StrSplit(a.Get("batch-range"), ':');
+    int v[3] = {0, 0, 0};
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &v[0]) ||
+        !absl::SimpleAtoi(parts[1], &v[1]) || !absl::SimpleAtoi(parts[2], &v[2])) {
+      return absl::InvalidArgumentError("--batch-range must be MIN:MAX:STEP, e.g. 256:1024:256");
+    }
+    req.mutable_batch_range()->set_min(v[0]);
+    req.mutable_batch_range()->set_max(v[1]);
+    req.mutable_batch_range()->set_step(v[2]);
+  } else {
+    CAIRN_ASSIGN_OR_RETURN(int gb, a.GetInt("global-batch", 0));
+    if (gb <= 0) {
+      return absl::InvalidArgumentError("--global-batch is required (samples per optimizer step)");
+    }
+    req.set_global_batch_size(gb);
+  }
+  CAIRN_ASSIGN_OR_RETURN(double mem_gb, a.GetDouble("memory-gb", 0));
+  if (mem_gb < 0) return absl::InvalidArgumentError("--memory-gb must be positive");
+  req.set_memory_budget_bytes(static_cast<int64_t>(mem_gb * kGiB));
+  CAIRN_ASSIGN_OR_RETURN(double q_mb, a.GetDouble("memory-quantum-mb", 0));
+  req.set_memory_quantum_bytes(static_cast<int64_t>(q_mb * kMiB));
+  CAIRN_ASSIGN_OR_RETURN(int threads, a.GetInt("threads", 0));
+  req.set_threads(threads);
+  const std::string dtype = a.Get("dtype", "bf16");
+  if (dtype != "bf16" && dtype != "fp32") {
+    return absl::InvalidArgumentError("--dtype must be bf16 or fp32");
+  }
+  req.set_dtype_bytes(dtype == "fp32" ? 4 : 2);
+  if (a.Has("model-profile")) {
+    CAIRN_ASSIGN_OR_RETURN(std::string text, planner::ReadTextFile(a.Get("model-profile")));
+    CAIRN_RETURN_IF_ERROR(planner::ParseProtoJson(text, a.Get("model-profile"),
+                                                  req.mutable_model_profile()));
+  } else if (a.Has("galvatron-model-profile")) {
+    std::vector<std::string> files = absl::StrSplit(a.Get("galvatron-model-profile"), ',');
+    CAIRN_ASSIGN_OR_RETURN(*req.mutable_model_profile(),
+                           planner::ImportGalvatronModelProfile(
+                               files[0], files.size() > 1 ? files[1] : "", req.model(), seq));
+  }
+  cairn::v1::SearchSpace* sp = req.mutable_space();
+  CAIRN_ASSIGN_OR_RETURN(std::vector<int> pps, a.GetIntList("pp"));
+  for (int p : pps) sp->add_pipeline_degrees(p);
+  CAIRN_ASSIGN_OR_RETURN(int max_tp, a.GetInt("max-tp", 0));
+  sp->set_max_tp_degree(max_tp);
+  CAIRN_ASSIGN_OR_RETURN(std::vector<int> ms, a.GetIntList("micro-batches"));
+  for (int m : ms) sp->add_micro_batch_counts(m);
+  sp->set_disable_recompute(a.Has("no-recompute"));
+  sp->set_uniform_layers(a.Has("uniform-layers"));
+  for (absl::string_view s : absl::StrSplit(a.Get("schedules"), ',', absl::SkipEmpty())) {
+    CAIRN_ASSIGN_OR_RETURN(planner::Schedule sc, ParseSchedule(s));
+    sp->add_schedules(planner::ToProto(sc));
+  }
+  for (absl::string_view s : absl::StrSplit(a.Get("dp-modes"), ',', absl::SkipEmpty())) {
+    CAIRN_ASSIGN_OR_RETURN(planner::DpMode d, ParseDpMode(s));
+    sp->add_dp_modes(planner::ToProto(d));
+  }
+  for (absl::string_view s : absl::StrSplit(a.Get("modes"), ',', absl::SkipEmpty())) {
+    CAIRN_ASSIGN_OR_RETURN(planner::ParallelMode md, ParseMode(s));
+    sp->add_modes(planner::ToProto(md));
+  }
+  CAIRN_ASSIGN_OR_RETURN(int top, a.GetInt("top", 1));
+  req.set_top_k(top);
+  Loaded out;
+  CAIRN_ASSIGN_OR_RETURN(out.problem, planner::BuildSearchProblem(req));
+  out.hardware_label = label;
+  return out;
+}
+
+std::string Pct(double x) { return absl::StrFormat("%.1f%%", 100.0 * x); }
+
+void RenderPlan(const SearchProblem& pb, const PlanSpec& plan, const Evaluation& e,
+                std::ostream& out) {
+  const int L = pb.model.num_layers;
+  const int N = pb.hardware.num_devices();
+  const int p = plan.pipeline_degree();
+  out << absl::StrFormat("  step %s | %s tokens/s | MFU %s | lower bound %s (gap %s)\n",
+                         FormatSeconds(e.step_time_s), FormatCount(e.tokens_per_s), Pct(e.mfu),
+                         FormatSeconds(e.lower_bound_s), Pct(e.optimality_gap));
+  out << absl::StrFormat("  pipeline: %d stage%s x %d devices, %s, %d micro-batches of %d samples\n",
+                         p, p > 1 ? "s" : "", N / p, planner::ToString(plan.schedule),
+                         plan.num_micro_batches, plan.global_batch / plan.num_micro_batches);
+  for (int i = 0; i < p; ++i) {
+    const planner::StageCost& sc = e.stages[i];
+    out << absl::StrFormat("  stage %d: layers %d-%d, busy %s per micro-batch (fwd %s, bwd %s)\n",
+                           i, sc.first_layer, sc.first_layer + sc.num_layers - 1,
+                           FormatSeconds(sc.times.forward_s + sc.times.backward_s),
+                           FormatSeconds(sc.times.forward_s), FormatSeconds(sc.times.backward_s));
+    for (const std::string& line :
+         planner::SummarizeLayers(plan, sc.first_layer, sc.num_layers, L)) {
+      out << "      " << line << "\n";
+    }
+    out << absl::StrFormat(
+        "      memory %s of %s: params %s, grads %s, optimizer %s, activations %s, transient %s, "
+        "reserved %s\n",
+        FormatBytes(sc.total_bytes), FormatBytes(e.budget_bytes), FormatBytes(sc.param_bytes),
+        FormatBytes(sc.grad_bytes), FormatBytes(sc.optimizer_bytes),
+        FormatBytes(sc.activation_bytes), FormatBytes(sc.transient_bytes),
+        FormatBytes(sc.reserved_bytes));
+  }
+  out << absl::StrFormat(
+      "  time per step (bottleneck stage %d): compute %s, TP/SP comm %s, DP comm %s, transitions "
+      "%s, bubble %s, p2p %s, optimizer %s\n",
+      e.pipeline.bottleneck_stage, FormatSeconds(e.compute_s), FormatSeconds(e.tp_comm_s),
+      FormatSeconds(e.dp_comm_s), FormatSeconds(e.transition_s), FormatSeconds(e.bubble_s),
+      FormatSeconds(e.pipeline_comm_s), FormatSeconds(e.optimizer_s));
+  for (const std::string& v : e.violations) out << "  VIOLATION: " << v << "\n";
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  if (!f) return absl::FailedPreconditionError(absl::StrCat("cannot write ", path));
+  f << text;
+  f.close();
+  if (!f) return absl::DataLossError(absl::StrCat("writing ", path, " failed"));
+  return absl::OkStatus();
+}
+
+int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  Args a;
+  std::set<std::string> valued = kProblemFlags;
+  valued.insert({"top", "output", "format"});
+  if (absl::Status s = a.Parse(argv, valued,
+                               {"explain", "json", "no-recompute", "uniform-layers", "quiet"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  absl::StatusOr<Loaded> loaded = LoadProblem(a);
+  if (!loaded.ok()) return Fail(err, loaded.status());
+  const SearchProblem& pb = loaded->problem;
+  std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
+    return Fail(err, absl::InvalidArgumentError(
+                         "--format must be text, json, megatron or galvatron"));
+  }
+  planner::SearchOptions opt;
+  std::mutex mu;
+  auto last = std::chrono::steady_clock::now();
+  const bool show_progress = !a.Has("quiet");
+  if (show_progress) {
+    opt.progress = [&](int64_t done, int64_t total) {
+      std::lock_guard<std::mutex> lock(mu);
+      const auto now = std::chrono::steady_clock::now();
+      if (done != total && now - last < std::chrono::milliseconds(500)) return;
+      last = now;
+      err << "searching: " << done << "/" << total << " (batch, pp, micro-batch) combinations\n";
+    };
+  }
+  absl::StatusOr<planner::SearchResult> r = planner::Search(pb, opt);
+  if (!r.ok()) return Fail(err, r.status());
+  if (r->plans.empty()) {
+    err << "cairn: " << r->infeasible_reason << "\n";
+    return 1;
+  }
+  planner::ProvenanceInfo prov;
+  prov.hardware_profile = loaded->hardware_label;
+  prov.model_profile = pb.model_profile_name;
+  prov.search_time_s = r->search_time_s;
+  prov.candidates_evaluated = r->stats.plans_evaluated;
+  const PlanSpec& best = r->plans[0];
+  const Evaluation& be = r->evaluations[0];
+  const cairn::v1::Plan proto = planner::ToPlanProto(pb, best, be, prov);
+  absl::StatusOr<std::string> json = planner::PlanToJson(proto);
+  if (!json.ok()) return Fail(err, json.status());
+  if (a.Has("output")) {
+    if (absl::Status s = WriteFile(a.Get("output"), *json); !s.ok()) return Fail(err, s);
+  }
+  // The best uniform baseline, for the gain line and for --format megatron fallbacks.
+  const planner::BaselineResult* best_base = nullptr;
+  for (const auto& b : r->baselines) {
+    if (!b.feasible) continue;
+    if (!best_base || b.evaluation.step_time_s / b.plan.global_batch <
+                          best_base->evaluation.step_time_s / best_base->plan.global_batch) {
+      best_base = &b;
+    }
+  }
+  if (format == "json") {
+    out << *json << "\n";
+    return 0;
+  }
+  if (format == "galvatron") {
+    absl::StatusOr<std::string> g =
+        planner::ExportGalvatronStrategy(best, pb.model, pb.hardware.num_devices());
+    if (!g.ok()) return Fail(err, g.status());
+    out << *g << "\n";
+    return 0;
+  }
+  if (format == "megatron") {
+    absl::StatusOr<std::string> flags = planner::MegatronFlags(pb, best);
+    if (flags.ok()) {
+      out << *flags << "\n";
+      return 0;
+    }
+    err << "cairn: the best plan is not expressible in Megatron-LM (" << flags.status().message()
+        << "); printing the best uniform plan instead\n";
+    for (const auto& b : r->baselines) {
+      if (!b.feasible || b.family.rfind("megatron", 0) != 0) continue;
+      absl::StatusOr<std::string> f = planner::MegatronFlags(pb, b.plan);
+      if (f.ok()) {
+        out << *f << "\n";
+        err << "cairn: (" << b.family << ": " << b.description << ", "
+            << FormatSeconds(b.evaluation.step_time_s) << " per step vs "
+            << FormatSeconds(be.step_time_s) << ")\n";
+        return 0;
+      }
+    }
+    err << "cairn: no Megatron-expressible plan fits\n";
+    return 1;
+  }
+  out << absl::StrFormat("Plan for %s on %d x %s node%s (%d devices, %s per device), global "
+                         "batch %d, seq %d\n",
+                         pb.model.name, pb.hardware.num_nodes, pb.hardware.name,
+                         pb.hardware.num_nodes > 1 ? "s" : "", pb.hardware.num_devices(),
+                         FormatBytes(pb.memory_budget_bytes), best.global_batch, pb.seq_len);
+  for (size_t i = 0; i < r->plans.size(); ++i) {
+    if (i > 0) out << absl::StrFormat("\nAlternative %d:\n", static_cast<int>(i + 1));
+    RenderPlan(pb, r->plans[i], r->evaluations[i], out);
+  }
+  out << "\nUniform plans a user would pick by hand (same cost model):\n";
+  for (const auto& b : r->baselines) {
+    if (b.feasible) {
+      out << absl::StrFormat("  %-20s %-44s %s/step, %s tokens/s\n", b.family, b.description,
+                             FormatSeconds(b.evaluation.step_time_s),
+                             FormatCount(b.evaluation.tokens_per_s));
+    } else {
+      out << absl::StrFormat("  %-20s does not fit: %s\n", b.family, b.reason);
+    }
+  }
+  if (best_base) {
+    out << absl::StrFormat("Gain over the best uniform plan (%s): %.2fx\n", best_base->family,
+                           r->gain_over_best_baseline);
+  }
+  out << absl::StrFormat(
+      "Search: %s, %d combinations (%d pruned by bound), %d plans scored, memory quantum %s; "
+      "compute: %s\n",
+      FormatSeconds(r->search_time_s), static_cast<int>(r->stats.combinations),
+      static_cast<int>(r->stats.combinations_pruned), static_cast<int>(r->stats.plans_evaluated),
+      FormatBytes(r->stats.memory_quantum_bytes), pb.model_profile_name);
+  if (a.Has("explain")) {
+    planner::CostModel cm(pb);
+    if (best_base) {
+      out << "\nWhy the best uniform plan is slower:\n"
+          << planner::Explain(cm, best, be, best_base->plan, best_base->evaluation);
+    }
+    if (r->plans.size() > 1) {
+      out << "\nWhy alternative 2 is slower:\n"
+          << planner::Explain(cm, best, be, r->plans[1], r->evaluations[1]);
+    }
+  }
+  if (a.Has("output")) out << "Plan written to " << a.Get("output") << "\n";
+  return 0;
+}
+
+int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  Args a;
+  std::set<std::string> valued = kProblemFlags;
+  valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top"});
+  if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
+                                              "uniform-layers", "quiet"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  absl::StatusOr<Loaded> loaded = LoadProblem(a);
+  if (!loaded.ok()) return Fail(err, loaded.status());
+  const SearchProblem& pb = loaded->problem;
+  PlanSpec plan;
+  if (a.Has("plan")) {
+    absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("plan"));
+    if (!text.ok()) return Fail(err, text.status());
+    absl::StatusOr<cairn::v1::Plan> proto = planner::PlanFromJson(*text);
+    if (!proto.ok()) return Fail(err, proto.status());
+    absl::StatusOr<PlanSpec> spec = planner::PlanSpecFromProto(pb, *proto);
+    if (!spec.ok()) return Fail(err, spec.status());
+    plan = *spec;
+  } else if (a.Has("galvatron-strategy")) {
+    absl::StatusOr<PlanSpec> spec = planner::ImportGalvatronStrategyFile(
+        a.Get("galvatron-strategy"), pb.model, pb.hardware.num_devices());
+    if (!spec.ok()) return Fail(err, spec.status());
+    plan = *spec;
+  } else {
+    planner::Strategy s;
+    absl::StatusOr<int> tp = a.GetInt("tp", 1);
+    absl::StatusOr<std::vector<int>> pp = a.GetIntList("pp");
+    absl::StatusOr<std::vector<int>> ms = a.GetIntList("micro-batches");
+    if (!tp.ok()) return Fail(err, tp.status());
+    if (!pp.ok()) return Fail(err, pp.status());
+    if (!ms.ok()) return Fail(err, ms.status());
+    s.tp = *tp;
+    auto mode = ParseMode(a.Get("mode", s.tp > 1 ? "tp+sp" : "tp"));
+    auto dp = ParseDpMode(a.Get("dp-mode", "zero1"));
+    auto sched = ParseSchedule(a.Get("schedule", "1f1b"));
+    if (!mode.ok()) return Fail(err, mode.status());
+    if (!dp.ok()) return Fail(err, dp.status());
+    if (!sched.ok()) return Fail(err, sched.status());
+    s.mode = *mode;
+    s.dp = *dp;
+    s.recompute = a.Has("recompute");
+    planner::Strategy eh = s;
+    eh.recompute = false;
+    const int p = pp->empty() ? 1 : pp->front();
+    const int batch = pb.global_batch_sizes.front();
+    const int m = ms->empty() ? std::max(1, p) : ms->front();
+    if (!planner::MakeUniformPlan(pb, batch, p, m, *sched, s, eh, &plan)) {
+      return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                           "pp=", p, " micro-batches=", m, " is not a valid shape for ",
+                           pb.model.num_layers, " layers and global batch ", batch)));
+    }
+    plan.origin = absl::StrCat("uniform ", planner::Describe(s), " pp=", p, " m=", m);
+  }
+  planner::CostModel cm(pb);
+  absl::StatusOr<Evaluation> e = planner::Evaluate(cm, plan);
+  if (!e.ok()) return Fail(err, e.status());
+  if (a.Has("json")) {
+    planner::ProvenanceInfo prov;
+    prov.hardware_profile = loaded->hardware_label;
+    prov.model_profile = pb.model_profile_name;
+    absl::StatusOr<std::string> json =
+        planner::PlanToJson(planner::ToPlanProto(pb, plan, *e, prov));
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+  } else {
+    out << absl::StrFormat("Evaluation of %s for %s on %d x %s (%d devices)\n", plan.origin,
+                           pb.model.name, pb.hardware.num_nodes, pb.hardware.name,
+                           pb.hardware.num_devices());
+    RenderPlan(pb, plan, *e, out);
+    if (a.Has("explain")) {
+      planner::SearchOptions opt;
+      opt.with_baselines = false;
+      absl::StatusOr<planner::SearchResult> r = planner::Search(pb, opt);
+      if (r.ok() && !r->plans.empty()) {
+        out << "\nCompared with the best plan the search finds:\n"
+            << planner::Explain(cm, r->plans[0], r->evaluations[0], plan, *e);
+      }
+    }
+  }
+  if (!e->feasible) {
+    err << "cairn: this plan is not feasible: " << e->violations.front() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+int CmdModels(std::ostream& out) {
+  out << absl::StrFormat("%-14s %7s %7s %7s %6s %4s %7s %6s %9s\n", "name", "layers", "hidden",
+                         "ffn", "heads", "kv", "vocab", "seq", "params");
+  for (const std::string& name : planner::ModelNames()) {
+    auto spec = planner::LookupModel(name);
+    if (!spec.ok()) continue;
+    out << absl::StrFormat("%-14s %7d %7d %7d %6d %4d %7d %6d %9s\n", name, spec->num_layers(),
+                           spec->hidden_size(), spec->ffn_hidden_size(), spec->num_heads(),
+                           spec->num_kv_heads(), spec->vocab_size(), spec->max_seq_len(),
+                           FormatCount(planner::ParameterCount(*spec)));
+  }
+  return 0;
+}
+
+int CmdClusters(std::ostream& out) {
+  for (const std::string& name : planner::ClusterNames()) {
+    auto hw = planner::LookupHardware(name);
+    if (!hw.ok()) continue;
+    out << absl::StrFormat("%-14s %d x %s, %s per device, %.0f TFLOP/s peak; %s\n", name,
+                           hw->devices_per_node(), hw->fingerprint().device_model(),
+                           FormatBytes(hw->device().memory_bytes()),
+                           hw->device().peak_flops_per_s() / 1e12, hw->fingerprint().topology());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  if (argv.empty() || argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h") {
+    out << Usage();
+    return argv.empty() ? 2 : 0;
+  }
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  if (argv[0] == "plan") return CmdPlan(rest, out, err);
+  if (argv[0] == "evaluate") return CmdEvaluate(rest, out, err);
+  if (argv[0] == "models") return CmdModels(out);
+  if (argv[0] == "clusters") return CmdClusters(out);
+  err << "cairn: unknown command '" << argv[0] << "'\n" << Usage();
+  return 2;
+}
+
+}  // namespace cairn::cli
