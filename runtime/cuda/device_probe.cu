@@ -15,15 +15,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
-// Returns ToStatus(call) from the enclosing function when a CUDA runtime call fails; the call's source
-// text names it in the message. (No assignment to an existing Status: nvcc 13 warns, wrongly, that
-// absl::Status::operator= discards a [[nodiscard]] value.)
-#define CAIRN_RETURN_IF_CUDA_ERROR(call)                                  \
-  do {                                                                    \
-    const absl::Status cairn_cuda_status_ = ToStatus((call), #call);      \
-    if (!cairn_cuda_status_.ok()) return cairn_cuda_status_;              \
-  } while (0)
+// Returns from the enclosing function with ToStatus(call) when a CUDA runtime call fails; the call's
+// source text names it in the message.
+#define CAIRN_RETURN_IF_CUDA_ERROR(call) CAIRN_RETURN_IF_ERROR(ToStatus((call), #call))
 
 namespace cairn::runtime::cuda {
 namespace {
@@ -75,11 +71,10 @@ absl::StatusOr<int> DeviceCount() {
 }  // namespace
 
 absl::StatusOr<std::vector<DeviceInfo>> ProbeDevices() {
-  const absl::StatusOr<int> count = DeviceCount();
-  if (!count.ok()) return count.status();
+  CAIRN_ASSIGN_OR_RETURN(const int count, DeviceCount());
   std::vector<DeviceInfo> devices;
-  devices.reserve(*count);
-  for (int i = 0; i < *count; ++i) {
+  devices.reserve(count);
+  for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop;
     CAIRN_RETURN_IF_CUDA_ERROR(cudaGetDeviceProperties(&prop, i));
     DeviceInfo info;
@@ -98,11 +93,10 @@ absl::StatusOr<double> MeasureCopyBandwidth(int device, int64_t bytes) {
   if (bytes <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("bytes must be positive, got ", bytes));
   }
-  const absl::StatusOr<int> count = DeviceCount();
-  if (!count.ok()) return count.status();
-  if (device < 0 || device >= *count) {
+  CAIRN_ASSIGN_OR_RETURN(const int count, DeviceCount());
+  if (device < 0 || device >= count) {
     return absl::InvalidArgumentError(
-        absl::StrCat("device ", device, " out of range: ", *count, " CUDA device(s)"));
+        absl::StrCat("device ", device, " out of range: ", count, " CUDA device(s)"));
   }
   const size_t size = static_cast<size_t>(bytes);
   CopyResources r;
