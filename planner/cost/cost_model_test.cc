@@ -1,0 +1,144 @@
+#include "planner/cost/cost_model.h"
+
+#include "common/testing/status_matchers.h"
+#include "gtest/gtest.h"
+#include "planner/cost/evaluate.h"
+#include "planner/cost/test_problems.h"
+
+namespace cairn::planner {
+namespace {
+
+// Small Llama (h=1024, f=2816, 16 heads, 8 kv heads) on 8 devices of RoundHardware: GEMMs at a flat
+// 100 TFLOP/s, memory 1 TB/s, intra-node collectives 10 us + bus bytes / 100 GB/s, gamma 1.1.
+// One stage, micro-batch of 8 samples, seq 1024.
+class CostModelTest : public ::testing::Test {
+ protected:
+  CostModelTest() : pb_(testing::SmallProblem(2, 8, 1, 8, 1024, int64_t{80} << 30)), cm_(pb_) {
+    ctx_.stage_devices = 8;
+    ctx_.micro_batch = 8;
+    ctx_.num_micro_batches = 1;
+  }
+  SearchProblem pb_;
+  CostModel cm_;
+  StageContext ctx_;
+};
+
+TEST_F(CostModelTest, BlockComputeFromFlopsAndBytes) {
+  Strategy s;
+  s.tp = 2;  // dp = 4, 2 samples per rank, 2048 tokens
+  const LayerCost c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  ASSERT_TRUE(c.valid) << c.invalid_reason;
+  // GEMMs: 2 * 2048 tokens * 5,898,240 local matmul params / 1e14 = 241.5919104 us.
+  // Attention: 2 * 2 * 1024^2 * 1024 / 2 / 1e14 = 21.47483648 us.
+  // Element-wise: 2*1024 tokens * 2 B * (10*1024 + 4*2048/2 + 3*2816/2) / 1e12 = 76.02176 us.
+  EXPECT_NEAR(c.compute_forward_s, 339.08850688e-6, 1e-12);
+  // Backward: 2x GEMMs, 2.5x attention, 2x element-wise.
+  EXPECT_NEAR(c.compute_backward_s, 688.914432e-6, 1e-12);
+}
+
+TEST_F(CostModelTest, TensorParallelCollectives) {
+  Strategy s;
+  s.tp = 2;
+  // Activation of one rank's micro-batch: 2 * 1024 * 1024 * 2 B = 4,194,304 B.
+  // All-reduce (g=2): 10 us + 4194304 * 1 / 100e9 = 51.94304 us; AG/RS: 10 us + half = 30.97152 us.
+  s.mode = ParallelMode::kTensor;
+  LayerCost c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(c.tp_comm_forward_s, 2 * 51.94304e-6, 1e-12);
+  EXPECT_NEAR(c.tp_comm_backward_s, 2 * 51.94304e-6, 1e-12);
+  s.mode = ParallelMode::kTensorSequence;
+  c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(c.tp_comm_forward_s, 4 * 30.97152e-6, 1e-12);
+  EXPECT_NEAR(c.tp_comm_backward_s, 6 * 30.97152e-6, 1e-12);
+  // Recomputation repeats the forward (and its collectives) in backward.
+  s.recompute = true;
+  const LayerCost r = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(r.tp_comm_backward_s, 10 * 30.97152e-6, 1e-12);
+  EXPECT_NEAR(r.compute_backward_s, c.compute_backward_s + c.compute_forward_s, 1e-15);
+  EXPECT_LT(r.activation_bytes, c.activation_bytes);
+}
+
+TEST_F(CostModelTest, ZeroLevelsShardModelStates) {
+  Strategy s;
+  s.tp = 2;  // 5,900,288 parameters per device, data-parallel group of 4
+  s.dp = DpMode::kDdp;
+  LayerCost c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_EQ(c.param_bytes, 5900288 * 2);
+  EXPECT_EQ(c.grad_bytes, 5900288 * 4);
+  EXPECT_EQ(c.optimizer_bytes, 5900288 * 12);  // fp32 master + two Adam moments
+  s.dp = DpMode::kZero1;
+  c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_EQ(c.optimizer_bytes, 1475072 * 12);
+  EXPECT_EQ(c.grad_bytes, 5900288 * 4);
+  s.dp = DpMode::kZero3;
+  c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_EQ(c.param_bytes, 1475072 * 2);
+  EXPECT_EQ(c.grad_bytes, 1475072 * 4);
+  EXPECT_EQ(c.optimizer_bytes, 1475072 * 12);
+  // ZeRO-3 gathers weights per micro-batch: forward gets slower than plain compute.
+  EXPECT_GT(c.forward_s, c.compute_forward_s + c.tp_comm_forward_s);
+}
+
+TEST_F(CostModelTest, DdpSyncOverlapsBackward) {
+  Strategy s;  // tp=1, dp=8, 11,798,528 params per device
+  const LayerCost c = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  const double ar = 10e-6 + 11798528.0 * 4 * (2 * 7.0 / 8) / 100e9;
+  // ov(b, c) - b = max(b, c) + 0.1 min(b, c) - b.
+  const double b = c.compute_backward_s;
+  const double expected = std::max(b, ar) + 0.1 * std::min(b, ar) - b;
+  EXPECT_NEAR(c.step_sync_s - c.optimizer_s, expected, 1e-12);
+  // AdamW reads/writes 30 B per parameter at 1 TB/s.
+  EXPECT_NEAR(c.optimizer_s, 11798528.0 * 30 / 1e12, 1e-12);
+}
+
+TEST_F(CostModelTest, TransitionGathersWhatIsMissing) {
+  // From batch split over 8 to batch split over 4 (TP 2, activations replicated): each device
+  // gathers the other half of its new batch slice, 1/4 of the 16 MiB micro-batch activation:
+  // all-gather of 4,194,304 B over 2 ranks = 30.97152 us; backward slices for free.
+  const Layout from{8, 1, false}, to{4, 2, false};
+  const TransitionCost t = cm_.Transition(from, to, ctx_);
+  EXPECT_NEAR(t.forward_s, 30.97152e-6, 1e-12);
+  EXPECT_EQ(t.backward_s, 0.0);
+  const TransitionCost back = cm_.Transition(to, from, ctx_);
+  EXPECT_EQ(back.forward_s, 0.0);
+  EXPECT_NEAR(back.backward_s, 30.97152e-6, 1e-12);
+  EXPECT_EQ(cm_.Transition(to, to, ctx_).total(), 0.0);
+}
+
+TEST_F(CostModelTest, InvalidStrategiesSayWhy) {
+  Strategy s;
+  s.tp = 32;
+  EXPECT_FALSE(cm_.Layer(LayerKind::kBlock, s, ctx_).valid);
+  s.tp = 3;
+  EXPECT_NE(cm_.Layer(LayerKind::kBlock, s, ctx_).invalid_reason.find("power of 2"),
+            std::string::npos);
+  ctx_.micro_batch = 4;  // 4 samples over 8 data-parallel ranks
+  s.tp = 1;
+  EXPECT_NE(cm_.Layer(LayerKind::kBlock, s, ctx_).invalid_reason.find("does not split"),
+            std::string::npos);
+}
+
+TEST_F(CostModelTest, EvaluateAddsStagesAndFlagsMemory) {
+  PlanSpec plan;
+  plan.global_batch = 8;
+  plan.num_micro_batches = 1;
+  plan.stage_layers = {4};
+  plan.layers.assign(4, Strategy{});
+  ASSERT_OK_AND_ASSIGN(Evaluation e, Evaluate(cm_, plan));
+  EXPECT_TRUE(e.feasible);
+  ASSERT_EQ(e.stages.size(), 1u);
+  // One stage, one micro-batch: step = forward + backward + sync of the stage.
+  const StageCost& s = e.stages[0];
+  EXPECT_NEAR(e.step_time_s, s.times.forward_s + s.times.backward_s + s.times.step_sync_s, 1e-12);
+  EXPECT_EQ(s.total_bytes, s.param_bytes + s.grad_bytes + s.optimizer_bytes + s.activation_bytes +
+                               s.transient_bytes + s.reserved_bytes);
+  pb_.memory_budget_bytes = s.total_bytes - 1;
+  CostModel tight(pb_);
+  ASSERT_OK_AND_ASSIGN(Evaluation t, Evaluate(tight, plan));
+  EXPECT_FALSE(t.feasible);
+  EXPECT_NE(t.violations[0].find("over the budget"), std::string::npos);
+  plan.layers.pop_back();
+  EXPECT_FALSE(Evaluate(cm_, plan).ok());
+}
+
+}  // namespace
+}  // namespace cairn::planner
