@@ -103,9 +103,11 @@ class Searcher {
  public:
   Searcher(const SearchProblem& pb, const SearchOptions& opt)
       : pb_(pb), cm_(pb), opt_(opt), top_(std::max(1, pb.top_k)) {
-    const int64_t budget = pb.memory_budget_bytes;
+    // The default quantum depends on the device, not the budget, so a larger budget never yields a
+    // slower plan.
+    const int64_t device = std::max(pb.hardware.device_memory_bytes, pb.memory_budget_bytes);
     quantum_ = pb.memory_quantum_bytes > 0 ? pb.memory_quantum_bytes
-                                           : std::max<int64_t>(1, budget / 2048);
+                                           : std::max<int64_t>(int64_t{1} << 20, device / 2048);
   }
 
   SearchResult Run();

@@ -144,3 +144,76 @@ TEST(SearchTest, MatchesBruteForceOnRandomSmallProblems) {
 
 }  // namespace
 }  // namespace cairn::planner
+
+namespace cairn::planner {
+namespace {
+
+TEST(SearchTest, MoreMemoryNeverYieldsASlowerPlan) {
+  double previous = std::numeric_limits<double>::infinity();
+  int found = 0;
+  for (int gib = 4; gib <= 80; gib += 4) {
+    SearchProblem pb = testing::SmallProblem(8, 4, 2, 32, 2048, int64_t{gib} << 30);
+    pb.model.hidden = 4096;
+    pb.model.ffn_hidden = 11008;
+    pb.model.num_heads = 32;
+    pb.model.num_kv_heads = 32;
+    SearchOptions opt;
+    opt.with_baselines = false;
+    ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb, opt));
+    if (r.plans.empty()) {
+      EXPECT_EQ(found, 0) << "a plan fit in less memory but not in " << gib << " GiB";
+      EXPECT_NE(r.infeasible_reason.find("needs"), std::string::npos) << r.infeasible_reason;
+      continue;
+    }
+    ++found;
+    const double t = r.evaluations[0].step_time_s;
+    EXPECT_LE(t, previous * (1 + 1e-9)) << gib << " GiB";
+    EXPECT_TRUE(r.evaluations[0].feasible);
+    EXPECT_LE(r.evaluations[0].PeakBytes(), pb.memory_budget_bytes);
+    previous = t;
+  }
+  EXPECT_GT(found, 10);
+}
+
+TEST(SearchTest, ReturnsTopKDistinctFeasiblePlansBestFirst) {
+  SearchProblem pb = testing::SmallProblem(8, 8, 1, 64, 2048, int64_t{40} << 30);
+  pb.top_k = 5;
+  pb.threads = 2;
+  ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
+  ASSERT_EQ(r.plans.size(), 5u);
+  for (size_t i = 0; i < r.plans.size(); ++i) {
+    EXPECT_TRUE(r.evaluations[i].feasible);
+    if (i > 0) {
+      EXPECT_LE(r.evaluations[i - 1].step_time_s, r.evaluations[i].step_time_s);
+      EXPECT_FALSE(r.plans[i].layers == r.plans[i - 1].layers &&
+                   r.plans[i].stage_layers == r.plans[i - 1].stage_layers &&
+                   r.plans[i].num_micro_batches == r.plans[i - 1].num_micro_batches);
+    }
+  }
+  // Every baseline family is evaluated; the best plan is at least as fast as each feasible one.
+  ASSERT_EQ(r.baselines.size(), 5u);
+  for (const BaselineResult& b : r.baselines) {
+    if (!b.feasible) continue;
+    EXPECT_LE(r.evaluations[0].step_time_s / r.plans[0].global_batch,
+              b.evaluation.step_time_s / b.plan.global_batch * (1 + 1e-9))
+        << b.family << " " << b.description;
+  }
+  EXPECT_GE(r.gain_over_best_baseline, 1.0 - 1e-9);
+}
+
+TEST(SearchTest, ExplainsWhyNothingFits) {
+  // 8 blocks of a 4096-wide model in 2 GiB per device: even the leanest plan does not fit.
+  SearchProblem pb = testing::SmallProblem(8, 4, 1, 8, 2048, int64_t{2} << 30);
+  pb.model.hidden = 4096;
+  pb.model.ffn_hidden = 11008;
+  pb.model.num_heads = 32;
+  pb.model.num_kv_heads = 32;
+  pb.hardware.reserved_bytes = 0;
+  ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
+  EXPECT_TRUE(r.plans.empty());
+  EXPECT_NE(r.infeasible_reason.find("leanest plan"), std::string::npos) << r.infeasible_reason;
+  EXPECT_NE(r.infeasible_reason.find("nodes"), std::string::npos) << r.infeasible_reason;
+}
+
+}  // namespace
+}  // namespace cairn::planner
