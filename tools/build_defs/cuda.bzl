@@ -8,10 +8,12 @@ Ampere (sm_80), plus compute_90 PTX for newer cards. CUDA code compiles on the d
 and runs only on GPU machines.
 
 Include paths seen by nvcc: the workspace root (write includes from it, e.g.
-"runtime/cuda/device_probe.h"), the output trees (generated headers), and every include path,
+"runtime/cuda/device_probe.h"), the output tree (generated headers), and every include path,
 quote/system include path and define of `deps` (read from their CcInfo). nvcc's host compiler (gcc)
 already searches /usr/include, so Debian's Abseil, protobuf etc. need no flag; Abseil 20220623 compiles
-under nvcc 13. The headers of `deps` (including generated ones, e.g. .pb.h) are inputs of the nvcc
+under nvcc 13 (but `status = F();` on an existing absl::Status draws a spurious warning #2810-D
+"ignoring return value type with nodiscard attribute": declare a new Status instead, as
+CAIRN_RETURN_IF_ERROR does). The headers of `deps` (including generated ones, e.g. .pb.h) are inputs of the nvcc
 action, so Bazel builds them first and the action works sandboxed too.
 
 Tags: every generated target carries the tag "cuda". Give the same tag to every target that depends on
@@ -62,11 +64,11 @@ def _nvcc_object_impl(ctx):
     else:
         args.add("-O3")
     args.add_all(CUDA_ARCH_FLAGS)
-    args.add("-I.")
-    args.add("-I" + ctx.bin_dir.path)
-    args.add("-I" + ctx.genfiles_dir.path)
-    args.add_all(compilation.includes, format_each = "-I%s")
-    args.add_all(compilation.quote_includes, format_each = "-I%s")
+    # Workspace root and output tree first, then the deps' paths; each once, in order.
+    include_dirs = {d: None for d in [".", ctx.bin_dir.path] +
+                                     compilation.quote_includes.to_list() +
+                                     compilation.includes.to_list()}
+    args.add_all(include_dirs.keys(), format_each = "-I%s")
     args.add_all(compilation.system_includes, before_each = "-isystem")
     args.add_all(compilation.defines, format_each = "-D%s")
     args.add_all(ctx.attr.nvcc_flags)
