@@ -1,0 +1,306 @@
+#include "planner/problem/problem_builder.h"
+
+#include <string>
+#include <vector>
+
+#include "common/testing/status_matchers.h"
+#include "common/units.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "planner/catalog/clusters.h"
+#include "planner/catalog/models.h"
+
+namespace cairn::planner {
+namespace {
+
+using cairn::testing::StatusIs;
+using cairn::v1::SearchRequest;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// llama2-7b on 2 x 8 H100, global batch 64, seq 2048.
+SearchRequest BaseRequest() {
+  SearchRequest r;
+  *r.mutable_model() = LookupModel("llama2-7b").value();
+  *r.mutable_cluster() = MakeCluster("h100-sxm", 2).value();
+  r.set_global_batch_size(64);
+  r.set_seq_len(2048);
+  return r;
+}
+
+cairn::v1::LayerTiming Timing(cairn::v1::LayerKind kind, int mbs, double forward_s) {
+  cairn::v1::LayerTiming t;
+  t.set_kind(kind);
+  t.set_tp_degree(1);
+  t.set_micro_batch_size(mbs);
+  t.set_seq_len(2048);
+  t.set_forward_s(forward_s);
+  return t;
+}
+
+TEST(ProblemBuilderTest, BuildsTheDefaults) {
+  ASSERT_OK_AND_ASSIGN(SearchProblem p, BuildSearchProblem(BaseRequest()));
+  EXPECT_EQ(p.model.name, "llama2-7b");
+  EXPECT_EQ(p.model.num_layers, 32);
+  EXPECT_EQ(p.model.ffn_hidden, 11008);
+  EXPECT_TRUE(p.model.rms_norm && p.model.swiglu && p.model.rope);
+  EXPECT_FALSE(p.model.tied_embeddings || p.model.bias);
+  EXPECT_EQ(p.hardware.name, "h100-sxm (default)");
+  EXPECT_EQ(p.hardware.device_model, "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(p.hardware.num_devices(), 16);
+  EXPECT_EQ(p.global_batch_sizes, std::vector<int>({64}));
+  EXPECT_EQ(p.seq_len, 2048);
+  EXPECT_EQ(p.memory_budget_bytes, 81559LL << 20);  // 0 -> the device memory
+  EXPECT_EQ(p.top_k, 1);
+  EXPECT_EQ(p.precision.activation_bytes, 2);
+  EXPECT_EQ(p.precision.master_bytes, 4);
+  EXPECT_EQ(p.space.modes.size(), 3u);
+  EXPECT_EQ(p.space.dp_modes.size(), 4u);
+  EXPECT_THAT(p.space.schedules, ElementsAre(Schedule::k1F1B));
+  EXPECT_TRUE(p.space.pipeline_degrees.empty());
+  EXPECT_TRUE(p.space.allow_recompute);
+  EXPECT_TRUE(p.measured.empty());
+  EXPECT_EQ(p.model_profile_name, "analytic");
+}
+
+TEST(ProblemBuilderTest, ResolvesBatchRangeDtypeAndSpaceLists) {
+  SearchRequest r = BaseRequest();
+  r.clear_global_batch_size();
+  r.mutable_batch_range()->set_min(32);
+  r.mutable_batch_range()->set_max(130);
+  r.mutable_batch_range()->set_step(32);
+  r.set_dtype_bytes(4);
+  r.set_top_k(5);
+  r.set_memory_budget_bytes(GiB(40));
+  auto* s = r.mutable_space();
+  for (int p : {4, 2, 4}) s->add_pipeline_degrees(p);
+  s->add_modes(cairn::v1::PARALLEL_MODE_ULYSSES);
+  s->add_modes(cairn::v1::PARALLEL_MODE_TENSOR);
+  s->add_modes(cairn::v1::PARALLEL_MODE_ULYSSES);
+  s->add_dp_modes(cairn::v1::DATA_PARALLEL_MODE_ZERO3);
+  s->add_schedules(cairn::v1::PIPELINE_SCHEDULE_GPIPE);
+  for (int m : {8, 1, 8}) s->add_micro_batch_counts(m);
+  s->set_max_tp_degree(8);
+  s->set_disable_recompute(true);
+  s->set_uniform_layers(true);
+  ASSERT_OK_AND_ASSIGN(SearchProblem p, BuildSearchProblem(r));
+  EXPECT_EQ(p.global_batch_sizes, std::vector<int>({32, 64, 96, 128}));
+  EXPECT_EQ(p.precision.activation_bytes, 4);
+  EXPECT_EQ(p.precision.master_bytes, 0);
+  EXPECT_EQ(p.top_k, 5);
+  EXPECT_EQ(p.memory_budget_bytes, GiB(40));
+  EXPECT_EQ(p.space.pipeline_degrees, std::vector<int>({2, 4}));
+  EXPECT_THAT(p.space.modes, ElementsAre(ParallelMode::kTensor, ParallelMode::kUlysses));
+  EXPECT_THAT(p.space.dp_modes, ElementsAre(DpMode::kZero3));
+  EXPECT_THAT(p.space.schedules, ElementsAre(Schedule::kGPipe));
+  EXPECT_EQ(p.space.micro_batch_counts, std::vector<int>({1, 8}));
+  EXPECT_EQ(p.space.max_tp, 8);
+  EXPECT_FALSE(p.space.allow_recompute);
+  EXPECT_TRUE(p.space.uniform_layers);
+}
+
+TEST(ProblemBuilderTest, MeasuredTimingsSkipActivationOnlyEntries) {
+  SearchRequest r = BaseRequest();
+  auto* profile = r.mutable_model_profile();
+  profile->set_model_name("llama2-7b");
+  profile->set_source("galvatron:computation.json");
+  *profile->add_timings() = Timing(cairn::v1::LAYER_KIND_TRANSFORMER_BLOCK, 8, 0.031);
+  *profile->add_timings() = Timing(cairn::v1::LAYER_KIND_HEAD, 8, 0.012);
+  cairn::v1::LayerTiming activation_only = Timing(cairn::v1::LAYER_KIND_TRANSFORMER_BLOCK, 1, 0);
+  activation_only.set_tp_degree(4);
+  activation_only.set_activation_bytes(MiB(136));
+  *profile->add_timings() = activation_only;
+  ASSERT_OK_AND_ASSIGN(SearchProblem p, BuildSearchProblem(r));
+  ASSERT_EQ(p.measured.size(), 2u);
+  EXPECT_EQ(p.measured[0].kind, LayerKind::kBlock);
+  EXPECT_EQ(p.measured[0].micro_batch_size, 8);
+  EXPECT_DOUBLE_EQ(p.measured[0].forward_s, 0.031);
+  EXPECT_EQ(p.measured[1].kind, LayerKind::kHead);
+  EXPECT_EQ(p.model_profile_name, "galvatron:computation.json");
+}
+
+TEST(ProblemBuilderTest, ToHardwareSortsAndFillsDefaults) {
+  cairn::v1::Cluster c = MakeCluster("cpu", 3).value();
+  auto* gemm = c.mutable_hardware()->mutable_device()->mutable_gemm();
+  std::swap(*gemm->Mutable(0), *gemm->Mutable(gemm->size() - 1));
+  c.mutable_hardware()->mutable_device()->set_attention_efficiency(0);
+  cairn::v1::CollectiveCost* curve = c.mutable_hardware()->add_collectives();
+  curve->set_op(cairn::v1::COLLECTIVE_OP_ALL_TO_ALL);
+  curve->set_group_size(3);
+  for (double bytes : {4e6, 1e6, 2e6}) {
+    auto* point = curve->add_points();
+    point->set_bytes(bytes);
+    point->set_time_s(bytes * 1e-9);
+  }
+  c.mutable_hardware()->add_collectives()->set_group_size(2);  // op unspecified: dropped
+  const Hardware hw = ToHardware(c);
+  EXPECT_EQ(hw.name, "cpu (default)");
+  EXPECT_EQ(hw.num_nodes, 3);
+  EXPECT_EQ(hw.devices_per_node, 4);
+  EXPECT_EQ(hw.num_devices(), 12);
+  for (size_t i = 1; i < hw.gemm.size(); ++i) EXPECT_LT(hw.gemm[i - 1].flops, hw.gemm[i].flops);
+  EXPECT_EQ(hw.attention_efficiency, 1.0);
+  EXPECT_DOUBLE_EQ(hw.overlap_slowdown, 1.2);
+  EXPECT_EQ(hw.collectives.size(), static_cast<size_t>(c.hardware().collectives_size() - 1));
+  const CommTable& last = hw.collectives.back();
+  EXPECT_EQ(last.op, CollectiveOp::kAllToAll);
+  ASSERT_EQ(last.points.size(), 3u);
+  EXPECT_EQ(last.points[0].bytes, 1e6);
+  EXPECT_EQ(last.points[2].bytes, 4e6);
+}
+
+TEST(ProblemBuilderTest, ToModelDimsMirrorsGpt2) {
+  const ModelDims d = ToModelDims(LookupModel("gpt2-124m").value());
+  EXPECT_EQ(d.hidden, 768);
+  EXPECT_EQ(d.num_kv_heads, 12);
+  EXPECT_EQ(d.vocab, 50257);
+  EXPECT_EQ(d.max_seq_len, 1024);
+  EXPECT_FALSE(d.rms_norm || d.swiglu || d.rope);
+  EXPECT_TRUE(d.tied_embeddings && d.bias);
+}
+
+struct BadRequest {
+  const char* what;
+  void (*mutate)(SearchRequest*);
+  const char* message;
+};
+
+TEST(ProblemBuilderTest, RejectsBadRequestsWithActionableMessages) {
+  const BadRequest kCases[] = {
+      {"no model", [](SearchRequest* r) { r->clear_model(); }, "model: missing"},
+      {"bad model", [](SearchRequest* r) { r->mutable_model()->set_num_heads(0); },
+       "model: num_heads must be positive"},
+      {"no cluster", [](SearchRequest* r) { r->clear_cluster(); }, "cluster: missing"},
+      {"no nodes", [](SearchRequest* r) { r->mutable_cluster()->set_num_nodes(0); },
+       "cluster.num_nodes: must be >= 1, got 0"},
+      {"too many nodes", [](SearchRequest* r) { r->mutable_cluster()->set_num_nodes(1 << 20); },
+       "cluster.num_nodes: must be <="},
+      {"bad hardware",
+       [](SearchRequest* r) { r->mutable_cluster()->mutable_hardware()->set_overlap_slowdown(0); },
+       "cluster.hardware: overlap_slowdown must be >= 1"},
+      {"both batches", [](SearchRequest* r) { r->mutable_batch_range()->set_min(8); },
+       "global_batch_size and batch_range are both set"},
+      {"no batch", [](SearchRequest* r) { r->clear_global_batch_size(); },
+       "global_batch_size: must be positive (samples per optimizer step), got 0"},
+      {"negative batch", [](SearchRequest* r) { r->set_global_batch_size(-4); },
+       "global_batch_size: must be positive"},
+      {"range min",
+       [](SearchRequest* r) {
+         r->clear_global_batch_size();
+         r->mutable_batch_range()->set_max(8);
+         r->mutable_batch_range()->set_step(1);
+       },
+       "batch_range.min: must be >= 1, got 0"},
+      {"range order",
+       [](SearchRequest* r) {
+         r->clear_global_batch_size();
+         *r->mutable_batch_range() = cairn::v1::BatchRange();
+         r->mutable_batch_range()->set_min(32);
+         r->mutable_batch_range()->set_max(16);
+         r->mutable_batch_range()->set_step(8);
+       },
+       "batch_range.max: 16 is below batch_range.min 32"},
+      {"range step",
+       [](SearchRequest* r) {
+         r->clear_global_batch_size();
+         r->mutable_batch_range()->set_min(8);
+         r->mutable_batch_range()->set_max(16);
+       },
+       "batch_range.step: must be >= 1, got 0"},
+      {"range size",
+       [](SearchRequest* r) {
+         r->clear_global_batch_size();
+         r->mutable_batch_range()->set_min(1);
+         r->mutable_batch_range()->set_max(10000);
+         r->mutable_batch_range()->set_step(1);
+       },
+       "batch_range: gives 10000 candidates, at most 4096: raise step"},
+      {"no seq", [](SearchRequest* r) { r->set_seq_len(0); }, "seq_len: must be positive"},
+      {"long seq", [](SearchRequest* r) { r->set_seq_len(8192); },
+       "seq_len: 8192 exceeds the max_seq_len 4096 of model llama2-7b"},
+      {"negative budget", [](SearchRequest* r) { r->set_memory_budget_bytes(-1); },
+       "memory_budget_bytes: must be >= 0"},
+      {"budget above memory", [](SearchRequest* r) { r->set_memory_budget_bytes(GiB(100)); },
+       "exceeds the device memory"},
+      {"budget below reserved", [](SearchRequest* r) { r->set_memory_budget_bytes(GiB(1)); },
+       "leaves nothing after the"},
+      {"quantum", [](SearchRequest* r) { r->set_memory_quantum_bytes(-1); },
+       "memory_quantum_bytes: must be in [0, memory budget"},
+      {"threads", [](SearchRequest* r) { r->set_threads(-2); }, "threads: must be in [0, 1024]"},
+      {"top_k", [](SearchRequest* r) { r->set_top_k(-1); }, "top_k: must be >= 0"},
+      {"dtype", [](SearchRequest* r) { r->set_dtype_bytes(3); },
+       "dtype_bytes: must be 0 or 2 (bf16 mixed precision) or 4 (fp32), got 3"},
+      {"pp divides", [](SearchRequest* r) { r->mutable_space()->add_pipeline_degrees(3); },
+       "space.pipeline_degrees[0]: 3 does not divide the 16 devices"},
+      {"pp positive", [](SearchRequest* r) { r->mutable_space()->add_pipeline_degrees(0); },
+       "space.pipeline_degrees[0]: must be >= 1"},
+      {"pp above layers",
+       [](SearchRequest* r) {
+         *r->mutable_model() = LookupModel("llama-tiny").value();
+         r->set_seq_len(256);
+         r->mutable_space()->add_pipeline_degrees(2);
+         r->mutable_space()->add_pipeline_degrees(8);
+       },
+       "space.pipeline_degrees[1]: 8 exceeds the model's 4 layers"},
+      {"max tp power", [](SearchRequest* r) { r->mutable_space()->set_max_tp_degree(6); },
+       "space.max_tp_degree: must be 0 (devices per node) or a power of 2 up to the 16 devices"},
+      {"max tp size", [](SearchRequest* r) { r->mutable_space()->set_max_tp_degree(32); },
+       "space.max_tp_degree"},
+      {"mode unset",
+       [](SearchRequest* r) { r->mutable_space()->add_modes(cairn::v1::PARALLEL_MODE_UNSPECIFIED); },
+       "space.modes[0]: is unspecified"},
+      {"dp mode unknown",
+       [](SearchRequest* r) {
+         r->mutable_space()->add_dp_modes(cairn::v1::DATA_PARALLEL_MODE_ZERO2);
+         r->mutable_space()->add_dp_modes(static_cast<cairn::v1::DataParallelMode>(9));
+       },
+       "space.dp_modes[1]: unknown value 9"},
+      {"schedule unset",
+       [](SearchRequest* r) {
+         r->mutable_space()->add_schedules(cairn::v1::PIPELINE_SCHEDULE_UNSPECIFIED);
+       },
+       "space.schedules[0]: is unspecified"},
+      {"micro-batches positive",
+       [](SearchRequest* r) { r->mutable_space()->add_micro_batch_counts(0); },
+       "space.micro_batch_counts[0]: must be >= 1"},
+      {"micro-batches above batch",
+       [](SearchRequest* r) { r->mutable_space()->add_micro_batch_counts(128); },
+       "space.micro_batch_counts[0]: 128 exceeds the largest global batch 64"},
+      {"profile of another model",
+       [](SearchRequest* r) {
+         r->mutable_model_profile()->set_model_name("llama2-13b");
+         *r->mutable_model_profile()->add_timings() =
+             Timing(cairn::v1::LAYER_KIND_TRANSFORMER_BLOCK, 1, 0.01);
+       },
+       "model_profile.model_name: the profile is for model \"llama2-13b\""},
+      {"timing kind",
+       [](SearchRequest* r) {
+         *r->mutable_model_profile()->add_timings() =
+             Timing(cairn::v1::LAYER_KIND_UNSPECIFIED, 1, 0.01);
+       },
+       "model_profile.timings[0].kind: is unspecified"},
+      {"timing degree",
+       [](SearchRequest* r) {
+         cairn::v1::LayerTiming t = Timing(cairn::v1::LAYER_KIND_HEAD, 1, 0.01);
+         t.set_tp_degree(0);
+         *r->mutable_model_profile()->add_timings() = t;
+       },
+       "model_profile.timings[0]: tp_degree (0)"},
+      {"timing negative",
+       [](SearchRequest* r) {
+         *r->mutable_model_profile()->add_timings() =
+             Timing(cairn::v1::LAYER_KIND_HEAD, 1, -1);
+       },
+       "forward_s (-1)"},
+  };
+  for (const BadRequest& c : kCases) {
+    SearchRequest r = BaseRequest();
+    c.mutate(&r);
+    EXPECT_THAT(BuildSearchProblem(r),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.what;
+  }
+}
+
+}  // namespace
+}  // namespace cairn::planner
