@@ -24,6 +24,7 @@
 #include "planner/cost/model_math.h"
 #include "planner/plan/plan_convert.h"
 #include "planner/problem/problem_builder.h"
+#include "planner/problem/proto_enums.h"
 #include "planner/search/search.h"
 
 namespace cairn::cli {
@@ -38,31 +39,6 @@ const std::set<std::string> kProblemFlags = {
     "memory-gb", "hardware-profile", "galvatron-hardware", "model-profile",
     "galvatron-model-profile", "dtype", "threads", "pp", "max-tp", "micro-batches", "schedules",
     "dp-modes", "modes", "memory-quantum-mb"};
-
-std::string Usage() {
-  return R"(cairn — find and score hybrid-parallel training plans.
-
-Commands:
-  cairn plan      --model NAME|FILE.json --cluster NAME --nodes N --global-batch B --seq-len S
-                  [--gpus-per-node G] [--memory-gb X] [--top K] [--explain] [--json]
-                  [--output FILE] [--format text|json|megatron|galvatron]
-                  [--batch-range MIN:MAX:STEP] [--pp 1,2,4] [--max-tp T] [--micro-batches 8,16]
-                  [--schedules 1f1b,gpipe] [--dp-modes ddp,zero1,zero2,zero3]
-                  [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
-                  [--hardware-profile FILE.json] [--galvatron-hardware DIR]
-                  [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
-                  [--dtype bf16|fp32] [--threads N] [--memory-quantum-mb Q] [--quiet]
-  cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
-                   --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
-                   [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
-                  plus the model/cluster flags of `plan`; [--json] [--explain]
-  cairn models    list the built-in models
-  cairn clusters  list the built-in clusters
-  cairn help      this text
-
-Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
-)";
-}
 
 int Fail(std::ostream& err, const absl::Status& s) {
   err << "cairn: " << s.message() << "\n";
@@ -489,6 +465,31 @@ int CmdClusters(std::ostream& out) {
 }
 
 }  // namespace
+
+std::string Usage() {
+  return R"(cairn — find and score hybrid-parallel training plans.
+
+Commands:
+  cairn plan      --model NAME|FILE.json --cluster NAME --nodes N --global-batch B --seq-len S
+                  [--gpus-per-node G] [--memory-gb X] [--top K] [--explain] [--json]
+                  [--output FILE] [--format text|json|megatron|galvatron]
+                  [--batch-range MIN:MAX:STEP] [--pp 1,2,4] [--max-tp T] [--micro-batches 8,16]
+                  [--schedules 1f1b,gpipe] [--dp-modes ddp,zero1,zero2,zero3]
+                  [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
+                  [--hardware-profile FILE.json] [--galvatron-hardware DIR]
+                  [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
+                  [--dtype bf16|fp32] [--threads N] [--memory-quantum-mb Q] [--quiet]
+  cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
+                   --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
+                   [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
+                  plus the model/cluster flags of `plan`; [--json] [--explain]
+  cairn models    list the built-in models
+  cairn clusters  list the built-in clusters
+  cairn help      this text
+
+Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
+)";
+}
 
 int RunCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   if (argv.empty() || argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h") {
