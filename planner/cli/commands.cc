@@ -276,33 +276,43 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
     out << *json << "\n";
     return 0;
   }
-  if (format == "galvatron") {
-    absl::StatusOr<std::string> g =
-        planner::ExportGalvatronStrategy(best, pb.model, pb.hardware.num_devices());
-    if (!g.ok()) return Fail(err, g.status());
-    out << *g << "\n";
-    return 0;
-  }
-  if (format == "megatron") {
-    absl::StatusOr<std::string> flags = planner::MegatronFlags(pb, best);
-    if (flags.ok()) {
-      out << *flags << "\n";
+  if (format == "galvatron" || format == "megatron") {
+    // The best plan the other framework can express: the search's plans first, then the uniform
+    // baselines, fastest first.
+    auto convert = [&](const PlanSpec& p) -> absl::StatusOr<std::string> {
+      if (format == "megatron") return planner::MegatronFlags(pb, p);
+      return planner::ExportGalvatronStrategy(p, pb.model, pb.hardware.num_devices());
+    };
+    std::vector<std::pair<double, std::pair<const PlanSpec*, std::string>>> candidates;
+    for (size_t i = 0; i < r->plans.size(); ++i) {
+      candidates.push_back({r->evaluations[i].step_time_s / r->plans[i].global_batch,
+                            {&r->plans[i], i == 0 ? "the best plan" : "search plan"}});
+    }
+    for (const auto& b : r->baselines) {
+      if (!b.feasible) continue;
+      candidates.push_back({b.evaluation.step_time_s / b.plan.global_batch,
+                            {&b.plan, b.family + " (" + b.description + ")"}});
+    }
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const auto& x, const auto& y) { return x.first < y.first; });
+    absl::Status first_error;
+    for (const auto& c : candidates) {
+      absl::StatusOr<std::string> text = convert(*c.second.first);
+      if (!text.ok()) {
+        if (first_error.ok()) first_error = text.status();
+        continue;
+      }
+      if (c.second.first != &best) {
+        err << "cairn: the best plan is not expressible in " << format << " ("
+            << first_error.message() << "); printing " << c.second.second << ", "
+            << FormatSeconds(c.first * c.second.first->global_batch) << " per step vs "
+            << FormatSeconds(be.step_time_s) << "\n";
+      }
+      out << *text << "\n";
       return 0;
     }
-    err << "cairn: the best plan is not expressible in Megatron-LM (" << flags.status().message()
-        << "); printing the best uniform plan instead\n";
-    for (const auto& b : r->baselines) {
-      if (!b.feasible || b.family.rfind("megatron", 0) != 0) continue;
-      absl::StatusOr<std::string> f = planner::MegatronFlags(pb, b.plan);
-      if (f.ok()) {
-        out << *f << "\n";
-        err << "cairn: (" << b.family << ": " << b.description << ", "
-            << FormatSeconds(b.evaluation.step_time_s) << " per step vs "
-            << FormatSeconds(be.step_time_s) << ")\n";
-        return 0;
-      }
-    }
-    err << "cairn: no Megatron-expressible plan fits\n";
+    err << "cairn: no plan that fits is expressible in " << format << ": "
+        << first_error.message() << "\n";
     return 1;
   }
   out << absl::StrFormat("Plan for %s on %d x %s node%s (%d devices, %s per device), global "

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -30,6 +32,10 @@ std::vector<int> Divisors(int x) {
   return d;
 }
 
+// Pipelines up to this depth also get the hidden-sync stage variants (every combination is
+// scored); deeper ones charge the per-step sync of every stage fully.
+constexpr int kMaxPipelineForSyncVariants = 4;
+
 struct Combo {
   int batch = 0;
   int pp = 1;
@@ -37,6 +43,9 @@ struct Combo {
   Schedule schedule = Schedule::k1F1B;
   double lower_bound_per_sample = 0;
 };
+
+// Why a combination cannot hold any plan.
+enum class ComboStatus { kOk, kNoValidSplit, kDoesNotFit };
 
 }  // namespace
 
@@ -114,8 +123,8 @@ class Searcher {
 
  private:
   std::vector<Combo> Combos();
-  // Lower bound on step time per sample for a combo, or +inf if no layer has a valid strategy.
-  double LowerBound(const Combo& c) const;
+  // Lower bound on step time per sample for a combo; +inf (and why) when no plan can exist.
+  double LowerBound(const Combo& c, ComboStatus* status) const;
   void Solve(const Combo& c);
   std::vector<DpOption> Options(LayerKind kind, const StageContext& ctx,
                                 std::vector<Layout>* layouts) const;
@@ -128,6 +137,10 @@ class Searcher {
   std::atomic<int64_t> cells_{0};
   std::atomic<int64_t> evaluated_{0};
   std::atomic<int64_t> pruned_{0};
+  int64_t splittable_ = 0;  // combinations where every layer has a valid strategy
+
+ public:
+  int64_t splittable() const { return splittable_; }
 };
 
 std::vector<Combo> Searcher::Combos() {
@@ -150,7 +163,9 @@ std::vector<Combo> Searcher::Combos() {
         for (Schedule s : pb_.space.schedules) {
           if (p == 1 && s != pb_.space.schedules.front()) continue;  // identical for one stage
           Combo c{batch, p, m, s, 0};
-          c.lower_bound_per_sample = LowerBound(c);
+          ComboStatus status;
+          c.lower_bound_per_sample = LowerBound(c, &status);
+          if (status != ComboStatus::kNoValidSplit) ++splittable_;
           if (c.lower_bound_per_sample < kInf) out.push_back(c);
         }
       }
@@ -162,23 +177,51 @@ std::vector<Combo> Searcher::Combos() {
   return out;
 }
 
-double Searcher::LowerBound(const Combo& c) const {
+double Searcher::LowerBound(const Combo& c, ComboStatus* status) const {
+  *status = ComboStatus::kOk;
   const int L = pb_.model.num_layers;
-  const StageContext ctx = MakeStageContext(pb_, c.pp, 0, c.batch, c.m, c.schedule);
+  // Stage 0 holds the most micro-batches in flight under either schedule; the last stage the
+  // fewest. Memory checks use the fewest (valid for every stage), time checks any stage's context
+  // (costs do not depend on the stage index).
+  const StageContext ctx = MakeStageContext(pb_, c.pp, c.pp - 1, c.batch, c.m, c.schedule);
   const int n = ctx.stage_devices;
-  double sum = 0;
+  const int64_t room = pb_.memory_budget_bytes - pb_.hardware.reserved_bytes;
+  double busy = 0, work = 0;
+  double least_bytes = 0;
   for (LayerKind kind : {LayerKind::kEmbedding, LayerKind::kBlock, LayerKind::kHead}) {
-    double best = kInf;
+    double best_busy = kInf, best_work = kInf, best_bytes = kInf;
+    bool any_valid = false;
     for (const Strategy& s : EnumerateStrategies(pb_, kind, n)) {
       const LayerCost lc = cm_.Layer(kind, s, ctx);
-      if (lc.valid) best = std::min(best, lc.forward_s + lc.backward_s);
+      if (!lc.valid) continue;
+      any_valid = true;
+      if (lc.PersistentBytes(ctx.in_flight) + lc.transient_bytes > room) continue;
+      best_busy = std::min(best_busy, lc.forward_s + lc.backward_s);
+      best_work = std::min(best_work, lc.DpObjective(c.m));
+      best_bytes = std::min(best_bytes, static_cast<double>(lc.PersistentBytes(ctx.in_flight)));
     }
-    if (best == kInf) return kInf;
-    sum += (kind == LayerKind::kBlock ? L : 1) * best;
+    if (best_busy == kInf) {
+      *status = any_valid ? ComboStatus::kDoesNotFit : ComboStatus::kNoValidSplit;
+      return kInf;
+    }
+    const int count = kind == LayerKind::kBlock ? L : 1;
+    busy += count * best_busy;
+    work += count * best_work;
+    least_bytes += count * best_bytes;
   }
-  // Each stage runs m forwards and m backwards in sequence, and one micro-batch crosses every
-  // stage twice: step >= max(m * sum / p, sum).
-  return std::max(c.m * sum / c.pp, sum) / c.batch;
+  // The stages together must hold every layer.
+  if (least_bytes > static_cast<double>(room) * c.pp) {
+    *status = ComboStatus::kDoesNotFit;
+    return kInf;
+  }
+  // Stage k cannot start before micro-batch 0 crossed stages 0..k-1 and cannot finish before the
+  // last micro-batch's gradient crossed them back, so step >= sum_{j<k} X_j + m X_k for every k
+  // (X = per-micro-batch busy time). Over all splits of the total busy time S = sum X_j, the
+  // smallest such maximum C equalises the terms: X_k = C (1-1/m)^k / m, hence
+  // S = C (1 - (1-1/m)^p). Also, stage k ends no earlier than m X_k + Y_k, and these add up to at
+  // least `work`.
+  const double fill = 1.0 - std::pow(1.0 - 1.0 / c.m, c.pp);
+  return std::max(work / c.pp, busy / fill) / c.batch;
 }
 
 std::vector<DpOption> Searcher::Options(LayerKind kind, const StageContext& ctx,
@@ -246,7 +289,7 @@ void Searcher::Solve(const Combo& c) {
     StageDpOutput o = SolveStage(cm_, in);
     cells_ += o.cells;
     tables[i] = std::move(o.by_blocks);
-    if (i > 0) {
+    if (i > 0 && p <= kMaxPipelineForSyncVariants) {
       in.sync_weight = 0.0;
       StageDpOutput h = SolveStage(cm_, in);
       cells_ += h.cells;
@@ -313,11 +356,9 @@ void Searcher::Solve(const Combo& c) {
   }
   // Variant masks: bit i-1 set = stage i uses its hidden-sync solution. Every combination for
   // short pipelines, otherwise all-charged and all-hidden.
-  std::vector<uint32_t> masks;
-  if (p <= 4) {
-    for (uint32_t mask = 0; mask < (1u << (p - 1)); ++mask) masks.push_back(mask);
-  } else {
-    masks = {0u, ~0u};
+  std::vector<uint32_t> masks = {0u};
+  if (p <= kMaxPipelineForSyncVariants) {
+    for (uint32_t mask = 1; mask < (1u << (p - 1)); ++mask) masks.push_back(mask);
   }
   for (const std::vector<int>& part : partitions) {
     for (uint32_t mask : masks) {
@@ -361,7 +402,14 @@ SearchResult Searcher::Run() {
       if (combos[i].lower_bound_per_sample >= top_.bound.load()) {
         ++pruned_;
       } else {
+        const auto c0 = std::chrono::steady_clock::now();
         Solve(combos[i]);
+        if (std::getenv("CAIRN_SEARCH_TRACE")) {
+          std::fprintf(stderr, "combo B=%d pp=%d m=%d %s: %.3f s, bound %.4g\n", combos[i].batch,
+                       combos[i].pp, combos[i].m, ToString(combos[i].schedule),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count(),
+                       combos[i].lower_bound_per_sample * combos[i].batch);
+        }
       }
       const int64_t d = ++done;
       if (opt_.progress) opt_.progress(d, static_cast<int64_t>(combos.size()));
@@ -565,7 +613,7 @@ absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOp
   }
   Searcher searcher(problem, options);
   SearchResult r = searcher.Run();
-  if (r.plans.empty()) r.infeasible_reason = InfeasibleReason(problem, r.stats.combinations);
+  if (r.plans.empty()) r.infeasible_reason = InfeasibleReason(problem, searcher.splittable());
   if (options.with_baselines) {
     r.baselines = EvaluateBaselines(problem);
     double best_baseline = kInf;

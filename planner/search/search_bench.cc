@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
        false},
   };
   const std::string ref = ReferenceDir();
-  std::printf("%-58s %10s %11s %9s %8s %10s %12s\n", "case", "search_s", "step_s", "MFU",
-              "combos", "pruned", "peak_rss_MiB");
+  std::printf("%-58s %10s %11s %9s %8s %10s %12s %12s\n", "case", "search_s", "step_s", "MFU",
+              "combos", "pruned", "dp_cells_M", "peak_rss_MiB");
   for (const Case& c : cases) {
     cairn::v1::SearchRequest req;
     auto model = LookupModel(c.model);
@@ -125,11 +125,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     const bool found = !r->plans.empty();
-    std::printf("%-58s %10.3f %11.3f %8.1f%% %8lld %10lld %12ld\n", c.name.c_str(), s,
+    std::printf("%-58s %10.3f %11.3f %8.1f%% %8lld %10lld %12.1f %12ld\n", c.name.c_str(), s,
                 found ? r->evaluations[0].step_time_s : 0.0,
                 found ? 100 * r->evaluations[0].mfu : 0.0,
                 static_cast<long long>(r->stats.combinations),
-                static_cast<long long>(r->stats.combinations_pruned), PeakRssKiB() / 1024);
+                static_cast<long long>(r->stats.combinations_pruned), r->stats.dp_cells / 1e6,
+                PeakRssKiB() / 1024);
     std::fflush(stdout);
   }
   return 0;

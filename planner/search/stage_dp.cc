@@ -20,6 +20,7 @@ struct Table {
   std::vector<int> option;       // per column: option index (-1 = virtual start)
   std::vector<int> units;        // per column: memory units of the option
   std::vector<uint16_t> pred;    // per cell: column of the previous table
+  int first_row = 0;             // rows below hold no finite value
 };
 
 // Picks at most in.max_transient_caps transient caps, evenly over the distinct sizes (always
@@ -58,24 +59,93 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
   }
   auto T = [&](int a, int b) { return trans[static_cast<size_t>(a) * K + b]; };
   const int64_t q = std::max<int64_t>(1, in.quantum_bytes);
-  auto units_of = [&](int64_t bytes) { return static_cast<int>((bytes + q - 1) / q); };
 
-  for (int64_t cap : TransientCaps(in)) {
-    const int64_t room = in.budget_bytes - cap;
+  // Exact memory of an assignment: persistent bytes add up, transient buffers take the maximum.
+  auto fits = [&](const std::vector<const DpOption*>& opts) {
+    int64_t persistent = 0, transient = 0;
+    for (const DpOption* o : opts) {
+      persistent += o->persistent_bytes;
+      transient = std::max(transient, o->transient_bytes);
+    }
+    return persistent + transient <= in.budget_bytes;
+  };
+  // Passes: first the memory-free optimum (kept for every n where it happens to fit: no
+  // memory-limited pass can beat it); then, per transient cap from the largest down, a memory-free
+  // probe restricted to the cap (a lower bound: the pass is skipped when it cannot beat what is
+  // already known for any n) and the memory-limited pass itself.
+  enum class Mode { kFree, kProbe, kReal };
+  // Options the DP can never prefer: another option of the same layout is no worse in this DP's
+  // objective, persistent and transient memory (the busy time is only reported, not optimised).
+  auto undominated = [&](const std::vector<DpOption>& list) {
+    std::vector<bool> keep(list.size(), true);
+    auto objective = [&](const DpOption& o) { return m * o.busy_s + in.sync_weight * o.sync_s; };
+    for (size_t i = 0; i < list.size(); ++i) {
+      for (size_t j = 0; j < list.size() && keep[i]; ++j) {
+        if (i == j || !keep[j]) continue;
+        const DpOption& a = list[j];
+        const DpOption& b = list[i];
+        const bool no_worse = a.layout == b.layout && objective(a) <= objective(b) &&
+                              a.persistent_bytes <= b.persistent_bytes &&
+                              a.transient_bytes <= b.transient_bytes;
+        const bool strictly = objective(a) < objective(b) ||
+                              a.persistent_bytes < b.persistent_bytes ||
+                              a.transient_bytes < b.transient_bytes || j < i;
+        if (no_worse && strictly) keep[i] = false;
+      }
+    }
+    return keep;
+  };
+  const std::vector<bool> keep_emb = undominated(in.embedding);
+  const std::vector<bool> keep_blk = undominated(in.block);
+  const std::vector<bool> keep_head = undominated(in.head);
+  std::vector<bool> solved(in.max_blocks + 1, false);
+  std::vector<double> probe(in.max_blocks + 1);
+  std::vector<std::pair<Mode, int64_t>> passes = {{Mode::kFree, -1}};
+  std::vector<int64_t> caps = TransientCaps(in);
+  for (auto it = caps.rbegin(); it != caps.rend(); ++it) {
+    passes.push_back({Mode::kProbe, *it});
+    passes.push_back({Mode::kReal, *it});
+  }
+  for (size_t pi = 0; pi < passes.size(); ++pi) {
+    const Mode mode = passes[pi].first;
+    const int64_t cap = passes[pi].second;
+    const bool memory_free = mode != Mode::kReal;
+    if (mode == Mode::kProbe) {
+      std::fill(probe.begin(), probe.end(), std::numeric_limits<double>::infinity());
+    }
+    if (mode == Mode::kReal) {
+      bool useful = false;
+      for (int n = in.min_blocks; n <= in.max_blocks; ++n) {
+        const StageDpSolution& known = out.by_blocks[n];
+        if (solved[n]) continue;
+        if (probe[n] < std::numeric_limits<double>::infinity() &&
+            (!known.feasible || probe[n] < known.objective)) {
+          useful = true;
+        }
+      }
+      if (!useful) continue;
+    }
+    const int64_t room = memory_free ? 0 : in.budget_bytes - cap;
     if (room < 0) continue;
-    const int U = static_cast<int>(std::min<int64_t>(room / q, 1 << 22));
-    auto filter = [&](const std::vector<DpOption>& list) {
+    const int U = memory_free ? 0 : static_cast<int>(std::min<int64_t>(room / q, 1 << 22));
+    auto units_of = [&](int64_t bytes) {
+      return memory_free ? 0 : static_cast<int>((bytes + q - 1) / q);
+    };
+    auto filter = [&](const std::vector<DpOption>& list, const std::vector<bool>& keep) {
       std::vector<int> idx;
       for (int i = 0; i < static_cast<int>(list.size()); ++i) {
-        if (list[i].transient_bytes <= cap && units_of(list[i].persistent_bytes) <= U) {
+        if (!keep[i]) continue;
+        if (mode == Mode::kFree ||
+            (list[i].transient_bytes <= cap && units_of(list[i].persistent_bytes) <= U &&
+             list[i].persistent_bytes + list[i].transient_bytes <= in.budget_bytes)) {
           idx.push_back(i);
         }
       }
       return idx;
     };
-    const std::vector<int> emb = filter(in.embedding);
-    const std::vector<int> blk = filter(in.block);
-    const std::vector<int> head = filter(in.head);
+    const std::vector<int> emb = filter(in.embedding, keep_emb);
+    const std::vector<int> blk = filter(in.block, keep_blk);
+    const std::vector<int> head = filter(in.head, keep_head);
     if ((in.has_embedding && emb.empty()) || (in.has_head && head.empty())) continue;
 
     std::vector<Table> tables;
@@ -94,11 +164,14 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     std::vector<float> into_x(static_cast<size_t>(U + 1) * K);
     std::vector<uint16_t> into_arg(static_cast<size_t>(U + 1) * K);
     auto advance = [&](const std::vector<DpOption>& list, const std::vector<int>& idx) {
-      const Table& prev = tables.back();
+      Table& prev = tables.back();
       // Best previous column per layout, then the cheapest layout to come from: O(width + K^2).
       std::vector<float> bl(K + 1), blx(K + 1);
       std::vector<uint16_t> blarg(K + 1);
-      for (int v = 0; v <= U; ++v) {
+      for (int v = 0; v < prev.first_row; ++v) {
+        std::fill(&into[static_cast<size_t>(v) * K], &into[static_cast<size_t>(v + 1) * K], kInf);
+      }
+      for (int v = prev.first_row; v <= U; ++v) {
         const float* fp = &prev.f[static_cast<size_t>(v) * prev.width];
         const float* xp = &prev.x[static_cast<size_t>(v) * prev.width];
         std::fill(bl.begin(), bl.end(), kInf);
@@ -131,37 +204,55 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
       Table cur;
       cur.width = static_cast<int>(idx.size());
       cur.option = idx;
-      for (int c : idx) {
-        cur.layout.push_back(list[c].layout);
-        cur.units.push_back(units_of(list[c].persistent_bytes));
+      std::vector<float> obj(cur.width), busy(cur.width);
+      for (int c = 0; c < cur.width; ++c) {
+        const DpOption& o = list[idx[c]];
+        cur.layout.push_back(o.layout);
+        cur.units.push_back(units_of(o.persistent_bytes));
+        obj[c] = static_cast<float>(m * o.busy_s + in.sync_weight * o.sync_s);
+        busy[c] = static_cast<float>(o.busy_s);
       }
       const size_t cells = static_cast<size_t>(U + 1) * cur.width;
       cur.f.assign(cells, kInf);
-      cur.x.assign(cells, kInf);
-      cur.pred.assign(cells, 0);
-      for (int v = 0; v <= U; ++v) {
+      cur.x.resize(cells);
+      cur.pred.resize(cells);
+      const int* units = cur.units.data();
+      const int* layout = cur.layout.data();
+      cur.first_row = U + 1;
+      for (int c = 0; c < cur.width; ++c) {
+        cur.first_row = std::min(cur.first_row, prev.first_row + units[c]);
+      }
+      for (int v = cur.first_row; v <= U; ++v) {
+        float* f = &cur.f[static_cast<size_t>(v) * cur.width];
+        float* x = &cur.x[static_cast<size_t>(v) * cur.width];
+        uint16_t* pr = &cur.pred[static_cast<size_t>(v) * cur.width];
         for (int c = 0; c < cur.width; ++c) {
-          const int from = v - cur.units[c];
+          const int from = v - units[c];
           if (from < 0) continue;
-          const size_t src = static_cast<size_t>(from) * K + cur.layout[c];
-          if (into[src] == kInf) continue;
-          const DpOption& o = list[idx[c]];
-          const size_t at = static_cast<size_t>(v) * cur.width + c;
-          cur.f[at] = into[src] + static_cast<float>(m * o.busy_s + in.sync_weight * o.sync_s);
-          cur.x[at] = into_x[src] + static_cast<float>(o.busy_s);
-          cur.pred[at] = into_arg[src];
+          const size_t src = static_cast<size_t>(from) * K + layout[c];
+          const float in_f = into[src];
+          if (in_f == kInf) continue;
+          f[c] = in_f + obj[c];
+          x[c] = into_x[src] + busy[c];
+          pr[c] = into_arg[src];
         }
       }
       out.cells += static_cast<int64_t>(cells);
+      // Only the newest table's values are read again; earlier tables keep what backtracking needs.
+      std::vector<float>().swap(tables.back().f);
+      std::vector<float>().swap(tables.back().x);
       tables.push_back(std::move(cur));
     };
 
     // Walks back from (table t, column c, units v) to the strategies of the stage.
+    std::vector<const DpOption*> picked;
     auto reconstruct = [&](int t, int c, int v, const std::vector<const std::vector<DpOption>*>& lists) {
       std::vector<Strategy> layers(t);
+      picked.assign(t, nullptr);
       for (int k = t; k >= 1; --k) {
         const Table& tb = tables[k];
         layers[k - 1] = (*lists[k])[tb.option[c]].strategy;
+        picked[k - 1] = &(*lists[k])[tb.option[c]];
         const int pc = tb.pred[static_cast<size_t>(v) * tb.width + c];
         v -= tb.units[c];
         c = pc;
@@ -170,11 +261,14 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     };
     std::vector<const std::vector<DpOption>*> lists = {nullptr};
 
-    // Offers the assignment ending at the last table (after `n` blocks) as a solution for n.
+    // Offers the best assignment ending at the last table (after `n` blocks) as a solution for n.
     auto read_out = [&](int n) {
+      if (solved[n]) return;
       const Table& last = tables.back();
       const int t = static_cast<int>(tables.size()) - 1;
-      StageDpSolution& sol = out.by_blocks[n];
+      double best = std::numeric_limits<double>::infinity(), best_busy = 0;
+      int best_j = -1, best_v = 0;
+      const DpOption* best_head = nullptr;
       if (in.has_head) {
         for (int hc : head) {
           const DpOption& h = in.head[hc];
@@ -186,13 +280,12 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
             const int gp = last.layout[j];
             const double tr = gp == kNone ? 0.0 : T(gp, h.layout);
             const double val = last.f[at] + m * tr + m * h.busy_s + in.sync_weight * h.sync_s;
-            if (!sol.feasible || val < sol.objective) {
-              sol.feasible = true;
-              sol.objective = val;
-              sol.busy_s = last.x[at] + tr + h.busy_s;
-              sol.layers = reconstruct(t, j, v, lists);
-              if (t == 0) sol.layers.clear();
-              sol.layers.push_back(h.strategy);
+            if (val < best) {
+              best = val;
+              best_busy = last.x[at] + tr + h.busy_s;
+              best_j = j;
+              best_v = v;
+              best_head = &h;
             }
           }
         }
@@ -203,14 +296,35 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
           if (last.f[at] == kInf) continue;
           const double tr = T(last.layout[j], in.boundary_layout);
           const double val = last.f[at] + m * tr;
-          if (!sol.feasible || val < sol.objective) {
-            sol.feasible = true;
-            sol.objective = val;
-            sol.busy_s = last.x[at] + tr;
-            sol.layers = reconstruct(t, j, U, lists);
+          if (val < best) {
+            best = val;
+            best_busy = last.x[at] + tr;
+            best_j = j;
+            best_v = U;
           }
         }
       }
+      if (best_j < 0) return;
+      if (mode == Mode::kProbe) {
+        probe[n] = best;
+        return;
+      }
+      StageDpSolution& known = out.by_blocks[n];
+      if (mode == Mode::kReal && known.feasible && known.objective <= best) return;
+      StageDpSolution sol;
+      sol.feasible = true;
+      sol.objective = best;
+      sol.busy_s = best_busy;
+      sol.layers = reconstruct(t, best_j, best_v, lists);
+      if (best_head) {
+        sol.layers.push_back(best_head->strategy);
+        picked.push_back(best_head);
+      }
+      if (mode == Mode::kFree) {
+        if (!fits(picked)) return;
+        solved[n] = true;
+      }
+      known = std::move(sol);
     };
 
     if (in.has_embedding) {
