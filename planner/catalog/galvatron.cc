@@ -702,16 +702,6 @@ absl::Status CheckPlanShape(const PlanSpec& plan, const ModelDims& model, int nu
   return absl::OkStatus();
 }
 
-const char* DpTypeName(DpMode mode) {
-  switch (mode) {
-    case DpMode::kDdp: return "ddp";
-    case DpMode::kZero1: return "zero1";
-    case DpMode::kZero2: return "zero2";
-    case DpMode::kZero3: return "zero3";
-  }
-  return "?";
-}
-
 absl::StatusOr<cairn::v1::HardwareProfile> ImportHardware(
     const std::string& dir, int num_nodes, int gpus_per_node,
     const cairn::v1::HardwareProfile& base) {
@@ -969,7 +959,7 @@ absl::StatusOr<std::string> ExportGalvatronStrategy(const PlanSpec& plan, const 
     if (s.dp == DpMode::kZero3) continue;
     if (have_default && s.dp != default_dp) {
       return absl::UnimplementedError(absl::StrCat(
-          "layers use both ", DpTypeName(default_dp), " and ", DpTypeName(s.dp),
+          "layers use both ", ToString(default_dp), " and ", ToString(s.dp),
           "; Galvatron allows ZeRO-3 plus one default_dp_type"));
     }
     have_default = true;
@@ -997,7 +987,7 @@ absl::StatusOr<std::string> ExportGalvatronStrategy(const PlanSpec& plan, const 
   out["chunks"] = plan.num_micro_batches;
   out["pp_division"] = absl::StrJoin(division, ",");
   out["pipeline_type"] = plan.schedule == Schedule::kGPipe ? "gpipe" : "pipedream_flush";
-  out["default_dp_type"] = DpTypeName(default_dp);
+  out["default_dp_type"] = ToString(default_dp);
   out["vtp"] = embedding.tp;
   out["vsp"] = embedding.mode == ParallelMode::kUlysses ? 1 : 0;
   out["embed_sdp"] = embed_sdp;

@@ -378,28 +378,12 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   const int shard_group = ulysses ? ctx.stage_devices : dp;
   const int64_t shard = CeilDiv(on_device, shard_group);
   const int64_t states_per_param = pr.master_bytes + pr.optimizer_bytes;
-  switch (shard_group > 1 ? s.dp : DpMode::kDdp) {
-    case DpMode::kDdp:
-      c.param_bytes = on_device * pr.param_bytes;
-      c.grad_bytes = on_device * pr.grad_bytes;
-      c.optimizer_bytes = on_device * states_per_param;
-      break;
-    case DpMode::kZero1:
-      c.param_bytes = on_device * pr.param_bytes;
-      c.grad_bytes = on_device * pr.grad_bytes;
-      c.optimizer_bytes = shard * states_per_param;
-      break;
-    case DpMode::kZero2:
-      c.param_bytes = on_device * pr.param_bytes;
-      c.grad_bytes = shard * pr.grad_bytes;
-      c.optimizer_bytes = shard * states_per_param;
-      break;
-    case DpMode::kZero3:
-      c.param_bytes = shard * pr.param_bytes;
-      c.grad_bytes = shard * pr.grad_bytes;
-      c.optimizer_bytes = shard * states_per_param;
-      break;
-  }
+  // ZeRO-1 shards optimizer states (master + Adam), ZeRO-2 also gradients, ZeRO-3 also weights.
+  const DpMode held = shard_group > 1 ? s.dp : DpMode::kDdp;
+  c.param_bytes = (held == DpMode::kZero3 ? shard : on_device) * pr.param_bytes;
+  c.grad_bytes =
+      (held == DpMode::kZero2 || held == DpMode::kZero3 ? shard : on_device) * pr.grad_bytes;
+  c.optimizer_bytes = (held == DpMode::kDdp ? on_device : shard) * states_per_param;
   AddMemory(kind, s, samples, &c);
   if (shard_group > 1 && s.dp == DpMode::kZero2) c.transient_bytes += on_device * pr.grad_bytes;
   if (shard_group > 1 && s.dp == DpMode::kZero3) {
