@@ -85,6 +85,30 @@ cairn::v1::Plan ToPlanProto(const SearchProblem& problem, const PlanSpec& plan,
   return out;
 }
 
+cairn::v1::SearchResponse ToSearchResponse(const SearchProblem& problem, const SearchResult& result,
+                                           const ProvenanceInfo& provenance) {
+  cairn::v1::SearchResponse out;
+  ProvenanceInfo prov = provenance;
+  prov.search_time_s = result.search_time_s;
+  prov.candidates_evaluated = result.stats.plans_evaluated;
+  for (size_t i = 0; i < result.plans.size(); ++i) {
+    *out.add_plans() = ToPlanProto(problem, result.plans[i], result.evaluations[i], prov);
+  }
+  for (const BaselineResult& b : result.baselines) {
+    cairn::v1::Baseline* pb = out.add_baselines();
+    pb->set_family(b.family);
+    pb->set_description(b.description);
+    pb->set_feasible(b.feasible);
+    pb->set_reason(b.reason);
+    if (b.feasible) *pb->mutable_plan() = ToPlanProto(problem, b.plan, b.evaluation, prov);
+  }
+  out.set_gain_over_best_baseline(result.gain_over_best_baseline);
+  out.set_search_time_s(result.search_time_s);
+  out.set_candidates_evaluated(result.stats.plans_evaluated);
+  out.set_infeasible_reason(result.infeasible_reason);
+  return out;
+}
+
 absl::StatusOr<PlanSpec> PlanSpecFromProto(const SearchProblem& problem,
                                            const cairn::v1::Plan& plan) {
   if (plan.format_version() != kPlanFormatVersion) {

@@ -15,7 +15,9 @@
 #include "absl/status/statusor.h"
 #include "planner/cost/evaluate.h"
 #include "planner/problem/problem.h"
+#include "planner/search/search.h"
 #include "proto/cairn/v1/plan.pb.h"
+#include "proto/cairn/v1/search.pb.h"
 
 namespace cairn::planner {
 
@@ -32,6 +34,11 @@ struct ProvenanceInfo {
 
 cairn::v1::Plan ToPlanProto(const SearchProblem& problem, const PlanSpec& plan,
                             const Evaluation& evaluation, const ProvenanceInfo& provenance);
+
+// A whole search result as the cairn.v1.SearchResponse the planner daemon returns: every plan (best
+// first) and every baseline (with its plan when feasible), the gain, time and counts.
+cairn::v1::SearchResponse ToSearchResponse(const SearchProblem& problem, const SearchResult& result,
+                                           const ProvenanceInfo& provenance);
 
 // The plan's strategy part, checked against the problem (layer count, stage sizes, degrees).
 // InvalidArgument names the first problem found.
