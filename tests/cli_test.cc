@@ -51,7 +51,7 @@ TEST(CliTest, PlansAndReportsEverythingAUserNeeds) {
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* text : {"Plan for llama2-7b", "tokens/s", "MFU", "stage 0", "embedding:",
                            "head:", "memory", "Gain over the best uniform plan", "megatron",
-                           "fsdp", "Search:", "Why the best uniform plan is slower"}) {
+                           "fsdp", "Search:", "Why the best uniform plan ("}) {
     EXPECT_THAT(r.out, HasSubstr(text));
   }
 }

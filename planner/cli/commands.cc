@@ -20,6 +20,7 @@
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
 #include "planner/cli/args.h"
+#include "planner/cli/render.h"
 #include "planner/cost/evaluate.h"
 #include "planner/cost/model_math.h"
 #include "planner/plan/plan_convert.h"
@@ -165,46 +166,6 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   return out;
 }
 
-std::string Pct(double x) { return absl::StrFormat("%.1f%%", 100.0 * x); }
-
-void RenderPlan(const SearchProblem& pb, const PlanSpec& plan, const Evaluation& e,
-                std::ostream& out) {
-  const int L = pb.model.num_layers;
-  const int N = pb.hardware.num_devices();
-  const int p = plan.pipeline_degree();
-  out << absl::StrFormat("  step %s | %s tokens/s | MFU %s | lower bound %s (gap %s)\n",
-                         FormatSeconds(e.step_time_s), FormatCount(e.tokens_per_s), Pct(e.mfu),
-                         FormatSeconds(e.lower_bound_s), Pct(e.optimality_gap));
-  out << absl::StrFormat("  pipeline: %d stage%s x %d devices, %s, %d micro-batches of %d samples\n",
-                         p, p > 1 ? "s" : "", N / p, planner::ToString(plan.schedule),
-                         plan.num_micro_batches, plan.global_batch / plan.num_micro_batches);
-  for (int i = 0; i < p; ++i) {
-    const planner::StageCost& sc = e.stages[i];
-    out << absl::StrFormat("  stage %d: layers %d-%d, busy %s per micro-batch (fwd %s, bwd %s)\n",
-                           i, sc.first_layer, sc.first_layer + sc.num_layers - 1,
-                           FormatSeconds(sc.times.forward_s + sc.times.backward_s),
-                           FormatSeconds(sc.times.forward_s), FormatSeconds(sc.times.backward_s));
-    for (const std::string& line :
-         planner::SummarizeLayers(plan, sc.first_layer, sc.num_layers, L)) {
-      out << "      " << line << "\n";
-    }
-    out << absl::StrFormat(
-        "      memory %s of %s: params %s, grads %s, optimizer %s, activations %s, transient %s, "
-        "reserved %s\n",
-        FormatBytes(sc.total_bytes), FormatBytes(e.budget_bytes), FormatBytes(sc.param_bytes),
-        FormatBytes(sc.grad_bytes), FormatBytes(sc.optimizer_bytes),
-        FormatBytes(sc.activation_bytes), FormatBytes(sc.transient_bytes),
-        FormatBytes(sc.reserved_bytes));
-  }
-  out << absl::StrFormat(
-      "  time per step (bottleneck stage %d): compute %s, TP/SP comm %s, DP comm %s, transitions "
-      "%s, bubble %s, p2p %s, optimizer %s\n",
-      e.pipeline.bottleneck_stage, FormatSeconds(e.compute_s), FormatSeconds(e.tp_comm_s),
-      FormatSeconds(e.dp_comm_s), FormatSeconds(e.transition_s), FormatSeconds(e.bubble_s),
-      FormatSeconds(e.pipeline_comm_s), FormatSeconds(e.optimizer_s));
-  for (const std::string& v : e.violations) out << "  VIOLATION: " << v << "\n";
-}
-
 absl::Status WriteFile(const std::string& path, const std::string& text) {
   std::ofstream f(path);
   if (!f) return absl::FailedPreconditionError(absl::StrCat("cannot write ", path));
@@ -263,15 +224,6 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   if (a.Has("output")) {
     if (absl::Status s = WriteFile(a.Get("output"), *json); !s.ok()) return Fail(err, s);
   }
-  // The best uniform baseline, for the gain line and for --format megatron fallbacks.
-  const planner::BaselineResult* best_base = nullptr;
-  for (const auto& b : r->baselines) {
-    if (!b.feasible) continue;
-    if (!best_base || b.evaluation.step_time_s / b.plan.global_batch <
-                          best_base->evaluation.step_time_s / best_base->plan.global_batch) {
-      best_base = &b;
-    }
-  }
   if (format == "json") {
     out << *json << "\n";
     return 0;
@@ -315,46 +267,7 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
         << first_error.message() << "\n";
     return 1;
   }
-  out << absl::StrFormat("Plan for %s on %d x %s node%s (%d devices, %s per device), global "
-                         "batch %d, seq %d\n",
-                         pb.model.name, pb.hardware.num_nodes, pb.hardware.name,
-                         pb.hardware.num_nodes > 1 ? "s" : "", pb.hardware.num_devices(),
-                         FormatBytes(pb.memory_budget_bytes), best.global_batch, pb.seq_len);
-  for (size_t i = 0; i < r->plans.size(); ++i) {
-    if (i > 0) out << absl::StrFormat("\nAlternative %d:\n", static_cast<int>(i + 1));
-    RenderPlan(pb, r->plans[i], r->evaluations[i], out);
-  }
-  out << "\nUniform plans a user would pick by hand (same cost model):\n";
-  for (const auto& b : r->baselines) {
-    if (b.feasible) {
-      out << absl::StrFormat("  %-20s %-44s %s/step, %s tokens/s\n", b.family, b.description,
-                             FormatSeconds(b.evaluation.step_time_s),
-                             FormatCount(b.evaluation.tokens_per_s));
-    } else {
-      out << absl::StrFormat("  %-20s does not fit: %s\n", b.family, b.reason);
-    }
-  }
-  if (best_base) {
-    out << absl::StrFormat("Gain over the best uniform plan (%s): %.2fx\n", best_base->family,
-                           r->gain_over_best_baseline);
-  }
-  out << absl::StrFormat(
-      "Search: %s, %d combinations (%d pruned by bound), %d plans scored, memory quantum %s; "
-      "compute: %s\n",
-      FormatSeconds(r->search_time_s), static_cast<int>(r->stats.combinations),
-      static_cast<int>(r->stats.combinations_pruned), static_cast<int>(r->stats.plans_evaluated),
-      FormatBytes(r->stats.memory_quantum_bytes), pb.model_profile_name);
-  if (a.Has("explain")) {
-    planner::CostModel cm(pb);
-    if (best_base) {
-      out << "\nWhy the best uniform plan is slower:\n"
-          << planner::Explain(cm, best, be, best_base->plan, best_base->evaluation);
-    }
-    if (r->plans.size() > 1) {
-      out << "\nWhy alternative 2 is slower:\n"
-          << planner::Explain(cm, best, be, r->plans[1], r->evaluations[1]);
-    }
-  }
+  RenderSearchResponse(planner::ToSearchResponse(pb, *r, prov), a.Has("explain"), out);
   if (a.Has("output")) out << "Plan written to " << a.Get("output") << "\n";
   return 0;
 }
@@ -430,7 +343,11 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     out << absl::StrFormat("Evaluation of %s for %s on %d x %s (%d devices)\n", plan.origin,
                            pb.model.name, pb.hardware.num_nodes, pb.hardware.name,
                            pb.hardware.num_devices());
-    RenderPlan(pb, plan, *e, out);
+    planner::ProvenanceInfo prov;
+    prov.hardware_profile = loaded->hardware_label;
+    prov.model_profile = pb.model_profile_name;
+    RenderPlan(planner::ToPlanProto(pb, plan, *e, prov), out);
+    for (const std::string& v : e->violations) out << "  VIOLATION: " << v << "\n";
     if (a.Has("explain")) {
       planner::SearchOptions opt;
       opt.with_baselines = false;

@@ -209,9 +209,14 @@ std::string Explain(const CostModel& cm, const PlanSpec& a, const Evaluation& ea
   (void)cm;
   std::string out;
   const double ratio = ea.step_time_s > 0 ? eb.step_time_s / ea.step_time_s : 0;
-  absl::StrAppendFormat(&out, "%s takes %s per step, %s takes %s (%.2fx).\n",
-                        a.origin.empty() ? "plan A" : a.origin, FormatSeconds(ea.step_time_s),
-                        b.origin.empty() ? "plan B" : b.origin, FormatSeconds(eb.step_time_s),
+  std::string name_a = a.origin.empty() ? "plan A" : a.origin;
+  std::string name_b = b.origin.empty() ? "plan B" : b.origin;
+  if (name_a == name_b) {
+    name_a = "plan A (" + name_a + ")";
+    name_b = "plan B (" + name_b + ")";
+  }
+  absl::StrAppendFormat(&out, "%s takes %s per step, %s takes %s (%.2fx).\n", name_a,
+                        FormatSeconds(ea.step_time_s), name_b, FormatSeconds(eb.step_time_s),
                         ratio);
   if (!eb.feasible) {
     absl::StrAppend(&out, "  B does not fit: ", eb.violations.front(), "\n");

@@ -106,6 +106,28 @@ cairn::v1::SearchResponse ToSearchResponse(const SearchProblem& problem, const S
   out.set_search_time_s(result.search_time_s);
   out.set_candidates_evaluated(result.stats.plans_evaluated);
   out.set_infeasible_reason(result.infeasible_reason);
+  if (!result.plans.empty()) {
+    const CostModel cm(problem);
+    const BaselineResult* best = nullptr;
+    for (const BaselineResult& b : result.baselines) {
+      if (b.feasible && (!best || b.evaluation.step_time_s / b.plan.global_batch <
+                                      best->evaluation.step_time_s / best->plan.global_batch)) {
+        best = &b;
+      }
+    }
+    std::string text;
+    if (best) {
+      absl::StrAppend(&text, "Why the best uniform plan (", best->family, ") is slower:\n",
+                      Explain(cm, result.plans[0], result.evaluations[0], best->plan,
+                              best->evaluation));
+    }
+    if (result.plans.size() > 1) {
+      absl::StrAppend(&text, "Why alternative 2 is slower:\n",
+                      Explain(cm, result.plans[0], result.evaluations[0], result.plans[1],
+                              result.evaluations[1]));
+    }
+    out.set_explanation(text);
+  }
   return out;
 }
 
