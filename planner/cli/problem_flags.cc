@@ -1,0 +1,146 @@
+#include "planner/cli/problem_flags.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "planner/catalog/clusters.h"
+#include "planner/catalog/galvatron.h"
+#include "planner/catalog/json_io.h"
+#include "planner/catalog/models.h"
+#include "planner/problem/problem_builder.h"
+#include "planner/problem/proto_enums.h"
+
+namespace cairn::cli {
+
+std::set<std::string> ProblemFlags() {
+  return {
+    "model", "cluster", "nodes", "gpus-per-node", "global-batch", "batch-range", "seq-len",
+    "memory-gb", "hardware-profile", "galvatron-hardware", "model-profile",
+    "galvatron-model-profile", "dtype", "threads", "pp", "max-tp", "micro-batches", "schedules",
+    "dp-modes", "modes", "memory-quantum-mb"};
+}
+
+absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s) {
+  if (s == "tp") return planner::ParallelMode::kTensor;
+  if (s == "tp+sp" || s == "sp") return planner::ParallelMode::kTensorSequence;
+  if (s == "ulysses") return planner::ParallelMode::kUlysses;
+  return absl::InvalidArgumentError(absl::StrCat("unknown mode '", s, "' (tp, tp+sp, ulysses)"));
+}
+
+absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s) {
+  if (s == "ddp") return planner::DpMode::kDdp;
+  if (s == "zero1") return planner::DpMode::kZero1;
+  if (s == "zero2") return planner::DpMode::kZero2;
+  if (s == "zero3" || s == "fsdp") return planner::DpMode::kZero3;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown data-parallel mode '", s, "' (ddp, zero1, zero2, zero3)"));
+}
+
+absl::StatusOr<planner::Schedule> ParseSchedule(absl::string_view s) {
+  if (s == "1f1b") return planner::Schedule::k1F1B;
+  if (s == "gpipe") return planner::Schedule::kGPipe;
+  return absl::InvalidArgumentError(absl::StrCat("unknown schedule '", s, "' (1f1b, gpipe)"));
+}
+
+
+// Builds the SearchRequest from the flags shared by `plan` and `evaluate`.
+absl::StatusOr<Loaded> LoadProblem(const Args& a) {
+  cairn::v1::SearchRequest req;
+  CAIRN_ASSIGN_OR_RETURN(*req.mutable_model(), planner::ResolveModel(a.Get("model", "llama2-7b")));
+  CAIRN_ASSIGN_OR_RETURN(int nodes, a.GetInt("nodes", 1));
+  CAIRN_ASSIGN_OR_RETURN(int gpn, a.GetInt("gpus-per-node", 0));
+  std::string label;
+  cairn::v1::HardwareProfile hw;
+  if (a.Has("hardware-profile")) {
+    CAIRN_ASSIGN_OR_RETURN(hw, planner::LoadHardwareProfileFile(a.Get("hardware-profile")));
+    label = absl::StrCat(hw.name(), " (", a.Get("hardware-profile"), ")");
+  } else {
+    const std::string name = a.Get("cluster", "h100-sxm");
+    CAIRN_ASSIGN_OR_RETURN(hw, planner::LookupHardware(name));
+    label = absl::StrCat(name, " (built-in default)");
+  }
+  if (a.Has("galvatron-hardware")) {
+    const int per_node = gpn > 0 ? gpn : hw.devices_per_node();
+    CAIRN_ASSIGN_OR_RETURN(hw, planner::ImportGalvatronHardware(a.Get("galvatron-hardware"), nodes,
+                                                                per_node, hw));
+    label = absl::StrCat(label, " + Galvatron profiles from ", a.Get("galvatron-hardware"));
+  }
+  CAIRN_ASSIGN_OR_RETURN(*req.mutable_cluster(), planner::MakeCluster(hw, nodes, gpn));
+  CAIRN_ASSIGN_OR_RETURN(int seq, a.GetInt("seq-len", std::min(4096, req.model().max_seq_len())));
+  req.set_seq_len(seq);
+  if (a.Has("batch-range")) {
+    std::vector<std::string> parts = absl::StrSplit(a.Get("batch-range"), ':');
+    int v[3] = {0, 0, 0};
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &v[0]) ||
+        !absl::SimpleAtoi(parts[1], &v[1]) || !absl::SimpleAtoi(parts[2], &v[2])) {
+      return absl::InvalidArgumentError("--batch-range must be MIN:MAX:STEP, e.g. 256:1024:256");
+    }
+    req.mutable_batch_range()->set_min(v[0]);
+    req.mutable_batch_range()->set_max(v[1]);
+    req.mutable_batch_range()->set_step(v[2]);
+  } else {
+    CAIRN_ASSIGN_OR_RETURN(int gb, a.GetInt("global-batch", 0));
+    if (gb <= 0) {
+      return absl::InvalidArgumentError("--global-batch is required (samples per optimizer step)");
+    }
+    req.set_global_batch_size(gb);
+  }
+  CAIRN_ASSIGN_OR_RETURN(double mem_gb, a.GetDouble("memory-gb", 0));
+  if (mem_gb < 0) return absl::InvalidArgumentError("--memory-gb must be positive");
+  req.set_memory_budget_bytes(static_cast<int64_t>(mem_gb * kGiB));
+  CAIRN_ASSIGN_OR_RETURN(double q_mb, a.GetDouble("memory-quantum-mb", 0));
+  req.set_memory_quantum_bytes(static_cast<int64_t>(q_mb * kMiB));
+  CAIRN_ASSIGN_OR_RETURN(int threads, a.GetInt("threads", 0));
+  req.set_threads(threads);
+  const std::string dtype = a.Get("dtype", "bf16");
+  if (dtype != "bf16" && dtype != "fp32") {
+    return absl::InvalidArgumentError("--dtype must be bf16 or fp32");
+  }
+  req.set_dtype_bytes(dtype == "fp32" ? 4 : 2);
+  if (a.Has("model-profile")) {
+    CAIRN_ASSIGN_OR_RETURN(std::string text, planner::ReadTextFile(a.Get("model-profile")));
+    CAIRN_RETURN_IF_ERROR(planner::ParseProtoJson(text, a.Get("model-profile"),
+                                                  req.mutable_model_profile()));
+  } else if (a.Has("galvatron-model-profile")) {
+    std::vector<std::string> files = absl::StrSplit(a.Get("galvatron-model-profile"), ',');
+    CAIRN_ASSIGN_OR_RETURN(*req.mutable_model_profile(),
+                           planner::ImportGalvatronModelProfile(
+                               files[0], files.size() > 1 ? files[1] : "", req.model(), seq));
+  }
+  cairn::v1::SearchSpace* sp = req.mutable_space();
+  CAIRN_ASSIGN_OR_RETURN(std::vector<int> pps, a.GetIntList("pp"));
+  for (int p : pps) sp->add_pipeline_degrees(p);
+  CAIRN_ASSIGN_OR_RETURN(int max_tp, a.GetInt("max-tp", 0));
+  sp->set_max_tp_degree(max_tp);
+  CAIRN_ASSIGN_OR_RETURN(std::vector<int> ms, a.GetIntList("micro-batches"));
+  for (int m : ms) sp->add_micro_batch_counts(m);
+  sp->set_disable_recompute(a.Has("no-recompute"));
+  sp->set_uniform_layers(a.Has("uniform-layers"));
+  for (absl::string_view s : absl::StrSplit(a.Get("schedules"), ',', absl::SkipEmpty())) {
+    CAIRN_ASSIGN_OR_RETURN(planner::Schedule sc, ParseSchedule(s));
+    sp->add_schedules(planner::ToProto(sc));
+  }
+  for (absl::string_view s : absl::StrSplit(a.Get("dp-modes"), ',', absl::SkipEmpty())) {
+    CAIRN_ASSIGN_OR_RETURN(planner::DpMode d, ParseDpMode(s));
+    sp->add_dp_modes(planner::ToProto(d));
+  }
+  for (absl::string_view s : absl::StrSplit(a.Get("modes"), ',', absl::SkipEmpty())) {
+    CAIRN_ASSIGN_OR_RETURN(planner::ParallelMode md, ParseMode(s));
+    sp->add_modes(planner::ToProto(md));
+  }
+  CAIRN_ASSIGN_OR_RETURN(int top, a.GetInt("top", 1));
+  req.set_top_k(top);
+  Loaded out;
+  CAIRN_ASSIGN_OR_RETURN(out.problem, planner::BuildSearchProblem(req));
+  out.request = req;
+  out.hardware_label = label;
+  return out;
+}
+
+
+}  // namespace cairn::cli

@@ -1,0 +1,484 @@
+#include "planner/cli/remote.h"
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "common/units.h"
+#include "google/protobuf/util/json_util.h"
+#include "planner/catalog/json_io.h"
+#include "planner/cli/args.h"
+#include "planner/cli/problem_flags.h"
+#include "planner/cli/render.h"
+#include "planner/plan/plan_convert.h"
+#include "proto/cairn/v1/service.grpc.pb.h"
+
+namespace cairn::cli {
+namespace {
+
+using cairn::v1::Agents;
+using cairn::v1::Jobs;
+using cairn::v1::Planner;
+using cairn::v1::Profiles;
+
+int Fail(std::ostream& err, const absl::Status& s) {
+  err << "cairn: " << s.message() << "\n";
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+                 s.code() == absl::StatusCode::kNotFound ||
+                 s.code() == absl::StatusCode::kAlreadyExists
+             ? 2
+             : 1;
+}
+
+absl::StatusOr<std::string> ReadFirstLine(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
+  std::string line;
+  std::getline(f, line);
+  line = std::string(absl::StripAsciiWhitespace(line));
+  // Accept "role token" lines as in the server's token file.
+  const size_t space = line.rfind(' ');
+  if (space != std::string::npos) line = line.substr(space + 1);
+  if (line.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no token"));
+  return line;
+}
+
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const Connection& c) {
+    std::shared_ptr<grpc::ChannelCredentials> creds;
+    if (c.tls_ca.empty()) {
+      creds = grpc::InsecureChannelCredentials();
+    } else {
+      absl::StatusOr<std::string> ca = planner::ReadTextFile(c.tls_ca);
+      if (!ca.ok()) return ca.status();
+      grpc::SslCredentialsOptions opt;
+      opt.pem_root_certs = *ca;
+      creds = grpc::SslCredentials(opt);
+    }
+    auto client = std::unique_ptr<Client>(new Client);
+    client->connection_ = c;
+    if (!c.token_file.empty()) {
+      absl::StatusOr<std::string> token = ReadFirstLine(c.token_file);
+      if (!token.ok()) return token.status();
+      client->token_ = *token;
+    }
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    auto channel = grpc::CreateCustomChannel(c.address, creds, args);
+    client->planner_ = Planner::NewStub(channel);
+    client->profiles_ = Profiles::NewStub(channel);
+    client->agents_ = Agents::NewStub(channel);
+    client->jobs_ = Jobs::NewStub(channel);
+    return client;
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(connection_.timeout_s * 1000)));
+    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+    return ctx;
+  }
+
+  absl::Status Check(const grpc::Status& s) const { return FromGrpc(s, connection_.address); }
+
+  Connection connection_;
+  std::string token_;
+  std::unique_ptr<Planner::Stub> planner_;
+  std::unique_ptr<Profiles::Stub> profiles_;
+  std::unique_ptr<Agents::Stub> agents_;
+  std::unique_ptr<Jobs::Stub> jobs_;
+};
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opt;
+  opt.add_whitespace = true;
+  opt.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opt);
+  return out;
+}
+
+const char* JobStateName(cairn::v1::JobState s) {
+  switch (s) {
+    case cairn::v1::JOB_STATE_PENDING: return "pending";
+    case cairn::v1::JOB_STATE_ASSIGNED: return "assigned";
+    case cairn::v1::JOB_STATE_RUNNING: return "running";
+    case cairn::v1::JOB_STATE_SUCCEEDED: return "succeeded";
+    case cairn::v1::JOB_STATE_FAILED: return "failed";
+    case cairn::v1::JOB_STATE_CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+void RenderJob(const cairn::v1::Job& j, std::ostream& out) {
+  out << absl::StrFormat("%-24s %-10s plan %-24s steps %d  %s\n", j.job_id(),
+                         JobStateName(j.state()), j.plan_id(), j.steps(), j.message());
+}
+
+int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+               std::ostream& err) {
+  Args a;
+  std::set<std::string> valued = ProblemFlags();
+  valued.insert({"top", "output", "profile"});
+  if (absl::Status s = a.Parse(argv, valued, {"explain", "json", "no-recompute", "uniform-layers",
+                                              "quiet", "no-cache"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  absl::StatusOr<Loaded> loaded = LoadProblem(a);
+  if (!loaded.ok()) return Fail(err, loaded.status());
+  cairn::v1::PlanRequest req;
+  *req.mutable_search() = loaded->request;
+  req.set_no_cache(a.Has("no-cache"));
+  if (a.Has("profile")) {
+    req.mutable_search()->mutable_cluster()->clear_hardware();
+    req.set_hardware_profile_id(a.Get("profile"));
+    req.set_num_nodes(loaded->request.cluster().num_nodes());
+  }
+  auto ctx = c.Context();
+  auto reader = c.planner_->PlanStream(ctx.get(), req);
+  cairn::v1::PlanProgress progress;
+  cairn::v1::PlanResponse response;
+  bool done = false;
+  while (reader->Read(&progress)) {
+    if (progress.has_response()) {
+      response = progress.response();
+      done = true;
+    } else if (!a.Has("quiet")) {
+      err << "searching on " << c.connection_.address << ": " << progress.combinations_done()
+          << "/" << progress.combinations_total() << " combinations\n";
+    }
+  }
+  if (absl::Status s = c.Check(reader->Finish()); !s.ok()) return Fail(err, s);
+  if (!done) return Fail(err, absl::InternalError("the planner closed the stream without a result"));
+  const cairn::v1::SearchResponse& r = response.result();
+  if (r.plans_size() == 0) {
+    err << "cairn: " << r.infeasible_reason() << "\n";
+    return 1;
+  }
+  if (a.Has("output")) {
+    absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+    if (!json.ok()) return Fail(err, json.status());
+    std::ofstream f(a.Get("output"));
+    f << *json;
+    if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+  }
+  if (a.Has("json")) {
+    out << Json(response) << "\n";
+    return 0;
+  }
+  RenderSearchResponse(r, a.Has("explain"), out);
+  out << "Plan id " << response.plan_id() << (response.cached() ? " (from the plan cache)" : "")
+      << "\n";
+  return 0;
+}
+
+int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+             std::ostream& err) {
+  const std::string verb = argv.empty() ? "" : argv[0];
+  Args a;
+  if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
+                                                         argv.end()),
+                               {"id", "version", "file", "output", "kind"}, {"json"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  const std::string kind = a.Get("kind", "hardware");
+  if (kind != "hardware" && kind != "model") {
+    return Fail(err, absl::InvalidArgumentError("--kind must be hardware or model"));
+  }
+  const bool hw = kind == "hardware";
+  if (verb == "list") {
+    cairn::v1::ListProfilesRequest req;
+    req.set_page_size(1000);
+    auto ctx = c.Context();
+    if (hw) {
+      cairn::v1::ListHardwareProfilesResponse resp;
+      if (auto s = c.Check(c.profiles_->ListHardwareProfiles(ctx.get(), req, &resp)); !s.ok()) {
+        return Fail(err, s);
+      }
+      for (const auto& p : resp.profiles()) {
+        out << absl::StrFormat("%-18s v%-3d %-10s %-32s %s\n", p.id(), p.version(),
+                               p.profile().name(), p.profile().fingerprint().device_model(),
+                               p.created_at());
+      }
+    } else {
+      cairn::v1::ListModelProfilesResponse resp;
+      if (auto s = c.Check(c.profiles_->ListModelProfiles(ctx.get(), req, &resp)); !s.ok()) {
+        return Fail(err, s);
+      }
+      for (const auto& p : resp.profiles()) {
+        out << absl::StrFormat("%-18s v%-3d %-14s %-32s %s\n", p.id(), p.version(),
+                               p.profile().model_name(), p.profile().device_model(),
+                               p.created_at());
+      }
+    }
+    return 0;
+  }
+  if (verb == "show" || verb == "export") {
+    cairn::v1::ProfileKey key;
+    key.set_id(a.Get("id"));
+    absl::StatusOr<int> version = a.GetInt("version", 0);
+    if (!version.ok()) return Fail(err, version.status());
+    key.set_version(*version);
+    if (key.id().empty()) return Fail(err, absl::InvalidArgumentError("--id is required"));
+    auto ctx = c.Context();
+    std::string text;
+    if (hw) {
+      cairn::v1::StoredHardwareProfile p;
+      if (auto s = c.Check(c.profiles_->GetHardwareProfile(ctx.get(), key, &p)); !s.ok()) {
+        return Fail(err, s);
+      }
+      text = Json(verb == "export" ? static_cast<const google::protobuf::Message&>(p.profile())
+                                   : static_cast<const google::protobuf::Message&>(p));
+    } else {
+      cairn::v1::StoredModelProfile p;
+      if (auto s = c.Check(c.profiles_->GetModelProfile(ctx.get(), key, &p)); !s.ok()) {
+        return Fail(err, s);
+      }
+      text = Json(verb == "export" ? static_cast<const google::protobuf::Message&>(p.profile())
+                                   : static_cast<const google::protobuf::Message&>(p));
+    }
+    if (a.Has("output")) {
+      std::ofstream f(a.Get("output"));
+      f << text << "\n";
+      if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+      out << "Profile written to " << a.Get("output") << "\n";
+    } else {
+      out << text << "\n";
+    }
+    return 0;
+  }
+  if (verb == "import") {
+    absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("file"));
+    if (!text.ok()) return Fail(err, text.status());
+    auto ctx = c.Context();
+    if (hw) {
+      cairn::v1::PutHardwareProfileRequest req;
+      if (auto s = planner::ParseProtoJson(*text, a.Get("file"), req.mutable_profile()); !s.ok()) {
+        return Fail(err, s);
+      }
+      cairn::v1::StoredHardwareProfile stored;
+      if (auto s = c.Check(c.profiles_->PutHardwareProfile(ctx.get(), req, &stored)); !s.ok()) {
+        return Fail(err, s);
+      }
+      out << "Stored hardware profile " << stored.id() << " version " << stored.version() << "\n";
+    } else {
+      cairn::v1::PutModelProfileRequest req;
+      if (auto s = planner::ParseProtoJson(*text, a.Get("file"), req.mutable_profile()); !s.ok()) {
+        return Fail(err, s);
+      }
+      cairn::v1::StoredModelProfile stored;
+      if (auto s = c.Check(c.profiles_->PutModelProfile(ctx.get(), req, &stored)); !s.ok()) {
+        return Fail(err, s);
+      }
+      out << "Stored model profile " << stored.id() << " version " << stored.version() << "\n";
+    }
+    return 0;
+  }
+  if (verb == "delete") {
+    cairn::v1::DeleteProfileRequest req;
+    req.set_id(a.Get("id"));
+    if (req.id().empty()) return Fail(err, absl::InvalidArgumentError("--id is required"));
+    cairn::v1::DeleteProfileResponse resp;
+    auto ctx = c.Context();
+    const grpc::Status st = hw ? c.profiles_->DeleteHardwareProfile(ctx.get(), req, &resp)
+                               : c.profiles_->DeleteModelProfile(ctx.get(), req, &resp);
+    if (auto s = c.Check(st); !s.ok()) return Fail(err, s);
+    out << "Deleted " << resp.versions_deleted() << " version(s) of " << req.id() << "\n";
+    return 0;
+  }
+  return Fail(err, absl::InvalidArgumentError(
+                       "usage: cairn profiles list|show|export|import|delete [--kind "
+                       "hardware|model] [--id ID] [--version N] [--file F] [--output F]"));
+}
+
+int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  const std::string verb = argv.empty() ? "" : argv[0];
+  Args a;
+  if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
+                                                         argv.end()),
+                               {"id", "model"}, {"json", "explain"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  auto ctx = c.Context();
+  if (verb == "list") {
+    cairn::v1::ListPlansRequest req;
+    req.set_page_size(1000);
+    req.set_model_name(a.Get("model"));
+    cairn::v1::ListPlansResponse resp;
+    if (auto s = c.Check(c.planner_->ListPlans(ctx.get(), req, &resp)); !s.ok()) {
+      return Fail(err, s);
+    }
+    for (const auto& p : resp.plans()) {
+      out << absl::StrFormat("%-24s %-14s %5d devices  batch %-5d seq %-6d %10s/step  %s\n",
+                             p.plan_id(), p.model_name(), p.num_devices(), p.global_batch_size(),
+                             p.seq_len(), FormatSeconds(p.step_time_s()), p.created_at());
+    }
+    return 0;
+  }
+  if (verb == "show") {
+    cairn::v1::GetPlanRequest req;
+    req.set_plan_id(a.Get("id"));
+    if (req.plan_id().empty()) return Fail(err, absl::InvalidArgumentError("--id is required"));
+    cairn::v1::PlanResponse resp;
+    if (auto s = c.Check(c.planner_->GetPlan(ctx.get(), req, &resp)); !s.ok()) {
+      return Fail(err, s);
+    }
+    if (a.Has("json")) {
+      out << Json(resp) << "\n";
+    } else {
+      RenderSearchResponse(resp.result(), a.Has("explain"), out);
+    }
+    return 0;
+  }
+  return Fail(err, absl::InvalidArgumentError("usage: cairn plans list [--model M] | show --id ID"));
+}
+
+int AgentsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+              std::ostream& err) {
+  if (argv.empty() || argv[0] != "list") {
+    return Fail(err, absl::InvalidArgumentError("usage: cairn agents list"));
+  }
+  auto ctx = c.Context();
+  cairn::v1::ListAgentsResponse resp;
+  if (auto s = c.Check(c.agents_->ListAgents(ctx.get(), {}, &resp)); !s.ok()) {
+    return Fail(err, s);
+  }
+  for (const auto& ag : resp.agents()) {
+    out << absl::StrFormat("%-24s %-4s %-20s %-22s %2d devices  last heartbeat %s\n",
+                           ag.agent_id(), ag.state() == cairn::v1::AGENT_STATE_UP ? "up" : "down",
+                           ag.hostname(), ag.address(), ag.num_devices(), ag.last_heartbeat_at());
+  }
+  return 0;
+}
+
+int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+            std::ostream& err) {
+  const std::string verb = argv.empty() ? "" : argv[0];
+  Args a;
+  if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
+                                                         argv.end()),
+                               {"id"}, {"json"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  auto ctx = c.Context();
+  if (verb == "list") {
+    cairn::v1::ListJobsRequest req;
+    req.set_page_size(1000);
+    cairn::v1::ListJobsResponse resp;
+    if (auto s = c.Check(c.jobs_->ListJobs(ctx.get(), req, &resp)); !s.ok()) return Fail(err, s);
+    for (const auto& j : resp.jobs()) RenderJob(j, out);
+    return 0;
+  }
+  const std::string id = a.Get("id");
+  if (id.empty() && (verb == "show" || verb == "watch" || verb == "cancel")) {
+    return Fail(err, absl::InvalidArgumentError("--id is required"));
+  }
+  if (verb == "show") {
+    cairn::v1::GetJobRequest req;
+    req.set_job_id(id);
+    cairn::v1::Job job;
+    if (auto s = c.Check(c.jobs_->GetJob(ctx.get(), req, &job)); !s.ok()) return Fail(err, s);
+    if (a.Has("json")) {
+      out << Json(job) << "\n";
+    } else {
+      RenderJob(job, out);
+    }
+    return 0;
+  }
+  if (verb == "cancel") {
+    cairn::v1::CancelJobRequest req;
+    req.set_job_id(id);
+    cairn::v1::Job job;
+    if (auto s = c.Check(c.jobs_->CancelJob(ctx.get(), req, &job)); !s.ok()) return Fail(err, s);
+    RenderJob(job, out);
+    return 0;
+  }
+  if (verb == "watch") {
+    cairn::v1::WatchJobRequest req;
+    req.set_job_id(id);
+    auto reader = c.jobs_->WatchJob(ctx.get(), req);
+    cairn::v1::JobEvent ev;
+    while (reader->Read(&ev)) {
+      if (ev.has_step()) {
+        const auto& s = ev.step();
+        out << absl::StrFormat(
+            "step %5d  loss %.4f  %s/step (predicted %s)  %s tokens/s  MFU %.1f%%  mem %s\n",
+            s.step(), s.loss(), FormatSeconds(s.step_time_s()),
+            FormatSeconds(s.predicted_step_time_s()), FormatCount(s.tokens_per_s()),
+            100 * s.mfu(), FormatBytes(s.peak_memory_bytes()));
+      } else {
+        RenderJob(ev.job(), out);
+      }
+      out.flush();
+    }
+    if (auto s = c.Check(reader->Finish()); !s.ok()) return Fail(err, s);
+    return 0;
+  }
+  return Fail(err, absl::InvalidArgumentError(
+                       "usage: cairn jobs list | show --id ID | watch --id ID | cancel --id ID"));
+}
+
+}  // namespace
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& address) {
+  const std::string msg = s.error_message();
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return absl::OkStatus();
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the planner at ", address, " (", msg,
+          "); check that cairn-planner is running there, the address and port, and --tls-ca if "
+          "the server uses TLS"));
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return absl::UnauthenticatedError(absl::StrCat(
+          "the planner at ", address, " did not accept the credentials (", msg,
+          "); pass --token-file with a valid token"));
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::PermissionDeniedError(absl::StrCat(
+          "your token may not do this (", msg, "); ask an operator for a token with that role"));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the planner took too long (", msg, "); narrow the search or raise --timeout"));
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return absl::ResourceExhaustedError(absl::StrCat("the planner is busy or the request is too "
+                                                       "large: ", msg));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(msg);
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(msg);
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return absl::AlreadyExistsError(msg);
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return absl::FailedPreconditionError(msg);
+    default:
+      return absl::InternalError(absl::StrCat("the planner failed: ", msg));
+  }
+}
+
+int RunRemoteCommand(const Connection& connection, const std::vector<std::string>& argv,
+                     std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(connection);
+  if (!client.ok()) return Fail(err, client.status());
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  const std::string& cmd = argv[0];
+  if (cmd == "plan") return RemotePlan(**client, rest, out, err);
+  if (cmd == "profiles") return Profiles(**client, rest, out, err);
+  if (cmd == "plans") return Plans(**client, rest, out, err);
+  if (cmd == "agents") return AgentsCmd(**client, rest, out, err);
+  if (cmd == "jobs") return JobsCmd(**client, rest, out, err);
+  return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                       "'", cmd, "' does not run against the planner daemon; commands: plan, "
+                       "profiles, plans, agents, jobs")));
+}
+
+}  // namespace cairn::cli
