@@ -108,8 +108,18 @@ class Store {
 
 // The id of a profile: a short hex digest of its fingerprint (device model, memory, driver, CUDA,
 // NCCL, topology) for hardware, of (model name, device model, activation dtype) for model profiles.
+// Exactly 16 lowercase hex digits: the 64-bit FNV-1a hash of ProfileFingerprintKey(profile). Only
+// the fingerprint fields count (a new name, notes or measurements of the same machine make a new
+// version of the same id). Stable across runs, machines and Cairn versions: ids are persisted.
 std::string StableProfileId(const cairn::v1::HardwareProfile& profile);
 std::string StableProfileId(const cairn::v1::ModelProfile& profile);
+
+// The canonical bytes StableProfileId hashes: a tag naming the kind and format version, then each
+// fingerprint field as `<decimal length>:<bytes>;` in field-number order (integers in decimal),
+// e.g. "25:cairn.hardware_profile.v1;3:cpu;1:0;0:;0:;0:;0:;". Injective, so a store can keep it
+// beside the id and detect a hash collision between two different fingerprints.
+std::string ProfileFingerprintKey(const cairn::v1::HardwareProfile& profile);
+std::string ProfileFingerprintKey(const cairn::v1::ModelProfile& profile);
 
 }  // namespace cairn::planner
 
