@@ -1,0 +1,467 @@
+#include "runtime/engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace cairn::runtime {
+
+using planner::DpMode;
+using planner::LayerKind;
+
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Op {
+  bool forward;
+  int micro_batch;
+};
+
+// The order one stage runs its micro-batch operations in (as the planner's simulator).
+std::vector<Op> StageOrder(planner::Schedule schedule, int p, int stage, int m) {
+  std::vector<Op> ops;
+  if (schedule == planner::Schedule::kGPipe) {
+    for (int j = 0; j < m; ++j) ops.push_back({true, j});
+    for (int j = 0; j < m; ++j) ops.push_back({false, j});
+    return ops;
+  }
+  const int warmup = std::min(p - stage - 1, m);
+  int f = 0, b = 0;
+  for (; f < warmup; ++f) ops.push_back({true, f});
+  while (f < m) {
+    ops.push_back({true, f++});
+    ops.push_back({false, b++});
+  }
+  while (b < m) ops.push_back({false, b++});
+  return ops;
+}
+
+}  // namespace
+
+struct Engine::Layer {
+  LayerPlace place;
+  LayerParams params;
+  std::unique_ptr<LayerRunner> runner;
+  Communicator* tp = nullptr;
+  Communicator* shard = nullptr;
+  Communicator* kv = nullptr;
+  DpMode mode = DpMode::kDdp;   // effective (DDP when the shard group is one rank)
+  int64_t size = 0;             // local parameters
+  int64_t padded = 0;           // rounded up to a multiple of the shard group
+  int64_t shard_len = 0;
+  int64_t shard_begin = 0;
+  Buffer weights;               // padded full, or the shard (ZeRO-3)
+  Buffer grads;                 // padded full (DDP, ZeRO-1) or the shard (ZeRO-2/3)
+  Buffer m, v;                  // AdamW moments over the updated range
+  bool sharded_weights() const { return mode == DpMode::kZero3; }
+  bool sharded_grads() const { return mode == DpMode::kZero2 || mode == DpMode::kZero3; }
+  // The range of the flat buffer this rank updates.
+  int64_t update_begin() const { return mode == DpMode::kDdp ? 0 : shard_begin; }
+  int64_t update_len() const { return mode == DpMode::kDdp ? padded : shard_len; }
+};
+
+Engine::Engine(const planner::ModelDims& model, const planner::PlanSpec& plan, int seq_len,
+               Communicator* world, ComputeBackend* backend, const TrainOptions& options)
+    : model_(model), plan_(plan), seq_(seq_len), world_(world), be_(backend), opt_(options),
+      topo_(world->size(), world->rank(), plan, model, seq_len) {}
+
+Engine::~Engine() = default;
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const planner::ModelDims& model,
+                                                       const planner::PlanSpec& plan, int seq_len,
+                                                       Communicator* world,
+                                                       ComputeBackend* backend,
+                                                       const TrainOptions& options) {
+  std::unique_ptr<Engine> e(new Engine(model, plan, seq_len, world, backend, options));
+  CAIRN_RETURN_IF_ERROR(e->Init());
+  return e;
+}
+
+Communicator* Engine::Group(const std::vector<int>& ranks) const {
+  if (ranks.size() <= 1) return nullptr;
+  auto it = groups_.find(ranks);
+  return it == groups_.end() ? nullptr : it->second.get();
+}
+
+absl::Status Engine::Init() {
+  CAIRN_RETURN_IF_ERROR(topo_.Validate());
+  if (seq_ > model_.max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("sequence length ", seq_, " exceeds the model's ",
+                                                   model_.max_seq_len));
+  }
+  for (const std::vector<int>& g : topo_.AllGroups()) {
+    if (std::find(g.begin(), g.end(), world_->rank()) == g.end()) continue;
+    std::string name = "group[";
+    for (int r : g) absl::StrAppend(&name, r, ",");
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c, world_->Split(g, name + "]"));
+    groups_[g] = std::move(c);
+  }
+  const int L = model_.num_layers;
+  const int p = topo_.pipeline_degree();
+  const bool tied_local = model_.tied_embeddings && p == 1;
+  const float loss_scale = 1.0f / (static_cast<float>(plan_.global_batch) * seq_);
+  for (int i = topo_.first_layer(); i < topo_.first_layer() + topo_.num_layers(); ++i) {
+    auto l = std::make_unique<Layer>();
+    l->place = topo_.Place(i);
+    const bool owns_lm_head = !(l->place.kind == LayerKind::kHead && tied_local);
+    l->params = LayerParams::Build(model_, l->place, owns_lm_head);
+    l->tp = Group(l->place.tp_group);
+    l->shard = Group(l->place.shard_group);
+    l->kv = Group(l->place.kv_group);
+    l->mode = l->place.shard_size > 1 ? l->place.strategy.dp : DpMode::kDdp;
+    l->size = l->params.size();
+    const int64_t g = l->place.shard_size;
+    l->padded = (l->size + g - 1) / g * g;
+    l->shard_len = l->padded / g;
+    l->shard_begin = l->place.shard_rank * l->shard_len;
+    std::vector<float> full(l->padded, 0.0f);
+    l->params.Initialize(opt_.seed, full.data());
+    if (l->sharded_weights()) {
+      l->weights = Buffer(&memory_, l->shard_len);
+      std::memcpy(l->weights.data(), full.data() + l->shard_begin, l->shard_len * sizeof(float));
+    } else {
+      l->weights = Buffer(&memory_, l->padded);
+      std::memcpy(l->weights.data(), full.data(), l->padded * sizeof(float));
+    }
+    l->grads = Buffer(&memory_, l->sharded_grads() ? l->shard_len : l->padded);
+    l->m = Buffer(&memory_, l->update_len());
+    l->v = Buffer(&memory_, l->update_len());
+    LayerComms comms;
+    comms.tp = l->tp;
+    comms.kv = l->kv;
+    l->runner = std::make_unique<LayerRunner>(model_, l->place, l->params, seq_,
+                                              topo_.micro_batch(), be_, comms, &memory_,
+                                              loss_scale);
+    layers_.push_back(std::move(l));
+  }
+  (void)L;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const float*> Engine::Weights(Layer& l, Buffer* tmp) {
+  if (!l.sharded_weights()) return static_cast<const float*>(l.weights.data());
+  *tmp = Buffer(&memory_, l.padded);
+  CAIRN_RETURN_IF_ERROR(l.shard->AllGather(l.weights.data(), tmp->data(), l.shard_len));
+  return static_cast<const float*>(tmp->data());
+}
+
+float* Engine::GradTarget(Layer& l, Buffer* tmp) {
+  if (!l.sharded_grads()) return l.grads.data();
+  *tmp = Buffer(&memory_, l.padded);
+  return tmp->data();
+}
+
+absl::Status Engine::FinishGrad(Layer& l, Buffer* tmp) {
+  if (!l.sharded_grads()) return absl::OkStatus();
+  Buffer part(&memory_, l.shard_len);
+  CAIRN_RETURN_IF_ERROR(l.shard->ReduceScatter(tmp->data(), part.data(), l.shard_len));
+  for (int64_t i = 0; i < l.shard_len; ++i) l.grads.data()[i] += part.data()[i];
+  tmp->Release();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Relocate(const ActLayout& from, const ActLayout& to, Buffer* data) {
+  if (from == to) return absl::OkStatus();
+  const int n = topo_.stage_devices();
+  const int64_t C = model_.hidden, B = topo_.micro_batch(), S = seq_;
+  const int64_t bf = B / from.dp, sf = from.seq_sharded ? S / from.tp : S;
+  const int64_t bt = B / to.dp, st = to.seq_sharded ? S / to.tp : S;
+  Communicator* stage = Group(topo_.StageGroup(topo_.stage()));
+  if (stage == nullptr) return absl::InternalError("relocation without a stage group");
+  Buffer all(&memory_, n * bf * sf * C);
+  CAIRN_RETURN_IF_ERROR(stage->AllGather(data->data(), all.data(), bf * sf * C));
+  const int local = topo_.local_rank();
+  const int64_t row0 = (local / to.tp) * bt;
+  const int64_t seq0 = to.seq_sharded ? (local % to.tp) * st : 0;
+  Buffer out(&memory_, bt * st * C);
+  for (int64_t b = 0; b < bt; ++b) {
+    const int64_t row = row0 + b;
+    for (int64_t t = 0; t < st; ++t) {
+      const int64_t pos = seq0 + t;
+      // The first rank holding (row, pos) in the source layout, and where.
+      const int64_t q = (row / bf) * from.tp + (from.seq_sharded ? pos / sf : 0);
+      const int64_t lb = row % bf, lt = from.seq_sharded ? pos % sf : pos;
+      std::memcpy(out.data() + (b * st + t) * C, all.data() + (q * bf * sf + lb * sf + lt) * C,
+                  C * sizeof(float));
+    }
+  }
+  *data = std::move(out);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::ForwardMicroBatch(int j, const MicroBatch& mb) {
+  const int n = topo_.stage_devices();
+  const ActLayout boundary = topo_.BoundaryLayout();
+  Buffer x;
+  ActLayout cur = boundary;
+  double t0 = Now();
+  if (!topo_.is_first_stage()) {
+    const int64_t count = (topo_.micro_batch() / boundary.dp) *
+                          (boundary.seq_sharded ? seq_ / boundary.tp : seq_) * model_.hidden;
+    x = Buffer(&memory_, count);
+    CAIRN_RETURN_IF_ERROR(world_->Recv(x.data(), count, world_->rank() - n, 2 * j));
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    if (l.place.kind != LayerKind::kEmbedding) {
+      CAIRN_RETURN_IF_ERROR(Relocate(cur, l.place.layout, &x));
+    }
+    cur = l.place.layout;
+    comm_s_ += Now() - t0;
+    t0 = Now();
+    Buffer wtmp, etmp;
+    CAIRN_ASSIGN_OR_RETURN(const float* w, Weights(l, &wtmp));
+    if (l.place.kind == LayerKind::kHead && !l.params.has("lm_head")) {
+      Layer& e = *layers_.front();
+      CAIRN_ASSIGN_OR_RETURN(const float* ew, Weights(e, &etmp));
+      l.runner->SetTiedLmHead(ew + e.params.tensor("wte").offset, nullptr);
+    }
+    Buffer y;
+    Saved& s = saved_[j][i];
+    CAIRN_RETURN_IF_ERROR(l.runner->Forward(w, mb, x.data(), &y, &s));
+    loss_sum_ += s.loss_sum;
+    loss_tokens_ += s.loss_tokens;
+    x = std::move(y);
+    compute_s_ += Now() - t0;
+    t0 = Now();
+  }
+  if (!topo_.is_last_stage()) {
+    CAIRN_RETURN_IF_ERROR(Relocate(cur, boundary, &x));
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
+                           world_->SendAsync(x.data(), x.size(), world_->rank() + n, 2 * j));
+    pending_sends_.push_back(std::move(h));
+    send_buffers_.push_back(std::move(x));
+  }
+  comm_s_ += Now() - t0;
+  return absl::OkStatus();
+}
+
+absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
+  const int n = topo_.stage_devices();
+  const ActLayout boundary = topo_.BoundaryLayout();
+  Buffer dy;
+  ActLayout cur = boundary;
+  double t0 = Now();
+  if (!topo_.is_last_stage()) {
+    const int64_t count = (topo_.micro_batch() / boundary.dp) *
+                          (boundary.seq_sharded ? seq_ / boundary.tp : seq_) * model_.hidden;
+    dy = Buffer(&memory_, count);
+    CAIRN_RETURN_IF_ERROR(world_->Recv(dy.data(), count, world_->rank() + n, 2 * j + 1));
+  }
+  for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
+    Layer& l = *layers_[i];
+    if (l.place.kind != LayerKind::kHead) {
+      CAIRN_RETURN_IF_ERROR(Relocate(cur, l.place.layout, &dy));
+    }
+    cur = l.place.layout;
+    comm_s_ += Now() - t0;
+    t0 = Now();
+    Buffer wtmp, gtmp, etmp, egtmp;
+    CAIRN_ASSIGN_OR_RETURN(const float* w, Weights(l, &wtmp));
+    float* g = GradTarget(l, &gtmp);
+    Layer* tied = nullptr;
+    if (l.place.kind == LayerKind::kHead && !l.params.has("lm_head")) {
+      tied = layers_.front().get();
+      CAIRN_ASSIGN_OR_RETURN(const float* ew, Weights(*tied, &etmp));
+      float* eg = GradTarget(*tied, &egtmp);
+      const int64_t off = tied->params.tensor("wte").offset;
+      l.runner->SetTiedLmHead(ew + off, eg + off);
+    }
+    Buffer dx;
+    CAIRN_RETURN_IF_ERROR(l.runner->Backward(w, mb, &saved_[j][i], dy.data(), &dx, g));
+    CAIRN_RETURN_IF_ERROR(FinishGrad(l, &gtmp));
+    if (tied) CAIRN_RETURN_IF_ERROR(FinishGrad(*tied, &egtmp));
+    dy = std::move(dx);
+    compute_s_ += Now() - t0;
+    t0 = Now();
+  }
+  if (!topo_.is_first_stage()) {
+    CAIRN_RETURN_IF_ERROR(Relocate(cur, boundary, &dy));
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
+                           world_->SendAsync(dy.data(), dy.size(), world_->rank() - n, 2 * j + 1));
+    pending_sends_.push_back(std::move(h));
+    send_buffers_.push_back(std::move(dy));
+  }
+  comm_s_ += Now() - t0;
+  return absl::OkStatus();
+}
+
+double Engine::LearningRate(int64_t step) const {
+  const double peak = opt_.adamw.learning_rate;
+  if (opt_.warmup_steps > 0 && step < opt_.warmup_steps) {
+    return peak * (step + 1) / opt_.warmup_steps;
+  }
+  if (opt_.total_steps <= opt_.warmup_steps) return peak;
+  const double progress = std::min(1.0, static_cast<double>(step - opt_.warmup_steps) /
+                                            (opt_.total_steps - opt_.warmup_steps));
+  const double min_lr = peak * opt_.min_lr_ratio;
+  return min_lr + 0.5 * (peak - min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+absl::Status Engine::ReduceAndUpdate(int64_t step, StepResult* result) {
+  const int p = topo_.pipeline_degree();
+  // 1. Tied embeddings split over stages: sum the two copies' gradients (full gradients).
+  if (model_.tied_embeddings && p > 1 && (topo_.is_first_stage() || topo_.is_last_stage())) {
+    Layer& l = topo_.is_first_stage() ? *layers_.front() : *layers_.back();
+    const ParamTensor& t = l.params.tensor(topo_.is_first_stage() ? "wte" : "lm_head");
+    Communicator* twin =
+        Group({topo_.local_rank(), (p - 1) * topo_.stage_devices() + topo_.local_rank()});
+    float* g = l.grads.data() + t.offset;
+    CAIRN_RETURN_IF_ERROR(twin->AllReduce(g, g, t.count()));
+  }
+  // 2. Data-parallel reduction; afterwards `upd` points at the gradient of the updated range.
+  std::vector<Buffer> zero1(layers_.size());
+  std::vector<float*> upd(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    upd[i] = l.grads.data();
+    if (l.place.shard_size == 1) continue;
+    if (l.mode == DpMode::kDdp) {
+      CAIRN_RETURN_IF_ERROR(l.shard->AllReduce(l.grads.data(), l.grads.data(), l.padded));
+    } else if (l.mode == DpMode::kZero1) {
+      zero1[i] = Buffer(&memory_, l.shard_len);
+      CAIRN_RETURN_IF_ERROR(l.shard->ReduceScatter(l.grads.data(), zero1[i].data(), l.shard_len));
+      upd[i] = zero1[i].data();
+    }
+  }
+  // 3. Sums over TP ranks (partial replicated tensors) and over ranks sharing a kv head, on the
+  //    updated range (the same offsets on every member: TP ranks share their shard rank).
+  auto for_each_slice = [&](Layer& l, const ParamTensor& t, auto fn) -> absl::Status {
+    const int64_t b = std::max(t.offset, l.update_begin());
+    const int64_t e = std::min(t.offset + t.count(), l.update_begin() + l.update_len());
+    if (b >= e) return absl::OkStatus();
+    return fn(b, e);
+  };
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    for (const ParamTensor& t : l.params.tensors()) {
+      Communicator* c = t.tp_partial ? l.tp : (t.kv_share > 1 ? l.kv : nullptr);
+      if (c == nullptr) continue;
+      CAIRN_RETURN_IF_ERROR(for_each_slice(l, t, [&](int64_t b, int64_t e) {
+        float* g = upd[i] + (b - l.update_begin());
+        return c->AllReduce(g, g, e - b);
+      }));
+    }
+  }
+  // 4. Global gradient norm over unique elements.
+  float local_sq = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    if (l.mode == DpMode::kDdp && l.place.shard_rank != 0) continue;  // replicas
+    for (const ParamTensor& t : l.params.tensors()) {
+      if (t.tp_replicated && l.place.tp_rank != 0) continue;
+      if (t.kv_share > 1 && l.place.tp_rank % t.kv_share != 0) continue;
+      if (model_.tied_embeddings && p > 1 && t.name == "lm_head") continue;
+      CAIRN_RETURN_IF_ERROR(for_each_slice(l, t, [&](int64_t b, int64_t e) {
+        return be_->NormSquared(e - b, upd[i] + (b - l.update_begin()), &local_sq);
+      }));
+    }
+  }
+  float total_sq = local_sq;
+  CAIRN_RETURN_IF_ERROR(world_->AllReduce(&local_sq, &total_sq, 1));
+  const double norm = std::sqrt(static_cast<double>(total_sq));
+  result->grad_norm = norm;
+  const float clip =
+      opt_.grad_clip > 0 && norm > opt_.grad_clip ? static_cast<float>(opt_.grad_clip / (norm + 1e-6))
+                                                  : 1.0f;
+  // 5. AdamW on the updated range, then gather ZeRO-1/2 weights.
+  AdamWConfig cfg = opt_.adamw;
+  cfg.learning_rate = static_cast<float>(LearningRate(step));
+  result->learning_rate = cfg.learning_rate;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = *layers_[i];
+    float* w = l.sharded_weights() ? l.weights.data() - l.update_begin() : l.weights.data();
+    for (const ParamTensor& t : l.params.tensors()) {
+      CAIRN_RETURN_IF_ERROR(for_each_slice(l, t, [&](int64_t b, int64_t e) {
+        const int64_t r = b - l.update_begin();
+        return be_->AdamWUpdate(e - b, cfg, step + 1, t.decay, clip, w + b, upd[i] + r,
+                                l.m.data() + r, l.v.data() + r);
+      }));
+    }
+    if ((l.mode == DpMode::kZero1 || l.mode == DpMode::kZero2) && l.place.shard_size > 1) {
+      Buffer mine(&memory_, l.shard_len);
+      std::memcpy(mine.data(), l.weights.data() + l.shard_begin, l.shard_len * sizeof(float));
+      CAIRN_RETURN_IF_ERROR(l.shard->AllGather(mine.data(), l.weights.data(), l.shard_len));
+    }
+    l.grads.Zero();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
+  const double start = Now();
+  memory_.ResetPeak();
+  StepResult result;
+  loss_sum_ = 0;
+  loss_tokens_ = 0;
+  compute_s_ = comm_s_ = 0;
+  const int m = plan_.num_micro_batches;
+  const int mbs = topo_.micro_batch();
+  saved_.clear();
+  saved_.resize(m);
+  for (auto& per_layer : saved_) per_layer.resize(layers_.size());
+  std::vector<MicroBatch> batches(m);
+  for (int j = 0; j < m; ++j) {
+    MicroBatch& mb = batches[j];
+    mb.batch = mbs;
+    mb.seq = seq_;
+    mb.inputs.resize(static_cast<size_t>(mbs) * seq_);
+    mb.targets.resize(static_cast<size_t>(mbs) * seq_);
+    std::vector<int32_t> in, tg;
+    for (int s = 0; s < mbs; ++s) {
+      CAIRN_RETURN_IF_ERROR(sampler(step, static_cast<int64_t>(j) * mbs + s, &in, &tg));
+      if (static_cast<int>(in.size()) != seq_ || static_cast<int>(tg.size()) != seq_) {
+        return absl::InvalidArgumentError("the sampler returned a sample of the wrong length");
+      }
+      std::copy(in.begin(), in.end(), mb.inputs.begin() + static_cast<int64_t>(s) * seq_);
+      std::copy(tg.begin(), tg.end(), mb.targets.begin() + static_cast<int64_t>(s) * seq_);
+    }
+  }
+  for (const Op& op : StageOrder(plan_.schedule, topo_.pipeline_degree(), topo_.stage(), m)) {
+    if (op.forward) {
+      CAIRN_RETURN_IF_ERROR(ForwardMicroBatch(op.micro_batch, batches[op.micro_batch]));
+    } else {
+      CAIRN_RETURN_IF_ERROR(BackwardMicroBatch(op.micro_batch, batches[op.micro_batch]));
+    }
+  }
+  const double t0 = Now();
+  for (auto& h : pending_sends_) CAIRN_RETURN_IF_ERROR(h->Wait());
+  pending_sends_.clear();
+  send_buffers_.clear();
+  saved_.clear();
+  CAIRN_RETURN_IF_ERROR(ReduceAndUpdate(step, &result));
+  float loss[2] = {static_cast<float>(loss_sum_), static_cast<float>(loss_tokens_)};
+  CAIRN_RETURN_IF_ERROR(world_->AllReduce(loss, loss, 2));
+  comm_s_ += Now() - t0;
+  result.loss = loss[1] > 0 ? loss[0] / loss[1] : 0;
+  result.step_time_s = Now() - start;
+  result.peak_memory_bytes = memory_.peak_bytes();
+  result.compute_s = compute_s_;
+  result.comm_s = comm_s_;
+  return result;
+}
+
+absl::StatusOr<std::map<std::string, std::vector<std::pair<int64_t, float>>>>
+Engine::LocalParameters() {
+  std::map<std::string, std::vector<std::pair<int64_t, float>>> out;
+  for (auto& lp : layers_) {
+    Layer& l = *lp;
+    Buffer tmp;
+    CAIRN_ASSIGN_OR_RETURN(const float* w, Weights(l, &tmp));
+    for (const ParamTensor& t : l.params.tensors()) {
+      auto& v = out[absl::StrCat(l.place.index, ".", t.name)];
+      for (int64_t k = 0; k < t.count(); ++k) v.push_back({t.GlobalIndex(k), w[t.offset + k]});
+    }
+  }
+  return out;
+}
+
+}  // namespace cairn::runtime

@@ -1,0 +1,166 @@
+#include "runtime/engine/params.h"
+
+#include <cmath>
+
+#include "common/logging.h"
+#include "runtime/compute/rng.h"
+
+namespace cairn::runtime {
+
+using planner::LayerKind;
+using planner::ParallelMode;
+
+uint64_t TensorId(int layer_index, const std::string& name) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  return h ^ (static_cast<uint64_t>(layer_index) * 0x9e3779b97f4a7c15ULL);
+}
+
+void LayerParams::Add(ParamTensor t) {
+  t.offset = size_;
+  size_ += t.count();
+  tensors_.push_back(std::move(t));
+}
+
+const ParamTensor& LayerParams::tensor(const std::string& name) const {
+  for (const ParamTensor& t : tensors_) {
+    if (t.name == name) return t;
+  }
+  CAIRN_CHECK(false) << "no parameter " << name;
+  return tensors_.front();
+}
+
+bool LayerParams::has(const std::string& name) const {
+  for (const ParamTensor& t : tensors_) {
+    if (t.name == name) return true;
+  }
+  return false;
+}
+
+LayerParams LayerParams::Build(const planner::ModelDims& m, const LayerPlace& place,
+                               bool owns_lm_head) {
+  LayerParams p;
+  const bool ulysses = place.strategy.mode == ParallelMode::kUlysses;
+  const int t = ulysses ? 1 : place.tp;      // weight split
+  const int r = ulysses ? 0 : place.tp_rank;
+  const bool sp = place.tp > 1 && place.strategy.mode == ParallelMode::kTensorSequence;
+  const int64_t C = m.hidden, F = m.ffn_hidden, H = m.num_heads, KV = m.num_kv_heads;
+  const int64_t D = C / H;
+  const float std = 0.02f;
+  const float resid_std = 0.02f / std::sqrt(2.0f * m.num_layers);
+  auto whole = [&](const std::string& name, int64_t rows, int64_t cols, float init_std,
+                   float value, bool decay, bool partial) {
+    ParamTensor x;
+    x.name = name;
+    x.rows = x.global_rows = rows;
+    x.cols = x.global_cols = cols;
+    x.tensor_id = TensorId(place.index, name);
+    x.init_std = init_std;
+    x.init_value = value;
+    x.decay = decay;
+    x.tp_replicated = !ulysses && place.tp > 1;
+    x.tp_partial = x.tp_replicated && partial;
+    p.Add(x);
+  };
+  auto rows_of = [&](const std::string& name, int64_t grows, int64_t cols, int64_t begin,
+                     int64_t count, float init_std, bool decay, uint64_t id) {
+    ParamTensor x;
+    x.name = name;
+    x.global_rows = grows;
+    x.global_cols = cols;
+    x.rows = count;
+    x.cols = cols;
+    x.row_begin = begin;
+    x.tensor_id = id;
+    x.init_std = init_std;
+    x.decay = decay;
+    p.Add(x);
+  };
+  auto cols_of = [&](const std::string& name, int64_t rows, int64_t gcols, int64_t begin,
+                     int64_t count, float init_std) {
+    ParamTensor x;
+    x.name = name;
+    x.global_rows = rows;
+    x.global_cols = gcols;
+    x.rows = rows;
+    x.cols = count;
+    x.col_begin = begin;
+    x.tensor_id = TensorId(place.index, name);
+    x.init_std = init_std;
+    x.decay = true;
+    p.Add(x);
+  };
+  auto norm = [&](const std::string& prefix) {
+    whole(prefix + "_w", 1, C, 0, 1.0f, false, sp);
+    if (!m.rms_norm) whole(prefix + "_b", 1, C, 0, 0.0f, false, sp);
+  };
+  switch (place.kind) {
+    case LayerKind::kEmbedding: {
+      const int64_t vloc = m.vocab / t;
+      rows_of("wte", m.vocab, C, r * vloc, vloc, std, true, TensorId(0, "wte"));
+      // Positions are added by TP rank 0 only under vocab-parallel: partial on the others.
+      if (!m.rope) whole("wpe", m.max_seq_len, C, std, 0, true, true);
+      break;
+    }
+    case LayerKind::kBlock: {
+      const int64_t h_loc = H / t, h_begin = r * h_loc;
+      const int64_t group = H / KV;
+      const int64_t kv_begin = h_begin / group, kv_end = (h_begin + h_loc - 1) / group + 1;
+      const int kv_share = (!ulysses && place.tp > KV) ? static_cast<int>(place.tp / KV) : 1;
+      norm("norm1");
+      rows_of("wq", H * D, C, h_begin * D, h_loc * D, std, true, TensorId(place.index, "wq"));
+      rows_of("wk", KV * D, C, kv_begin * D, (kv_end - kv_begin) * D, std, true,
+              TensorId(place.index, "wk"));
+      rows_of("wv", KV * D, C, kv_begin * D, (kv_end - kv_begin) * D, std, true,
+              TensorId(place.index, "wv"));
+      if (m.bias) {
+        rows_of("bq", H * D, 1, h_begin * D, h_loc * D, 0, false, TensorId(place.index, "bq"));
+        rows_of("bk", KV * D, 1, kv_begin * D, (kv_end - kv_begin) * D, 0, false,
+                TensorId(place.index, "bk"));
+        rows_of("bv", KV * D, 1, kv_begin * D, (kv_end - kv_begin) * D, 0, false,
+                TensorId(place.index, "bv"));
+      }
+      for (ParamTensor& x : p.tensors_) {
+        if (x.name == "wk" || x.name == "wv" || x.name == "bk" || x.name == "bv") {
+          x.kv_share = kv_share;
+        }
+      }
+      cols_of("wo", C, H * D, h_begin * D, h_loc * D, resid_std);
+      // Row-parallel biases are added by TP rank 0 only (before the reduction): partial elsewhere.
+      if (m.bias) whole("bo", 1, C, 0, 0, false, true);
+      norm("norm2");
+      const int64_t f_loc = F / t;
+      if (m.swiglu) {
+        rows_of("w_gate", F, C, r * f_loc, f_loc, std, true, TensorId(place.index, "w_gate"));
+      }
+      rows_of("w_up", F, C, r * f_loc, f_loc, std, true, TensorId(place.index, "w_up"));
+      if (m.bias) rows_of("b_up", F, 1, r * f_loc, f_loc, 0, false, TensorId(place.index, "b_up"));
+      cols_of("w_down", C, F, r * f_loc, f_loc, resid_std);
+      if (m.bias) whole("b_down", 1, C, 0, 0, false, true);
+      break;
+    }
+    case LayerKind::kHead: {
+      norm("norm_f");
+      if (owns_lm_head) {
+        const int64_t vloc = m.vocab / t;
+        // A tied head's copy starts from the embedding's values.
+        const uint64_t id = m.tied_embeddings ? TensorId(0, "wte") : TensorId(place.index, "lm_head");
+        rows_of("lm_head", m.vocab, C, r * vloc, vloc, std, true, id);
+      }
+      break;
+    }
+  }
+  return p;
+}
+
+void LayerParams::Initialize(uint64_t seed, float* flat) const {
+  for (const ParamTensor& t : tensors_) {
+    float* out = flat + t.offset;
+    for (int64_t i = 0; i < t.count(); ++i) {
+      out[i] = t.init_std > 0 ? InitValue(seed, t.tensor_id, t.GlobalIndex(i), t.init_std)
+                              : t.init_value;
+    }
+  }
+}
+
+}  // namespace cairn::runtime

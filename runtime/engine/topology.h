@@ -1,0 +1,96 @@
+// runtime/engine/topology.h — where each rank sits in a plan, and the process groups it needs.
+//
+// Ranks are numbered pipeline-outermost: stage i owns world ranks [i n, (i+1) n), n = world / p.
+// Inside a stage, a layer with model-parallel degree t puts its TP (or Ulysses) group innermost:
+// local rank l has tp_rank = l % t and dp_rank = l / t; its TP group is the t consecutive ranks
+// sharing dp_rank, its data-parallel group the d = n / t ranks sharing tp_rank (every n ranks of the
+// stage for Ulysses, whose weights are replicated over the sequence group too).
+//
+//   Topology topo(world_size, rank, plan, model);
+//   CAIRN_RETURN_IF_ERROR(topo.Validate());
+//   const LayerPlace& l = topo.layer(7);        // this rank's view of layer 7 (if in its stage)
+//   for (const auto& ranks : topo.AllGroups()) ...  // every group, same order on every rank
+#ifndef CAIRN_RUNTIME_ENGINE_TOPOLOGY_H_
+#define CAIRN_RUNTIME_ENGINE_TOPOLOGY_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "planner/problem/problem.h"
+
+namespace cairn::runtime {
+
+// An activation layout: batch split over `dp` ranks, sequence split over `tp` when seq_sharded.
+struct ActLayout {
+  int dp = 1;
+  int tp = 1;
+  bool seq_sharded = false;
+  bool operator==(const ActLayout& o) const {
+    return dp == o.dp && tp == o.tp && seq_sharded == o.seq_sharded;
+  }
+  bool operator!=(const ActLayout& o) const { return !(*this == o); }
+};
+
+// This rank's view of one layer of its stage.
+struct LayerPlace {
+  int index = 0;
+  planner::LayerKind kind = planner::LayerKind::kBlock;
+  planner::Strategy strategy;
+  int tp = 1;          // model-parallel degree
+  int dp = 1;          // n / tp
+  int tp_rank = 0;
+  int dp_rank = 0;
+  int shard_size = 1;  // data-parallel / ZeRO group size (dp, or n for Ulysses)
+  int shard_rank = 0;
+  ActLayout layout;    // of its input and output activations
+  std::vector<int> tp_group;     // world ranks
+  std::vector<int> shard_group;  // world ranks
+  // Ranks of tp_group sharing this rank's key/value heads (Megatron TP with more ranks than kv
+  // heads replicates each kv head over tp / kv_heads ranks); size 1 otherwise.
+  std::vector<int> kv_group;
+};
+
+class Topology {
+ public:
+  Topology(int world_size, int rank, const planner::PlanSpec& plan, const planner::ModelDims& model,
+           int seq_len);
+
+  // InvalidArgument when the plan cannot run on this world size and model: degrees not dividing the
+  // stage, batch not splitting, heads or vocabulary not dividing the tensor-parallel degree, ...
+  absl::Status Validate() const;
+
+  int world_size() const { return world_; }
+  int rank() const { return rank_; }
+  int pipeline_degree() const { return p_; }
+  int stage_devices() const { return n_; }
+  int stage() const { return rank_ / n_; }
+  int local_rank() const { return rank_ % n_; }
+  int micro_batch() const { return plan_.global_batch / plan_.num_micro_batches; }
+  int first_layer() const { return first_; }
+  int num_layers() const { return count_; }
+  bool is_first_stage() const { return stage() == 0; }
+  bool is_last_stage() const { return stage() == p_ - 1; }
+  const planner::PlanSpec& plan() const { return plan_; }
+  const planner::ModelDims& model() const { return model_; }
+  int seq_len() const { return seq_; }
+
+  // This rank's view of layer `index` (must be in its stage).
+  LayerPlace Place(int index) const;
+  // The same for any stage (used to validate and to build groups).
+  LayerPlace PlaceOn(int index, int stage, int local_rank) const;
+  // The layout activations cross a stage boundary in (see planner BoundaryLayout).
+  ActLayout BoundaryLayout() const;
+  std::vector<int> StageGroup(int stage) const;
+  // Every group any rank needs, in one deterministic order (so Split calls match on all ranks).
+  std::vector<std::vector<int>> AllGroups() const;
+
+ private:
+  int world_, rank_, p_, n_, first_ = 0, count_ = 0, seq_;
+  planner::PlanSpec plan_;
+  planner::ModelDims model_;
+};
+
+}  // namespace cairn::runtime
+
+#endif  // CAIRN_RUNTIME_ENGINE_TOPOLOGY_H_
