@@ -16,7 +16,7 @@ set -euo pipefail
 # Abseil 20220623, SQLite 3.40, prometheus-cpp 1.0.1, GoogleTest 1.12, Benchmark 1.7, Gloo, OpenBLAS).
 PACKAGES=(
   bazel-bootstrap
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
   libabsl-dev
   libsqlite3-dev sqlite3
   prometheus-cpp-dev
