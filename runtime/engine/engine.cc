@@ -465,3 +465,83 @@ Engine::LocalParameters() {
 }
 
 }  // namespace cairn::runtime
+
+namespace cairn::runtime {
+
+absl::StatusOr<TensorRecords> Engine::Snapshot() {
+  TensorRecords out;
+  for (auto& lp : layers_) {
+    Layer& l = *lp;
+    Buffer tmp;
+    CAIRN_ASSIGN_OR_RETURN(const float* w, Weights(l, &tmp));
+    for (const ParamTensor& t : l.params.tensors()) {
+      const std::string name = absl::StrCat(l.place.index, ".", t.name);
+      TensorRecord values{name, RecordKind::kValue, {}, {}};
+      for (int64_t k = 0; k < t.count(); ++k) {
+        values.indices.push_back(t.GlobalIndex(k));
+        values.values.push_back(w[t.offset + k]);
+      }
+      out.push_back(std::move(values));
+      const int64_t b = std::max(t.offset, l.update_begin());
+      const int64_t e = std::min(t.offset + t.count(), l.update_begin() + l.update_len());
+      if (b >= e) continue;
+      TensorRecord m{name, RecordKind::kAdamM, {}, {}}, v{name, RecordKind::kAdamV, {}, {}};
+      for (int64_t x = b; x < e; ++x) {
+        const int64_t g = t.GlobalIndex(x - t.offset);
+        m.indices.push_back(g);
+        v.indices.push_back(g);
+        m.values.push_back(l.m.data()[x - l.update_begin()]);
+        v.values.push_back(l.v.data()[x - l.update_begin()]);
+      }
+      out.push_back(std::move(m));
+      out.push_back(std::move(v));
+    }
+  }
+  return out;
+}
+
+absl::Status Engine::Restore(const Checkpoint& ck) {
+  const int L = model_.num_layers;
+  for (auto& lp : layers_) {
+    Layer& l = *lp;
+    std::vector<float> full(l.padded, 0.0f);
+    for (const ParamTensor& t : l.params.tensors()) {
+      std::string name = absl::StrCat(l.place.index, ".", t.name);
+      // A tied head's own copy starts from the embedding when the checkpoint has none.
+      if (t.name == "lm_head" && model_.tied_embeddings && !ck.values.count(name)) name = "0.wte";
+      auto find = [&](const auto& table, int64_t g, float* out) -> absl::Status {
+        auto it = table.find(name);
+        if (it == table.end()) {
+          return absl::NotFoundError(absl::StrCat("the checkpoint has no tensor ", name,
+                                                  " (a different model?)"));
+        }
+        auto e = it->second.find(g);
+        if (e == it->second.end()) {
+          return absl::NotFoundError(absl::StrCat("the checkpoint's ", name, " has no element ", g,
+                                                  " (a different model shape?)"));
+        }
+        *out = e->second;
+        return absl::OkStatus();
+      };
+      for (int64_t k = 0; k < t.count(); ++k) {
+        CAIRN_RETURN_IF_ERROR(find(ck.values, t.GlobalIndex(k), &full[t.offset + k]));
+      }
+      const int64_t b = std::max(t.offset, l.update_begin());
+      const int64_t e = std::min(t.offset + t.count(), l.update_begin() + l.update_len());
+      for (int64_t x = b; x < e; ++x) {
+        const int64_t g = t.GlobalIndex(x - t.offset);
+        CAIRN_RETURN_IF_ERROR(find(ck.adam_m, g, &l.m.data()[x - l.update_begin()]));
+        CAIRN_RETURN_IF_ERROR(find(ck.adam_v, g, &l.v.data()[x - l.update_begin()]));
+      }
+    }
+    if (l.sharded_weights()) {
+      std::memcpy(l.weights.data(), full.data() + l.shard_begin, l.shard_len * sizeof(float));
+    } else {
+      std::memcpy(l.weights.data(), full.data(), l.padded * sizeof(float));
+    }
+  }
+  (void)L;
+  return absl::OkStatus();
+}
+
+}  // namespace cairn::runtime

@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "planner/problem/problem.h"
+#include "runtime/checkpoint/checkpoint.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/compute/compute_backend.h"
 #include "runtime/engine/buffer.h"
@@ -77,6 +78,14 @@ class Engine {
   // (global index, value)); names are "<layer index>.<tensor>". Collective over the shard groups
   // (ZeRO-3 gathers). Used by parity tests and checkpoints.
   absl::StatusOr<std::map<std::string, std::vector<std::pair<int64_t, float>>>> LocalParameters();
+
+  // This rank's share of the training state for a checkpoint: every local tensor's values and the
+  // Adam moments of the elements it updates, keyed by unsharded tensor and index. Collective over
+  // ZeRO-3 shard groups.
+  absl::StatusOr<TensorRecords> Snapshot();
+  // Loads values and Adam moments from a checkpoint written under any plan. NotFound naming the
+  // tensor when an element is missing (another model).
+  absl::Status Restore(const Checkpoint& checkpoint);
 
   const Topology& topology() const { return topo_; }
   MemoryTracker& memory() { return memory_; }
