@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -28,10 +29,24 @@ bool Get(std::ifstream& f, T* v) {
   return static_cast<bool>(f.read(reinterpret_cast<char*>(v), sizeof(T)));
 }
 
+// mkdir -p.
+absl::Status MakeDirs(const std::string& dir) {
+  std::string path;
+  for (absl::string_view part : absl::StrSplit(dir, '/')) {
+    path += std::string(part) + "/";
+    if (part.empty()) continue;
+    if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(absl::StrCat("cannot create directory ", path, ": ",
+                                                        std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status WriteRankFile(const std::string& dir, int rank, const TensorRecords& records) {
-  mkdir(dir.c_str(), 0755);
+  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
   const std::string path = absl::StrCat(dir, "/rank_", rank, ".bin");
   const std::string tmp = path + ".tmp";
   std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
