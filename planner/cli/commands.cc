@@ -21,7 +21,7 @@
 #include "planner/catalog/galvatron.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
-#include "planner/cli/args.h"
+#include "common/args.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/remote.h"
 #include "planner/cli/render.h"

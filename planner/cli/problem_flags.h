@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "planner/cli/args.h"
+#include "common/args.h"
 #include "planner/problem/problem.h"
 #include "proto/cairn/v1/search.pb.h"
 

@@ -10,7 +10,7 @@
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
 #include "planner/catalog/json_io.h"
-#include "planner/cli/args.h"
+#include "common/args.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/render.h"
 #include "planner/plan/plan_convert.h"

@@ -1,4 +1,4 @@
-// planner/cli/args.h — a small command-line parser for `cairn <command> --flag value ...`.
+// common/args.h — a small command-line parser for `cairn <command> --flag value ...`.
 //
 // Flags are `--name value` or `--name=value`; boolean flags are `--name` alone. Every flag a command
 // accepts is declared up front so a typo is an error that names the valid flags.
@@ -7,8 +7,8 @@
 //   absl::Status s = args.Parse(argv_after_command, {"model", "nodes"}, {"json"});
 //   std::string model = args.Get("model", "llama2-7b");
 //   absl::StatusOr<int> nodes = args.GetInt("nodes", 1);
-#ifndef CAIRN_PLANNER_CLI_ARGS_H_
-#define CAIRN_PLANNER_CLI_ARGS_H_
+#ifndef CAIRN_COMMON_ARGS_H_
+#define CAIRN_COMMON_ARGS_H_
 
 #include <map>
 #include <set>
@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace cairn::cli {
+namespace cairn {
 
 class Args {
  public:
@@ -34,6 +34,6 @@ class Args {
   std::map<std::string, std::string> values_;
 };
 
-}  // namespace cairn::cli
+}  // namespace cairn
 
-#endif  // CAIRN_PLANNER_CLI_ARGS_H_
+#endif  // CAIRN_COMMON_ARGS_H_

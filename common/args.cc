@@ -1,11 +1,11 @@
-#include "planner/cli/args.h"
+#include "common/args.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
-namespace cairn::cli {
+namespace cairn {
 
 absl::Status Args::Parse(const std::vector<std::string>& argv, const std::set<std::string>& valued,
                          const std::set<std::string>& booleans) {
@@ -89,4 +89,4 @@ absl::StatusOr<std::vector<int>> Args::GetIntList(const std::string& name) const
   return out;
 }
 
-}  // namespace cairn::cli
+}  // namespace cairn
