@@ -1,0 +1,414 @@
+#include "planner/server/planner_logic.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "planner/catalog/clusters.h"
+#include "planner/catalog/models.h"
+#include "planner/plan/plan_convert.h"
+#include "planner/problem/problem_builder.h"
+#include "planner/search/search.h"
+#include "planner/server/validation.h"
+
+namespace cairn::planner {
+namespace {
+
+std::string Sha256Hex(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), len));
+}
+
+// Map fields and unknown fields are written in a fixed order, so equal requests give equal bytes.
+std::string DeterministicBytes(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+struct ProfileRef {
+  std::string id;
+  int version = 0;  // 0 = latest
+};
+
+// "ID" or "ID@N" (validated before).
+ProfileRef ParseProfileRef(const std::string& ref) {
+  ProfileRef r;
+  const size_t at = ref.find('@');
+  r.id = ref.substr(0, at);
+  if (at != std::string::npos) (void)absl::SimpleAtoi(ref.substr(at + 1), &r.version);
+  return r;
+}
+
+absl::Status Prefixed(absl::string_view prefix, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+}
+
+// NOT_FOUND from the store for a referenced profile, said in the request's terms.
+absl::Status ProfileLookupError(absl::string_view field, const std::string& ref,
+                                absl::string_view list_rpc, const absl::Status& s) {
+  if (s.code() != absl::StatusCode::kNotFound) return s;
+  return absl::NotFoundError(absl::StrCat(field, " '", ref, "': no such profile (",
+                                          list_rpc, " lists the stored ones)"));
+}
+
+cairn::v1::PlanSummary Summarize(const cairn::v1::SearchResponse& result,
+                                 const std::string& model_name) {
+  cairn::v1::PlanSummary s;
+  s.set_model_name(model_name);
+  if (result.plans_size() > 0) {
+    const cairn::v1::Plan& p = result.plans(0);
+    s.set_num_devices(p.num_nodes() * p.devices_per_node());
+    s.set_global_batch_size(p.global_batch_size());
+    s.set_seq_len(p.seq_len());
+    s.set_step_time_s(p.prediction().step_time_s());
+    s.set_tokens_per_s(p.prediction().tokens_per_s());
+  }
+  return s;
+}
+
+}  // namespace
+
+// --- SearchTicket ---------------------------------------------------------------------------
+
+SearchTicket::SearchTicket(ProgressFn progress, DoneFn done, absl::Duration limit)
+    : progress_(std::move(progress)), limit_(limit), done_(std::move(done)) {}
+
+void SearchTicket::Cancel() { StopWith(Stop::kCancelled); }
+
+void SearchTicket::set_task(SearchPool* pool, TaskId id) {
+  absl::MutexLock lock(&mu_);
+  pool_ = pool;
+  task_ = id;
+}
+
+void SearchTicket::StopWith(Stop reason) {
+  int none = static_cast<int>(Stop::kNone);
+  stop_.compare_exchange_strong(none, static_cast<int>(reason));
+  cancelled_.store(true);
+  SearchPool* pool = nullptr;
+  TaskId task = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    pool = pool_;
+    task = task_;
+  }
+  // Still queued: take it out now so it stops holding a queue slot (its drop finishes it).
+  if (pool != nullptr) pool->Remove(task);
+}
+
+bool SearchTicket::Finish(absl::StatusOr<cairn::v1::PlanResponse> result) {
+  DoneFn done;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return false;
+    finished_ = true;
+    done = std::move(done_);
+  }
+  done(std::move(result));
+  return true;
+}
+
+absl::Status SearchTicket::StoppedStatus() const {
+  switch (stop_reason()) {
+    case Stop::kDeadline:
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the search did not finish within the planner's limit of ", absl::FormatDuration(limit_),
+          " (--max-search-seconds); narrow the search: fewer global batch sizes (batch_range), "
+          "space.pipeline_degrees or space.micro_batch_counts, or a lower space.max_tp_degree"));
+    case Stop::kShutdown:
+      return absl::UnavailableError("the planner is shutting down; retry when it is back");
+    case Stop::kCancelled:
+    case Stop::kNone:
+      break;
+  }
+  return absl::CancelledError("the search was cancelled by the client");
+}
+
+// --- PlannerLogic ---------------------------------------------------------------------------
+
+PlannerLogic::PlannerLogic(Store* store, TimerThread* timers, Metrics* metrics, const Clock* clock,
+                           PlannerOptions options)
+    : store_(store),
+      timers_(timers),
+      metrics_(metrics),
+      clock_(clock),
+      options_(options),
+      pool_(options.search_workers, options.search_queue) {}
+
+PlannerLogic::~PlannerLogic() { Shutdown(); }
+
+absl::StatusOr<ResolvedPlanRequest> PlannerLogic::Resolve(const cairn::v1::PlanRequest& request) {
+  CAIRN_RETURN_IF_ERROR(ValidatePlanRequest(request));
+  ResolvedPlanRequest out;
+  out.search = request.search();
+  if (!request.model_name().empty()) {
+    absl::StatusOr<cairn::v1::ModelSpec> model = LookupModel(request.model_name());
+    if (!model.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("model_name: ", model.status().message()));
+    }
+    *out.search.mutable_model() = *std::move(model);
+  }
+  const int num_nodes = request.num_nodes() == 0 ? 1 : request.num_nodes();
+  std::string hw_key = "-";
+  if (!request.hardware_profile_id().empty()) {
+    const ProfileRef ref = ParseProfileRef(request.hardware_profile_id());
+    absl::StatusOr<cairn::v1::StoredHardwareProfile> stored =
+        store_->GetHardwareProfile(ref.id, ref.version);
+    if (!stored.ok()) {
+      return ProfileLookupError("hardware_profile_id", request.hardware_profile_id(),
+                                "Profiles.ListHardwareProfiles", stored.status());
+    }
+    absl::StatusOr<cairn::v1::Cluster> cluster =
+        MakeCluster(stored->profile(), num_nodes, request.devices_per_node());
+    if (!cluster.ok()) return Prefixed("hardware_profile_id: ", cluster.status());
+    *out.search.mutable_cluster() = *std::move(cluster);
+    hw_key = absl::StrCat(stored->id(), "@", stored->version());
+    out.hardware_label = absl::StrCat(stored->profile().name(), " (profile ", hw_key, ")");
+  } else if (!request.cluster_name().empty()) {
+    absl::StatusOr<cairn::v1::Cluster> cluster =
+        MakeCluster(request.cluster_name(), num_nodes, request.devices_per_node());
+    if (!cluster.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(cluster.status().code() == absl::StatusCode::kNotFound ? "cluster_name: "
+                                                                               : "",
+                       cluster.status().message()));
+    }
+    *out.search.mutable_cluster() = *std::move(cluster);
+    out.hardware_label = absl::StrCat(request.cluster_name(), " (built-in default)");
+  } else {
+    out.hardware_label = absl::StrCat(out.search.cluster().hardware().name(), " (in the request)");
+  }
+  std::string mp_key = "-";
+  if (!request.model_profile_id().empty()) {
+    const ProfileRef ref = ParseProfileRef(request.model_profile_id());
+    absl::StatusOr<cairn::v1::StoredModelProfile> stored =
+        store_->GetModelProfile(ref.id, ref.version);
+    if (!stored.ok()) {
+      return ProfileLookupError("model_profile_id", request.model_profile_id(),
+                                "Profiles.ListModelProfiles", stored.status());
+    }
+    *out.search.mutable_model_profile() = stored->profile();
+    mp_key = absl::StrCat(stored->id(), "@", stored->version());
+  }
+  // Threads change how fast the answer comes, not the answer: keep them out of the key.
+  cairn::v1::SearchRequest keyed = out.search;
+  keyed.clear_threads();
+  out.cache_key = absl::StrCat("sha256:", Sha256Hex(DeterministicBytes(keyed)), ";hw=", hw_key,
+                               ";mp=", mp_key, ";cairn=", kCairnVersion);
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  const int max_threads = options_.max_search_threads > 0 ? options_.max_search_threads : cores;
+  const int asked = out.search.threads();
+  out.search.set_threads(asked > 0 ? std::min(asked, max_threads) : max_threads);
+  return out;
+}
+
+std::shared_ptr<SearchTicket> PlannerLogic::Plan(const cairn::v1::PlanRequest& request,
+                                                 SearchTicket::ProgressFn progress,
+                                                 SearchTicket::DoneFn done) {
+  auto ticket = std::make_shared<SearchTicket>(std::move(progress), std::move(done),
+                                               options_.max_search_time);
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) {
+      ticket->Finish(absl::UnavailableError("the planner is shutting down; retry when it is back"));
+      return ticket;
+    }
+  }
+  absl::StatusOr<ResolvedPlanRequest> resolved = Resolve(request);
+  if (!resolved.ok()) {
+    ticket->Finish(resolved.status());
+    return ticket;
+  }
+  // Validate the search now, so a bad request fails at once instead of taking a queue slot.
+  absl::StatusOr<SearchProblem> problem = BuildSearchProblem(resolved->search);
+  if (!problem.ok()) {
+    ticket->Finish(Prefixed("search.", problem.status()));
+    return ticket;
+  }
+  if (!request.no_cache()) {
+    absl::StatusOr<std::optional<PlanRecord>> hit = store_->FindPlanByCacheKey(resolved->cache_key);
+    if (!hit.ok()) {
+      ticket->Finish(hit.status());
+      return ticket;
+    }
+    if (hit->has_value()) {
+      metrics_->RecordCacheHit();
+      cairn::v1::PlanResponse response;
+      response.set_plan_id((*hit)->plan_id);
+      *response.mutable_result() = std::move((*hit)->result);
+      response.set_cached(true);
+      ticket->Finish(std::move(response));
+      return ticket;
+    }
+    metrics_->RecordCacheMiss();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    live_.insert(ticket);
+  }
+  PoolTask task;
+  task.run = [this, ticket, r = *std::move(resolved), p = *std::move(problem)] {
+    return RunSearch(ticket, r, p);
+  };
+  task.drop = [this, ticket] {
+    ticket->Finish(ticket->stop_reason() == SearchTicket::Stop::kNone
+                       ? absl::UnavailableError("the planner is shutting down; retry later")
+                       : ticket->StoppedStatus());
+    Forget(ticket);
+  };
+  absl::StatusOr<TaskId> id = pool_.Submit(std::move(task));
+  if (!id.ok()) {
+    Forget(ticket);
+    ticket->Finish(id.status());
+    return ticket;
+  }
+  ticket->set_task(&pool_, *id);
+  // Cancelled between Submit and set_task: StopWith could not remove the task yet.
+  if (ticket->cancelled_flag()->load()) pool_.Remove(*id);
+  return ticket;
+}
+
+std::function<void()> PlannerLogic::RunSearch(const std::shared_ptr<SearchTicket>& ticket,
+                                              const ResolvedPlanRequest& resolved,
+                                              const SearchProblem& problem) {
+  auto finish = [this, ticket](absl::StatusOr<cairn::v1::PlanResponse> response) {
+    return [this, ticket, response = std::move(response)]() mutable {
+      Forget(ticket);
+      ticket->Finish(std::move(response));
+    };
+  };
+  if (ticket->cancelled_flag()->load()) return finish(ticket->StoppedStatus());
+  std::weak_ptr<SearchTicket> weak = ticket;
+  const TimerId deadline = timers_->Schedule(options_.max_search_time, [weak] {
+    if (auto t = weak.lock()) t->StopWith(SearchTicket::Stop::kDeadline);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  SearchOptions opts;
+  opts.cancelled = ticket->cancelled_flag();
+  if (ticket->progress()) {
+    SearchTicket* t = ticket.get();
+    opts.progress = [t](int64_t done, int64_t total) {
+      if (!t->cancelled_flag()->load()) t->progress()(done, total);
+    };
+  }
+  absl::StatusOr<SearchResult> result =
+      options_.search ? options_.search(problem, opts) : Search(problem, opts);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  timers_->Cancel(deadline);
+  absl::StatusOr<cairn::v1::PlanResponse> response;
+  if (ticket->cancelled_flag()->load()) {
+    response = ticket->StoppedStatus();
+    CAIRN_LOG(INFO) << "search stopped after " << seconds << " s: " << response.status();
+  } else if (!result.ok()) {
+    response = Prefixed("search.", result.status());
+  } else {
+    metrics_->RecordSearch(seconds);
+    ProvenanceInfo prov;
+    prov.hardware_profile = resolved.hardware_label;
+    prov.model_profile = problem.model_profile_name;
+    prov.search_time_s = result->search_time_s;
+    prov.candidates_evaluated = result->stats.plans_evaluated;
+    PlanRecord record;
+    record.cache_key = resolved.cache_key;
+    record.result = ToSearchResponse(problem, *result, prov);
+    record.summary = Summarize(record.result, resolved.search.model().name());
+    absl::StatusOr<std::string> id = store_->PutPlan(record, Rfc3339(clock_->Now()));
+    if (!id.ok()) {
+      response = id.status();
+    } else {
+      cairn::v1::PlanResponse r;
+      r.set_plan_id(*id);
+      *r.mutable_result() = std::move(record.result);
+      response = std::move(r);
+    }
+  }
+  return finish(std::move(response));
+}
+
+void PlannerLogic::Forget(const std::shared_ptr<SearchTicket>& ticket) {
+  absl::MutexLock lock(&mu_);
+  live_.erase(ticket);
+}
+
+absl::StatusOr<cairn::v1::PlanResponse> PlannerLogic::PlanAndWait(
+    const cairn::v1::PlanRequest& request) {
+  absl::Notification finished;
+  absl::StatusOr<cairn::v1::PlanResponse> out;
+  Plan(request, nullptr, [&](absl::StatusOr<cairn::v1::PlanResponse> r) {
+    out = std::move(r);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return out;
+}
+
+absl::StatusOr<cairn::v1::PlanResponse> PlannerLogic::GetPlan(
+    const cairn::v1::GetPlanRequest& request) {
+  CAIRN_RETURN_IF_ERROR(ValidateGetPlanRequest(request));
+  absl::StatusOr<PlanRecord> record = store_->GetPlan(request.plan_id());
+  if (!record.ok()) {
+    if (record.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(absl::StrCat("plan '", request.plan_id(),
+                                              "' not found (ListPlans shows the stored plans)"));
+    }
+    return record.status();
+  }
+  cairn::v1::PlanResponse out;
+  out.set_plan_id(record->plan_id);
+  *out.mutable_result() = std::move(record->result);
+  return out;
+}
+
+absl::StatusOr<cairn::v1::ListPlansResponse> PlannerLogic::ListPlans(
+    const cairn::v1::ListPlansRequest& request) {
+  CAIRN_RETURN_IF_ERROR(ValidateListPlansRequest(request));
+  const int limit = EffectivePageSize(request.page_size());
+  CAIRN_ASSIGN_OR_RETURN(std::vector<PlanRecord> records,
+                         store_->ListPlans(limit + 1, request.page_token(), request.model_name()));
+  cairn::v1::ListPlansResponse out;
+  for (int i = 0; i < static_cast<int>(records.size()) && i < limit; ++i) {
+    cairn::v1::PlanSummary* s = out.add_plans();
+    *s = std::move(records[i].summary);
+    s->set_plan_id(records[i].plan_id);
+    if (s->created_at().empty()) s->set_created_at(records[i].created_at);
+  }
+  if (static_cast<int>(records.size()) > limit) {
+    out.set_next_page_token(records[limit - 1].plan_id);
+  }
+  return out;
+}
+
+void PlannerLogic::Shutdown() {
+  std::set<std::shared_ptr<SearchTicket>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    live = live_;
+  }
+  for (const auto& t : live) t->StopWith(SearchTicket::Stop::kShutdown);
+  pool_.Shutdown();
+}
+
+}  // namespace cairn::planner
