@@ -1,0 +1,47 @@
+// runtime/comm/launch_env.h — where this worker sits in the job, read from the launcher's environment.
+//
+// Launchers (torchrun, Slurm scripts, Kubernetes manifests, `cairn-train --nproc`) tell each worker
+// its place through environment variables; this is the one place that reads and checks them:
+//
+//   RANK              this worker's rank in [0, WORLD_SIZE)                          required
+//   WORLD_SIZE        number of workers                                             required
+//   LOCAL_RANK        rank among the workers of this host (picks the GPU)           default 0
+//   LOCAL_WORLD_SIZE  workers on this host                                          default 1
+//   MASTER_ADDR       host of rank 0, which serves the rendezvous store (TcpStore)  default 127.0.0.1
+//   MASTER_PORT       port of that store                                            required if WORLD_SIZE > 1
+//
+//   CAIRN_ASSIGN_OR_RETURN(LaunchEnv env, LaunchEnv::FromEnvironment());
+//   // env.rank, env.world_size, env.master_addr, env.master_port ...
+#ifndef CAIRN_RUNTIME_COMM_LAUNCH_ENV_H_
+#define CAIRN_RUNTIME_COMM_LAUNCH_ENV_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cairn::runtime {
+
+struct LaunchEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;  // 0 only when world_size == 1
+
+  // Reads the variables above from the process environment.
+  // Errors: InvalidArgument naming the variable that is missing, not an integer or out of range.
+  static absl::StatusOr<LaunchEnv> FromEnvironment();
+
+  // Same, reading through `lookup` (nullopt = unset); for tests and for launchers that build an
+  // environment for a child.
+  static absl::StatusOr<LaunchEnv> FromLookup(
+      const std::function<std::optional<std::string>(absl::string_view)>& lookup);
+};
+
+}  // namespace cairn::runtime
+
+#endif  // CAIRN_RUNTIME_COMM_LAUNCH_ENV_H_
