@@ -263,9 +263,10 @@ void CostModel::AddMemory(LayerKind kind, const Strategy& s, int samples, LayerC
       break;
     }
     case LayerKind::kEmbedding: {
-      saved = 0;  // token ids only
-      working = 2.0 * tokens * dt * h / outside;
-      if (s.tp > 1 && s.mode != ParallelMode::kUlysses) working += tokens * dt * h;  // partial sums
+      // Token ids only are saved. The output is the next layer's input (counted there) or a
+      // pipeline send buffer; vocab-parallel adds the partial sums of the whole sequence.
+      saved = 0;
+      if (s.tp > 1 && s.mode != ParallelMode::kUlysses) working = tokens * dt * h;
       break;
     }
     case LayerKind::kHead: {
@@ -387,8 +388,9 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   AddMemory(kind, s, samples, &c);
   if (shard_group > 1 && s.dp == DpMode::kZero2) c.transient_bytes += on_device * pr.grad_bytes;
   if (shard_group > 1 && s.dp == DpMode::kZero3) {
-    // Gathered weights of this layer and the prefetched next one, plus the unsharded gradient.
-    c.transient_bytes += 2 * on_device * pr.param_bytes + on_device * pr.grad_bytes;
+    // Gathered weights of this layer (gathered again for backward, one copy at a time: the
+    // runtime does not prefetch the next layer yet), plus the unsharded gradient.
+    c.transient_bytes += on_device * pr.param_bytes + on_device * pr.grad_bytes;
   }
   return c;
 }

@@ -39,9 +39,12 @@ struct StageCost {
   int64_t grad_bytes = 0;
   int64_t optimizer_bytes = 0;
   int64_t activation_bytes = 0;   // saved activations x micro-batches in flight
-  int64_t transient_bytes = 0;    // largest working set of one layer + pipeline buffers
+  int64_t transient_bytes = 0;    // the rest of the peak: working set + pipeline buffers
   int64_t reserved_bytes = 0;
-  int64_t total_bytes = 0;
+  int64_t total_bytes = 0;        // the peak (exact for Cairn's runtime)
+  // The search's upper bound of the peak: every layer's activations plus the largest working set
+  // (additive over layers; >= total_bytes).
+  int64_t bound_bytes = 0;
   std::vector<std::string> invalid;  // "layer 7: 12 heads do not split over 8", ...
 };
 
@@ -73,6 +76,7 @@ struct Evaluation {
          bubble_s = 0, optimizer_s = 0;
 
   int64_t PeakBytes() const;
+  int64_t BoundBytes() const;  // max over stages of bound_bytes
 };
 
 // InvalidArgument when the plan's shape does not match the problem: layer count, stage sizes,

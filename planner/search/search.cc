@@ -471,7 +471,7 @@ int64_t MinimumMemory(const SearchProblem& problem) {
           if (!e.ok()) continue;
           bool valid = true;
           for (const StageCost& sc : e->stages) valid = valid && sc.invalid.empty();
-          if (valid) best = std::min(best, e->PeakBytes());
+          if (valid) best = std::min(best, e->BoundBytes());
         }
       }
     }
@@ -577,7 +577,7 @@ std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
             bool valid = true;
             for (const StageCost& sc : e->stages) valid = valid && sc.invalid.empty();
             if (!valid) continue;
-            least_memory = std::min(least_memory, e->PeakBytes());
+            least_memory = std::min(least_memory, e->BoundBytes());
             if (!e->feasible) continue;
             const double key = e->step_time_s / batch;
             if (key < best_key) {

@@ -168,31 +168,110 @@ absl::Status Engine::FinishGrad(Layer& l, Buffer* tmp) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The part of the micro-batch [B, S] a stage-local rank holds in a layout: rows [r0, r0 + rows),
+// positions [s0, s0 + len).
+struct Rect {
+  int64_t r0 = 0, rows = 0, s0 = 0, len = 0;
+  bool Contains(const Rect& o) const {
+    return o.r0 >= r0 && o.r0 + o.rows <= r0 + rows && o.s0 >= s0 && o.s0 + o.len <= s0 + len;
+  }
+};
+
+Rect Held(const ActLayout& l, int local, int64_t B, int64_t S) {
+  Rect r;
+  r.rows = B / l.dp;
+  r.r0 = (local / l.tp) * r.rows;
+  r.len = l.seq_sharded ? S / l.tp : S;
+  r.s0 = l.seq_sharded ? (local % l.tp) * r.len : 0;
+  return r;
+}
+
+Rect Intersect(const Rect& a, const Rect& b) {
+  Rect r;
+  r.r0 = std::max(a.r0, b.r0);
+  r.s0 = std::max(a.s0, b.s0);
+  r.rows = std::max<int64_t>(0, std::min(a.r0 + a.rows, b.r0 + b.rows) - r.r0);
+  r.len = std::max<int64_t>(0, std::min(a.s0 + a.len, b.s0 + b.len) - r.s0);
+  return r;
+}
+
+// Copies `part` (inside both rectangles) between a [a.rows, a.len, C] and a [b.rows, b.len, C]
+// tensor, in either direction.
+void CopyRect(const Rect& part, const Rect& src_rect, const float* src, const Rect& dst_rect,
+              float* dst, int64_t C) {
+  for (int64_t row = part.r0; row < part.r0 + part.rows; ++row) {
+    const float* from = src + ((row - src_rect.r0) * src_rect.len + (part.s0 - src_rect.s0)) * C;
+    float* to = dst + ((row - dst_rect.r0) * dst_rect.len + (part.s0 - dst_rect.s0)) * C;
+    std::memcpy(to, from, part.len * C * sizeof(float));
+  }
+}
+
+}  // namespace
+
 absl::Status Engine::Relocate(const ActLayout& from, const ActLayout& to, Buffer* data) {
   if (from == to) return absl::OkStatus();
   const int n = topo_.stage_devices();
+  const int me = topo_.local_rank();
+  const int base = topo_.stage() * n;
   const int64_t C = model_.hidden, B = topo_.micro_batch(), S = seq_;
-  const int64_t bf = B / from.dp, sf = from.seq_sharded ? S / from.tp : S;
-  const int64_t bt = B / to.dp, st = to.seq_sharded ? S / to.tp : S;
-  Communicator* stage = Group(topo_.StageGroup(topo_.stage()));
-  if (stage == nullptr) return absl::InternalError("relocation without a stage group");
-  Buffer all(&memory_, n * bf * sf * C);
-  CAIRN_RETURN_IF_ERROR(stage->AllGather(data->data(), all.data(), bf * sf * C));
-  const int local = topo_.local_rank();
-  const int64_t row0 = (local / to.tp) * bt;
-  const int64_t seq0 = to.seq_sharded ? (local % to.tp) * st : 0;
-  Buffer out(&memory_, bt * st * C);
-  for (int64_t b = 0; b < bt; ++b) {
-    const int64_t row = row0 + b;
-    for (int64_t t = 0; t < st; ++t) {
-      const int64_t pos = seq0 + t;
-      // The first rank holding (row, pos) in the source layout, and where.
-      const int64_t q = (row / bf) * from.tp + (from.seq_sharded ? pos / sf : 0);
-      const int64_t lb = row % bf, lt = from.seq_sharded ? pos % sf : pos;
-      std::memcpy(out.data() + (b * st + t) * C, all.data() + (q * bf * sf + lb * sf + lt) * C,
-                  C * sizeof(float));
+  const Rect mine = Held(from, me, B, S);
+  const Rect want = Held(to, me, B, S);
+  Buffer out(&memory_, want.rows * want.len * C);
+  // Tags above the pipeline's (2 x micro-batch + direction), 4096 per relocation, cycling.
+  const int tag_base = (1 << 24) + 4096 * static_cast<int>(relocation_counter_++ % 4096);
+  // Who provides what: a rank that already holds an element keeps its own copy; otherwise the
+  // element's canonical holder (the lowest-numbered rank holding it) sends it.
+  auto provider = [&](int target, const Rect& piece_of_target) -> int {
+    if (Held(from, target, B, S).Contains(piece_of_target)) return target;
+    return (piece_of_target.r0 / mine.rows) * from.tp +
+           (from.seq_sharded ? piece_of_target.s0 / mine.len : 0);
+  };
+  // Pieces: the target's wanted rectangle cut by the source layout's holdings.
+  auto pieces = [&](int target) {
+    std::vector<std::pair<int, Rect>> out_pieces;  // (provider, piece)
+    const Rect w = Held(to, target, B, S);
+    for (int q = 0; q < n; ++q) {
+      const Rect h = Held(from, q, B, S);
+      const Rect part = Intersect(w, h);
+      if (part.rows == 0 || part.len == 0) continue;
+      // Only canonical holders (tp index 0 of replicated layouts) cut pieces; then assign.
+      if (!from.seq_sharded && q % from.tp != 0) continue;
+      out_pieces.push_back({provider(target, part), part});
+    }
+    return out_pieces;
+  };
+  std::vector<std::unique_ptr<CommHandle>> sends;
+  std::vector<Buffer> staging;
+  // Send what I provide to others.
+  for (int target = 0; target < n; ++target) {
+    if (target == me) continue;
+    int k = 0;  // index of the piece among those I send to `target`: its message tag
+    for (const auto& [who, part] : pieces(target)) {
+      if (who != me) continue;
+      Buffer buf(&memory_, part.rows * part.len * C);
+      CopyRect(part, mine, data->data(), part, buf.data(), C);
+      CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
+                             world_->SendAsync(buf.data(), buf.size(), base + target,
+                                               tag_base + k++));
+      sends.push_back(std::move(h));
+      staging.push_back(std::move(buf));
     }
   }
+  // Receive (or copy) what I need.
+  std::vector<int> received(n, 0);
+  for (const auto& [who, part] : pieces(me)) {
+    if (who == me) {
+      CopyRect(part, mine, data->data(), want, out.data(), C);
+      continue;
+    }
+    Buffer buf(&memory_, part.rows * part.len * C);
+    CAIRN_RETURN_IF_ERROR(
+        world_->Recv(buf.data(), buf.size(), base + who, tag_base + received[who]++));
+    CopyRect(part, part, buf.data(), want, out.data(), C);
+  }
+  for (auto& h : sends) CAIRN_RETURN_IF_ERROR(h->Wait());
   *data = std::move(out);
   return absl::OkStatus();
 }
@@ -208,6 +287,10 @@ absl::Status Engine::ForwardMicroBatch(int j, const MicroBatch& mb) {
                           (boundary.seq_sharded ? seq_ / boundary.tp : seq_) * model_.hidden;
     x = Buffer(&memory_, count);
     CAIRN_RETURN_IF_ERROR(world_->Recv(x.data(), count, world_->rank() - n, 2 * j));
+    if (plan_.schedule == planner::Schedule::k1F1B) {
+      CAIRN_RETURN_IF_ERROR(
+          Complete(&backward_sends_, j - (topo_.pipeline_degree() - topo_.stage()) - 1));
+    }
   }
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& l = *layers_[i];
@@ -237,8 +320,7 @@ absl::Status Engine::ForwardMicroBatch(int j, const MicroBatch& mb) {
     CAIRN_RETURN_IF_ERROR(Relocate(cur, boundary, &x));
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
                            world_->SendAsync(x.data(), x.size(), world_->rank() + n, 2 * j));
-    pending_sends_.push_back(std::move(h));
-    send_buffers_.push_back(std::move(x));
+    forward_sends_[j] = PendingSend{std::move(h), std::move(x)};
   }
   comm_s_ += Now() - t0;
   return absl::OkStatus();
@@ -255,6 +337,7 @@ absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
                           (boundary.seq_sharded ? seq_ / boundary.tp : seq_) * model_.hidden;
     dy = Buffer(&memory_, count);
     CAIRN_RETURN_IF_ERROR(world_->Recv(dy.data(), count, world_->rank() + n, 2 * j + 1));
+    CAIRN_RETURN_IF_ERROR(Complete(&forward_sends_, j));
   }
   for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
     Layer& l = *layers_[i];
@@ -287,10 +370,17 @@ absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
     CAIRN_RETURN_IF_ERROR(Relocate(cur, boundary, &dy));
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
                            world_->SendAsync(dy.data(), dy.size(), world_->rank() - n, 2 * j + 1));
-    pending_sends_.push_back(std::move(h));
-    send_buffers_.push_back(std::move(dy));
+    backward_sends_[j] = PendingSend{std::move(h), std::move(dy)};
   }
   comm_s_ += Now() - t0;
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Complete(std::map<int, PendingSend>* sends, int up_to) {
+  while (!sends->empty() && sends->begin()->first <= up_to) {
+    CAIRN_RETURN_IF_ERROR(sends->begin()->second.handle->Wait());
+    sends->erase(sends->begin());
+  }
   return absl::OkStatus();
 }
 
@@ -433,9 +523,8 @@ absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
     }
   }
   const double t0 = Now();
-  for (auto& h : pending_sends_) CAIRN_RETURN_IF_ERROR(h->Wait());
-  pending_sends_.clear();
-  send_buffers_.clear();
+  CAIRN_RETURN_IF_ERROR(Complete(&forward_sends_, m));
+  CAIRN_RETURN_IF_ERROR(Complete(&backward_sends_, m));
   saved_.clear();
   CAIRN_RETURN_IF_ERROR(ReduceAndUpdate(step, &result));
   float loss[2] = {static_cast<float>(loss_sum_), static_cast<float>(loss_tokens_)};

@@ -122,8 +122,16 @@ class Engine {
   std::vector<std::unique_ptr<Layer>> layers_;
   // Per micro-batch: each layer's saved state, and pending sends.
   std::vector<std::vector<Saved>> saved_;
-  std::vector<std::unique_ptr<CommHandle>> pending_sends_;
-  std::vector<Buffer> send_buffers_;
+  // Sends in flight, by micro-batch: a forward send is known to be received once the backward of
+  // that micro-batch arrives from the next stage; a backward send (1F1B) once the previous stage's
+  // forward of micro-batch j + (p - stage) + 1 arrives. Their buffers are freed then.
+  struct PendingSend {
+    std::unique_ptr<CommHandle> handle;
+    Buffer buffer;
+  };
+  std::map<int, PendingSend> forward_sends_, backward_sends_;
+  absl::Status Complete(std::map<int, PendingSend>* sends, int up_to);
+  uint64_t relocation_counter_ = 0;  // same sequence on every rank of a stage: message tags
   double loss_sum_ = 0;
   int64_t loss_tokens_ = 0;
   double compute_s_ = 0, comm_s_ = 0;

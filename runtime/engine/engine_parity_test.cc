@@ -12,6 +12,9 @@
 #include "gtest/gtest.h"
 #include "runtime/comm/local/local_communicator.h"
 #include "runtime/compute/cpu/cpu_backend.h"
+#include "planner/catalog/clusters.h"
+#include "planner/cost/evaluate.h"
+#include "planner/problem/problem_builder.h"
 #include "runtime/engine/engine.h"
 
 namespace cairn::runtime {
@@ -187,6 +190,38 @@ void ExpectParity(const RunResult& ref, const RunResult& got, const std::string&
   EXPECT_LT(worst, 1e-5) << what << ": worst parameter " << where;
 }
 
+// The planner's predicted per-stage memory (fp32, the CPU profile, runtime reservation excluded:
+// the engine counts the tensors it allocates) against the measured peak of the stage's ranks.
+void ExpectMemoryMatchesPlanner(const ModelDims& model, const PlanSpec& plan, int world,
+                                const RunResult& got) {
+  planner::SearchProblem pb;
+  pb.model = model;
+  pb.hardware = planner::ToHardware(planner::MakeCluster("cpu", 1, world).value());
+  pb.hardware.reserved_bytes = 0;
+  pb.precision = planner::Precision::Fp32();
+  pb.seq_len = kSeq;
+  pb.global_batch_sizes = {plan.global_batch};
+  pb.memory_budget_bytes = pb.hardware.device_memory_bytes;
+  planner::CostModel cm(pb);
+  auto e = planner::Evaluate(cm, plan);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const int n = world / plan.pipeline_degree();
+  for (int st = 0; st < plan.pipeline_degree(); ++st) {
+    int64_t measured = 0;
+    for (int r = st * n; r < (st + 1) * n; ++r) measured = std::max(measured, got.peak_bytes[r]);
+    const int64_t predicted = e->stages[st].total_bytes;
+    const planner::StageCost& sc = e->stages[st];
+    EXPECT_NEAR(static_cast<double>(predicted), static_cast<double>(measured), 0.05 * measured)
+        << "stage " << st;
+    std::printf("memory stage %d: measured %lld predicted %lld (%+.1f%%): params %lld grads %lld "
+                "optimizer %lld activations %lld transient %lld\n",
+                st, static_cast<long long>(measured), static_cast<long long>(predicted),
+                100.0 * (predicted - measured) / measured, (long long)sc.param_bytes,
+                (long long)sc.grad_bytes, (long long)sc.optimizer_bytes,
+                (long long)sc.activation_bytes, (long long)sc.transient_bytes);
+  }
+}
+
 struct Case {
   const char* name;
   bool llama;
@@ -212,7 +247,9 @@ TEST_P(ParityTest, MatchesSingleRank) {
   PlanSpec plan = Uniform(model, c.batch, c.micro, c.stages, c.block, c.eh);
   plan.schedule = c.schedule;
   for (size_t i = 0; i < c.per_block.size(); ++i) plan.layers[i + 1] = c.per_block[i];
-  ExpectParity(refs[key], Train(model, plan, c.world), c.name);
+  const RunResult got = Train(model, plan, c.world);
+  ExpectParity(refs[key], got, c.name);
+  ExpectMemoryMatchesPlanner(model, plan, c.world, got);
 }
 
 const ParallelMode TP = ParallelMode::kTensor, SP = ParallelMode::kTensorSequence,
@@ -326,7 +363,8 @@ RunResult TrainFrom(const ModelDims& model, const PlanSpec& plan, int world, int
 
 TEST(CheckpointTest, ResumesIdenticallyAndUnderAnotherPlan) {
   const ModelDims model = Llama();
-  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/ckpt";
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/cairn_ckpt_test";
   const PlanSpec a = Uniform(model, 8, 2, {4}, S(2, SP, DpMode::kZero1), S(2, SP));
   const RunResult straight = TrainFrom(model, a, 2, 0, 4, "", "");
   TrainFrom(model, a, 2, 0, 2, "", dir);

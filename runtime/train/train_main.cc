@@ -92,8 +92,11 @@ absl::Status Worker(const Config& cfg, int rank) {
     }
     CAIRN_RETURN_IF_ERROR(engine->Restore(ck));
     start = ck.meta.step;
-    if (rank == 0) std::printf("resumed from %s at step %lld\n", cfg.resume_dir.c_str(),
-                               static_cast<long long>(start));
+    if (rank == 0) {
+      std::printf("resumed from %s at step %lld\n", cfg.resume_dir.c_str(),
+                  static_cast<long long>(start));
+      std::fflush(stdout);
+    }
   }
   auto save = [&](int64_t done) -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(TensorRecords records, engine->Snapshot());
@@ -103,6 +106,7 @@ absl::Status Worker(const Config& cfg, int rank) {
       CAIRN_RETURN_IF_ERROR(WriteMeta(cfg.checkpoint_dir, {done, model.name, cfg.world, 1}));
       std::printf("checkpoint: step %lld saved to %s\n", static_cast<long long>(done),
                   cfg.checkpoint_dir.c_str());
+      std::fflush(stdout);
     }
     return absl::OkStatus();
   };
@@ -127,6 +131,8 @@ absl::Status Worker(const Config& cfg, int rank) {
     if (rank == fault_rank && step == fault_step) {
       std::fprintf(stderr, "cairn-train: rank %d: injected failure at step %lld\n", rank,
                    static_cast<long long>(step));
+      std::fflush(stdout);
+      std::fflush(stderr);
       _exit(3);
     }
     CAIRN_ASSIGN_OR_RETURN(StepResult r, engine->Step(step, sampler));
