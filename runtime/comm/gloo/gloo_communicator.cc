@@ -227,6 +227,11 @@ struct GlooCommunicator::State {
   bool stopping ABSL_GUARDED_BY(queue_mu) = false;
   std::thread worker;
 
+  // Receive and partial-sum buffers of the collectives, kept between operations so that large ones
+  // do not page-fault fresh memory every time. Worker thread only.
+  std::unique_ptr<float[]> scratch;
+  size_t scratch_elements = 0;
+
   // Used by the thread that drives the communicator only.
   uint64_t next_collective = 0;
   uint64_t next_p2p = 0;
@@ -393,6 +398,15 @@ struct GlooCommunicator::State {
 
   size_t Begin(size_t count, int i) const { return count * i / size; }
 
+  // At least `elements` floats of scratch space (contents undefined). Worker thread only.
+  float* Scratch(size_t elements) {
+    if (elements > scratch_elements) {
+      scratch.reset(new float[elements]);
+      scratch_elements = elements;
+    }
+    return scratch.get();
+  }
+
   // Ring reduce-scatter in place over `data` (uneven chunks allowed), leaving the reduced chunk
   // `rank` in place, then (if `gather`) ring all-gather of the reduced chunks.
   absl::Status RingAllReduce(float* data, size_t count, ReduceOp op, absl::Time deadline,
@@ -402,7 +416,7 @@ struct GlooCommunicator::State {
     const int right = Mod(rank + 1, n);
     size_t max_chunk = 0;
     for (int i = 0; i < n; ++i) max_chunk = std::max(max_chunk, Begin(count, i + 1) - Begin(count, i));
-    std::vector<float> incoming(max_chunk);
+    float* incoming = Scratch(max_chunk);
     // Step s sends chunk rank-s-1 (reduced over s+1 ranks) and receives chunk rank-s-2; after n-1
     // steps chunk `rank` holds the reduction over all ranks.
     for (int s = 0; s < n - 1; ++s) {
@@ -412,10 +426,10 @@ struct GlooCommunicator::State {
       const size_t recv_count = Begin(count, recv_chunk + 1) - recv_begin;
       const size_t send_begin = Begin(count, send_chunk);
       const size_t send_count = Begin(count, send_chunk + 1) - send_begin;
-      CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming.data(), recv_count * sizeof(float)},
+      CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming, recv_count * sizeof(float)},
                                  {false, right, data + send_begin, send_count * sizeof(float)}},
                                 slot, deadline, label));
-      ReduceInto(op, data + recv_begin, data + recv_begin, incoming.data(), recv_count);
+      ReduceInto(op, data + recv_begin, data + recv_begin, incoming, recv_count);
     }
     // Step s forwards chunk rank-s (complete) and receives chunk rank-s-1.
     for (int s = 0; s < n - 1; ++s) {
@@ -439,20 +453,20 @@ struct GlooCommunicator::State {
     const int n = size;
     const int left = Mod(rank - 1, n);
     const int right = Mod(rank + 1, n);
-    std::vector<float> incoming(chunk);
-    std::vector<float> partial(chunk);
+    float* incoming = Scratch(2 * chunk);
+    float* partial = incoming + chunk;
     const size_t bytes = chunk * sizeof(float);
     // As in RingAllReduce, but the partial sums live in `partial` so the input stays untouched; the
     // last step (which receives chunk `rank`) reduces straight into the output.
     for (int s = 0; s < n - 1; ++s) {
       const int send_chunk = Mod(rank - s - 1, n);
       const int recv_chunk = Mod(rank - s - 2, n);
-      const float* send = s == 0 ? input + send_chunk * chunk : partial.data();
-      CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming.data(), bytes},
+      const float* send = s == 0 ? input + send_chunk * chunk : partial;
+      CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming, bytes},
                                  {false, right, const_cast<float*>(send), bytes}},
                                 slot, deadline, label));
-      float* target = s == n - 2 ? output : partial.data();
-      ReduceInto(op, target, incoming.data(), input + recv_chunk * chunk, chunk);
+      float* target = s == n - 2 ? output : partial;
+      ReduceInto(op, target, incoming, input + recv_chunk * chunk, chunk);
     }
     if (n == 1 && output != input) std::memcpy(output, input, bytes);
     if (op == ReduceOp::kAvg) DivideBy(output, chunk, n);
