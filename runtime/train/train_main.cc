@@ -124,6 +124,10 @@ absl::Status Worker(const Config& cfg, int rank) {
     metrics = std::make_unique<std::ofstream>(cfg.metrics_path, std::ios::app);
   }
   const double tokens = static_cast<double>(cfg.plan.global_batch) * seq;
+  // The engine counts the tensors it allocates; the profile's reservation (process, runtime
+  // libraries) is not among them.
+  const int64_t predicted_tensors =
+      cfg.predicted.PeakBytes() - cfg.problem.hardware.reserved_bytes;
   double time_sum = 0;
   int timed = 0;
   int64_t peak = 0;
@@ -159,7 +163,7 @@ absl::Status Worker(const Config& cfg, int rank) {
             "\"peak_memory_bytes\": %d, \"predicted_step_time_s\": %.6f, "
             "\"predicted_memory_bytes\": %d}\n",
             step + 1, r.loss, r.step_time_s, tokens / r.step_time_s, static_cast<int64_t>(worst),
-            cfg.predicted.step_time_s, cfg.predicted.PeakBytes());
+            cfg.predicted.step_time_s, predicted_tensors);
         metrics->flush();
       }
     }
@@ -179,7 +183,7 @@ absl::Status Worker(const Config& cfg, int rank) {
         "(predicted %s)\n",
         cfg.steps, FormatSeconds(mean).c_str(), FormatSeconds(cfg.predicted.step_time_s).c_str(),
         FormatCount(tokens / mean).c_str(), FormatBytes(peak).c_str(),
-        FormatBytes(cfg.predicted.PeakBytes()).c_str());
+        FormatBytes(predicted_tensors).c_str());
   }
   return world->Barrier();
 }
@@ -310,10 +314,10 @@ int Main(int argc, char** argv) {
   absl::StatusOr<planner::Evaluation> ev = planner::Evaluate(cm, cfg.plan);
   if (ev.ok()) cfg.predicted = *ev;
   std::printf("training %s on %d CPU worker%s: global batch %d x seq %d, %d steps; predicted %s "
-              "per step, %s per rank\n",
+              "per step, %s of tensors per rank\n",
               pb->model.name.c_str(), world, world > 1 ? "s" : "", cfg.plan.global_batch,
               pb->seq_len, cfg.steps, FormatSeconds(cfg.predicted.step_time_s).c_str(),
-              FormatBytes(cfg.predicted.PeakBytes()).c_str());
+              FormatBytes(cfg.predicted.PeakBytes() - pb->hardware.reserved_bytes).c_str());
   std::fflush(stdout);
 
   if (*nproc > 0 || (env_world == nullptr)) {
