@@ -396,7 +396,7 @@ double Engine::LearningRate(int64_t step) const {
   return min_lr + 0.5 * (peak - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
-absl::Status Engine::ReduceAndUpdate(int64_t step, StepResult* result) {
+absl::Status Engine::ReduceAndUpdate(int64_t step, StepResult* result, bool update) {
   const int p = topo_.pipeline_degree();
   // 1. Tied embeddings split over stages: sum the two copies' gradients (full gradients).
   if (model_.tied_embeddings && p > 1 && (topo_.is_first_stage() || topo_.is_last_stage())) {
@@ -459,6 +459,7 @@ absl::Status Engine::ReduceAndUpdate(int64_t step, StepResult* result) {
   CAIRN_RETURN_IF_ERROR(world_->AllReduce(&local_sq, &total_sq, 1));
   const double norm = std::sqrt(static_cast<double>(total_sq));
   result->grad_norm = norm;
+  if (!update) return absl::OkStatus();
   const float clip =
       opt_.grad_clip > 0 && norm > opt_.grad_clip ? static_cast<float>(opt_.grad_clip / (norm + 1e-6))
                                                   : 1.0f;
@@ -486,10 +487,7 @@ absl::Status Engine::ReduceAndUpdate(int64_t step, StepResult* result) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
-  const double start = Now();
-  memory_.ResetPeak();
-  StepResult result;
+absl::Status Engine::RunSchedule(int64_t step, const Sampler& sampler) {
   loss_sum_ = 0;
   loss_tokens_ = 0;
   compute_s_ = comm_s_ = 0;
@@ -522,10 +520,18 @@ absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
       CAIRN_RETURN_IF_ERROR(BackwardMicroBatch(op.micro_batch, batches[op.micro_batch]));
     }
   }
-  const double t0 = Now();
   CAIRN_RETURN_IF_ERROR(Complete(&forward_sends_, m));
   CAIRN_RETURN_IF_ERROR(Complete(&backward_sends_, m));
   saved_.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
+  const double start = Now();
+  memory_.ResetPeak();
+  StepResult result;
+  CAIRN_RETURN_IF_ERROR(RunSchedule(step, sampler));
+  const double t0 = Now();
   CAIRN_RETURN_IF_ERROR(ReduceAndUpdate(step, &result));
   float loss[2] = {static_cast<float>(loss_sum_), static_cast<float>(loss_tokens_)};
   CAIRN_RETURN_IF_ERROR(world_->AllReduce(loss, loss, 2));
@@ -536,6 +542,33 @@ absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
   result.compute_s = compute_s_;
   result.comm_s = comm_s_;
   return result;
+}
+
+absl::StatusOr<double> Engine::LossAndGradients(
+    int64_t step, const Sampler& sampler,
+    std::map<std::string, std::vector<std::pair<int64_t, float>>>* grads) {
+  CAIRN_RETURN_IF_ERROR(RunSchedule(step, sampler));
+  StepResult unused;
+  CAIRN_RETURN_IF_ERROR(ReduceAndUpdate(step, &unused, /*update=*/false));
+  double loss[2] = {loss_sum_, static_cast<double>(loss_tokens_)};
+  float lf[2] = {static_cast<float>(loss[0]), static_cast<float>(loss[1])};
+  CAIRN_RETURN_IF_ERROR(world_->AllReduce(lf, lf, 2));
+  // Only the gradient of the updated range is reduced on this rank (see ReduceAndUpdate); with
+  // one rank that is everything.
+  for (auto& lp : layers_) {
+    Layer& l = *lp;
+    if (l.place.shard_size > 1 && l.mode != DpMode::kDdp) {
+      return absl::UnimplementedError("LossAndGradients supports DDP layers only");
+    }
+    for (const ParamTensor& t : l.params.tensors()) {
+      auto& v = (*grads)[absl::StrCat(l.place.index, ".", t.name)];
+      for (int64_t k = 0; k < t.count(); ++k) {
+        v.push_back({t.GlobalIndex(k), l.grads.data()[t.offset + k]});
+      }
+    }
+    l.grads.Zero();
+  }
+  return lf[1] > 0 ? static_cast<double>(lf[0]) / lf[1] : 0.0;
 }
 
 absl::StatusOr<std::map<std::string, std::vector<std::pair<int64_t, float>>>>

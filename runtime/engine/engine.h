@@ -74,6 +74,13 @@ class Engine {
 
   absl::StatusOr<StepResult> Step(int64_t step, const Sampler& sampler);
 
+  // Forward and backward of step `step`'s batch without updating anything: returns the mean loss
+  // and fills `grads` with this rank's reduced gradients by unsharded tensor and index (the
+  // gradient check and debugging; gradients are zeroed again before returning).
+  absl::StatusOr<double> LossAndGradients(
+      int64_t step, const Sampler& sampler,
+      std::map<std::string, std::vector<std::pair<int64_t, float>>>* grads);
+
   // This rank's parameter values by unsharded tensor: for each local tensor, (name -> pairs of
   // (global index, value)); names are "<layer index>.<tensor>". Collective over the shard groups
   // (ZeRO-3 gathers). Used by parity tests and checkpoints.
@@ -107,7 +114,8 @@ class Engine {
   absl::Status Relocate(const ActLayout& from, const ActLayout& to, Buffer* data);
   absl::Status ForwardMicroBatch(int j, const MicroBatch& mb);
   absl::Status BackwardMicroBatch(int j, const MicroBatch& mb);
-  absl::Status ReduceAndUpdate(int64_t step, StepResult* result);
+  absl::Status ReduceAndUpdate(int64_t step, StepResult* result, bool update = true);
+  absl::Status RunSchedule(int64_t step, const Sampler& sampler);
   double LearningRate(int64_t step) const;
 
   planner::ModelDims model_;
