@@ -24,11 +24,6 @@ namespace {
 using ::testing::HasSubstr;
 namespace v1 = ::cairn::v1;
 
-MATCHER_P2(GrpcIs, code, substring, "") {
-  *result_listener << "status " << arg.error_code() << ": " << arg.error_message();
-  return arg.error_code() == code && arg.error_message().find(substring) != std::string::npos;
-}
-
 // Polls `condition` every millisecond for at most 30 s (for state the server reaches on its own
 // threads; never used to wait for wall-clock time to pass).
 template <typename F>

@@ -15,11 +15,18 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "planner/server/server.h"
 #include "proto/cairn/v1/service.grpc.pb.h"
 
 namespace cairn::testing {
+
+// EXPECT_THAT(stub->Plan(ctx, r, &out), GrpcIs(grpc::StatusCode::NOT_FOUND, "not found"));
+MATCHER_P2(GrpcIs, code, substring, "") {
+  *result_listener << "status " << arg.error_code() << ": " << arg.error_message();
+  return arg.error_code() == code && arg.error_message().find(substring) != std::string::npos;
+}
 
 // A fresh path under TEST_TMPDIR (the file does not exist yet).
 std::string TempDb(const std::string& name);

@@ -169,7 +169,8 @@ absl::Status Authorizer::Check(absl::string_view method,
     }
     break;
   }
-  return absl::PermissionDeniedError(absl::StrCat("a ", RoleName(*role), " token may not call ",
+  const char* article = *role == Role::kClient ? "a " : "an ";
+  return absl::PermissionDeniedError(absl::StrCat(article, RoleName(*role), " token may not call ",
                                                   method, "; this needs a token with role ",
                                                   absl::StrJoin(allowed, " or ")));
 }

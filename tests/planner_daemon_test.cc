@@ -1,0 +1,159 @@
+// The cairn-planner binary as an operator runs it: flags, the "serving on" line, a call, SIGTERM,
+// exit status; and that a token used in calls never reaches its log, even at --log-level debug.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/planner_test_util.h"
+
+extern char** environ;
+
+namespace cairn::testing {
+namespace {
+
+namespace v1 = ::cairn::v1;
+
+// An idle synchronous gRPC client only reads its connections from a backup poller, every 5 s by
+// default; the daemon's graceful shutdown waits for the client's answer to its GOAWAY, so poll
+// often. Set before gRPC initialises (static initialisation, before main).
+const bool kFastClientPoll = setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "50", 1) == 0;
+
+constexpr char kToken[] = "client-secret-token-5f2a9c";
+
+struct Daemon {
+  pid_t pid = -1;
+  int stdout_fd = -1;
+  std::string stderr_path;
+};
+
+// Starts the binary with `args`; its stdout is a pipe, its stderr a file.
+Daemon Spawn(const std::vector<std::string>& args) {
+  Daemon d;
+  d.stderr_path = WriteTempFile("daemon-stderr", "");
+  int out[2];
+  EXPECT_EQ(pipe(out), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, d.stderr_path.c_str(),
+                                   O_WRONLY | O_TRUNC, 0644);
+  std::vector<std::string> argv = {RunfilePath("planner/server/cairn-planner")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> ptrs;
+  for (std::string& a : argv) ptrs.push_back(a.data());
+  ptrs.push_back(nullptr);
+  EXPECT_EQ(posix_spawn(&d.pid, ptrs[0], &actions, nullptr, ptrs.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  d.stdout_fd = out[0];
+  return d;
+}
+
+// The first line of stdout (waits at most 30 s).
+std::string FirstLine(int fd) {
+  std::string line;
+  char c;
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 30000) <= 0) return line;
+    if (read(fd, &c, 1) != 1 || c == '\n') return line;
+    line.push_back(c);
+  }
+}
+
+// Exit status after SIGTERM (or after it exits on its own, signal < 0).
+int Stop(Daemon& d, int signal = SIGTERM) {
+  if (signal > 0) kill(d.pid, signal);
+  int status = 0;
+  waitpid(d.pid, &status, 0);
+  close(d.stdout_fd);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int PortOf(const std::string& serving_line) {
+  // "cairn-planner 0.1.0: serving on 127.0.0.1:PORT (..."
+  const size_t at = serving_line.find("serving on 127.0.0.1:");
+  if (at == std::string::npos) return 0;
+  const std::string rest = serving_line.substr(at + 21);
+  int port = 0;
+  (void)absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &port);
+  return port;
+}
+
+TEST(PlannerDaemonTest, ServesUntilSigtermThenExitsZeroKeepingTokensOutOfItsLog) {
+  const std::string tokens = WriteTempFile("tokens", absl::StrCat("client ", kToken, "\n"));
+  Daemon d = Spawn({"--db", TempDb("daemon"), "--listen", "127.0.0.1:0", "--metrics-address", "",
+                    "--token-file", tokens, "--log-level", "debug", "--agent-timeout", "5"});
+  const std::string line = FirstLine(d.stdout_fd);
+  EXPECT_NE(line.find("(plaintext, bearer tokens)"), std::string::npos) << line;
+  const int port = PortOf(line);
+  ASSERT_GT(port, 0) << line;
+
+  auto planner = v1::Planner::NewStub(Connect(port));
+  v1::PlanResponse plan;
+  grpc::Status s = planner->Plan(Context(kToken).get(), TinyPlanRequest(), &plan);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  s = planner->Plan(Context("wrong-token-0123456789").get(), TinyPlanRequest(), &plan);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  absl::Time t0 = absl::Now();
+  EXPECT_EQ(Stop(d), 0);
+  fprintf(stderr, "TMP stop took %s\n", absl::FormatDuration(absl::Now() - t0).c_str());
+  const std::string log = Slurp(d.stderr_path);
+  fprintf(stderr, "TMP log:\n%s\n", log.c_str());
+  EXPECT_NE(log.find("received SIGTERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("cairn.v1.Planner/Plan OK"), std::string::npos) << log;  // debug RPC log
+  EXPECT_EQ(log.find(kToken), std::string::npos);
+  EXPECT_EQ(log.find("wrong-token-0123456789"), std::string::npos);
+}
+
+TEST(PlannerDaemonTest, DashedAndUnderscoredFlagsBothWork) {
+  Daemon d = Spawn({"--db=" + TempDb("flags"), "--listen=127.0.0.1:0", "--metrics_address=",
+                    "--search-workers=1", "--max_search_seconds=5"});
+  EXPECT_GT(PortOf(FirstLine(d.stdout_fd)), 0);
+  EXPECT_EQ(Stop(d, SIGINT), 0);
+}
+
+TEST(PlannerDaemonTest, UsageErrorsExitTwoWithAMessage) {
+  Daemon d = Spawn({"--listen", "127.0.0.1:0"});
+  EXPECT_EQ(Stop(d, /*signal=*/-1), 2);
+  EXPECT_NE(Slurp(d.stderr_path).find("--db is required"), std::string::npos);
+  Daemon e = Spawn({"--db", TempDb("x"), "--log-level", "loud"});
+  EXPECT_EQ(Stop(e, -1), 2);
+  EXPECT_NE(Slurp(e.stderr_path).find("--log-level must be debug, info, warning or error"),
+            std::string::npos);
+}
+
+TEST(PlannerDaemonTest, StartupFailuresExitOneWithAMessage) {
+  Daemon d = Spawn({"--db", TempDb("y"), "--listen", "127.0.0.1:0", "--metrics-address", "",
+                    "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"});
+  EXPECT_EQ(Stop(d, -1), 1);
+  EXPECT_NE(Slurp(d.stderr_path).find("--tls-cert /nonexistent.pem: cannot read the file"),
+            std::string::npos);
+  Daemon e = Spawn({"--db", "/nonexistent-dir/planner.db", "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(Stop(e, -1), 1);
+  EXPECT_NE(Slurp(e.stderr_path).find("cannot open --db /nonexistent-dir/planner.db"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace cairn::testing
