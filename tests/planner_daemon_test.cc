@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -153,6 +154,39 @@ TEST(PlannerDaemonTest, StartupFailuresExitOneWithAMessage) {
   EXPECT_EQ(Stop(e, -1), 1);
   EXPECT_NE(Slurp(e.stderr_path).find("cannot open --db /nonexistent-dir/planner.db"),
             std::string::npos);
+}
+
+// docs/planner-daemon.md's flag table names every flag of main.cc with its default.
+TEST(PlannerDaemonTest, TheFlagTableInTheDocsMatchesTheBinary) {
+  Daemon d = Spawn({"--helpfull"});
+  std::string help;
+  char buf[4096];
+  for (ssize_t n; (n = read(d.stdout_fd, buf, sizeof(buf))) > 0;) help.append(buf, n);
+  Stop(d, -1);
+  std::ifstream in(RunfilePath("docs/planner-daemon.md"));
+  std::stringstream doc_stream;
+  doc_stream << in.rdbuf();
+  const std::string doc = doc_stream.str();
+  ASSERT_FALSE(doc.empty());
+  const size_t section = help.find("Flags from planner/server/main.cc:");
+  ASSERT_NE(section, std::string::npos) << help;
+  // Entries look like "    --agent_timeout (help...); default: 30;", wrapped over lines.
+  std::string flags = help.substr(section, help.find("\n\n", section) - section);
+  int checked = 0;
+  for (size_t at = flags.find("    --"); at != std::string::npos; at = flags.find("    --", at + 1)) {
+    std::string name = flags.substr(at + 6, flags.find(' ', at + 6) - at - 6);
+    const size_t def = flags.find("default: ", at);
+    std::string value = flags.substr(def + 9, flags.find(';', def) - def - 9);
+    if (value.size() >= 2 && value.front() == '"') value = value.substr(1, value.size() - 2);
+    std::replace(name.begin(), name.end(), '_', '-');
+    EXPECT_NE(doc.find("`--" + name + "`"), std::string::npos) << name << " is not in the docs";
+    if (!value.empty()) {
+      EXPECT_NE(doc.find("`--" + name + "` | `" + value + "`"), std::string::npos)
+          << "--" << name << " default " << value << " differs in the docs";
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 15);
 }
 
 }  // namespace

@@ -1,5 +1,11 @@
 #include "planner/server/metrics.h"
 
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -38,6 +44,29 @@ TEST(MetricsTest, ExportsEveryFamilyWithConventionalNames) {
   EXPECT_THAT(text, HasSubstr("cairn_planner_db_operation_duration_seconds_count{op=\"PutPlan\"} 1"));
   EXPECT_THAT(text, HasSubstr("cairn_planner_build_info{version=\"0.1.0\"} 1"));
   EXPECT_THAT(text, HasSubstr("# TYPE cairn_planner_rpc_duration_seconds histogram"));
+}
+
+// docs/planner-daemon.md lists every metric the daemon exports.
+TEST(MetricsTest, TheOperatorDocumentationListsEveryMetric) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  ASSERT_NE(srcdir, nullptr);
+  std::ifstream in(std::string(srcdir) + "/cairn/docs/planner-daemon.md");
+  std::stringstream doc;
+  doc << in.rdbuf();
+  ASSERT_FALSE(doc.str().empty());
+  Metrics m;
+  m.RecordRpc("cairn.v1.Planner/Plan", "OK", 0.001);  // families with labels appear once used
+  m.RecordDbOperation("GetPlan", 0.001);
+  int families = 0;
+  for (absl::string_view line : absl::StrSplit(m.TextExposition(), '\n')) {
+    if (!absl::StartsWith(line, "# TYPE cairn_planner_")) continue;
+    std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+    ASSERT_GE(parts.size(), 3u);
+    const std::string name(parts[2]);
+    EXPECT_THAT(doc.str(), HasSubstr("`" + name + "`")) << name << " is not in the docs";
+    ++families;
+  }
+  EXPECT_EQ(families, 10);
 }
 
 TEST(MetricsTest, JobStateLabels) {
