@@ -6,13 +6,10 @@
 namespace cairn::planner {
 namespace {
 
-struct Op {
-  bool forward;
-  int micro_batch;
-};
+}  // namespace
 
-std::vector<Op> StageOrder(Schedule schedule, int p, int stage, int m) {
-  std::vector<Op> ops;
+std::vector<PipelineOp> StageSchedule(Schedule schedule, int p, int stage, int m) {
+  std::vector<PipelineOp> ops;
   ops.reserve(2 * m);
   if (schedule == Schedule::kGPipe) {
     for (int j = 0; j < m; ++j) ops.push_back({true, j});
@@ -30,8 +27,6 @@ std::vector<Op> StageOrder(Schedule schedule, int p, int stage, int m) {
   return ops;
 }
 
-}  // namespace
-
 int InFlightMicroBatches(Schedule schedule, int pipeline_degree, int stage, int num_micro_batches) {
   if (schedule == Schedule::kGPipe) return num_micro_batches;
   return std::min(pipeline_degree - stage, num_micro_batches);
@@ -40,8 +35,8 @@ int InFlightMicroBatches(Schedule schedule, int pipeline_degree, int stage, int 
 PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<StageTimes>& st) {
   const int p = static_cast<int>(st.size());
   PipelineResult r;
-  std::vector<std::vector<Op>> order(p);
-  for (int i = 0; i < p; ++i) order[i] = StageOrder(schedule, p, i, m);
+  std::vector<std::vector<PipelineOp>> order(p);
+  for (int i = 0; i < p; ++i) order[i] = StageSchedule(schedule, p, i, m);
   constexpr double kNotYet = -1.0;
   // End times of forward / backward of (stage, micro-batch).
   std::vector<std::vector<double>> fend(p, std::vector<double>(m, kNotYet));
@@ -54,7 +49,7 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
     bool progressed = false;
     for (int i = 0; i < p; ++i) {
       while (next[i] < order[i].size()) {
-        const Op op = order[i][next[i]];
+        const PipelineOp op = order[i][next[i]];
         double ready;
         if (op.forward) {
           if (i == 0) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "planner/cost/pipeline.h"
 
 namespace cairn::runtime {
 
@@ -18,30 +19,6 @@ namespace {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-struct Op {
-  bool forward;
-  int micro_batch;
-};
-
-// The order one stage runs its micro-batch operations in (as the planner's simulator).
-std::vector<Op> StageOrder(planner::Schedule schedule, int p, int stage, int m) {
-  std::vector<Op> ops;
-  if (schedule == planner::Schedule::kGPipe) {
-    for (int j = 0; j < m; ++j) ops.push_back({true, j});
-    for (int j = 0; j < m; ++j) ops.push_back({false, j});
-    return ops;
-  }
-  const int warmup = std::min(p - stage - 1, m);
-  int f = 0, b = 0;
-  for (; f < warmup; ++f) ops.push_back({true, f});
-  while (f < m) {
-    ops.push_back({true, f++});
-    ops.push_back({false, b++});
-  }
-  while (b < m) ops.push_back({false, b++});
-  return ops;
 }
 
 }  // namespace
@@ -513,7 +490,8 @@ absl::Status Engine::RunSchedule(int64_t step, const Sampler& sampler) {
       std::copy(tg.begin(), tg.end(), mb.targets.begin() + static_cast<int64_t>(s) * seq_);
     }
   }
-  for (const Op& op : StageOrder(plan_.schedule, topo_.pipeline_degree(), topo_.stage(), m)) {
+  for (const planner::PipelineOp& op :
+       planner::StageSchedule(plan_.schedule, topo_.pipeline_degree(), topo_.stage(), m)) {
     if (op.forward) {
       CAIRN_RETURN_IF_ERROR(ForwardMicroBatch(op.micro_batch, batches[op.micro_batch]));
     } else {

@@ -27,8 +27,15 @@ LayerRunner::LayerRunner(const planner::ModelDims& model, const LayerPlace& plac
                          const LayerParams& params, int seq_len, int micro_batch,
                          ComputeBackend* backend, LayerComms comms, MemoryTracker* memory,
                          float loss_scale)
-    : m_(model), place_(place), params_(params), seq_(seq_len), micro_batch_(micro_batch),
-      be_(backend), comms_(comms), memory_(memory), loss_scale_(loss_scale) {
+    : m_(model),
+      place_(place),
+      params_(params),
+      seq_(seq_len),
+      micro_batch_(micro_batch),
+      be_(backend),
+      comms_(comms),
+      memory_(memory),
+      loss_scale_(loss_scale) {
   ulysses_ = place.tp > 1 && place.strategy.mode == ParallelMode::kUlysses;
   sp_ = place.tp > 1 && place.strategy.mode == ParallelMode::kTensorSequence;
   tp_ = place.tp > 1 && !ulysses_;
@@ -80,8 +87,8 @@ absl::Status LayerRunner::ReduceScatterSeq(const float* full, int64_t width, Buf
   Buffer chunks = New(t * b_ * sl * width);
   for (int r = 0; r < t; ++r) {
     for (int64_t b = 0; b < b_; ++b) {
-      std::memcpy(chunks.data() + ((r * b_ + b) * sl) * width,
-                  full + (b * seq_ + r * sl) * width, sl * width * sizeof(float));
+      std::memcpy(chunks.data() + ((r * b_ + b) * sl) * width, full + (b * seq_ + r * sl) * width,
+                  sl * width * sizeof(float));
     }
   }
   *shard = New(b_ * sl * width);
@@ -147,13 +154,65 @@ absl::Status LayerRunner::SeqToHeads(const float* in, int64_t heads, bool kv, Bu
   return absl::OkStatus();
 }
 
+// ---- Shared pieces
+// -------------------------------------------------------------------------------
+
+AttentionShape LayerRunner::LocalAttention() const {
+  AttentionShape a;
+  a.batch = b_;
+  a.seq = seq_;
+  a.num_heads = m_.num_heads;
+  a.num_kv_heads = m_.num_kv_heads;
+  a.head_dim = m_.hidden / m_.num_heads;
+  if (ulysses_) {
+    a.head_begin = UlyssesHeads(place_.tp_rank, false).first;
+    a.head_end = UlyssesHeads(place_.tp_rank, false).second;
+  } else {
+    const int64_t hq = m_.num_heads / place_.tp;
+    a.head_begin = place_.tp_rank * hq;
+    a.head_end = a.head_begin + hq;
+  }
+  return a;
+}
+
+RopeShape LayerRunner::Rope() const {
+  RopeShape r;
+  r.batch = b_;
+  r.seq = ulysses_ ? s_loc_ : seq_;  // Ulysses projects its sequence shard, TP the whole sequence
+  r.head_dim = m_.hidden / m_.num_heads;
+  r.position_offset = ulysses_ ? place_.tp_rank * s_loc_ : 0;
+  return r;
+}
+
+absl::Status LayerRunner::NormForward(const float* w, const std::string& prefix,
+                                      const NormShape& shape, const float* inp, float* out,
+                                      float* rstd) {
+  const float* weight = P(w, (prefix + "_w").c_str());
+  if (m_.rms_norm) return be_->RmsNormForward(shape, inp, weight, out, rstd);
+  return be_->LayerNormForward(shape, inp, weight, P(w, (prefix + "_b").c_str()), out, rstd);
+}
+
+absl::Status LayerRunner::NormBackward(const float* w, float* g, const std::string& prefix,
+                                       const NormShape& shape, const float* inp, const float* rstd,
+                                       const float* dout, float* dinp, bool accumulate) {
+  const float* weight = P(w, (prefix + "_w").c_str());
+  float* dweight = G(g, (prefix + "_w").c_str());
+  if (m_.rms_norm) {
+    return be_->RmsNormBackward(shape, inp, weight, rstd, dout, dinp, dweight, accumulate);
+  }
+  return be_->LayerNormBackward(shape, inp, weight, rstd, dout, dinp, dweight,
+                                G(g, (prefix + "_b").c_str()), accumulate);
+}
+
 // ---- Dispatch ----------------------------------------------------------------------------------
 
 absl::Status LayerRunner::Forward(const float* w, const MicroBatch& mb, const float* x, Buffer* y,
                                   Saved* saved) {
   switch (place_.kind) {
-    case LayerKind::kEmbedding: return EmbeddingForward(w, mb, y);
-    case LayerKind::kHead: return HeadForward(w, mb, x, saved);
+    case LayerKind::kEmbedding:
+      return EmbeddingForward(w, mb, y);
+    case LayerKind::kHead:
+      return HeadForward(w, mb, x, saved);
     case LayerKind::kBlock:
       if (!place_.strategy.recompute) return BlockForward(w, x, y, saved);
       {
@@ -169,8 +228,10 @@ absl::Status LayerRunner::Forward(const float* w, const MicroBatch& mb, const fl
 absl::Status LayerRunner::Backward(const float* w, const MicroBatch& mb, Saved* saved,
                                    const float* dy, Buffer* dx, float* grads) {
   switch (place_.kind) {
-    case LayerKind::kEmbedding: return EmbeddingBackward(mb, dy, grads);
-    case LayerKind::kHead: return HeadBackward(w, saved, dx, grads);
+    case LayerKind::kEmbedding:
+      return EmbeddingBackward(mb, dy, grads);
+    case LayerKind::kHead:
+      return HeadBackward(w, saved, dx, grads);
     case LayerKind::kBlock:
       if (place_.strategy.recompute) {
         // Recompute the forward (with its collectives) from the saved input.
@@ -252,20 +313,7 @@ absl::Status LayerRunner::BlockForward(const float* w, const float* x, Buffer* y
   const int64_t Tin = b_ * s_loc_;
   const int64_t Ta = ulysses_ ? Tin : b_ * seq_;  // tokens the projections see
   const int64_t hq = ulysses_ ? H : H / place_.tp;
-  const int64_t h_begin = ulysses_ ? 0 : place_.tp_rank * hq;
-  AttentionShape attn_local;  // heads this rank attends over (full sequence)
-  attn_local.batch = b_;
-  attn_local.seq = seq_;
-  attn_local.num_heads = H;
-  attn_local.num_kv_heads = KV;
-  attn_local.head_dim = D;
-  if (ulysses_) {
-    attn_local.head_begin = UlyssesHeads(place_.tp_rank, false).first;
-    attn_local.head_end = UlyssesHeads(place_.tp_rank, false).second;
-  } else {
-    attn_local.head_begin = h_begin;
-    attn_local.head_end = h_begin + hq;
-  }
+  const AttentionShape attn_local = LocalAttention();  // heads attended over the full sequence
   // Projection outputs: all heads under Ulysses, the local ones under TP.
   const int64_t kvh = ulysses_ ? KV : attn_local.local_kv_heads();
   const NormShape n_in{Tin, C, 1e-5f};
@@ -273,12 +321,7 @@ absl::Status LayerRunner::BlockForward(const float* w, const float* x, Buffer* y
   s->b["x"] = Copy(memory_, x, Tin * C);
   Buffer& xn1 = s->b["xn1"] = New(Tin * C);
   Buffer& rstd1 = s->b["rstd1"] = New(Tin);
-  if (m_.rms_norm) {
-    CAIRN_RETURN_IF_ERROR(be_->RmsNormForward(n_in, x, P(w, "norm1_w"), xn1.data(), rstd1.data()));
-  } else {
-    CAIRN_RETURN_IF_ERROR(be_->LayerNormForward(n_in, x, P(w, "norm1_w"), P(w, "norm1_b"),
-                                                xn1.data(), rstd1.data()));
-  }
+  CAIRN_RETURN_IF_ERROR(NormForward(w, "norm1", n_in, x, xn1.data(), rstd1.data()));
   Buffer gathered;
   const float* xa = xn1.data();
   if (sp_) {
@@ -294,11 +337,7 @@ absl::Status LayerRunner::BlockForward(const float* w, const float* x, Buffer* y
                                            P(w, "bv"), v.data(), false));
   gathered.Release();
   if (m_.rope) {
-    RopeShape r;
-    r.batch = b_;
-    r.seq = ulysses_ ? s_loc_ : seq_;
-    r.head_dim = D;
-    r.position_offset = ulysses_ ? place_.tp_rank * s_loc_ : 0;
+    RopeShape r = Rope();
     r.num_heads = hq;
     CAIRN_RETURN_IF_ERROR(be_->RopeForward(r, q.data(), q.data()));
     r.num_heads = kvh;
@@ -347,13 +386,7 @@ absl::Status LayerRunner::BlockForward(const float* w, const float* x, Buffer* y
   // MLP.
   Buffer& xn2 = s->b["xn2"] = New(Tin * C);
   Buffer& rstd2 = s->b["rstd2"] = New(Tin);
-  if (m_.rms_norm) {
-    CAIRN_RETURN_IF_ERROR(be_->RmsNormForward(n_in, x1.data(), P(w, "norm2_w"), xn2.data(),
-                                              rstd2.data()));
-  } else {
-    CAIRN_RETURN_IF_ERROR(be_->LayerNormForward(n_in, x1.data(), P(w, "norm2_w"),
-                                                P(w, "norm2_b"), xn2.data(), rstd2.data()));
-  }
+  CAIRN_RETURN_IF_ERROR(NormForward(w, "norm2", n_in, x1.data(), xn2.data(), rstd2.data()));
   const float* xm = xn2.data();
   if (sp_) {
     CAIRN_RETURN_IF_ERROR(GatherSeq(xn2.data(), C, &gathered));
@@ -397,19 +430,7 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
   const int64_t Ta = ulysses_ ? Tin : b_ * seq_;
   const int64_t hq = ulysses_ ? H : H / place_.tp;
   const int64_t f = ulysses_ ? m_.ffn_hidden : m_.ffn_hidden / place_.tp;
-  AttentionShape attn_local;
-  attn_local.batch = b_;
-  attn_local.seq = seq_;
-  attn_local.num_heads = H;
-  attn_local.num_kv_heads = KV;
-  attn_local.head_dim = D;
-  if (ulysses_) {
-    attn_local.head_begin = UlyssesHeads(place_.tp_rank, false).first;
-    attn_local.head_end = UlyssesHeads(place_.tp_rank, false).second;
-  } else {
-    attn_local.head_begin = place_.tp_rank * hq;
-    attn_local.head_end = attn_local.head_begin + hq;
-  }
+  const AttentionShape attn_local = LocalAttention();
   const int64_t kvh = ulysses_ ? KV : attn_local.local_kv_heads();
   const NormShape n_in{Tin, C, 1e-5f};
   const bool bias_here = !tp_ || place_.tp_rank == 0;
@@ -435,10 +456,9 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
   Buffer d_down;
   CAIRN_RETURN_IF_ERROR(to_projection(dy, &d_down));
   Buffer d_act = New(Ta * f);
-  CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(MatmulShape::Linear(Ta, f, C), s->b["act"].data(),
-                                            P(w, "w_down"), d_down.data(), d_act.data(),
-                                            G(g, "w_down"), bias_here ? G(g, "b_down") : nullptr,
-                                            false));
+  CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(
+      MatmulShape::Linear(Ta, f, C), s->b["act"].data(), P(w, "w_down"), d_down.data(),
+      d_act.data(), G(g, "w_down"), bias_here ? G(g, "b_down") : nullptr, false));
   d_down.Release();
   Buffer xm_full;
   const float* xm = s->b["xn2"].data();
@@ -456,28 +476,21 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
                                               d_gate.data(), d_xm.data(), G(g, "w_gate"), nullptr,
                                               false));
     CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(MatmulShape::Linear(Ta, C, f), xm, P(w, "w_up"),
-                                              d_up.data(), d_xm.data(), G(g, "w_up"),
-                                              G(g, "b_up"), true));
+                                              d_up.data(), d_xm.data(), G(g, "w_up"), G(g, "b_up"),
+                                              true));
   } else {
     CAIRN_RETURN_IF_ERROR(be_->GeluBackward(Ta * f, s->b["up"].data(), d_act.data(), d_up.data()));
     CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(MatmulShape::Linear(Ta, C, f), xm, P(w, "w_up"),
-                                              d_up.data(), d_xm.data(), G(g, "w_up"),
-                                              G(g, "b_up"), false));
+                                              d_up.data(), d_xm.data(), G(g, "w_up"), G(g, "b_up"),
+                                              false));
   }
   d_act.Release();
   d_up.Release();
   xm_full.Release();
   Buffer d_xn2;
   CAIRN_RETURN_IF_ERROR(from_projection(&d_xm, &d_xn2));
-  if (m_.rms_norm) {
-    CAIRN_RETURN_IF_ERROR(be_->RmsNormBackward(n_in, s->b["x1"].data(), P(w, "norm2_w"),
-                                               s->b["rstd2"].data(), d_xn2.data(), dx1.data(),
-                                               G(g, "norm2_w"), true));
-  } else {
-    CAIRN_RETURN_IF_ERROR(be_->LayerNormBackward(n_in, s->b["x1"].data(), P(w, "norm2_w"),
-                                                 s->b["rstd2"].data(), d_xn2.data(), dx1.data(),
-                                                 G(g, "norm2_w"), G(g, "norm2_b"), true));
-  }
+  CAIRN_RETURN_IF_ERROR(NormBackward(w, g, "norm2", n_in, s->b["x1"].data(), s->b["rstd2"].data(),
+                                     d_xn2.data(), dx1.data(), true));
   d_xn2.Release();
   for (const char* name : {"act", "up", "gate", "xn2", "rstd2", "x1"}) s->b.erase(name);
 
@@ -486,8 +499,8 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
   CAIRN_RETURN_IF_ERROR(to_projection(dx1.data(), &d_o));
   const float* attn_in = ulysses_ ? s->b["attn_shard"].data() : s->b["attn"].data();
   Buffer d_attn_in = New(Ta * hq * D);
-  CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(MatmulShape::Linear(Ta, hq * D, C), attn_in,
-                                            P(w, "wo"), d_o.data(), d_attn_in.data(), G(g, "wo"),
+  CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(MatmulShape::Linear(Ta, hq * D, C), attn_in, P(w, "wo"),
+                                            d_o.data(), d_attn_in.data(), G(g, "wo"),
                                             bias_here ? G(g, "bo") : nullptr, false));
   d_o.Release();
   Buffer d_out;  // in attention layout
@@ -497,10 +510,9 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
     d_out = std::move(d_attn_in);
   }
   Buffer dq = New(s->b["q"].size()), dk = New(s->b["k"].size()), dv = New(s->b["v"].size());
-  CAIRN_RETURN_IF_ERROR(be_->AttentionBackward(attn_local, s->b["q"].data(), s->b["k"].data(),
-                                               s->b["v"].data(), s->b["attn"].data(),
-                                               s->b["lse"].data(), d_out.data(), dq.data(),
-                                               dk.data(), dv.data()));
+  CAIRN_RETURN_IF_ERROR(be_->AttentionBackward(
+      attn_local, s->b["q"].data(), s->b["k"].data(), s->b["v"].data(), s->b["attn"].data(),
+      s->b["lse"].data(), d_out.data(), dq.data(), dk.data(), dv.data()));
   d_out.Release();
   if (ulysses_) {
     Buffer a, b, c;
@@ -512,11 +524,7 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
     dv = std::move(c);
   }
   if (m_.rope) {
-    RopeShape r;
-    r.batch = b_;
-    r.seq = ulysses_ ? s_loc_ : seq_;
-    r.head_dim = D;
-    r.position_offset = ulysses_ ? place_.tp_rank * s_loc_ : 0;
+    RopeShape r = Rope();
     r.num_heads = hq;
     CAIRN_RETURN_IF_ERROR(be_->RopeBackward(r, dq.data(), dq.data()));
     r.num_heads = kvh;
@@ -542,15 +550,8 @@ absl::Status LayerRunner::BlockBackward(const float* w, Saved* s, const float* d
   Buffer d_xn1;
   CAIRN_RETURN_IF_ERROR(from_projection(&d_xa, &d_xn1));
   *dx = std::move(dx1);
-  if (m_.rms_norm) {
-    CAIRN_RETURN_IF_ERROR(be_->RmsNormBackward(n_in, s->b["x"].data(), P(w, "norm1_w"),
-                                               s->b["rstd1"].data(), d_xn1.data(), dx->data(),
-                                               G(g, "norm1_w"), true));
-  } else {
-    CAIRN_RETURN_IF_ERROR(be_->LayerNormBackward(n_in, s->b["x"].data(), P(w, "norm1_w"),
-                                                 s->b["rstd1"].data(), d_xn1.data(), dx->data(),
-                                                 G(g, "norm1_w"), G(g, "norm1_b"), true));
-  }
+  CAIRN_RETURN_IF_ERROR(NormBackward(w, g, "norm1", n_in, s->b["x"].data(), s->b["rstd1"].data(),
+                                     d_xn1.data(), dx->data(), true));
   s->b.clear();
   return absl::OkStatus();
 }
@@ -567,12 +568,7 @@ absl::Status LayerRunner::HeadForward(const float* w, const MicroBatch& mb, cons
   s->b["x"] = Copy(memory_, x, Tin * C);
   Buffer& xn = s->b["xn"] = New(Tin * C);
   Buffer& rstd = s->b["rstd"] = New(Tin);
-  if (m_.rms_norm) {
-    CAIRN_RETURN_IF_ERROR(be_->RmsNormForward(n_in, x, P(w, "norm_f_w"), xn.data(), rstd.data()));
-  } else {
-    CAIRN_RETURN_IF_ERROR(be_->LayerNormForward(n_in, x, P(w, "norm_f_w"), P(w, "norm_f_b"),
-                                                xn.data(), rstd.data()));
-  }
+  CAIRN_RETURN_IF_ERROR(NormForward(w, "norm_f", n_in, x, xn.data(), rstd.data()));
   Buffer gathered;
   const float* xh = xn.data();
   if (sp_) {
@@ -582,8 +578,8 @@ absl::Status LayerRunner::HeadForward(const float* w, const MicroBatch& mb, cons
   Buffer& logits = s->b["dlogits"] = New(T * vloc);
   const float* lm = params_.has("lm_head") ? P(w, "lm_head") : tied_w_;
   if (lm == nullptr) return absl::InternalError("head without LM-head weights");
-  CAIRN_RETURN_IF_ERROR(be_->MatmulForward(MatmulShape::Linear(T, C, vloc), xh, lm, nullptr,
-                                           logits.data(), false));
+  CAIRN_RETURN_IF_ERROR(
+      be_->MatmulForward(MatmulShape::Linear(T, C, vloc), xh, lm, nullptr, logits.data(), false));
   gathered.Release();
   std::vector<int32_t> targets;
   SliceTokens(mb.targets, &targets);
@@ -600,9 +596,9 @@ absl::Status LayerRunner::HeadForward(const float* w, const MicroBatch& mb, cons
   CAIRN_RETURN_IF_ERROR(be_->CrossEntropySums(ce, logits.data(), targets.data(), max.data(),
                                               sums.data(), sums.data() + T));
   if (tp_) CAIRN_RETURN_IF_ERROR(comms_.tp->AllReduce(sums.data(), sums.data(), 2 * T));
-  CAIRN_RETURN_IF_ERROR(be_->CrossEntropyLossAndGrad(ce, logits.data(), targets.data(),
-                                                     max.data(), sums.data(), sums.data() + T,
-                                                     loss_scale_, losses.data(), logits.data()));
+  CAIRN_RETURN_IF_ERROR(be_->CrossEntropyLossAndGrad(ce, logits.data(), targets.data(), max.data(),
+                                                     sums.data(), sums.data() + T, loss_scale_,
+                                                     losses.data(), logits.data()));
   // Every TP rank of a vocab-parallel head has every token's loss: rank 0 reports them.
   if (!tp_ || place_.tp_rank == 0) {
     for (int64_t i = 0; i < T; ++i) s->loss_sum += losses.data()[i];
@@ -625,10 +621,9 @@ absl::Status LayerRunner::HeadBackward(const float* w, Saved* s, Buffer* dx, flo
   }
   Buffer d_xh = New(T * C);
   const bool own = params_.has("lm_head");
-  CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(MatmulShape::Linear(T, C, vloc), xh,
-                                            own ? P(w, "lm_head") : tied_w_,
-                                            s->b["dlogits"].data(), d_xh.data(),
-                                            own ? G(g, "lm_head") : tied_g_, nullptr, false));
+  CAIRN_RETURN_IF_ERROR(be_->MatmulBackward(
+      MatmulShape::Linear(T, C, vloc), xh, own ? P(w, "lm_head") : tied_w_, s->b["dlogits"].data(),
+      d_xh.data(), own ? G(g, "lm_head") : tied_g_, nullptr, false));
   gathered.Release();
   s->b.erase("dlogits");
   Buffer d_xn;
@@ -641,15 +636,8 @@ absl::Status LayerRunner::HeadBackward(const float* w, Saved* s, Buffer* dx, flo
     d_xn = std::move(d_xh);
   }
   *dx = New(Tin * C);
-  if (m_.rms_norm) {
-    CAIRN_RETURN_IF_ERROR(be_->RmsNormBackward(n_in, s->b["x"].data(), P(w, "norm_f_w"),
-                                               s->b["rstd"].data(), d_xn.data(), dx->data(),
-                                               G(g, "norm_f_w"), false));
-  } else {
-    CAIRN_RETURN_IF_ERROR(be_->LayerNormBackward(n_in, s->b["x"].data(), P(w, "norm_f_w"),
-                                                 s->b["rstd"].data(), d_xn.data(), dx->data(),
-                                                 G(g, "norm_f_w"), G(g, "norm_f_b"), false));
-  }
+  CAIRN_RETURN_IF_ERROR(NormBackward(w, g, "norm_f", n_in, s->b["x"].data(), s->b["rstd"].data(),
+                                     d_xn.data(), dx->data(), false));
   s->b.clear();
   return absl::OkStatus();
 }

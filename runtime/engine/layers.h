@@ -94,6 +94,16 @@ class LayerRunner {
   // The [begin, end) heads rank j of the Ulysses group works on (query or key/value heads).
   std::pair<int64_t, int64_t> UlyssesHeads(int j, bool kv) const;
 
+  // The local heads' attention shape, the RoPE shape of this layer's projections, and the norms
+  // (RMSNorm or LayerNorm by model; `prefix` names the parameters, e.g. "norm1").
+  AttentionShape LocalAttention() const;
+  RopeShape Rope() const;
+  absl::Status NormForward(const float* w, const std::string& prefix, const NormShape& shape,
+                           const float* inp, float* out, float* rstd);
+  absl::Status NormBackward(const float* w, float* g, const std::string& prefix,
+                            const NormShape& shape, const float* inp, const float* rstd,
+                            const float* dout, float* dinp, bool accumulate);
+
   const float* P(const float* w, const char* name) const;
   float* G(float* g, const char* name) const;
   Buffer New(int64_t count) { return Buffer(memory_, count); }
