@@ -1,6 +1,11 @@
 // End-to-end tests of cairn-train as real processes over Gloo: multi-process training matches
 // one process, a dying worker makes the run fail fast with a clear error, bad plans are refused
 // before any worker starts, and checkpoints resume.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -85,6 +90,37 @@ TEST_F(TrainTest, MultiProcessMatchesOneProcess) {
                                                  << many.output;
     }
   }
+}
+
+// A free TCP port on loopback (bound, then released for the store to take).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+TEST_F(TrainTest, TorchrunStyleLaunchFromEnvironment) {
+  // Two separately started processes meet through MASTER_ADDR:MASTER_PORT (rank 0 hosts the
+  // store), as torchrun, Slurm or Kubernetes would start them.
+  const Result one = Sh(Train("--nproc 1 --steps 3"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::string env = absl::StrCat("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=", FreePort(),
+                                       " LOCAL_RANK=0 ");
+  const std::string log = Tmp() + "/rank1.log";
+  const Result r = Sh(absl::StrCat("(", env, "RANK=1 ", Train("--steps 3"), " > ", log,
+                                   " 2>&1 &) ; ", env, "RANK=0 ", Train("--steps 3")));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::vector<double> ref = Losses(one.output), got = Losses(r.output);
+  ASSERT_EQ(got.size(), ref.size()) << r.output;
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(got[i], ref[i], 2e-4 * ref[i]);
 }
 
 TEST_F(TrainTest, DeadWorkerFailsTheRunFast) {
