@@ -295,10 +295,8 @@ absl::StatusOr<cairn::v1::ListJobsResponse> JobsLogic::List(
   CAIRN_ASSIGN_OR_RETURN(std::vector<Job> page,
                          store_->ListJobs(limit + 1, request.page_token(), request.state()));
   cairn::v1::ListJobsResponse out;
-  for (int i = 0; i < static_cast<int>(page.size()) && i < limit; ++i) {
-    *out.add_jobs() = std::move(page[i]);
-  }
-  if (static_cast<int>(page.size()) > limit) out.set_next_page_token(out.jobs(limit - 1).job_id());
+  out.set_next_page_token(TrimToPage(&page, limit, [](const Job& j) { return j.job_id(); }));
+  for (Job& j : page) *out.add_jobs() = std::move(j);
   return out;
 }
 

@@ -388,14 +388,13 @@ absl::StatusOr<cairn::v1::ListPlansResponse> PlannerLogic::ListPlans(
   CAIRN_ASSIGN_OR_RETURN(std::vector<PlanRecord> records,
                          store_->ListPlans(limit + 1, request.page_token(), request.model_name()));
   cairn::v1::ListPlansResponse out;
-  for (int i = 0; i < static_cast<int>(records.size()) && i < limit; ++i) {
+  out.set_next_page_token(
+      TrimToPage(&records, limit, [](const PlanRecord& r) { return r.plan_id; }));
+  for (PlanRecord& r : records) {
     cairn::v1::PlanSummary* s = out.add_plans();
-    *s = std::move(records[i].summary);
-    s->set_plan_id(records[i].plan_id);
-    if (s->created_at().empty()) s->set_created_at(records[i].created_at);
-  }
-  if (static_cast<int>(records.size()) > limit) {
-    out.set_next_page_token(records[limit - 1].plan_id);
+    *s = std::move(r.summary);
+    s->set_plan_id(r.plan_id);
+    if (s->created_at().empty()) s->set_created_at(r.created_at);
   }
   return out;
 }

@@ -49,13 +49,14 @@ absl::StatusOr<cairn::v1::ListHardwareProfilesResponse> ProfilesLogic::ListHardw
   CAIRN_ASSIGN_OR_RETURN(std::vector<cairn::v1::StoredHardwareProfile> page,
                          store_->ListHardwareProfiles(limit + 1, request.page_token()));
   cairn::v1::ListHardwareProfilesResponse out;
-  for (int i = 0; i < static_cast<int>(page.size()) && i < limit; ++i) {
+  out.set_next_page_token(TrimToPage(
+      &page, limit, [](const cairn::v1::StoredHardwareProfile& p) { return p.id(); }));
+  for (cairn::v1::StoredHardwareProfile& stored : page) {
     cairn::v1::StoredHardwareProfile* p = out.add_profiles();
-    *p = std::move(page[i]);
+    *p = std::move(stored);
     p->mutable_profile()->mutable_device()->clear_gemm();
     p->mutable_profile()->clear_collectives();
   }
-  if (static_cast<int>(page.size()) > limit) out.set_next_page_token(out.profiles(limit - 1).id());
   return out;
 }
 
@@ -90,12 +91,13 @@ absl::StatusOr<cairn::v1::ListModelProfilesResponse> ProfilesLogic::ListModel(
   CAIRN_ASSIGN_OR_RETURN(std::vector<cairn::v1::StoredModelProfile> page,
                          store_->ListModelProfiles(limit + 1, request.page_token()));
   cairn::v1::ListModelProfilesResponse out;
-  for (int i = 0; i < static_cast<int>(page.size()) && i < limit; ++i) {
+  out.set_next_page_token(TrimToPage(
+      &page, limit, [](const cairn::v1::StoredModelProfile& p) { return p.id(); }));
+  for (cairn::v1::StoredModelProfile& stored : page) {
     cairn::v1::StoredModelProfile* p = out.add_profiles();
-    *p = std::move(page[i]);
+    *p = std::move(stored);
     p->mutable_profile()->clear_timings();
   }
-  if (static_cast<int>(page.size()) > limit) out.set_next_page_token(out.profiles(limit - 1).id());
   return out;
 }
 

@@ -14,6 +14,9 @@
 #ifndef CAIRN_PLANNER_SERVER_VALIDATION_H_
 #define CAIRN_PLANNER_SERVER_VALIDATION_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "proto/cairn/v1/service.pb.h"
 
@@ -31,6 +34,15 @@ inline constexpr int kMaxJobMessageBytes = 4096;
 
 // page_size 0 -> kDefaultPageSize (call after validation).
 int EffectivePageSize(int page_size);
+
+// Lists ask the store for one row more than the page holds: if it came, the page is cut to `limit`
+// rows and the next page starts after the last one kept. Returns the next_page_token ("" = last page).
+template <typename T, typename IdOf>
+std::string TrimToPage(std::vector<T>* rows, int limit, IdOf id_of) {
+  if (static_cast<int>(rows->size()) <= limit) return "";
+  rows->resize(limit);
+  return id_of(rows->back());
+}
 
 absl::Status ValidatePlanRequest(const cairn::v1::PlanRequest& r);
 absl::Status ValidateGetPlanRequest(const cairn::v1::GetPlanRequest& r);
