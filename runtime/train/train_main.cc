@@ -307,9 +307,23 @@ int Main(int argc, char** argv) {
     if (!s.ok()) return Fail(s.status());
     cfg.plan = *s;
   }
-  // Reject what cannot run before any worker starts.
+  // Reject what cannot run before any worker starts: the plan, and the data.
   Topology topo(world, 0, cfg.plan, pb->model, pb->seq_len);
   if (absl::Status s = topo.Validate(); !s.ok()) return Fail(s);
+  {
+    absl::StatusOr<TokenDataset> data = TokenDataset::Open(cfg.data_dir, "train");
+    if (!data.ok()) return Fail(data.status());
+    if (static_cast<int>(data->max_token()) >= pb->model.vocab) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "the data in ", cfg.data_dir, " has token ", data->max_token(), " but ",
+          pb->model.name, "'s vocabulary is ", pb->model.vocab)));
+    }
+    if (data->num_tokens() < pb->seq_len + 1) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "the data in ", cfg.data_dir, " has ", data->num_tokens(),
+          " tokens; one sample needs seq_len + 1 = ", pb->seq_len + 1)));
+    }
+  }
   planner::CostModel cm(*pb);
   absl::StatusOr<planner::Evaluation> ev = planner::Evaluate(cm, cfg.plan);
   if (ev.ok()) cfg.predicted = *ev;
