@@ -98,20 +98,21 @@ bool CostModel::MeasuredCompute(LayerKind kind, int tp, int samples, double* for
     *backward_s = bwd(pts[0]) * per * scale;
     return true;
   }
-  // Least-squares line t(b) = alpha * b + beta over the measured micro-batch sizes.
-  double sx = 0, sy = 0, sz = 0, sxx = 0, sxy = 0, sxz = 0;
-  const double n = pts.size();
-  for (auto* p : pts) {
-    const double x = p->micro_batch_size;
-    sx += x; sxx += x * x;
-    sy += p->forward_s; sxy += x * p->forward_s;
-    sz += bwd(p); sxz += x * bwd(p);
-  }
-  const double den = n * sxx - sx * sx;
-  const double af = (n * sxy - sx * sy) / den, bf = (sy - af * sx) / n;
-  const double ab = (n * sxz - sx * sz) / den, bb = (sz - ab * sx) / n;
-  *forward_s = std::max(0.0, af * samples + bf) * scale;
-  *backward_s = std::max(0.0, ab * samples + bb) * scale;
+  // Piecewise-linear in the micro-batch size through the measured points (exact where measured),
+  // continued with the last segment's slope above them and proportionally below the smallest.
+  auto at = [&](auto value) {
+    const double b = samples;
+    if (b <= pts.front()->micro_batch_size) {
+      return value(pts.front()) * b / pts.front()->micro_batch_size;
+    }
+    size_t hi = 1;
+    while (hi + 1 < pts.size() && pts[hi]->micro_batch_size < b) ++hi;
+    const double x0 = pts[hi - 1]->micro_batch_size, x1 = pts[hi]->micro_batch_size;
+    const double y0 = value(pts[hi - 1]), y1 = value(pts[hi]);
+    return std::max(0.0, y0 + (y1 - y0) * (b - x0) / (x1 - x0));
+  };
+  *forward_s = at([](const LayerTimingPoint* p) { return p->forward_s; }) * scale;
+  *backward_s = at(bwd) * scale;
   return true;
 }
 

@@ -143,3 +143,36 @@ TEST_F(CostModelTest, EvaluateAddsStagesAndFlagsMemory) {
 
 }  // namespace
 }  // namespace cairn::planner
+
+namespace cairn::planner {
+namespace {
+
+TEST(MeasuredComputeTest, InterpolatesMeasuredMicroBatchesAndScalesByDegree) {
+  SearchProblem pb = testing::SmallProblem(2, 8, 1, 8, 1024, int64_t{80} << 30);
+  // Block: 1 ms forward at micro-batch 2, 3 ms at 8; backward measured only at 2 (6 ms), unknown
+  // (2 x forward) at 8.
+  pb.measured = {{LayerKind::kBlock, 1, 2, 1024, 1e-3, 6e-3}, {LayerKind::kBlock, 1, 8, 1024, 3e-3, 0}};
+  CostModel cm(pb);
+  StageContext ctx;
+  ctx.stage_devices = 8;
+  ctx.num_micro_batches = 1;
+  Strategy s;  // dp = 8
+  auto fwd_at = [&](int micro_batch, int tp) {
+    ctx.micro_batch = micro_batch;
+    s.tp = tp;
+    return cm.Layer(LayerKind::kBlock, s, ctx).compute_forward_s;
+  };
+  EXPECT_NEAR(fwd_at(8 * 2, 1), 1e-3, 1e-12);               // measured point (2 per rank)
+  EXPECT_NEAR(fwd_at(8 * 5, 1), 1e-3 + 2e-3 * 3 / 6, 1e-12); // between 2 and 8
+  EXPECT_NEAR(fwd_at(8 * 11, 1), 3e-3 + (1.0 / 3e3) * 3, 1e-12);  // past 8: last slope
+  EXPECT_NEAR(fwd_at(8, 1), 0.5e-3, 1e-12);                 // below 2: proportional
+  // Degree 2 was not measured: degree-1 work halves (4 data-parallel ranks, 2 samples each).
+  EXPECT_NEAR(fwd_at(4 * 2, 2), 0.5e-3, 1e-12);
+  ctx.micro_batch = 8 * 8;
+  s.tp = 1;
+  // Backward at 8 is 2 x 3 ms = 6 ms, the same as measured at 2.
+  EXPECT_NEAR(cm.Layer(LayerKind::kBlock, s, ctx).compute_backward_s, 6e-3, 1e-12);
+}
+
+}  // namespace
+}  // namespace cairn::planner

@@ -150,9 +150,11 @@ absl::Status Worker(const Config& cfg, int rank) {
     }
     if (rank == 0) {
       if (!cfg.quiet) {
-        std::printf("step %5lld/%d | loss %.4f | %s | %s tokens/s | peak %s | lr %.2e | norm %.3f\n",
+        std::printf("step %5lld/%d | loss %.4f | %s (compute %s, comm %s) | %s tokens/s | peak %s | "
+                    "lr %.2e | norm %.3f\n",
                     static_cast<long long>(step + 1), cfg.steps, r.loss,
-                    FormatSeconds(r.step_time_s).c_str(),
+                    FormatSeconds(r.step_time_s).c_str(), FormatSeconds(r.compute_s).c_str(),
+                    FormatSeconds(r.comm_s).c_str(),
                     FormatCount(tokens / r.step_time_s).c_str(), FormatBytes(worst).c_str(),
                     r.learning_rate, r.grad_norm);
         std::fflush(stdout);
@@ -199,7 +201,7 @@ int Main(int argc, char** argv) {
           a.Parse(std::vector<std::string>(argv + 1, argv + argc),
                   {"model", "plan", "data", "steps", "seed", "nproc", "seq-len", "global-batch",
                    "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
-                   "checkpoint-every", "resume", "memory-gb", "metrics"},
+                   "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile"},
                   {"quiet", "help"});
       !s.ok()) {
     return Fail(s);
@@ -210,7 +212,8 @@ int Main(int argc, char** argv) {
                  "[--nproc N] [--steps N] [--seed S] [--global-batch B --seq-len S (plan auto)] "
                  "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
                  "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
-                 "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] [--quiet]\n");
+                 "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
+                 "[--model-profile PROFILE.json] [--quiet]\n");
     return 2;
   }
   Config cfg;
@@ -264,6 +267,15 @@ int Main(int argc, char** argv) {
   absl::StatusOr<double> mem_gb = a.GetDouble("memory-gb", 0);
   if (!mem_gb.ok()) return Fail(mem_gb.status());
   req.set_memory_budget_bytes(static_cast<int64_t>(*mem_gb * kGiB));
+  if (a.Has("model-profile")) {
+    absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("model-profile"));
+    if (!text.ok()) return Fail(text.status());
+    if (absl::Status s = planner::ParseProtoJson(*text, a.Get("model-profile"),
+                                                 req.mutable_model_profile());
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
   cairn::v1::Plan plan_proto;
   const std::string plan_arg = a.Get("plan", "auto");
   if (plan_arg != "auto") {
