@@ -175,6 +175,27 @@ AttentionShape LayerRunner::LocalAttention() const {
   return a;
 }
 
+EmbeddingShape LayerRunner::EmbeddingShapeHere() const {
+  EmbeddingShape shape;
+  shape.batch = b_;
+  shape.channels = m_.hidden;
+  shape.max_positions = m_.max_seq_len;
+  if (tp_) {
+    // Vocab-parallel: the whole sequence, this rank's vocabulary rows.
+    const int64_t vloc = m_.vocab / place_.tp;
+    shape.seq = seq_;
+    shape.vocab_begin = place_.tp_rank * vloc;
+    shape.vocab_end = shape.vocab_begin + vloc;
+  } else {
+    // The whole table; the sequence shard under Ulysses.
+    shape.seq = s_loc_;
+    shape.vocab_begin = 0;
+    shape.vocab_end = m_.vocab;
+    shape.position_offset = place_.layout.seq_sharded ? place_.tp_rank * s_loc_ : 0;
+  }
+  return shape;
+}
+
 RopeShape LayerRunner::Rope() const {
   RopeShape r;
   r.batch = b_;
@@ -251,16 +272,9 @@ absl::Status LayerRunner::EmbeddingForward(const float* w, const MicroBatch& mb,
   const int64_t C = m_.hidden;
   std::vector<int32_t> tokens;
   SliceTokens(mb.inputs, &tokens);
-  EmbeddingShape shape;
-  shape.batch = b_;
-  shape.channels = C;
-  shape.max_positions = m_.max_seq_len;
+  const EmbeddingShape shape = EmbeddingShapeHere();
   if (tp_) {
     // Vocab-parallel: every TP rank embeds the whole sequence with its vocabulary rows.
-    const int64_t vloc = m_.vocab / place_.tp;
-    shape.seq = seq_;
-    shape.vocab_begin = place_.tp_rank * vloc;
-    shape.vocab_end = shape.vocab_begin + vloc;
     Buffer partial = New(b_ * seq_ * C);
     CAIRN_RETURN_IF_ERROR(be_->EmbeddingForward(shape, tokens.data(), P(w, "wte"),
                                                 place_.tp_rank == 0 ? P(w, "wpe") : nullptr,
@@ -269,10 +283,6 @@ absl::Status LayerRunner::EmbeddingForward(const float* w, const MicroBatch& mb,
     *y = New(b_ * seq_ * C);
     return comms_.tp->AllReduce(partial.data(), y->data(), b_ * seq_ * C);
   }
-  shape.seq = s_loc_;
-  shape.vocab_begin = 0;
-  shape.vocab_end = m_.vocab;
-  shape.position_offset = place_.layout.seq_sharded ? place_.tp_rank * s_loc_ : 0;
   *y = New(b_ * s_loc_ * C);
   return be_->EmbeddingForward(shape, tokens.data(), P(w, "wte"), P(w, "wpe"), y->data());
 }
@@ -281,15 +291,8 @@ absl::Status LayerRunner::EmbeddingBackward(const MicroBatch& mb, const float* d
   const int64_t C = m_.hidden;
   std::vector<int32_t> tokens;
   SliceTokens(mb.inputs, &tokens);
-  EmbeddingShape shape;
-  shape.batch = b_;
-  shape.channels = C;
-  shape.max_positions = m_.max_seq_len;
+  const EmbeddingShape shape = EmbeddingShapeHere();
   if (tp_) {
-    const int64_t vloc = m_.vocab / place_.tp;
-    shape.seq = seq_;
-    shape.vocab_begin = place_.tp_rank * vloc;
-    shape.vocab_end = shape.vocab_begin + vloc;
     Buffer full;
     const float* d = dy;
     if (sp_) {
@@ -299,10 +302,6 @@ absl::Status LayerRunner::EmbeddingBackward(const MicroBatch& mb, const float* d
     return be_->EmbeddingBackward(shape, tokens.data(), d, G(g, "wte"),
                                   place_.tp_rank == 0 ? G(g, "wpe") : nullptr);
   }
-  shape.seq = s_loc_;
-  shape.vocab_begin = 0;
-  shape.vocab_end = m_.vocab;
-  shape.position_offset = place_.layout.seq_sharded ? place_.tp_rank * s_loc_ : 0;
   return be_->EmbeddingBackward(shape, tokens.data(), dy, G(g, "wte"), G(g, "wpe"));
 }
 

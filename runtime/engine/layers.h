@@ -97,6 +97,7 @@ class LayerRunner {
   // The local heads' attention shape, the RoPE shape of this layer's projections, and the norms
   // (RMSNorm or LayerNorm by model; `prefix` names the parameters, e.g. "norm1").
   AttentionShape LocalAttention() const;
+  EmbeddingShape EmbeddingShapeHere() const;
   RopeShape Rope() const;
   absl::Status NormForward(const float* w, const std::string& prefix, const NormShape& shape,
                            const float* inp, float* out, float* rstd);
