@@ -345,17 +345,19 @@ absl::StatusOr<cairn::v1::ReportJobStatusResponse> JobsLogic::Report(
                                    request.message().empty() ? "failed" : request.message()));
       break;
     case cairn::v1::JOB_STATE_SUCCEEDED: {
-      a.succeeded_agents.insert(request.agent_id());
+      // Kept in the job itself (not in memory) so a restarted planner still knows who finished.
+      std::set<std::string> finished(job.finished_agents().begin(), job.finished_agents().end());
+      finished.insert(request.agent_id());
+      job.clear_finished_agents();
+      for (const std::string& f : finished) job.add_finished_agents(f);
       std::set<std::string> hosts;
       for (const auto& [rank, agent] : job.rank_agents()) hosts.insert(agent);
-      if (std::includes(a.succeeded_agents.begin(), a.succeeded_agents.end(), hosts.begin(),
-                        hosts.end())) {
+      if (std::includes(finished.begin(), finished.end(), hosts.begin(), hosts.end())) {
         job.set_state(cairn::v1::JOB_STATE_SUCCEEDED);
         job.set_message(request.message().empty() ? "finished" : request.message());
       } else {
         job.set_state(cairn::v1::JOB_STATE_RUNNING);
-        job.set_message(absl::StrCat(a.succeeded_agents.size(), " of ", hosts.size(),
-                                     " agents finished"));
+        job.set_message(absl::StrCat(finished.size(), " of ", hosts.size(), " agents finished"));
       }
       break;
     }

@@ -91,7 +91,6 @@ class JobsLogic final : public AgentsLogic::Listener {
   struct Active {
     cairn::v1::Job job;
     int world_size = 0;
-    std::set<std::string> succeeded_agents;
   };
   template <typename T>
   struct Watcher {

@@ -285,6 +285,18 @@ TEST_F(JobsLogicTest, ARestartKeepsActiveJobsAndTheirAssignments) {
   EXPECT_THAT(metrics_.TextExposition(), HasSubstr("cairn_planner_jobs{state=\"succeeded\"} 1"));
 }
 
+TEST_F(JobsLogicTest, CompletionReportedBeforeARestartIsKept) {
+  // The 4 ranks split over two agents; one finishes, the planner restarts, the other finishes.
+  const std::string a = AddAgent("a", 2);
+  const std::string b = AddAgent("b", 2);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
+  ASSERT_OK(Report(job.job_id(), a, cairn::v1::JOB_STATE_SUCCEEDED));
+  EXPECT_EQ(Get(job.job_id()).state(), cairn::v1::JOB_STATE_RUNNING);
+  Start();
+  ASSERT_OK(Report(job.job_id(), b, cairn::v1::JOB_STATE_SUCCEEDED));
+  EXPECT_EQ(Get(job.job_id()).state(), cairn::v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(JobsLogicTest, WatchingAFinishedJobSendsItAndCloses) {
   AddAgent("a", 4);
   ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
