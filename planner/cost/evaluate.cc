@@ -115,6 +115,13 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage) {
   return sc;
 }
 
+bool Evaluation::StrategiesValid() const {
+  for (const StageCost& s : stages) {
+    if (!s.invalid.empty()) return false;
+  }
+  return true;
+}
+
 int64_t Evaluation::BoundBytes() const {
   int64_t peak = 0;
   for (const StageCost& s : stages) peak = std::max(peak, s.bound_bytes);

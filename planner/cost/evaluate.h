@@ -76,6 +76,8 @@ struct Evaluation {
          bubble_s = 0, optimizer_s = 0;
 
   int64_t PeakBytes() const;
+  // Every layer's strategy is valid in its stage (memory aside).
+  bool StrategiesValid() const;
   int64_t BoundBytes() const;  // max over stages of bound_bytes
 };
 

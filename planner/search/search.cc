@@ -469,9 +469,7 @@ int64_t MinimumMemory(const SearchProblem& problem) {
           if (!MakeUniformPlan(problem, batch, p, m, Schedule::k1F1B, s, eh, &plan)) continue;
           absl::StatusOr<Evaluation> e = Evaluate(cm, plan);
           if (!e.ok()) continue;
-          bool valid = true;
-          for (const StageCost& sc : e->stages) valid = valid && sc.invalid.empty();
-          if (valid) best = std::min(best, e->BoundBytes());
+          if (e->StrategiesValid()) best = std::min(best, e->BoundBytes());
         }
       }
     }
@@ -574,9 +572,7 @@ std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
             plan.origin = absl::StrCat("uniform:", f.name);
             absl::StatusOr<Evaluation> e = Evaluate(cm, plan);
             if (!e.ok()) continue;
-            bool valid = true;
-            for (const StageCost& sc : e->stages) valid = valid && sc.invalid.empty();
-            if (!valid) continue;
+            if (!e->StrategiesValid()) continue;
             least_memory = std::min(least_memory, e->BoundBytes());
             if (!e->feasible) continue;
             const double key = e->step_time_s / batch;

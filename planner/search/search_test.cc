@@ -72,9 +72,7 @@ BruteForce Brute(const SearchProblem& pb, int64_t slack_bytes) {
                   auto e = Evaluate(cm, plan);
                   ++out.plans;
                   if (!e.ok()) return;
-                  bool valid = true;
-                  for (auto& sc : e->stages) valid = valid && sc.invalid.empty();
-                  if (!valid) return;
+                  if (!e->StrategiesValid()) return;
                   const double key = e->step_time_s / batch;
                   // The search optimises under the dynamic program's memory bound.
                   if (e->BoundBytes() <= pb.memory_budget_bytes) out.best = std::min(out.best, key);

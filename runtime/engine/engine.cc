@@ -551,15 +551,13 @@ absl::StatusOr<double> Engine::LossAndGradients(
 
 absl::StatusOr<std::map<std::string, std::vector<std::pair<int64_t, float>>>>
 Engine::LocalParameters() {
+  // The values part of a checkpoint snapshot.
+  CAIRN_ASSIGN_OR_RETURN(TensorRecords records, Snapshot());
   std::map<std::string, std::vector<std::pair<int64_t, float>>> out;
-  for (auto& lp : layers_) {
-    Layer& l = *lp;
-    Buffer tmp;
-    CAIRN_ASSIGN_OR_RETURN(const float* w, Weights(l, &tmp));
-    for (const ParamTensor& t : l.params.tensors()) {
-      auto& v = out[absl::StrCat(l.place.index, ".", t.name)];
-      for (int64_t k = 0; k < t.count(); ++k) v.push_back({t.GlobalIndex(k), w[t.offset + k]});
-    }
+  for (const TensorRecord& r : records) {
+    if (r.kind != RecordKind::kValue) continue;
+    auto& v = out[r.name];
+    for (size_t k = 0; k < r.indices.size(); ++k) v.push_back({r.indices[k], r.values[k]});
   }
   return out;
 }
