@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/collective_proto.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "planner/catalog/json_io.h"
@@ -31,14 +32,8 @@ constexpr int kCpuMaxWorkersPerNode = 64;
 // Largest group size of the derived inter-node tables (the planner extrapolates beyond).
 constexpr int kMaxInterNodeGroup = 16384;
 
-// nccl-tests bus factor: busbw = algbw x factor, algbw = bytes / time.
-double BusFactor(CollectiveOp op, int g) {
-  switch (op) {
-    case cairn::v1::COLLECTIVE_OP_ALL_REDUCE: return 2.0 * (g - 1) / g;
-    case cairn::v1::COLLECTIVE_OP_SEND_RECV: return 1.0;
-    default: return static_cast<double>(g - 1) / g;
-  }
-}
+// nccl-tests bus factor of a cairn.v1 collective (common/collective.h).
+double BusFactor(CollectiveOp op, int g) { return ::cairn::BusFactor(::cairn::FromProto(op), g); }
 
 const char* OpName(CollectiveOp op) {
   switch (op) {

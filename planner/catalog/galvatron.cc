@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/collective_proto.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "planner/catalog/clusters.h"
@@ -29,6 +30,12 @@ namespace cairn::planner {
 namespace {
 
 using cairn::v1::CollectiveCost;
+using ::cairn::plan::DpMode;
+using ::cairn::plan::KindOf;
+using ::cairn::plan::LayerKind;
+using ::cairn::plan::ParallelMode;
+using ::cairn::plan::Schedule;
+using ::cairn::plan::Strategy;
 using cairn::v1::CollectiveOp;
 using nlohmann::json;
 
@@ -87,11 +94,8 @@ int ToInt(const std::string& digits) {
 // ---------------------------------------------------------------------------------------------
 // Hardware.
 
-double BusFactor(CollectiveOp op, int g) {
-  if (op == cairn::v1::COLLECTIVE_OP_ALL_REDUCE) return 2.0 * (g - 1) / g;
-  if (op == cairn::v1::COLLECTIVE_OP_SEND_RECV) return 1.0;
-  return static_cast<double>(g - 1) / g;
-}
+// nccl-tests bus factor of a cairn.v1 collective (common/collective.h).
+double BusFactor(CollectiveOp op, int g) { return ::cairn::BusFactor(::cairn::FromProto(op), g); }
 
 using CommKey = std::tuple<int, int, bool>;  // op, group size, spans nodes
 

@@ -49,11 +49,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "planner/problem/problem.h"
+#include "common/plan/plan.h"
 #include "proto/cairn/v1/hardware.pb.h"
 #include "proto/cairn/v1/model.pb.h"
 
 namespace cairn::planner {
+
+using ::cairn::plan::ModelDims;
+using ::cairn::plan::PlanSpec;
 
 // Reads Galvatron's hardware profile files for `num_nodes` x `gpus_per_node` GPUs from `dir` and
 // returns `base` with the measured collectives and overlap coefficient in place of its own:

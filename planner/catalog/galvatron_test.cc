@@ -1,4 +1,5 @@
 #include "planner/catalog/galvatron.h"
+#include "planner/problem/problem.h"
 
 #include <cmath>
 #include <cstdlib>

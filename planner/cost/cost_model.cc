@@ -6,12 +6,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/plan/validate.h"
 #include "planner/cost/model_math.h"
 
 namespace cairn::planner {
 namespace {
-
-bool IsPowerOfTwo(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -25,47 +24,11 @@ double CostModel::Overlap(double compute_s, double comm_s) const {
 }
 
 Layout CostModel::LayoutOf(const Strategy& s, int stage_devices) {
-  Layout l;
-  l.tp = s.tp;
-  l.dp = stage_devices / s.tp;
-  l.seq_sharded = s.tp > 1 && s.mode != ParallelMode::kTensor;
-  return l;
+  return plan::LayoutOf(s, stage_devices);
 }
 
 Layout CostModel::BoundaryLayout(const StageContext& ctx) const {
-  Layout l;
-  l.dp = std::gcd(ctx.stage_devices, ctx.micro_batch);
-  l.tp = ctx.stage_devices / l.dp;
-  l.seq_sharded = l.tp > 1 && problem_.seq_len % l.tp == 0;
-  return l;
-}
-
-std::string CostModel::CheckStrategy(LayerKind kind, const Strategy& s,
-                                     const StageContext& ctx) const {
-  const ModelDims& m = problem_.model;
-  if (s.tp < 1 || !IsPowerOfTwo(s.tp)) return absl::StrCat("degree ", s.tp, " is not a power of 2");
-  if (ctx.stage_devices % s.tp != 0) {
-    return absl::StrCat("degree ", s.tp, " does not divide the ", ctx.stage_devices,
-                        " devices of the stage");
-  }
-  const int dp = ctx.stage_devices / s.tp;
-  if (ctx.micro_batch % dp != 0) {
-    return absl::StrCat("micro-batch of ", ctx.micro_batch, " samples does not split over ", dp,
-                        " data-parallel ranks");
-  }
-  if (s.tp == 1) return "";
-  if (s.mode != ParallelMode::kTensor && problem_.seq_len % s.tp != 0) {
-    return absl::StrCat("sequence length ", problem_.seq_len, " does not split over ", s.tp);
-  }
-  if (kind == LayerKind::kBlock) {
-    if (m.num_heads % s.tp != 0) {
-      return absl::StrCat(m.num_heads, " heads do not split over ", s.tp);
-    }
-    if (m.num_kv_heads % s.tp != 0 && s.tp % m.num_kv_heads != 0) {
-      return absl::StrCat(m.num_kv_heads, " key/value heads do not split over ", s.tp);
-    }
-  }
-  return "";
+  return plan::BoundaryLayout(ctx.stage_devices, ctx.micro_batch, problem_.seq_len);
 }
 
 bool CostModel::MeasuredCompute(LayerKind kind, int tp, int samples, double* forward_s,
@@ -286,7 +249,9 @@ void CostModel::AddMemory(LayerKind kind, const Strategy& s, int samples, LayerC
 
 LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext& ctx) const {
   LayerCost c;
-  const std::string why = CheckStrategy(kind, s, ctx);
+  const std::string why = plan::CheckLayer(
+      problem_.model, kind, s,
+      plan::StageShape{ctx.stage_devices, ctx.micro_batch, problem_.seq_len});
   if (!why.empty()) {
     c.valid = false;
     c.invalid_reason = why;
@@ -402,17 +367,12 @@ TransitionCost CostModel::Transition(const Layout& from, const Layout& to,
   if (from == to) return tc;
   const double act = static_cast<double>(ctx.micro_batch) * problem_.seq_len *
                      problem_.model.hidden * problem_.precision.activation_bytes;
-  // Fraction of the micro-batch a device needs in `b` that it does not hold in `a`: devices are
-  // tp-innermost and splits are nested, so it is enough to compare rank 0's slices.
+  // The runtime relocates what a device needs in `b` and does not hold in `a` (a slice of what it
+  // holds is free), charged as an all-gather over the ranks it collects pieces from.
   auto gather = [&](const Layout& a, const Layout& b) -> double {
-    const double a_batch = 1.0 / a.dp, b_batch = 1.0 / b.dp;
-    const double a_seq = a.seq_sharded ? 1.0 / a.tp : 1.0;
-    const double b_seq = b.seq_sharded ? 1.0 / b.tp : 1.0;
-    const double need = b_batch * b_seq;
-    const double have = std::min(a_batch, b_batch) * std::min(a_seq, b_seq);
-    const double ratio = need / have;
-    if (ratio < 1.0 + 1e-9) return 0.0;  // a slice of what is held
-    const int group = static_cast<int>(std::lround(ratio));
+    const int group = plan::RelocationGroupSize(a, b);
+    if (group == 1) return 0.0;
+    const double need = (1.0 / b.dp) * (b.seq_sharded ? 1.0 / b.tp : 1.0);
     const bool spans = hw_.SpansNodes(group, std::min(a.tp, b.tp));
     return hw_.CollectiveTime(CollectiveOp::kAllGather, group, spans, need * act);
   };

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/plan/layout.h"
 #include "planner/cost/hardware_model.h"
 #include "planner/problem/problem.h"
 
@@ -34,16 +35,8 @@ struct StageContext {
   int in_flight = 1;           // micro-batches whose activations the stage holds at its peak
 };
 
-// The layout of an activation between two layers: batch split over `dp` ranks, sequence split over
-// `tp` ranks when `seq_sharded`, else replicated over them. Ranks are tp-innermost.
-struct Layout {
-  int dp = 1;
-  int tp = 1;
-  bool seq_sharded = false;
-  bool operator==(const Layout& o) const {
-    return dp == o.dp && tp == o.tp && seq_sharded == o.seq_sharded;
-  }
-};
+// The layout of an activation between two layers (the plan contract's ActLayout).
+using Layout = ::cairn::plan::ActLayout;
 
 struct LayerCost {
   bool valid = true;
@@ -95,14 +88,14 @@ class CostModel {
   const SearchProblem& problem() const { return problem_; }
   const HardwareModel& hardware() const { return hw_; }
 
-  // Cost of a layer of `kind` under `s` in `ctx`. Invalid combinations (degree not dividing the
-  // stage, batch not divisible, heads not divisible, ...) come back with valid = false and a reason.
+  // Cost of a layer of `kind` under `s` in `ctx`. Strategies the plan contract refuses
+  // (plan::CheckLayer: degree not dividing the stage, batch not divisible, heads not divisible, ...)
+  // come back with valid = false and the contract's reason.
   LayerCost Layer(LayerKind kind, const Strategy& s, const StageContext& ctx) const;
 
-  // The activation layout a layer consumes and produces.
+  // The activation layout a layer consumes and produces (plan::LayoutOf).
   static Layout LayoutOf(const Strategy& s, int stage_devices);
-  // The layout activations cross a pipeline boundary in: 1/n of the micro-batch per device, split
-  // over the batch as far as it divides, then over the sequence.
+  // The layout activations cross a pipeline boundary in (plan::BoundaryLayout).
   Layout BoundaryLayout(const StageContext& ctx) const;
   // Relocating activations from `from` to `to` (all-gather of the missing part, or a free slice),
   // and the mirror for gradients in backward.
@@ -116,8 +109,6 @@ class CostModel {
   double Overlap(double compute_s, double comm_s) const;
 
  private:
-  // Checks shared by all layer kinds; returns "" when valid.
-  std::string CheckStrategy(LayerKind kind, const Strategy& s, const StageContext& ctx) const;
   // Compute-only times of one micro-batch of `samples` samples, from measurements when available.
   void Compute(LayerKind kind, const Strategy& s, int samples, double* forward_s,
                double* backward_s) const;

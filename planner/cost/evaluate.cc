@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/plan/validate.h"
 #include "common/units.h"
 #include "planner/cost/model_math.h"
 
@@ -59,11 +61,7 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage) {
     const int index = sc.first_layer + i;
     const Strategy& s = plan.layers[index];
     const LayerCost c = cm.Layer(KindOf(index, L), s, sc.ctx);
-    if (!c.valid) {
-      sc.invalid.push_back(absl::StrCat("layer ", index, " (", ToString(KindOf(index, L)), ", ",
-                                        Describe(s), "): ", c.invalid_reason));
-      continue;
-    }
+    if (!c.valid) continue;  // Evaluate reports it (plan::ValidatePlan)
     t.forward_s += c.forward_s;
     t.backward_s += c.backward_s;
     t.step_sync_s += c.step_sync_s;
@@ -115,13 +113,6 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage) {
   return sc;
 }
 
-bool Evaluation::StrategiesValid() const {
-  for (const StageCost& s : stages) {
-    if (!s.invalid.empty()) return false;
-  }
-  return true;
-}
-
 int64_t Evaluation::BoundBytes() const {
   int64_t peak = 0;
   for (const StageCost& s : stages) peak = std::max(peak, s.bound_bytes);
@@ -135,36 +126,10 @@ int64_t Evaluation::PeakBytes() const {
 }
 
 absl::Status ValidatePlanShape(const SearchProblem& problem, const PlanSpec& plan) {
-  const int L = problem.model.num_layers;
-  const int N = problem.hardware.num_devices();
-  const int p = plan.pipeline_degree();
-  if (static_cast<int>(plan.layers.size()) != L + 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the plan has ", plan.layers.size(), " layer strategies but model ", problem.model.name,
-        " needs ", L + 2, " (embedding, ", L, " blocks, head)"));
-  }
-  if (p < 1 || N % p != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("pipeline degree ", p,
-                                                   " does not divide the ", N, " devices"));
-  }
-  int sum = 0;
-  for (int i = 0; i < p; ++i) {
-    if (plan.stage_layers[i] < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("stage ", i, " has no layers"));
-    }
-    sum += plan.stage_layers[i];
-  }
-  if (sum != L + 2) {
-    return absl::InvalidArgumentError(absl::StrCat("stages hold ", sum, " layers; the model has ",
-                                                   L + 2, " (embedding + ", L, " blocks + head)"));
-  }
-  if (plan.global_batch < 1 || plan.num_micro_batches < 1 ||
-      plan.global_batch % plan.num_micro_batches != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("global batch ", plan.global_batch, " does not split into ",
-                     plan.num_micro_batches, " micro-batches"));
-  }
-  return absl::OkStatus();
+  const std::vector<std::string> v =
+      plan::CheckPlanShape(problem.model, plan, problem.hardware.num_devices(), problem.seq_len);
+  if (v.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrJoin(v, "; "));
 }
 
 absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
@@ -175,11 +140,13 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   const int m = plan.num_micro_batches;
   e.budget_bytes = pb.memory_budget_bytes;
   std::vector<StageTimes> times;
+  // The contract's verdict (what the runtime would refuse), each problem once.
+  e.violations = plan::ValidatePlan(pb.model, plan, pb.hardware.num_devices(), pb.seq_len);
+  e.valid = e.violations.empty();
   for (int i = 0; i < p; ++i) {
     e.stages.push_back(CostStage(cm, plan, i));
     const StageCost& sc = e.stages.back();
     times.push_back(sc.times);
-    for (const std::string& v : sc.invalid) e.violations.push_back(v);
     // Feasibility uses the search's upper bound, so every plan the search can return and every
     // plan Evaluate accepts fit with the same margin (the exact peak is at most the bound).
     if (sc.bound_bytes > e.budget_bytes) {

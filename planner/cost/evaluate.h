@@ -45,7 +45,6 @@ struct StageCost {
   // The search's upper bound of the peak: every layer's activations plus the largest working set
   // (additive over layers; >= total_bytes).
   int64_t bound_bytes = 0;
-  std::vector<std::string> invalid;  // "layer 7: 12 heads do not split over 8", ...
 };
 
 // Costs stage `stage` of `plan` (which must be structurally valid, see ValidatePlanShape).
@@ -60,8 +59,9 @@ StageContext MakeStageContext(const SearchProblem& problem, int pipeline_degree,
 int64_t StageFixedBytes(const CostModel& cm, const StageContext& ctx);
 
 struct Evaluation {
-  bool feasible = false;          // valid strategies and every stage within the memory budget
-  std::vector<std::string> violations;
+  bool valid = false;             // the plan contract accepts the plan (plan::ValidatePlan)
+  bool feasible = false;          // valid, and every stage within the memory budget
+  std::vector<std::string> violations;  // the contract's violations, then memory
   double step_time_s = 0;
   double tokens_per_s = 0;
   double samples_per_s = 0;
@@ -76,13 +76,14 @@ struct Evaluation {
          bubble_s = 0, optimizer_s = 0;
 
   int64_t PeakBytes() const;
-  // Every layer's strategy is valid in its stage (memory aside).
-  bool StrategiesValid() const;
+  // The plan contract accepts the plan (memory aside): what the runtime would run.
+  bool StrategiesValid() const { return valid; }
   int64_t BoundBytes() const;  // max over stages of bound_bytes
 };
 
-// InvalidArgument when the plan's shape does not match the problem: layer count, stage sizes,
-// pipeline degree not dividing the devices, batch not divisible by micro-batches, ...
+// InvalidArgument when the plan's shape does not match the problem (plan::CheckPlanShape: layer
+// count, stage sizes, pipeline degree not dividing the devices, batch not divisible by
+// micro-batches, sequence length), listing every shape violation.
 absl::Status ValidatePlanShape(const SearchProblem& problem, const PlanSpec& plan);
 
 absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan);

@@ -6,18 +6,6 @@
 
 namespace cairn::planner {
 
-double BusFactor(CollectiveOp op, int group_size) {
-  const double g = group_size;
-  switch (op) {
-    case CollectiveOp::kAllReduce: return 2.0 * (g - 1.0) / g;
-    case CollectiveOp::kAllGather:
-    case CollectiveOp::kReduceScatter:
-    case CollectiveOp::kAllToAll: return (g - 1.0) / g;
-    case CollectiveOp::kSendRecv: return 1.0;
-  }
-  return 1.0;
-}
-
 HardwareModel::HardwareModel(const Hardware& hardware) : hw_(hardware) {
   std::sort(hw_.gemm.begin(), hw_.gemm.end(),
             [](const GemmRate& a, const GemmRate& b) { return a.flops < b.flops; });

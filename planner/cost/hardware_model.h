@@ -57,10 +57,6 @@ class HardwareModel {
   Hardware hw_;
 };
 
-// nccl-tests bus factor: busbw = algbw * factor (2(g-1)/g for all-reduce, (g-1)/g for all-gather,
-// reduce-scatter and all-to-all, 1 for send/recv).
-double BusFactor(CollectiveOp op, int group_size);
-
 }  // namespace cairn::planner
 
 #endif  // CAIRN_PLANNER_COST_HARDWARE_MODEL_H_

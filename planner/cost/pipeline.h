@@ -15,6 +15,7 @@
 
 #include <vector>
 
+#include "common/plan/schedule.h"
 #include "planner/problem/problem.h"
 
 namespace cairn::planner {
@@ -37,20 +38,10 @@ struct PipelineResult {
 PipelineResult SimulatePipeline(Schedule schedule, int num_micro_batches,
                                 const std::vector<StageTimes>& stages);
 
-// One operation of a stage's schedule: the forward or backward of one micro-batch.
-struct PipelineOp {
-  bool forward = true;
-  int micro_batch = 0;
-};
-
-// The order stage `stage` of `pipeline_degree` runs its operations in: 1F1B (p - stage - 1
-// warm-up forwards, then one forward one backward, then the cool-down backwards) or GPipe (all
-// forwards, then all backwards). The runtime executes exactly this order.
-std::vector<PipelineOp> StageSchedule(Schedule schedule, int pipeline_degree, int stage,
-                                      int num_micro_batches);
-
-// Micro-batches whose activations stage `stage` keeps at its peak.
-int InFlightMicroBatches(Schedule schedule, int pipeline_degree, int stage, int num_micro_batches);
+// The order of operations comes from the plan contract, shared with the runtime.
+using ::cairn::plan::InFlightMicroBatches;
+using ::cairn::plan::PipelineOp;
+using ::cairn::plan::StageSchedule;
 
 }  // namespace cairn::planner
 

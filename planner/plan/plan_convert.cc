@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "common/plan/plan_proto.h"
 #include "planner/problem/proto_enums.h"
 
 namespace cairn::planner {
@@ -14,33 +15,11 @@ cairn::v1::Plan ToPlanProto(const SearchProblem& problem, const PlanSpec& plan,
                             const Evaluation& e, const ProvenanceInfo& prov) {
   cairn::v1::Plan out;
   const int L = problem.model.num_layers;
-  out.set_format_version(kPlanFormatVersion);
+  plan::FillPlanStrategy(plan, L, &out);
   out.set_model_name(problem.model.name);
   out.set_num_nodes(problem.hardware.num_nodes);
   out.set_devices_per_node(problem.hardware.devices_per_node);
-  out.set_global_batch_size(plan.global_batch);
   out.set_seq_len(problem.seq_len);
-  out.set_num_micro_batches(plan.num_micro_batches);
-  out.set_pipeline_degree(plan.pipeline_degree());
-  out.set_schedule(ToProto(plan.schedule));
-  int first = 0;
-  for (int n : plan.stage_layers) {
-    cairn::v1::Stage* s = out.add_stages();
-    s->set_first_layer(first);
-    s->set_num_layers(n);
-    first += n;
-  }
-  for (int i = 0; i < static_cast<int>(plan.layers.size()); ++i) {
-    const Strategy& st = plan.layers[i];
-    cairn::v1::LayerStrategy* l = out.add_layers();
-    l->set_index(i);
-    l->set_kind(ToProto(KindOf(i, L)));
-    l->set_tp_degree(st.tp);
-    l->set_mode(ToProto(st.mode));
-    l->set_dp_mode(ToProto(st.dp));
-    l->set_recompute(st.recompute);
-    l->set_tp_consecutive(st.tp_consecutive);
-  }
   cairn::v1::Prediction* pr = out.mutable_prediction();
   pr->set_step_time_s(e.step_time_s);
   pr->set_tokens_per_s(e.tokens_per_s);
@@ -133,56 +112,13 @@ cairn::v1::SearchResponse ToSearchResponse(const SearchProblem& problem, const S
 
 absl::StatusOr<PlanSpec> PlanSpecFromProto(const SearchProblem& problem,
                                            const cairn::v1::Plan& plan) {
-  if (plan.format_version() != kPlanFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("plan format_version ", plan.format_version(), " is not supported (this cairn ",
-                     "reads version ", kPlanFormatVersion, ")"));
-  }
-  const int L = problem.model.num_layers;
   if (!plan.model_name().empty() && plan.model_name() != problem.model.name) {
     return absl::InvalidArgumentError(absl::StrCat("the plan is for model '", plan.model_name(),
                                                    "', not '", problem.model.name, "'"));
   }
-  PlanSpec s;
-  s.global_batch = plan.global_batch_size();
-  s.num_micro_batches = plan.num_micro_batches();
-  s.schedule = plan.schedule() == cairn::v1::PIPELINE_SCHEDULE_GPIPE ? Schedule::kGPipe
-                                                                      : Schedule::k1F1B;
-  s.origin = plan.provenance().origin().empty() ? "file" : plan.provenance().origin();
-  int expected_first = 0;
-  for (int i = 0; i < plan.stages_size(); ++i) {
-    const cairn::v1::Stage& st = plan.stages(i);
-    if (st.first_layer() != expected_first) {
-      return absl::InvalidArgumentError(absl::StrCat("stage ", i, " starts at layer ",
-                                                     st.first_layer(), "; expected ",
-                                                     expected_first, " (stages must be contiguous)"));
-    }
-    s.stage_layers.push_back(st.num_layers());
-    expected_first += st.num_layers();
-  }
-  if (plan.pipeline_degree() != 0 && plan.pipeline_degree() != plan.stages_size()) {
-    return absl::InvalidArgumentError(absl::StrCat("pipeline_degree ", plan.pipeline_degree(),
-                                                   " but ", plan.stages_size(), " stages"));
-  }
-  if (plan.layers_size() != L + 2) {
-    return absl::InvalidArgumentError(absl::StrCat("the plan has ", plan.layers_size(),
-                                                   " layers; model ", problem.model.name, " has ",
-                                                   L + 2, " (embedding + ", L, " blocks + head)"));
-  }
-  for (int i = 0; i < plan.layers_size(); ++i) {
-    const cairn::v1::LayerStrategy& l = plan.layers(i);
-    if (l.index() != i) {
-      return absl::InvalidArgumentError(absl::StrCat("layers[", i, "] has index ", l.index()));
-    }
-    Strategy st;
-    st.tp = l.tp_degree() == 0 ? 1 : l.tp_degree();
-    st.mode = FromProto(l.mode());
-    st.dp = FromProto(l.dp_mode());
-    st.recompute = l.recompute();
-    st.tp_consecutive = l.tp_consecutive() || st.tp == 1;
-    s.layers.push_back(st);
-  }
-  if (absl::Status st = ValidatePlanShape(problem, s); !st.ok()) return st;
+  absl::StatusOr<PlanSpec> s = plan::PlanSpecFromProto(plan);
+  if (!s.ok()) return s.status();
+  if (absl::Status st = ValidatePlanShape(problem, *s); !st.ok()) return st;
   return s;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/plan/plan_proto.h"
 #include "planner/cost/evaluate.h"
 #include "planner/problem/problem.h"
 #include "planner/search/search.h"
@@ -21,7 +22,7 @@
 
 namespace cairn::planner {
 
-inline constexpr int kPlanFormatVersion = 1;
+using ::cairn::plan::kPlanFormatVersion;
 // Version string recorded in every plan's provenance.
 inline constexpr const char* kCairnVersion = "0.1.0";
 

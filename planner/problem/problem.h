@@ -3,7 +3,8 @@
 // Everything the cost model and the search need, with no protobuf, SQLite or gRPC types inside (XLA
 // auto-sharding's rule): a SearchProblem is built once from a cairn.v1.SearchRequest by
 // problem_builder.h, and any solver (the DP search, brute force in tests, the baselines) consumes it.
-// A PlanSpec is a candidate plan in the same plain form; plan_convert.h turns it into a cairn.v1.Plan.
+// A PlanSpec (common/plan/plan.h, the contract shared with the runtime) is a candidate plan in the
+// same plain form; plan_convert.h turns it into a cairn.v1.Plan.
 //
 // Units: seconds, bytes, FLOP/s, bytes/s. Layer indices: 0 = embedding, 1..L = transformer blocks,
 // L+1 = head (the same numbering as cairn.v1.LayerStrategy.index).
@@ -14,28 +15,24 @@
 #include <string>
 #include <vector>
 
+#include "common/collective.h"
+#include "common/plan/plan.h"
+
 namespace cairn::planner {
 
-// Architecture and dimensions (mirror of cairn.v1.ModelSpec).
-struct ModelDims {
-  std::string name;
-  int num_layers = 0;
-  int hidden = 0;
-  int ffn_hidden = 0;
-  int num_heads = 0;
-  int num_kv_heads = 0;
-  int vocab = 0;
-  int max_seq_len = 0;
-  bool rms_norm = false;       // false: LayerNorm
-  bool swiglu = false;         // false: GELU (2 matrices)
-  bool rope = false;           // false: learned positions
-  bool tied_embeddings = false;
-  bool bias = false;
-};
-
-enum class LayerKind { kEmbedding, kBlock, kHead };
-
-enum class CollectiveOp { kAllReduce, kAllGather, kReduceScatter, kAllToAll, kSendRecv };
+// The plan contract's types (common/plan/plan.h): the planner and the runtime share them.
+using ::cairn::plan::DpMode;
+using ::cairn::plan::KindOf;
+using ::cairn::plan::LayerKind;
+using ::cairn::plan::ModelDims;
+using ::cairn::plan::ParallelMode;
+using ::cairn::plan::PlanSpec;
+using ::cairn::plan::Schedule;
+using ::cairn::plan::Strategy;
+using ::cairn::plan::Describe;
+using ::cairn::plan::ToString;
+using ::cairn::CollectiveOp;
+using ::cairn::ToString;
 
 struct CommPoint {
   double bytes = 0;
@@ -85,25 +82,6 @@ struct LayerTimingPoint {
   double backward_s = 0;          // 0: unknown (2 x forward)
 };
 
-enum class ParallelMode { kTensor, kTensorSequence, kUlysses };
-enum class DpMode { kDdp, kZero1, kZero2, kZero3 };
-enum class Schedule { k1F1B, kGPipe };
-
-// The strategy of one layer (mirror of cairn.v1.LayerStrategy without the index).
-struct Strategy {
-  int tp = 1;                     // model-parallel degree t' (TP or Ulysses degree)
-  ParallelMode mode = ParallelMode::kTensor;
-  DpMode dp = DpMode::kDdp;
-  bool recompute = false;
-  bool tp_consecutive = true;
-
-  bool operator==(const Strategy& o) const {
-    return tp == o.tp && mode == o.mode && dp == o.dp && recompute == o.recompute &&
-           tp_consecutive == o.tp_consecutive;
-  }
-  bool operator!=(const Strategy& o) const { return !(*this == o); }
-};
-
 // Which plans may be returned (mirror of cairn.v1.SearchSpace, defaults resolved).
 struct SearchSpace {
   std::vector<int> pipeline_degrees;       // empty: all divisors of N up to num_layers
@@ -146,35 +124,6 @@ struct SearchProblem {
   // as distinct transient sizes the DP is exact up to memory quantisation. Not part of the API.
   int max_transient_caps = 4;
 };
-
-// A candidate plan in plain form.
-struct PlanSpec {
-  int global_batch = 0;
-  int num_micro_batches = 1;
-  Schedule schedule = Schedule::k1F1B;
-  // Layers per stage in LayerStrategy.index numbering; sums to num_layers + 2 (stage 0 holds the
-  // embedding, the last stage the head). Pipeline degree = stage_layers.size().
-  std::vector<int> stage_layers;
-  std::vector<Strategy> layers;            // num_layers + 2 entries
-  std::string origin;                      // "search", "uniform:megatron ...", ...
-
-  int pipeline_degree() const { return static_cast<int>(stage_layers.size()); }
-};
-
-const char* ToString(ParallelMode mode);
-const char* ToString(DpMode mode);
-const char* ToString(Schedule schedule);
-const char* ToString(LayerKind kind);
-const char* ToString(CollectiveOp op);
-// "tp=4 sp zero1 rc" style one-word-per-field description of a strategy.
-std::string Describe(const Strategy& s);
-
-// The kind of the layer at `index` for a model with `num_layers` blocks.
-inline LayerKind KindOf(int index, int num_layers) {
-  if (index == 0) return LayerKind::kEmbedding;
-  if (index == num_layers + 1) return LayerKind::kHead;
-  return LayerKind::kBlock;
-}
 
 }  // namespace cairn::planner
 

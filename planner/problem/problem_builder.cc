@@ -192,23 +192,7 @@ absl::Status BuildMeasured(const cairn::v1::ModelProfile& profile, const std::st
 
 }  // namespace
 
-ModelDims ToModelDims(const cairn::v1::ModelSpec& spec) {
-  ModelDims d;
-  d.name = spec.name();
-  d.num_layers = spec.num_layers();
-  d.hidden = spec.hidden_size();
-  d.ffn_hidden = spec.ffn_hidden_size();
-  d.num_heads = spec.num_heads();
-  d.num_kv_heads = spec.num_kv_heads();
-  d.vocab = spec.vocab_size();
-  d.max_seq_len = spec.max_seq_len();
-  d.rms_norm = spec.norm() == cairn::v1::NORM_KIND_RMSNORM;
-  d.swiglu = spec.activation() == cairn::v1::ACTIVATION_KIND_SWIGLU;
-  d.rope = spec.position() == cairn::v1::POSITION_KIND_ROPE;
-  d.tied_embeddings = spec.tied_embeddings();
-  d.bias = spec.bias();
-  return d;
-}
+ModelDims ToModelDims(const cairn::v1::ModelSpec& spec) { return plan::ModelDimsFromSpec(spec); }
 
 Hardware ToHardware(const cairn::v1::Cluster& cluster) {
   const cairn::v1::HardwareProfile& hw = cluster.hardware();

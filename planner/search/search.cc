@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/units.h"
+#include "common/plan/layout.h"
 #include "planner/cost/model_math.h"
 #include "planner/search/stage_dp.h"
 
@@ -126,8 +127,17 @@ class Searcher {
   // Lower bound on step time per sample for a combo; +inf (and why) when no plan can exist.
   double LowerBound(const Combo& c, ComboStatus* status) const;
   void Solve(const Combo& c);
+  // Solve restricted to tied embeddings split `vocab_degree` ways (0: no restriction).
+  void SolveVariant(const Combo& c, int vocab_degree);
+  // The undominated strategies of a layer of `kind` in `ctx` that `allowed` accepts (all when
+  // empty), with their layouts added to `layouts`.
   std::vector<DpOption> Options(LayerKind kind, const StageContext& ctx,
-                                std::vector<Layout>* layouts) const;
+                                std::vector<Layout>* layouts,
+                                const std::function<bool(const Strategy&)>& allowed = {}) const;
+  // The vocabulary-parallel degrees the embedding and head may share under the plan contract's
+  // tied-embedding rule (plan::CheckAcrossLayers): each is one search variant. {0} (no
+  // restriction) for untied models.
+  std::vector<int> VocabVariants(int stage_devices) const;
 
   const SearchProblem& pb_;
   CostModel cm_;
@@ -185,6 +195,14 @@ double Searcher::LowerBound(const Combo& c, ComboStatus* status) const {
   // (costs do not depend on the stage index).
   const StageContext ctx = MakeStageContext(pb_, c.pp, c.pp - 1, c.batch, c.m, c.schedule);
   const int n = ctx.stage_devices;
+  if (c.pp > 1) {
+    // Activations must split over a stage's devices to cross a boundary (plan contract).
+    const Layout b = cm_.BoundaryLayout(ctx);
+    if (b.tp > 1 && !b.seq_sharded) {
+      *status = ComboStatus::kNoValidSplit;
+      return kInf;
+    }
+  }
   const int64_t room = pb_.memory_budget_bytes - pb_.hardware.reserved_bytes;
   double busy = 0, work = 0;
   double least_bytes = 0;
@@ -224,10 +242,25 @@ double Searcher::LowerBound(const Combo& c, ComboStatus* status) const {
   return std::max(work / c.pp, busy / fill) / c.batch;
 }
 
+std::vector<int> Searcher::VocabVariants(int stage_devices) const {
+  if (!pb_.model.tied_embeddings) return {0};
+  std::vector<int> out;
+  for (LayerKind kind : {LayerKind::kEmbedding, LayerKind::kHead}) {
+    for (const Strategy& s : EnumerateStrategies(pb_, kind, stage_devices)) {
+      const int v = plan::VocabDegree(s);
+      if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<DpOption> Searcher::Options(LayerKind kind, const StageContext& ctx,
-                                        std::vector<Layout>* layouts) const {
+                                        std::vector<Layout>* layouts,
+                                        const std::function<bool(const Strategy&)>& allowed) const {
   std::vector<DpOption> out;
   for (const Strategy& s : EnumerateStrategies(pb_, kind, ctx.stage_devices)) {
+    if (allowed && !allowed(s)) continue;
     const LayerCost lc = cm_.Layer(kind, s, ctx);
     if (!lc.valid) continue;
     DpOption o;
@@ -263,9 +296,25 @@ std::vector<DpOption> Searcher::Options(LayerKind kind, const StageContext& ctx,
 }
 
 void Searcher::Solve(const Combo& c) {
+  const int p = c.pp;
+  const StageContext any = MakeStageContext(pb_, p, 0, c.batch, c.m, c.schedule);
+  for (int vocab_degree : VocabVariants(any.stage_devices)) SolveVariant(c, vocab_degree);
+}
+
+void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
   const int L = pb_.model.num_layers;
   const int p = c.pp;
   const int max_depth = p == 1 ? L : std::min(L, 2 * ((L + p - 1) / p) + 2);
+  // Tied embeddings: the embedding and the head split the vocabulary `vocab_degree` ways, and
+  // across stages keep unsharded gradients (plan contract, plan::CheckAcrossLayers).
+  const std::function<bool(const Strategy&)> vocab_rule = [&](const Strategy& s) {
+    if (vocab_degree == 0) return true;
+    if (plan::VocabDegree(s) != vocab_degree) return false;
+    if (p == 1) return true;
+    const int n = pb_.hardware.num_devices() / p;
+    const int group = s.ulysses() ? n : n / s.tp;
+    return group == 1 || s.dp == DpMode::kDdp || s.dp == DpMode::kZero1;
+  };
   // Per-stage tables: best solution for each block count. Stages after the first also get a
   // variant whose objective ignores the per-step sync, which the simulated schedule may hide
   // behind the earlier stages' drain; both variants are scored by Evaluate below.
@@ -280,9 +329,11 @@ void Searcher::Solve(const Combo& c) {
     in.max_blocks = p == 1 ? L : max_depth;
     in.layouts.push_back(cm_.BoundaryLayout(in.ctx));
     in.boundary_layout = 0;
-    if (in.has_embedding) in.embedding = Options(LayerKind::kEmbedding, in.ctx, &in.layouts);
+    if (in.has_embedding) {
+      in.embedding = Options(LayerKind::kEmbedding, in.ctx, &in.layouts, vocab_rule);
+    }
     in.block = Options(LayerKind::kBlock, in.ctx, &in.layouts);
-    if (in.has_head) in.head = Options(LayerKind::kHead, in.ctx, &in.layouts);
+    if (in.has_head) in.head = Options(LayerKind::kHead, in.ctx, &in.layouts, vocab_rule);
     in.budget_bytes = pb_.memory_budget_bytes - StageFixedBytes(cm_, in.ctx);
     in.quantum_bytes = quantum_;
     in.max_transient_caps = pb_.max_transient_caps;
@@ -465,6 +516,8 @@ int64_t MinimumMemory(const SearchProblem& problem) {
           s.recompute = true;
           Strategy eh = s;
           eh.recompute = false;
+          // Tied embeddings on two stages keep unsharded gradients (plan contract).
+          if (problem.model.tied_embeddings && p > 1) eh.dp = DpMode::kZero1;
           PlanSpec plan;
           if (!MakeUniformPlan(problem, batch, p, m, Schedule::k1F1B, s, eh, &plan)) continue;
           absl::StatusOr<Evaluation> e = Evaluate(cm, plan);

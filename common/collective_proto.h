@@ -1,0 +1,16 @@
+// common/collective_proto.h — CollectiveOp <-> cairn.v1.CollectiveOp (UNSPECIFIED reads as
+// ALL_REDUCE).
+#ifndef CAIRN_COMMON_COLLECTIVE_PROTO_H_
+#define CAIRN_COMMON_COLLECTIVE_PROTO_H_
+
+#include "common/collective.h"
+#include "proto/cairn/v1/hardware.pb.h"
+
+namespace cairn {
+
+cairn::v1::CollectiveOp ToProto(CollectiveOp op);
+CollectiveOp FromProto(cairn::v1::CollectiveOp op);
+
+}  // namespace cairn
+
+#endif  // CAIRN_COMMON_COLLECTIVE_PROTO_H_
