@@ -31,26 +31,6 @@ bool Overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
 
 }  // namespace
 
-size_t DataTypeSize(DataType dtype) {
-  switch (dtype) {
-    case DataType::kFloat32:
-      return 4;
-    case DataType::kBFloat16:
-      return 2;
-  }
-  return 0;
-}
-
-absl::string_view DataTypeName(DataType dtype) {
-  switch (dtype) {
-    case DataType::kFloat32:
-      return "f32";
-    case DataType::kBFloat16:
-      return "bf16";
-  }
-  return "unknown";
-}
-
 absl::string_view ReduceOpName(ReduceOp op) {
   switch (op) {
     case ReduceOp::kSum:
@@ -90,16 +70,17 @@ std::string Communicator::OpLabel(absl::string_view op, uint64_t sequence) const
                       ", ", backend(), ")");
 }
 
-absl::Status Communicator::CheckDataType(absl::string_view op, DataType dtype) const {
-  if (SupportsDataType(dtype)) return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat(op, ": element type ", DataTypeName(dtype),
+absl::Status Communicator::CheckDType(absl::string_view op, DType dtype) const {
+  if (SupportsDType(dtype)) return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(op, ": element type ", DTypeName(dtype),
                                                " is not supported by the ", backend(),
                                                " communicator"));
 }
 
-absl::Status Communicator::WaitFor(absl::StatusOr<std::unique_ptr<CommHandle>> handle) {
+absl::Status Communicator::WaitFor(absl::StatusOr<std::unique_ptr<CommHandle>> handle,
+                                   Stream* stream) {
   if (!handle.ok()) return handle.status();
-  return (*handle)->Wait();
+  return stream != nullptr ? (*handle)->WaitOn(stream) : (*handle)->Wait();
 }
 
 namespace {
@@ -119,70 +100,70 @@ absl::Status CheckBuffer(absl::string_view what, absl::string_view role, const v
 // The Start* calls validate once for every implementation, so each Impl may assume sane arguments.
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartAllReduce(const void* input,
                                                                          void* output, size_t count,
-                                                                         DataType dtype,
-                                                                         ReduceOp op) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("all_reduce", dtype));
+                                                                         DType dtype,
+                                                                         ReduceOp op, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("all_reduce", dtype));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("all_reduce", "input", input, count));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("all_reduce", "output", output, count));
-  const size_t bytes = count * DataTypeSize(dtype);
+  const size_t bytes = count * DTypeSize(dtype);
   if (input != output && Overlap(input, bytes, output, bytes)) {
     return absl::InvalidArgumentError(
         "all_reduce: input and output overlap without being the same buffer");
   }
   if (count == 0) return MakeCompletedHandle(absl::OkStatus());
-  return AllReduceImpl(input, output, count, dtype, op);
+  return AllReduceImpl(input, output, count, dtype, op, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartAllGather(const void* input,
                                                                          void* output,
                                                                          size_t count_per_rank,
-                                                                         DataType dtype) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("all_gather", dtype));
+                                                                         DType dtype, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("all_gather", dtype));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("all_gather", "input", input, count_per_rank));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("all_gather", "output", output, count_per_rank));
-  const size_t chunk_bytes = count_per_rank * DataTypeSize(dtype);
+  const size_t chunk_bytes = count_per_rank * DTypeSize(dtype);
   const void* own_slot = static_cast<const char*>(output) + rank() * chunk_bytes;
   if (input != own_slot && Overlap(input, chunk_bytes, output, chunk_bytes * size())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "all_gather: input overlaps output without being its chunk ", rank(), " (in place)"));
   }
   if (count_per_rank == 0) return MakeCompletedHandle(absl::OkStatus());
-  return AllGatherImpl(input, output, count_per_rank, dtype);
+  return AllGatherImpl(input, output, count_per_rank, dtype, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartReduceScatter(
-    const void* input, void* output, size_t count_per_rank, DataType dtype, ReduceOp op) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("reduce_scatter", dtype));
+    const void* input, void* output, size_t count_per_rank, DType dtype, ReduceOp op, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("reduce_scatter", dtype));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("reduce_scatter", "input", input, count_per_rank));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("reduce_scatter", "output", output, count_per_rank));
-  const size_t chunk_bytes = count_per_rank * DataTypeSize(dtype);
+  const size_t chunk_bytes = count_per_rank * DTypeSize(dtype);
   const void* own_slot = static_cast<const char*>(input) + rank() * chunk_bytes;
   if (output != own_slot && Overlap(output, chunk_bytes, input, chunk_bytes * size())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "reduce_scatter: output overlaps input without being its chunk ", rank(), " (in place)"));
   }
   if (count_per_rank == 0) return MakeCompletedHandle(absl::OkStatus());
-  return ReduceScatterImpl(input, output, count_per_rank, dtype, op);
+  return ReduceScatterImpl(input, output, count_per_rank, dtype, op, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartAllToAll(const void* input,
                                                                         void* output,
                                                                         size_t count_per_rank,
-                                                                        DataType dtype) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("all_to_all", dtype));
+                                                                        DType dtype, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("all_to_all", dtype));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("all_to_all", "input", input, count_per_rank));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("all_to_all", "output", output, count_per_rank));
-  const size_t bytes = count_per_rank * DataTypeSize(dtype) * size();
+  const size_t bytes = count_per_rank * DTypeSize(dtype) * size();
   if (Overlap(input, bytes, output, bytes)) {
     return absl::InvalidArgumentError("all_to_all: input and output overlap");
   }
   if (count_per_rank == 0) return MakeCompletedHandle(absl::OkStatus());
-  return AllToAllImpl(input, output, count_per_rank, dtype);
+  return AllToAllImpl(input, output, count_per_rank, dtype, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartBroadcast(void* buffer, size_t count,
-                                                                         DataType dtype, int root) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("broadcast", dtype));
+                                                                         DType dtype, int root, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("broadcast", dtype));
   if (root < 0 || root >= size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("broadcast: root ", root, " is not a rank of group '", name(), "' (size ",
@@ -190,7 +171,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartBroadcast(void* b
   }
   CAIRN_RETURN_IF_ERROR(CheckBuffer("broadcast", "buffer", buffer, count));
   if (count == 0) return MakeCompletedHandle(absl::OkStatus());
-  return BroadcastImpl(buffer, count, dtype, root);
+  return BroadcastImpl(buffer, count, dtype, root, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::BarrierAsync() { return BarrierImpl(); }
@@ -213,23 +194,23 @@ absl::Status CheckPeer(absl::string_view what, int peer, int tag, int rank, int 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartSend(const void* input, size_t count,
-                                                                    DataType dtype, int peer,
-                                                                    int tag) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("send", dtype));
+                                                                    DType dtype, int peer,
+                                                                    int tag, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("send", dtype));
   CAIRN_RETURN_IF_ERROR(CheckPeer("send", peer, tag, rank(), size(), name()));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("send", "input", input, count));
   if (count == 0) return MakeCompletedHandle(absl::OkStatus());
-  return SendImpl(input, count, dtype, peer, tag);
+  return SendImpl(input, count, dtype, peer, tag, stream);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::StartRecv(void* output, size_t count,
-                                                                    DataType dtype, int peer,
-                                                                    int tag) {
-  CAIRN_RETURN_IF_ERROR(CheckDataType("recv", dtype));
+                                                                    DType dtype, int peer,
+                                                                    int tag, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(CheckDType("recv", dtype));
   CAIRN_RETURN_IF_ERROR(CheckPeer("recv", peer, tag, rank(), size(), name()));
   CAIRN_RETURN_IF_ERROR(CheckBuffer("recv", "output", output, count));
   if (count == 0) return MakeCompletedHandle(absl::OkStatus());
-  return RecvImpl(output, count, dtype, peer, tag);
+  return RecvImpl(output, count, dtype, peer, tag, stream);
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(const std::vector<int>& ranks,
@@ -263,19 +244,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(const std::vec
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::AllToAllImpl(const void*, void*, size_t,
-                                                                       DataType) {
+                                                                       DType, Stream*) {
   return absl::UnimplementedError(
       absl::StrCat("all_to_all is not implemented by the ", backend(), " communicator"));
 }
 
-absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::SendImpl(const void*, size_t, DataType,
-                                                                   int, int) {
+absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::SendImpl(const void*, size_t, DType,
+                                                                   int, int, Stream*) {
   return absl::UnimplementedError(
       absl::StrCat("send is not implemented by the ", backend(), " communicator"));
 }
 
-absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::RecvImpl(void*, size_t, DataType, int,
-                                                                   int) {
+absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::RecvImpl(void*, size_t, DType, int,
+                                                                   int, Stream*) {
   return absl::UnimplementedError(
       absl::StrCat("recv is not implemented by the ", backend(), " communicator"));
 }

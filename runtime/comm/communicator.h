@@ -59,29 +59,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "runtime/dtype.h"
 
 namespace cairn::runtime {
 
-// Element type of a communication buffer. fp32 everywhere; bf16 for the GPU backend (CPU
-// implementations return Unimplemented for it).
-enum class DataType {
-  kFloat32,
-  kBFloat16,
-};
-
-// Bytes per element: 4 for kFloat32, 2 for kBFloat16.
-size_t DataTypeSize(DataType dtype);
-// "f32", "bf16".
-absl::string_view DataTypeName(DataType dtype);
-
-// Maps a C++ element type to its DataType; only the supported types are specialised, so the typed
-// calls below do not compile for others. A bf16 type joins with one more specialisation.
-template <typename T>
-struct DataTypeOf;
-template <>
-struct DataTypeOf<float> {
-  static constexpr DataType value = DataType::kFloat32;
-};
+// A compute backend's execution queue (runtime/compute/compute_backend.h); opaque here.
+class Stream;
 
 // Element-wise reduction. kAvg is the sum divided by the group size.
 enum class ReduceOp {
@@ -104,6 +87,14 @@ class CommHandle {
  public:
   virtual ~CommHandle() = default;
   virtual absl::Status Wait() = 0;
+  // Makes work enqueued on `stream` after this call wait for the operation, without blocking the
+  // host where the implementation can (NCCL: an event the stream waits on). Host-synchronous
+  // implementations (Gloo, local) wait on the host, as Wait() does. Returns the operation's
+  // status when it is known at once (always on the host-synchronous ones).
+  virtual absl::Status WaitOn(Stream* stream) {
+    (void)stream;
+    return Wait();
+  }
 };
 
 // "rank 2", or "rank 2 (world rank 5)" when the group rank and the world rank differ.
@@ -133,85 +124,100 @@ class Communicator {
 
   // ---- Collectives. Each comes blocking (`X`), asynchronous and typed (`XAsync`, returns a handle),
   // and asynchronous with a run-time element type (`StartX`, which the other two call). T is float
-  // (see DataTypeOf).
+  // (see DTypeOf).
 
   // output[i] = op over ranks of input[i], for i < count, on every rank. In place when
   // input == output; otherwise the two must not overlap.
   template <typename T>
-  absl::Status AllReduce(const T* input, T* output, size_t count, ReduceOp op = ReduceOp::kSum) {
-    return WaitFor(StartAllReduce(input, output, count, DataTypeOf<T>::value, op));
+  absl::Status AllReduce(const T* input, T* output, size_t count, ReduceOp op = ReduceOp::kSum,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartAllReduce(input, output, count, DTypeOf<T>::value, op, stream), stream);
   }
   template <typename T>
   absl::StatusOr<std::unique_ptr<CommHandle>> AllReduceAsync(const T* input, T* output, size_t count,
-                                                             ReduceOp op = ReduceOp::kSum) {
-    return StartAllReduce(input, output, count, DataTypeOf<T>::value, op);
+                                                             ReduceOp op = ReduceOp::kSum,
+                                                        Stream* stream = nullptr) {
+    return StartAllReduce(input, output, count, DTypeOf<T>::value, op, stream);
   }
   absl::StatusOr<std::unique_ptr<CommHandle>> StartAllReduce(const void* input, void* output,
-                                                             size_t count, DataType dtype,
-                                                             ReduceOp op);
+                                                             size_t count, DType dtype,
+                                                             ReduceOp op,
+      Stream* stream = nullptr);
 
   // Gathers equal chunks: output[r * count_per_rank + i] = input of rank r [i]. `output` holds
   // size() * count_per_rank elements, in rank order. In place when input == output + rank() *
   // count_per_rank; otherwise the two must not overlap.
   template <typename T>
-  absl::Status AllGather(const T* input, T* output, size_t count_per_rank) {
-    return WaitFor(StartAllGather(input, output, count_per_rank, DataTypeOf<T>::value));
+  absl::Status AllGather(const T* input, T* output, size_t count_per_rank,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartAllGather(input, output, count_per_rank, DTypeOf<T>::value, stream), stream);
   }
   template <typename T>
   absl::StatusOr<std::unique_ptr<CommHandle>> AllGatherAsync(const T* input, T* output,
-                                                             size_t count_per_rank) {
-    return StartAllGather(input, output, count_per_rank, DataTypeOf<T>::value);
+                                                             size_t count_per_rank,
+                                                        Stream* stream = nullptr) {
+    return StartAllGather(input, output, count_per_rank, DTypeOf<T>::value, stream);
   }
   absl::StatusOr<std::unique_ptr<CommHandle>> StartAllGather(const void* input, void* output,
-                                                             size_t count_per_rank, DataType dtype);
+                                                             size_t count_per_rank, DType dtype,
+      Stream* stream = nullptr);
 
   // Reduces, then scatters equal chunks: `input` holds size() * count_per_rank elements and
   // output[i] = op over ranks of input[rank() * count_per_rank + i]. In place when
   // output == input + rank() * count_per_rank; otherwise the two must not overlap.
   template <typename T>
   absl::Status ReduceScatter(const T* input, T* output, size_t count_per_rank,
-                             ReduceOp op = ReduceOp::kSum) {
-    return WaitFor(StartReduceScatter(input, output, count_per_rank, DataTypeOf<T>::value, op));
+                             ReduceOp op = ReduceOp::kSum,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartReduceScatter(input, output, count_per_rank, DTypeOf<T>::value, op, stream), stream);
   }
   template <typename T>
   absl::StatusOr<std::unique_ptr<CommHandle>> ReduceScatterAsync(const T* input, T* output,
                                                                  size_t count_per_rank,
-                                                                 ReduceOp op = ReduceOp::kSum) {
-    return StartReduceScatter(input, output, count_per_rank, DataTypeOf<T>::value, op);
+                                                                 ReduceOp op = ReduceOp::kSum,
+                                                        Stream* stream = nullptr) {
+    return StartReduceScatter(input, output, count_per_rank, DTypeOf<T>::value, op, stream);
   }
   absl::StatusOr<std::unique_ptr<CommHandle>> StartReduceScatter(const void* input, void* output,
                                                                  size_t count_per_rank,
-                                                                 DataType dtype, ReduceOp op);
+                                                                 DType dtype, ReduceOp op,
+      Stream* stream = nullptr);
 
   // Exchanges equal chunks: chunk j of this rank's input goes to rank j, and chunk j of the output
   // came from rank j; both buffers hold size() * count_per_rank elements and must not overlap.
   // Optional: implementations without it return Unimplemented.
   template <typename T>
-  absl::Status AllToAll(const T* input, T* output, size_t count_per_rank) {
-    return WaitFor(StartAllToAll(input, output, count_per_rank, DataTypeOf<T>::value));
+  absl::Status AllToAll(const T* input, T* output, size_t count_per_rank,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartAllToAll(input, output, count_per_rank, DTypeOf<T>::value, stream), stream);
   }
   template <typename T>
   absl::StatusOr<std::unique_ptr<CommHandle>> AllToAllAsync(const T* input, T* output,
-                                                            size_t count_per_rank) {
-    return StartAllToAll(input, output, count_per_rank, DataTypeOf<T>::value);
+                                                            size_t count_per_rank,
+                                                        Stream* stream = nullptr) {
+    return StartAllToAll(input, output, count_per_rank, DTypeOf<T>::value, stream);
   }
   absl::StatusOr<std::unique_ptr<CommHandle>> StartAllToAll(const void* input, void* output,
-                                                            size_t count_per_rank, DataType dtype);
+                                                            size_t count_per_rank, DType dtype,
+      Stream* stream = nullptr);
 
   // Copies `count` elements of `buffer` on rank `root` into `buffer` on every other rank.
   template <typename T>
-  absl::Status Broadcast(T* buffer, size_t count, int root) {
-    return WaitFor(StartBroadcast(buffer, count, DataTypeOf<T>::value, root));
+  absl::Status Broadcast(T* buffer, size_t count, int root,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartBroadcast(buffer, count, DTypeOf<T>::value, root, stream), stream);
   }
   template <typename T>
-  absl::StatusOr<std::unique_ptr<CommHandle>> BroadcastAsync(T* buffer, size_t count, int root) {
-    return StartBroadcast(buffer, count, DataTypeOf<T>::value, root);
+  absl::StatusOr<std::unique_ptr<CommHandle>> BroadcastAsync(T* buffer, size_t count, int root,
+                                                        Stream* stream = nullptr) {
+    return StartBroadcast(buffer, count, DTypeOf<T>::value, root, stream);
   }
   absl::StatusOr<std::unique_ptr<CommHandle>> StartBroadcast(void* buffer, size_t count,
-                                                             DataType dtype, int root);
+                                                             DType dtype, int root,
+      Stream* stream = nullptr);
 
   // Returns once every rank of the group has entered the barrier.
-  absl::Status Barrier() { return WaitFor(BarrierAsync()); }
+  absl::Status Barrier() { return WaitFor(BarrierAsync(), nullptr); }
   absl::StatusOr<std::unique_ptr<CommHandle>> BarrierAsync();
 
   // ---- Point-to-point. `peer` is a group rank other than rank(); `tag` >= 0 tells apart messages
@@ -220,28 +226,34 @@ class Communicator {
   // timeout). Exchange with SendAsync + RecvAsync, then Wait on both. The matching Send and Recv must
   // have the same count and type. Optional: implementations without them return Unimplemented.
   template <typename T>
-  absl::Status Send(const T* input, size_t count, int peer, int tag) {
-    return WaitFor(StartSend(input, count, DataTypeOf<T>::value, peer, tag));
+  absl::Status Send(const T* input, size_t count, int peer, int tag,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartSend(input, count, DTypeOf<T>::value, peer, tag, stream), stream);
   }
   template <typename T>
   absl::StatusOr<std::unique_ptr<CommHandle>> SendAsync(const T* input, size_t count, int peer,
-                                                        int tag) {
-    return StartSend(input, count, DataTypeOf<T>::value, peer, tag);
+                                                        int tag,
+                                                        Stream* stream = nullptr) {
+    return StartSend(input, count, DTypeOf<T>::value, peer, tag, stream);
   }
   absl::StatusOr<std::unique_ptr<CommHandle>> StartSend(const void* input, size_t count,
-                                                        DataType dtype, int peer, int tag);
+                                                        DType dtype, int peer, int tag,
+      Stream* stream = nullptr);
 
   template <typename T>
-  absl::Status Recv(T* output, size_t count, int peer, int tag) {
-    return WaitFor(StartRecv(output, count, DataTypeOf<T>::value, peer, tag));
+  absl::Status Recv(T* output, size_t count, int peer, int tag,
+                      Stream* stream = nullptr) {
+    return WaitFor(StartRecv(output, count, DTypeOf<T>::value, peer, tag, stream), stream);
   }
   template <typename T>
   absl::StatusOr<std::unique_ptr<CommHandle>> RecvAsync(T* output, size_t count, int peer,
-                                                        int tag) {
-    return StartRecv(output, count, DataTypeOf<T>::value, peer, tag);
+                                                        int tag,
+                                                        Stream* stream = nullptr) {
+    return StartRecv(output, count, DTypeOf<T>::value, peer, tag, stream);
   }
-  absl::StatusOr<std::unique_ptr<CommHandle>> StartRecv(void* output, size_t count, DataType dtype,
-                                                        int peer, int tag);
+  absl::StatusOr<std::unique_ptr<CommHandle>> StartRecv(void* output, size_t count, DType dtype,
+                                                        int peer, int tag,
+      Stream* stream = nullptr);
 
   // ---- Groups.
 
@@ -267,30 +279,30 @@ class Communicator {
   Communicator(int rank, std::vector<int> world_ranks, std::string name);
 
   // What implementations provide. Arguments are validated by the public calls (counts are > 0,
-  // ranks in range, buffers overlap only as allowed, dtype accepted by SupportsDataType).
+  // ranks in range, buffers overlap only as allowed, dtype accepted by SupportsDType).
   // Argument errors are returned directly; communication errors through the handle.
-  virtual bool SupportsDataType(DataType dtype) const = 0;
+  virtual bool SupportsDType(DType dtype) const = 0;
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> AllReduceImpl(const void* input, void* output,
-                                                                    size_t count, DataType dtype,
-                                                                    ReduceOp op) = 0;
+                                                                    size_t count, DType dtype,
+                                                                    ReduceOp op, Stream* stream) = 0;
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> AllGatherImpl(const void* input, void* output,
                                                                     size_t count_per_rank,
-                                                                    DataType dtype) = 0;
+                                                                    DType dtype, Stream* stream) = 0;
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> ReduceScatterImpl(const void* input,
                                                                         void* output,
                                                                         size_t count_per_rank,
-                                                                        DataType dtype,
-                                                                        ReduceOp op) = 0;
+                                                                        DType dtype,
+                                                                        ReduceOp op, Stream* stream) = 0;
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> AllToAllImpl(const void* input, void* output,
                                                                    size_t count_per_rank,
-                                                                   DataType dtype);
+                                                                   DType dtype, Stream* stream);
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> BroadcastImpl(void* buffer, size_t count,
-                                                                    DataType dtype, int root) = 0;
+                                                                    DType dtype, int root, Stream* stream) = 0;
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> BarrierImpl() = 0;
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> SendImpl(const void* input, size_t count,
-                                                               DataType dtype, int peer, int tag);
+                                                               DType dtype, int peer, int tag, Stream* stream);
   virtual absl::StatusOr<std::unique_ptr<CommHandle>> RecvImpl(void* output, size_t count,
-                                                               DataType dtype, int peer, int tag);
+                                                               DType dtype, int peer, int tag, Stream* stream);
   // `ranks` is validated and contains rank(); `name` is final.
   virtual absl::StatusOr<std::unique_ptr<Communicator>> SplitImpl(const std::vector<int>& ranks,
                                                                   std::string name) = 0;
@@ -299,9 +311,10 @@ class Communicator {
   std::string OpLabel(absl::string_view op, uint64_t sequence) const;
 
  private:
-  static absl::Status WaitFor(absl::StatusOr<std::unique_ptr<CommHandle>> handle);
-  // Unimplemented unless SupportsDataType(dtype).
-  absl::Status CheckDataType(absl::string_view op, DataType dtype) const;
+  // Completes `handle` with respect to `stream` (WaitOn), or on the host when stream is null.
+  static absl::Status WaitFor(absl::StatusOr<std::unique_ptr<CommHandle>> handle, Stream* stream);
+  // Unimplemented unless SupportsDType(dtype).
+  absl::Status CheckDType(absl::string_view op, DType dtype) const;
 
   const int rank_;
   const std::vector<int> world_ranks_;

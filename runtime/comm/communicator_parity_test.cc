@@ -332,7 +332,7 @@ TEST_P(CommParityTest, BadArgumentsAreRejectedBeforeCommunicating) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overlap")));
   EXPECT_THAT(c.AllReduce<float>(nullptr, buf.data(), 4),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("null")));
-  EXPECT_THAT(c.StartAllReduce(buf.data(), buf.data(), 4, DataType::kBFloat16, ReduceOp::kSum),
+  EXPECT_THAT(c.StartAllReduce(buf.data(), buf.data(), 4, DType::kBFloat16, ReduceOp::kSum),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("bf16")));
   EXPECT_THAT(c.Split({}), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   EXPECT_THAT(c.Split({0, 0}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));

@@ -30,16 +30,6 @@ absl::Status RequiredIf(bool needed, const char* what, const char* field, const 
 
 }  // namespace
 
-const char* DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return "f32";
-    case DType::kBFloat16:
-      return "bf16";
-  }
-  return "unknown";
-}
-
 absl::Status CheckMatmulShape(const MatmulShape& s) {
   CAIRN_RETURN_IF_ERROR(Positive("matmul", "m", s.m));
   CAIRN_RETURN_IF_ERROR(Positive("matmul", "n", s.n));
@@ -193,10 +183,57 @@ absl::Status ComputeBackend::Zero(void* device_dst, int64_t bytes, Stream* strea
 
 absl::Status ComputeBackend::Synchronize(Stream* stream) { return DoSynchronize(stream); }
 
+absl::Status ComputeBackend::Copy2D(int64_t rows, int64_t row_bytes, const void* src,
+                                    int64_t src_pitch, void* dst, int64_t dst_pitch,
+                                    Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(NonNegative("copy2d", "rows", rows));
+  CAIRN_RETURN_IF_ERROR(NonNegative("copy2d", "row_bytes", row_bytes));
+  if (src_pitch < row_bytes || dst_pitch < row_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("copy2d: pitches ", src_pitch, " and ",
+                                                   dst_pitch, " must be >= row_bytes ", row_bytes));
+  }
+  if (rows == 0 || row_bytes == 0) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(Required("copy2d", "src", src));
+  CAIRN_RETURN_IF_ERROR(Required("copy2d", "dst", dst));
+  return DoCopy2D(rows, row_bytes, src, src_pitch, dst, dst_pitch, stream);
+}
+
+absl::Status ComputeBackend::Add2D(int64_t rows, int64_t row_elements, const void* src,
+                                   int64_t src_pitch, void* dst, int64_t dst_pitch,
+                                   Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(NonNegative("add2d", "rows", rows));
+  CAIRN_RETURN_IF_ERROR(NonNegative("add2d", "row_elements", row_elements));
+  if (src_pitch < row_elements || dst_pitch < row_elements) {
+    return absl::InvalidArgumentError(absl::StrCat("add2d: pitches ", src_pitch, " and ",
+                                                   dst_pitch, " must be >= row_elements ",
+                                                   row_elements));
+  }
+  if (rows == 0 || row_elements == 0) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(Required("add2d", "src", src));
+  CAIRN_RETURN_IF_ERROR(Required("add2d", "dst", dst));
+  return DoAdd2D(rows, row_elements, src, src_pitch, dst, dst_pitch, stream);
+}
+
+absl::Status ComputeBackend::ToWorking(int64_t n, const float* src, void* dst, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(NonNegative("to_working", "n", n));
+  if (n == 0) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(Required("to_working", "src", src));
+  CAIRN_RETURN_IF_ERROR(Required("to_working", "dst", dst));
+  return DoToWorking(n, src, dst, stream);
+}
+
+absl::Status ComputeBackend::FromWorking(int64_t n, const void* src, float* dst, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(NonNegative("from_working", "n", n));
+  if (n == 0) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(Required("from_working", "src", src));
+  CAIRN_RETURN_IF_ERROR(Required("from_working", "dst", dst));
+  return DoFromWorking(n, src, dst, stream);
+}
+
 // ---- Matmul -----------------------------------------------------------------------------------
 
-absl::Status ComputeBackend::MatmulForward(const MatmulShape& shape, const float* a, const float* b,
-                                           const float* bias, float* c, bool accumulate,
+absl::Status ComputeBackend::MatmulForward(const MatmulShape& shape, const void* a, const void* b,
+                                           const void* bias, void* c, bool accumulate,
                                            Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckMatmulShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("matmul", "a", a));
@@ -205,8 +242,8 @@ absl::Status ComputeBackend::MatmulForward(const MatmulShape& shape, const float
   return DoMatmulForward(shape, a, b, bias, c, accumulate, stream);
 }
 
-absl::Status ComputeBackend::MatmulBackward(const MatmulShape& shape, const float* a,
-                                            const float* b, const float* dc, float* da, float* db,
+absl::Status ComputeBackend::MatmulBackward(const MatmulShape& shape, const void* a,
+                                            const void* b, const void* dc, void* da, float* db,
                                             float* dbias, bool accumulate_da, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckMatmulShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("matmul backward", "dc", dc));
@@ -217,8 +254,8 @@ absl::Status ComputeBackend::MatmulBackward(const MatmulShape& shape, const floa
 
 // ---- Normalisation ----------------------------------------------------------------------------
 
-absl::Status ComputeBackend::LayerNormForward(const NormShape& shape, const float* inp,
-                                              const float* weight, const float* bias, float* out,
+absl::Status ComputeBackend::LayerNormForward(const NormShape& shape, const void* inp,
+                                              const void* weight, const void* bias, void* out,
                                               float* rstd, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckNormShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("layernorm", "inp", inp));
@@ -228,9 +265,9 @@ absl::Status ComputeBackend::LayerNormForward(const NormShape& shape, const floa
   return DoLayerNormForward(shape, inp, weight, bias, out, rstd, stream);
 }
 
-absl::Status ComputeBackend::LayerNormBackward(const NormShape& shape, const float* inp,
-                                               const float* weight, const float* rstd,
-                                               const float* dout, float* dinp, float* dweight,
+absl::Status ComputeBackend::LayerNormBackward(const NormShape& shape, const void* inp,
+                                               const void* weight, const float* rstd,
+                                               const void* dout, void* dinp, float* dweight,
                                                float* dbias, bool accumulate_dinp, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckNormShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("layernorm backward", "inp", inp));
@@ -243,8 +280,8 @@ absl::Status ComputeBackend::LayerNormBackward(const NormShape& shape, const flo
                              stream);
 }
 
-absl::Status ComputeBackend::RmsNormForward(const NormShape& shape, const float* inp,
-                                            const float* weight, float* out, float* rstd,
+absl::Status ComputeBackend::RmsNormForward(const NormShape& shape, const void* inp,
+                                            const void* weight, void* out, float* rstd,
                                             Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckNormShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("rmsnorm", "inp", inp));
@@ -254,9 +291,9 @@ absl::Status ComputeBackend::RmsNormForward(const NormShape& shape, const float*
   return DoRmsNormForward(shape, inp, weight, out, rstd, stream);
 }
 
-absl::Status ComputeBackend::RmsNormBackward(const NormShape& shape, const float* inp,
-                                             const float* weight, const float* rstd,
-                                             const float* dout, float* dinp, float* dweight,
+absl::Status ComputeBackend::RmsNormBackward(const NormShape& shape, const void* inp,
+                                             const void* weight, const float* rstd,
+                                             const void* dout, void* dinp, float* dweight,
                                              bool accumulate_dinp, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckNormShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("rmsnorm backward", "inp", inp));
@@ -270,7 +307,7 @@ absl::Status ComputeBackend::RmsNormBackward(const NormShape& shape, const float
 
 // ---- Activations ------------------------------------------------------------------------------
 
-absl::Status ComputeBackend::GeluForward(int64_t n, const float* inp, float* out, Stream* stream) {
+absl::Status ComputeBackend::GeluForward(int64_t n, const void* inp, void* out, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(NonNegative("gelu", "n", n));
   if (n == 0) return absl::OkStatus();
   CAIRN_RETURN_IF_ERROR(Required("gelu", "inp", inp));
@@ -278,8 +315,8 @@ absl::Status ComputeBackend::GeluForward(int64_t n, const float* inp, float* out
   return DoGeluForward(n, inp, out, stream);
 }
 
-absl::Status ComputeBackend::GeluBackward(int64_t n, const float* inp, const float* dout,
-                                          float* dinp, Stream* stream) {
+absl::Status ComputeBackend::GeluBackward(int64_t n, const void* inp, const void* dout,
+                                          void* dinp, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(NonNegative("gelu backward", "n", n));
   if (n == 0) return absl::OkStatus();
   CAIRN_RETURN_IF_ERROR(Required("gelu backward", "inp", inp));
@@ -288,8 +325,8 @@ absl::Status ComputeBackend::GeluBackward(int64_t n, const float* inp, const flo
   return DoGeluBackward(n, inp, dout, dinp, stream);
 }
 
-absl::Status ComputeBackend::SwiGluForward(int64_t n, const float* gate, const float* up,
-                                           float* out, Stream* stream) {
+absl::Status ComputeBackend::SwiGluForward(int64_t n, const void* gate, const void* up,
+                                           void* out, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(NonNegative("swiglu", "n", n));
   if (n == 0) return absl::OkStatus();
   CAIRN_RETURN_IF_ERROR(Required("swiglu", "gate", gate));
@@ -298,8 +335,8 @@ absl::Status ComputeBackend::SwiGluForward(int64_t n, const float* gate, const f
   return DoSwiGluForward(n, gate, up, out, stream);
 }
 
-absl::Status ComputeBackend::SwiGluBackward(int64_t n, const float* gate, const float* up,
-                                            const float* dout, float* dgate, float* dup,
+absl::Status ComputeBackend::SwiGluBackward(int64_t n, const void* gate, const void* up,
+                                            const void* dout, void* dgate, void* dup,
                                             Stream* stream) {
   CAIRN_RETURN_IF_ERROR(NonNegative("swiglu backward", "n", n));
   if (n == 0) return absl::OkStatus();
@@ -313,7 +350,7 @@ absl::Status ComputeBackend::SwiGluBackward(int64_t n, const float* gate, const 
 
 // ---- RoPE -------------------------------------------------------------------------------------
 
-absl::Status ComputeBackend::RopeForward(const RopeShape& shape, const float* inp, float* out,
+absl::Status ComputeBackend::RopeForward(const RopeShape& shape, const void* inp, void* out,
                                          Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckRopeShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("rope", "inp", inp));
@@ -321,7 +358,7 @@ absl::Status ComputeBackend::RopeForward(const RopeShape& shape, const float* in
   return DoRopeForward(shape, inp, out, stream);
 }
 
-absl::Status ComputeBackend::RopeBackward(const RopeShape& shape, const float* dout, float* dinp,
+absl::Status ComputeBackend::RopeBackward(const RopeShape& shape, const void* dout, void* dinp,
                                           Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckRopeShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("rope backward", "dout", dout));
@@ -331,8 +368,8 @@ absl::Status ComputeBackend::RopeBackward(const RopeShape& shape, const float* d
 
 // ---- Attention --------------------------------------------------------------------------------
 
-absl::Status ComputeBackend::AttentionForward(const AttentionShape& shape, const float* q,
-                                              const float* k, const float* v, float* out,
+absl::Status ComputeBackend::AttentionForward(const AttentionShape& shape, const void* q,
+                                              const void* k, const void* v, void* out,
                                               float* lse, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckAttentionShape(shape));
   CAIRN_RETURN_IF_ERROR(Required("attention", "q", q));
@@ -343,10 +380,10 @@ absl::Status ComputeBackend::AttentionForward(const AttentionShape& shape, const
   return DoAttentionForward(shape, q, k, v, out, lse, stream);
 }
 
-absl::Status ComputeBackend::AttentionBackward(const AttentionShape& shape, const float* q,
-                                               const float* k, const float* v, const float* out,
-                                               const float* lse, const float* dout, float* dq,
-                                               float* dk, float* dv, Stream* stream) {
+absl::Status ComputeBackend::AttentionBackward(const AttentionShape& shape, const void* q,
+                                               const void* k, const void* v, const void* out,
+                                               const float* lse, const void* dout, void* dq,
+                                               void* dk, void* dv, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckAttentionShape(shape));
   const char* what = "attention backward";
   CAIRN_RETURN_IF_ERROR(Required(what, "q", q));
@@ -376,7 +413,7 @@ absl::Status CheckPositions(const char* what, const EmbeddingShape& s, const voi
 }  // namespace
 
 absl::Status ComputeBackend::EmbeddingForward(const EmbeddingShape& shape, const int32_t* tokens,
-                                              const float* wte, const float* wpe, float* out,
+                                              const void* wte, const void* wpe, void* out,
                                               Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckEmbeddingShape(shape));
   CAIRN_RETURN_IF_ERROR(CheckPositions("embedding", shape, wpe));
@@ -387,7 +424,7 @@ absl::Status ComputeBackend::EmbeddingForward(const EmbeddingShape& shape, const
 }
 
 absl::Status ComputeBackend::EmbeddingBackward(const EmbeddingShape& shape, const int32_t* tokens,
-                                               const float* dout, float* dwte, float* dwpe,
+                                               const void* dout, float* dwte, float* dwpe,
                                                Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckEmbeddingShape(shape));
   CAIRN_RETURN_IF_ERROR(CheckPositions("embedding backward", shape, dwpe));
@@ -424,7 +461,7 @@ absl::Status ComputeBackend::CrossEntropyLossAndGrad(const CrossEntropyShape& sh
                                                      const float* logits, const int32_t* targets,
                                                      const float* max, const float* sum_exp,
                                                      const float* target_logit, float loss_scale,
-                                                     float* losses, float* dlogits,
+                                                     float* losses, void* dlogits,
                                                      Stream* stream) {
   CAIRN_RETURN_IF_ERROR(CheckCrossEntropyShape(shape));
   const char* what = "cross-entropy loss";
@@ -441,7 +478,7 @@ absl::Status ComputeBackend::CrossEntropyLossAndGrad(const CrossEntropyShape& sh
 
 // ---- Residual, optimizer, utilities -------------------------------------------------------------
 
-absl::Status ComputeBackend::ResidualForward(int64_t n, const float* a, const float* b, float* out,
+absl::Status ComputeBackend::ResidualForward(int64_t n, const void* a, const void* b, void* out,
                                              Stream* stream) {
   CAIRN_RETURN_IF_ERROR(NonNegative("residual", "n", n));
   if (n == 0) return absl::OkStatus();
@@ -451,7 +488,7 @@ absl::Status ComputeBackend::ResidualForward(int64_t n, const float* a, const fl
   return DoResidualForward(n, a, b, out, stream);
 }
 
-absl::Status ComputeBackend::ResidualBackward(int64_t n, const float* dout, float* da, float* db,
+absl::Status ComputeBackend::ResidualBackward(int64_t n, const void* dout, void* da, void* db,
                                               bool accumulate, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(NonNegative("residual backward", "n", n));
   if (n == 0) return absl::OkStatus();
@@ -487,6 +524,14 @@ absl::Status ComputeBackend::NormSquared(int64_t n, const float* x, float* sum, 
   if (n == 0) return absl::OkStatus();
   CAIRN_RETURN_IF_ERROR(Required("norm squared", "x", x));
   return DoNormSquared(n, x, sum, stream);
+}
+
+absl::Status ComputeBackend::Sum(int64_t n, const float* x, float* sum, Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(NonNegative("sum", "n", n));
+  CAIRN_RETURN_IF_ERROR(Required("sum", "sum", sum));
+  if (n == 0) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(Required("sum", "x", x));
+  return DoSum(n, x, sum, stream);
 }
 
 }  // namespace cairn::runtime

@@ -68,16 +68,15 @@
 //
 // Precision
 // ---------
-// The CPU backend computes in fp32 and every pointer is a `float*` (token ids `int32_t*`). A mixed-
-// precision backend (CUDA, bf16) implements the same operations with a *working* dtype reported by
-// `working_dtype()`: each argument's contract says "(w)" for working-dtype tensors (activations,
-// their gradients, the working copy of weights that forward/backward read, the logits gradient) or
-// "(f32)" for tensors that stay fp32 on every backend (master weights and AdamW moments, parameter
-// gradient accumulators, norm rstd, attention logsumexp, cross-entropy logits and statistics,
-// losses, the norm-squared sum) — the split docs/cost-model.md's memory model assumes (18 B per
-// parameter in bf16). When that backend lands, the (w) arguments change from `float*` to the
-// working element type; the order and meaning of every argument stays. Reductions inside a backend
-// (sums over rows, softmax, dot products) should accumulate in at least fp32.
+// Every backend has a *working* dtype, `working_dtype()` (runtime/dtype.h): fp32 on the CPU
+// backend, bf16 on the CUDA backend. Each argument's contract says "(w)" for working-dtype tensors
+// (activations, their gradients, the working copy of weights that forward/backward read, the
+// logits gradient), passed as `void*`, or "(f32)" for tensors that stay fp32 on every backend,
+// passed as `float*` (master weights and AdamW moments, parameter gradient accumulators, norm
+// rstd, attention logsumexp, cross-entropy logits and statistics, losses, the norm-squared sum) —
+// the split docs/cost-model.md's memory model assumes (18 B per parameter in bf16). Token ids are
+// `int32_t*`. `ToWorking`/`FromWorking` convert between the two (on an fp32 backend: copies).
+// Reductions inside a backend (sums over rows, softmax, dot products) accumulate in at least fp32.
 #ifndef CAIRN_RUNTIME_COMPUTE_COMPUTE_BACKEND_H_
 #define CAIRN_RUNTIME_COMPUTE_COMPUTE_BACKEND_H_
 
@@ -86,6 +85,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "runtime/dtype.h"
 
 namespace cairn::runtime {
 
@@ -94,9 +94,6 @@ namespace cairn::runtime {
 // stream).
 class Stream;
 
-// Element types a backend may use for working tensors.
-enum class DType { kFloat32, kBFloat16 };
-const char* DTypeName(DType dtype);
 
 // -------------------------------------------------------------------------------------------------
 // Shapes. Each struct states one operation's dimensions once; `Check*` (below) validates them.
@@ -112,10 +109,13 @@ struct MatmulShape {
   int64_t k = 0;
   bool transpose_a = false;
   bool transpose_b = true;
+  // The output c (and the bias) in fp32 instead of the working dtype: the LM head writes fp32
+  // logits for the cross-entropy. Forward only.
+  bool output_f32 = false;
 
   // A linear layer y[rows, out] = x[rows, in] . W[out, in]^T.
   static MatmulShape Linear(int64_t rows, int64_t in_features, int64_t out_features) {
-    return MatmulShape{rows, out_features, in_features, false, true};
+    return MatmulShape{rows, out_features, in_features, false, true, false};
   }
   // FLOPs of one forward (2 m n k); the backward with both gradients is twice that.
   double Flops() const { return 2.0 * static_cast<double>(m) * static_cast<double>(n) * k; }
@@ -238,6 +238,10 @@ class ComputeBackend {
   virtual std::string name() const = 0;
   // Element type of the (w) tensors (see "Precision").
   virtual DType working_dtype() const = 0;
+  // The stream `nullptr` stands for in every call: pass it to communicators so that their
+  // operations are ordered after the compute enqueued so far (communicator.h). nullptr on
+  // backends that run synchronously (CPU).
+  virtual Stream* default_stream() { return nullptr; }
 
   // ---- Memory ---------------------------------------------------------------------------------
   // Device memory of `bytes` bytes (>= 0), aligned to 256 bytes; contents undefined. The runtime's
@@ -254,6 +258,19 @@ class ComputeBackend {
                             Stream* stream = nullptr);
   // Sets `bytes` bytes to zero (fp32 and bf16 zero are all-zero bits).
   absl::Status Zero(void* device_dst, int64_t bytes, Stream* stream = nullptr);
+  // Copies `rows` rows of `row_bytes` bytes on the device: row r from src + r x src_pitch to
+  // dst + r x dst_pitch (pitches in bytes, >= row_bytes). Any dtype: the engine's relocations,
+  // sequence gathers and token slices. Source and destination rows must not overlap.
+  absl::Status Copy2D(int64_t rows, int64_t row_bytes, const void* src, int64_t src_pitch,
+                      void* dst, int64_t dst_pitch, Stream* stream = nullptr);
+  // dst (w) += src (w), row by row: `rows` rows of `row_elements` elements at pitches counted in
+  // elements (Ulysses sums key/value-head gradients that several ranks computed).
+  absl::Status Add2D(int64_t rows, int64_t row_elements, const void* src, int64_t src_pitch,
+                     void* dst, int64_t dst_pitch, Stream* stream = nullptr);
+  // Conversions between fp32 and the working dtype over n elements (bf16: round to nearest
+  // even). src and dst must not overlap (on an fp32 backend these are copies).
+  absl::Status ToWorking(int64_t n, const float* src, void* dst, Stream* stream = nullptr);
+  absl::Status FromWorking(int64_t n, const void* src, float* dst, Stream* stream = nullptr);
   // Waits until everything enqueued on `stream` has finished.
   absl::Status Synchronize(Stream* stream = nullptr);
 
@@ -261,76 +278,77 @@ class ComputeBackend {
   // c[m, n] (w) = op(a) . op(b) + bias   (or += when `accumulate`).
   //   a (w): [m, k], or [k, m] when transpose_a.   b (w): [n, k] when transpose_b, else [k, n].
   //   bias (w): [n] or nullptr. Under row-parallel TP pass the bias on one rank only (the partial
-  //   outputs are summed). c must not alias a or b. FLOPs: shape.Flops().
-  absl::Status MatmulForward(const MatmulShape& shape, const float* a, const float* b,
-                             const float* bias, float* c, bool accumulate,
+  //   outputs are summed). c must not alias a or b. FLOPs: shape.Flops(). With
+  //   shape.output_f32, c and bias are fp32 (float*).
+  absl::Status MatmulForward(const MatmulShape& shape, const void* a, const void* b,
+                             const void* bias, void* c, bool accumulate,
                              Stream* stream = nullptr);
   // Gradients of c = op(a) . op(b) + bias, given dc (w) [m, n]:
   //   da (w) shaped like a: overwritten (or += when accumulate_da); nullptr to skip.
   //   db (f32) shaped like b: always +=; nullptr to skip (e.g. frozen weights).
   //   dbias (f32) [n]: always += (column sums of dc); nullptr to skip.
   // FLOPs: 2 m n k per requested da or db.
-  absl::Status MatmulBackward(const MatmulShape& shape, const float* a, const float* b,
-                              const float* dc, float* da, float* db, float* dbias,
+  absl::Status MatmulBackward(const MatmulShape& shape, const void* a, const void* b,
+                              const void* dc, void* da, float* db, float* dbias,
                               bool accumulate_da, Stream* stream = nullptr);
 
   // ---- Normalisation --------------------------------------------------------------------------
   // LayerNorm (GPT-2): out = (inp - mean) * rstd * weight + bias per row, rstd = 1/sqrt(var + eps)
   // with the biased variance. inp, out (w) [rows, cols]; weight, bias (w) [cols], bias may be null;
   // rstd (f32) [rows] is saved for backward (the mean is not: backward recomputes it from inp).
-  absl::Status LayerNormForward(const NormShape& shape, const float* inp, const float* weight,
-                                const float* bias, float* out, float* rstd,
+  absl::Status LayerNormForward(const NormShape& shape, const void* inp, const void* weight,
+                                const void* bias, void* out, float* rstd,
                                 Stream* stream = nullptr);
   // Given the forward's inp, weight, rstd and dout (w) [rows, cols]: dinp (w) overwritten (+= when
   // accumulate_dinp: the residual stream's gradient), dweight (f32) += , dbias (f32) += (nullptr
   // when the norm has no bias). dinp may not alias dout.
-  absl::Status LayerNormBackward(const NormShape& shape, const float* inp, const float* weight,
-                                 const float* rstd, const float* dout, float* dinp, float* dweight,
+  absl::Status LayerNormBackward(const NormShape& shape, const void* inp, const void* weight,
+                                 const float* rstd, const void* dout, void* dinp, float* dweight,
                                  float* dbias, bool accumulate_dinp, Stream* stream = nullptr);
   // RMSNorm (Llama): out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps). Shapes as
   // LayerNorm.
-  absl::Status RmsNormForward(const NormShape& shape, const float* inp, const float* weight,
-                              float* out, float* rstd, Stream* stream = nullptr);
-  absl::Status RmsNormBackward(const NormShape& shape, const float* inp, const float* weight,
-                               const float* rstd, const float* dout, float* dinp, float* dweight,
+  absl::Status RmsNormForward(const NormShape& shape, const void* inp, const void* weight,
+                              void* out, float* rstd, Stream* stream = nullptr);
+  absl::Status RmsNormBackward(const NormShape& shape, const void* inp, const void* weight,
+                               const float* rstd, const void* dout, void* dinp, float* dweight,
                                bool accumulate_dinp, Stream* stream = nullptr);
 
   // ---- Activations (element-wise over n >= 0 elements) ----------------------------------------
   // GELU, tanh approximation (GPT-2): out = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   // inp, out (w); out may alias inp. Backward: dinp = dout * gelu'(inp), dinp may alias dout.
-  absl::Status GeluForward(int64_t n, const float* inp, float* out, Stream* stream = nullptr);
-  absl::Status GeluBackward(int64_t n, const float* inp, const float* dout, float* dinp,
+  absl::Status GeluForward(int64_t n, const void* inp, void* out, Stream* stream = nullptr);
+  absl::Status GeluBackward(int64_t n, const void* inp, const void* dout, void* dinp,
                             Stream* stream = nullptr);
   // SwiGLU (Llama MLP): out = silu(gate) * up, silu(x) = x sigmoid(x). All (w), n elements each
   // (gate and up are the outputs of the two column-parallel up projections). No argument may alias
   // another (the cost model keeps gate, up and out). Backward: dgate, dup overwritten.
-  absl::Status SwiGluForward(int64_t n, const float* gate, const float* up, float* out,
+  absl::Status SwiGluForward(int64_t n, const void* gate, const void* up, void* out,
                              Stream* stream = nullptr);
-  absl::Status SwiGluBackward(int64_t n, const float* gate, const float* up, const float* dout,
-                              float* dgate, float* dup, Stream* stream = nullptr);
+  absl::Status SwiGluBackward(int64_t n, const void* gate, const void* up, const void* dout,
+                              void* dgate, void* dup, Stream* stream = nullptr);
 
   // ---- Rotary position embedding --------------------------------------------------------------
   // out = rope(inp) over a [B, T, heads, D] tensor at shape.token_stride (see RopeShape); call once
   // for Q and once for K. inp, out (w); out may alias inp (in place). Elements of a token row past
   // heads x D (other parts of a fused buffer) are not touched.
-  absl::Status RopeForward(const RopeShape& shape, const float* inp, float* out,
+  absl::Status RopeForward(const RopeShape& shape, const void* inp, void* out,
                            Stream* stream = nullptr);
   // dinp = rope^-1(dout) (the rotation by the opposite angle); dinp may alias dout.
-  absl::Status RopeBackward(const RopeShape& shape, const float* dout, float* dinp,
+  absl::Status RopeBackward(const RopeShape& shape, const void* dout, void* dinp,
                             Stream* stream = nullptr);
 
   // ---- Causal self-attention (flash-style) ----------------------------------------------------
   // out (w) [B, T, local_heads, D] contiguous = softmax(q k^T / sqrt(D) + causal mask) v per local
   // head; lse (f32) [B, local_heads, T] = the natural-log sum of exp of each score row (saved for
   // backward, which recomputes the probabilities). q, k, v (w) as in AttentionShape.
-  absl::Status AttentionForward(const AttentionShape& shape, const float* q, const float* k,
-                                const float* v, float* out, float* lse, Stream* stream = nullptr);
+  absl::Status AttentionForward(const AttentionShape& shape, const void* q, const void* k,
+                                const void* v, void* out, float* lse, Stream* stream = nullptr);
   // Given the forward's q, k, v, out, lse and dout (w, shaped like out): dq (w, laid out like q),
   // dk, dv (w, laid out like k, v) overwritten (strided fused buffers: only the addressed
   // elements). FLOPs: 2.5x forward (one extra q k^T to recompute the probabilities).
-  absl::Status AttentionBackward(const AttentionShape& shape, const float* q, const float* k,
-                                 const float* v, const float* out, const float* lse,
-                                 const float* dout, float* dq, float* dk, float* dv,
+  absl::Status AttentionBackward(const AttentionShape& shape, const void* q, const void* k,
+                                 const void* v, const void* out, const float* lse,
+                                 const void* dout, void* dq, void* dk, void* dv,
                                  Stream* stream = nullptr);
 
   // ---- Embedding ------------------------------------------------------------------------------
@@ -339,12 +357,12 @@ class ComputeBackend {
   // [vocab_end - vocab_begin, C]; wpe (w) [max_positions, C] or nullptr. Under vocab-parallel pass
   // wpe on one rank only (the partial outputs are all-reduced).
   absl::Status EmbeddingForward(const EmbeddingShape& shape, const int32_t* tokens,
-                                const float* wte, const float* wpe, float* out,
+                                const void* wte, const void* wpe, void* out,
                                 Stream* stream = nullptr);
   // dwte (f32) += scatter of dout (w) [B, T, C] onto the local rows; dwpe (f32) += dout summed over
   // the batch, at rows position_offset + t (nullptr: skip).
   absl::Status EmbeddingBackward(const EmbeddingShape& shape, const int32_t* tokens,
-                                 const float* dout, float* dwte, float* dwpe,
+                                 const void* dout, float* dwte, float* dwpe,
                                  Stream* stream = nullptr);
 
   // ---- Cross-entropy, split for vocab-parallel -------------------------------------------------
@@ -372,17 +390,17 @@ class ComputeBackend {
   absl::Status CrossEntropyLossAndGrad(const CrossEntropyShape& shape, const float* logits,
                                        const int32_t* targets, const float* max,
                                        const float* sum_exp, const float* target_logit,
-                                       float loss_scale, float* losses, float* dlogits,
+                                       float loss_scale, float* losses, void* dlogits,
                                        Stream* stream = nullptr);
 
   // ---- Residual -------------------------------------------------------------------------------
   // out = a + b over n elements (w); out may alias a or b.
-  absl::Status ResidualForward(int64_t n, const float* a, const float* b, float* out,
+  absl::Status ResidualForward(int64_t n, const void* a, const void* b, void* out,
                                Stream* stream = nullptr);
   // The gradient reaches both branches: da = dout and db = dout (+= for each when accumulate);
   // either may be nullptr. Pre-norm blocks usually need no call: the stream's gradient buffer is
   // passed on as is and the norms' backward accumulates into it.
-  absl::Status ResidualBackward(int64_t n, const float* dout, float* da, float* db, bool accumulate,
+  absl::Status ResidualBackward(int64_t n, const void* dout, void* da, void* db, bool accumulate,
                                 Stream* stream = nullptr);
 
   // ---- Optimizer and gradient utilities -------------------------------------------------------
@@ -395,11 +413,13 @@ class ComputeBackend {
   absl::Status AdamWUpdate(int64_t n, const AdamWConfig& config, int64_t step,
                            bool apply_weight_decay, float grad_scale, float* params,
                            const float* grads, float* m, float* v, Stream* stream = nullptr);
-  // x *= alpha over n elements (f32 or w): gradient averaging, clipping.
+  // x *= alpha over n elements (f32): gradient averaging, clipping.
   absl::Status Scale(int64_t n, float alpha, float* x, Stream* stream = nullptr);
   // *sum (f32, one element on the device) += sum of x[i]^2 over n elements: the squared gradient
   // norm, accumulated over tensors (zero *sum first), then all-reduced and read for clipping.
   absl::Status NormSquared(int64_t n, const float* x, float* sum, Stream* stream = nullptr);
+  // *sum (f32, one element on the device) += sum of x[i] over n elements (f32): loss totals.
+  absl::Status Sum(int64_t n, const float* x, float* sum, Stream* stream = nullptr);
 
  private:
   // What a backend implements: the same arguments, already validated.
@@ -413,50 +433,50 @@ class ComputeBackend {
                                       Stream* stream) = 0;
   virtual absl::Status DoZero(void* device_dst, int64_t bytes, Stream* stream) = 0;
   virtual absl::Status DoSynchronize(Stream* stream) = 0;
-  virtual absl::Status DoMatmulForward(const MatmulShape& shape, const float* a, const float* b,
-                                       const float* bias, float* c, bool accumulate,
+  virtual absl::Status DoMatmulForward(const MatmulShape& shape, const void* a, const void* b,
+                                       const void* bias, void* c, bool accumulate,
                                        Stream* stream) = 0;
-  virtual absl::Status DoMatmulBackward(const MatmulShape& shape, const float* a, const float* b,
-                                        const float* dc, float* da, float* db, float* dbias,
+  virtual absl::Status DoMatmulBackward(const MatmulShape& shape, const void* a, const void* b,
+                                        const void* dc, void* da, float* db, float* dbias,
                                         bool accumulate_da, Stream* stream) = 0;
-  virtual absl::Status DoLayerNormForward(const NormShape& shape, const float* inp,
-                                          const float* weight, const float* bias, float* out,
+  virtual absl::Status DoLayerNormForward(const NormShape& shape, const void* inp,
+                                          const void* weight, const void* bias, void* out,
                                           float* rstd, Stream* stream) = 0;
-  virtual absl::Status DoLayerNormBackward(const NormShape& shape, const float* inp,
-                                           const float* weight, const float* rstd,
-                                           const float* dout, float* dinp, float* dweight,
+  virtual absl::Status DoLayerNormBackward(const NormShape& shape, const void* inp,
+                                           const void* weight, const float* rstd,
+                                           const void* dout, void* dinp, float* dweight,
                                            float* dbias, bool accumulate_dinp, Stream* stream) = 0;
-  virtual absl::Status DoRmsNormForward(const NormShape& shape, const float* inp,
-                                        const float* weight, float* out, float* rstd,
+  virtual absl::Status DoRmsNormForward(const NormShape& shape, const void* inp,
+                                        const void* weight, void* out, float* rstd,
                                         Stream* stream) = 0;
-  virtual absl::Status DoRmsNormBackward(const NormShape& shape, const float* inp,
-                                         const float* weight, const float* rstd, const float* dout,
-                                         float* dinp, float* dweight, bool accumulate_dinp,
+  virtual absl::Status DoRmsNormBackward(const NormShape& shape, const void* inp,
+                                         const void* weight, const float* rstd, const void* dout,
+                                         void* dinp, float* dweight, bool accumulate_dinp,
                                          Stream* stream) = 0;
-  virtual absl::Status DoGeluForward(int64_t n, const float* inp, float* out, Stream* stream) = 0;
-  virtual absl::Status DoGeluBackward(int64_t n, const float* inp, const float* dout, float* dinp,
+  virtual absl::Status DoGeluForward(int64_t n, const void* inp, void* out, Stream* stream) = 0;
+  virtual absl::Status DoGeluBackward(int64_t n, const void* inp, const void* dout, void* dinp,
                                       Stream* stream) = 0;
-  virtual absl::Status DoSwiGluForward(int64_t n, const float* gate, const float* up, float* out,
+  virtual absl::Status DoSwiGluForward(int64_t n, const void* gate, const void* up, void* out,
                                        Stream* stream) = 0;
-  virtual absl::Status DoSwiGluBackward(int64_t n, const float* gate, const float* up,
-                                        const float* dout, float* dgate, float* dup,
+  virtual absl::Status DoSwiGluBackward(int64_t n, const void* gate, const void* up,
+                                        const void* dout, void* dgate, void* dup,
                                         Stream* stream) = 0;
-  virtual absl::Status DoRopeForward(const RopeShape& shape, const float* inp, float* out,
+  virtual absl::Status DoRopeForward(const RopeShape& shape, const void* inp, void* out,
                                      Stream* stream) = 0;
-  virtual absl::Status DoRopeBackward(const RopeShape& shape, const float* dout, float* dinp,
+  virtual absl::Status DoRopeBackward(const RopeShape& shape, const void* dout, void* dinp,
                                       Stream* stream) = 0;
-  virtual absl::Status DoAttentionForward(const AttentionShape& shape, const float* q,
-                                          const float* k, const float* v, float* out, float* lse,
+  virtual absl::Status DoAttentionForward(const AttentionShape& shape, const void* q,
+                                          const void* k, const void* v, void* out, float* lse,
                                           Stream* stream) = 0;
-  virtual absl::Status DoAttentionBackward(const AttentionShape& shape, const float* q,
-                                           const float* k, const float* v, const float* out,
-                                           const float* lse, const float* dout, float* dq,
-                                           float* dk, float* dv, Stream* stream) = 0;
+  virtual absl::Status DoAttentionBackward(const AttentionShape& shape, const void* q,
+                                           const void* k, const void* v, const void* out,
+                                           const float* lse, const void* dout, void* dq,
+                                           void* dk, void* dv, Stream* stream) = 0;
   virtual absl::Status DoEmbeddingForward(const EmbeddingShape& shape, const int32_t* tokens,
-                                          const float* wte, const float* wpe, float* out,
+                                          const void* wte, const void* wpe, void* out,
                                           Stream* stream) = 0;
   virtual absl::Status DoEmbeddingBackward(const EmbeddingShape& shape, const int32_t* tokens,
-                                           const float* dout, float* dwte, float* dwpe,
+                                           const void* dout, float* dwte, float* dwpe,
                                            Stream* stream) = 0;
   virtual absl::Status DoCrossEntropyMax(const CrossEntropyShape& shape, const float* logits,
                                          float* max, Stream* stream) = 0;
@@ -467,16 +487,25 @@ class ComputeBackend {
                                                  const float* logits, const int32_t* targets,
                                                  const float* max, const float* sum_exp,
                                                  const float* target_logit, float loss_scale,
-                                                 float* losses, float* dlogits, Stream* stream) = 0;
-  virtual absl::Status DoResidualForward(int64_t n, const float* a, const float* b, float* out,
+                                                 float* losses, void* dlogits, Stream* stream) = 0;
+  virtual absl::Status DoResidualForward(int64_t n, const void* a, const void* b, void* out,
                                          Stream* stream) = 0;
-  virtual absl::Status DoResidualBackward(int64_t n, const float* dout, float* da, float* db,
+  virtual absl::Status DoResidualBackward(int64_t n, const void* dout, void* da, void* db,
                                           bool accumulate, Stream* stream) = 0;
   virtual absl::Status DoAdamWUpdate(int64_t n, const AdamWConfig& config, int64_t step,
                                      bool apply_weight_decay, float grad_scale, float* params,
                                      const float* grads, float* m, float* v, Stream* stream) = 0;
   virtual absl::Status DoScale(int64_t n, float alpha, float* x, Stream* stream) = 0;
   virtual absl::Status DoNormSquared(int64_t n, const float* x, float* sum, Stream* stream) = 0;
+  virtual absl::Status DoSum(int64_t n, const float* x, float* sum, Stream* stream) = 0;
+  virtual absl::Status DoCopy2D(int64_t rows, int64_t row_bytes, const void* src,
+                                int64_t src_pitch, void* dst, int64_t dst_pitch,
+                                Stream* stream) = 0;
+  virtual absl::Status DoAdd2D(int64_t rows, int64_t row_elements, const void* src,
+                               int64_t src_pitch, void* dst, int64_t dst_pitch,
+                               Stream* stream) = 0;
+  virtual absl::Status DoToWorking(int64_t n, const float* src, void* dst, Stream* stream) = 0;
+  virtual absl::Status DoFromWorking(int64_t n, const void* src, float* dst, Stream* stream) = 0;
 };
 
 }  // namespace cairn::runtime

@@ -727,8 +727,8 @@ void GlooCommunicator::Abort(absl::string_view reason) {
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllReduceImpl(const void* input,
                                                                              void* output,
                                                                              size_t count,
-                                                                             DataType,
-                                                                             ReduceOp op) {
+                                                                             DType,
+                                                                             ReduceOp op, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
@@ -743,7 +743,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllReduceImpl(cons
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllGatherImpl(const void* input,
                                                                              void* output,
                                                                              size_t count_per_rank,
-                                                                             DataType) {
+                                                                             DType, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
@@ -755,7 +755,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllGatherImpl(cons
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::ReduceScatterImpl(
-    const void* input, void* output, size_t count_per_rank, DataType, ReduceOp op) {
+    const void* input, void* output, size_t count_per_rank, DType, ReduceOp op, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
@@ -769,7 +769,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::ReduceScatterImpl(
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllToAllImpl(const void* input,
                                                                             void* output,
                                                                             size_t count_per_rank,
-                                                                            DataType) {
+                                                                            DType, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
@@ -782,7 +782,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllToAllImpl(const
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::BroadcastImpl(void* buffer,
                                                                              size_t count,
-                                                                             DataType, int root) {
+                                                                             DType, int root, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
@@ -803,8 +803,8 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::BarrierImpl() {
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::SendImpl(const void* input,
-                                                                       size_t count, DataType,
-                                                                       int peer, int tag) {
+                                                                       size_t count, DType,
+                                                                       int peer, int tag, Stream*) {
   const std::string label = absl::StrCat(OpLabel("send", state_->next_p2p++), " [to ",
                                          PeerName(peer), ", tag ", tag, "]");
   absl::Status first = state_->FirstFailure();
@@ -825,8 +825,8 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::SendImpl(const voi
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::RecvImpl(void* output, size_t count,
-                                                                       DataType, int peer,
-                                                                       int tag) {
+                                                                       DType, int peer,
+                                                                       int tag, Stream*) {
   const std::string label = absl::StrCat(OpLabel("recv", state_->next_p2p++), " [from ",
                                          PeerName(peer), ", tag ", tag, "]");
   absl::Status first = state_->FirstFailure();

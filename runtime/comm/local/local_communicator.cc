@@ -283,10 +283,10 @@ absl::Status LocalCommunicator::RunCollective(
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllReduceImpl(const void* input,
                                                                              void* output,
                                                                              size_t count,
-                                                                             DataType dtype,
-                                                                             ReduceOp op) {
+                                                                             DType dtype,
+                                                                             ReduceOp op, Stream*) {
   const std::string signature = absl::StrCat("all_reduce(count=", count, ", ",
-                                             DataTypeName(dtype), ", ", ReduceOpName(op), ")");
+                                             DTypeName(dtype), ", ", ReduceOpName(op), ")");
   return MakeCompletedHandle(RunCollective(
       "all_reduce", signature, input, output,
       [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
@@ -298,9 +298,9 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllReduceImpl(con
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllGatherImpl(const void* input,
                                                                              void* output,
                                                                              size_t count_per_rank,
-                                                                             DataType dtype) {
+                                                                             DType dtype, Stream*) {
   const std::string signature =
-      absl::StrCat("all_gather(count=", count_per_rank, ", ", DataTypeName(dtype), ")");
+      absl::StrCat("all_gather(count=", count_per_rank, ", ", DTypeName(dtype), ")");
   return MakeCompletedHandle(RunCollective(
       "all_gather", signature, input, output,
       [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
@@ -314,9 +314,9 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllGatherImpl(con
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::ReduceScatterImpl(
-    const void* input, void* output, size_t count_per_rank, DataType dtype, ReduceOp op) {
+    const void* input, void* output, size_t count_per_rank, DType dtype, ReduceOp op, Stream*) {
   const std::string signature = absl::StrCat("reduce_scatter(count=", count_per_rank, ", ",
-                                             DataTypeName(dtype), ", ", ReduceOpName(op), ")");
+                                             DTypeName(dtype), ", ", ReduceOpName(op), ")");
   const size_t offset = rank() * count_per_rank;
   return MakeCompletedHandle(RunCollective(
       "reduce_scatter", signature, input, output,
@@ -329,9 +329,9 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::ReduceScatterImpl
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllToAllImpl(const void* input,
                                                                             void* output,
                                                                             size_t count_per_rank,
-                                                                            DataType dtype) {
+                                                                            DType dtype, Stream*) {
   const std::string signature =
-      absl::StrCat("all_to_all(count=", count_per_rank, ", ", DataTypeName(dtype), ")");
+      absl::StrCat("all_to_all(count=", count_per_rank, ", ", DTypeName(dtype), ")");
   const size_t me = rank();
   return MakeCompletedHandle(RunCollective(
       "all_to_all", signature, input, output,
@@ -348,9 +348,9 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllToAllImpl(cons
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::BroadcastImpl(void* buffer,
                                                                              size_t count,
-                                                                             DataType dtype,
-                                                                             int root) {
-  const std::string signature = absl::StrCat("broadcast(count=", count, ", ", DataTypeName(dtype),
+                                                                             DType dtype,
+                                                                             int root, Stream*) {
+  const std::string signature = absl::StrCat("broadcast(count=", count, ", ", DTypeName(dtype),
                                              ", root=", root, ")");
   return MakeCompletedHandle(RunCollective(
       "broadcast", signature, buffer, buffer,
@@ -410,14 +410,14 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::PostP2P(bool is_s
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::SendImpl(const void* input,
-                                                                        size_t count, DataType,
-                                                                        int peer, int tag) {
+                                                                        size_t count, DType,
+                                                                        int peer, int tag, Stream*) {
   return PostP2P(/*is_send=*/true, input, nullptr, count, peer, tag);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::RecvImpl(void* output,
-                                                                        size_t count, DataType,
-                                                                        int peer, int tag) {
+                                                                        size_t count, DType,
+                                                                        int peer, int tag, Stream*) {
   return PostP2P(/*is_send=*/false, nullptr, output, count, peer, tag);
 }
 

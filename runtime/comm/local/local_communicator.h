@@ -62,27 +62,27 @@ class LocalCommunicator final : public Communicator {
   void Abort(absl::string_view reason) override;
 
  protected:
-  bool SupportsDataType(DataType dtype) const override { return dtype == DataType::kFloat32; }
+  bool SupportsDType(DType dtype) const override { return dtype == DType::kFloat32; }
   absl::StatusOr<std::unique_ptr<CommHandle>> AllReduceImpl(const void* input, void* output,
-                                                            size_t count, DataType dtype,
-                                                            ReduceOp op) override;
+                                                            size_t count, DType dtype,
+                                                            ReduceOp op, Stream* stream) override;
   absl::StatusOr<std::unique_ptr<CommHandle>> AllGatherImpl(const void* input, void* output,
                                                             size_t count_per_rank,
-                                                            DataType dtype) override;
+                                                            DType dtype, Stream* stream) override;
   absl::StatusOr<std::unique_ptr<CommHandle>> ReduceScatterImpl(const void* input, void* output,
                                                                 size_t count_per_rank,
-                                                                DataType dtype,
-                                                                ReduceOp op) override;
+                                                                DType dtype,
+                                                                ReduceOp op, Stream* stream) override;
   absl::StatusOr<std::unique_ptr<CommHandle>> AllToAllImpl(const void* input, void* output,
                                                            size_t count_per_rank,
-                                                           DataType dtype) override;
+                                                           DType dtype, Stream* stream) override;
   absl::StatusOr<std::unique_ptr<CommHandle>> BroadcastImpl(void* buffer, size_t count,
-                                                            DataType dtype, int root) override;
+                                                            DType dtype, int root, Stream* stream) override;
   absl::StatusOr<std::unique_ptr<CommHandle>> BarrierImpl() override;
   absl::StatusOr<std::unique_ptr<CommHandle>> SendImpl(const void* input, size_t count,
-                                                       DataType dtype, int peer, int tag) override;
-  absl::StatusOr<std::unique_ptr<CommHandle>> RecvImpl(void* output, size_t count, DataType dtype,
-                                                       int peer, int tag) override;
+                                                       DType dtype, int peer, int tag, Stream* stream) override;
+  absl::StatusOr<std::unique_ptr<CommHandle>> RecvImpl(void* output, size_t count, DType dtype,
+                                                       int peer, int tag, Stream* stream) override;
   absl::StatusOr<std::unique_ptr<Communicator>> SplitImpl(const std::vector<int>& ranks,
                                                           std::string name) override;
 

@@ -93,7 +93,7 @@ TEST(LocalCommunicatorTest, SendWaitsForTheMatchingRecvLikeGloo) {
 TEST(LocalCommunicatorTest, Bf16IsUnimplemented) {
   auto comms = LocalCommunicator::CreateGroup(1);
   uint16_t x = 0;
-  EXPECT_THAT(comms[0]->StartAllReduce(&x, &x, 1, DataType::kBFloat16, ReduceOp::kSum),
+  EXPECT_THAT(comms[0]->StartAllReduce(&x, &x, 1, DType::kBFloat16, ReduceOp::kSum),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("local")));
 }
 

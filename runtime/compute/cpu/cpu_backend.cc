@@ -95,8 +95,12 @@ absl::Status CpuBackend::DoSynchronize(Stream*) { return absl::OkStatus(); }
 
 // ---- Matmul -----------------------------------------------------------------------------------
 
-absl::Status CpuBackend::DoMatmulForward(const MatmulShape& s, const float* a, const float* b,
-                                         const float* bias, float* c, bool accumulate, Stream*) {
+absl::Status CpuBackend::DoMatmulForward(const MatmulShape& s, const void* a_w, const void* b_w,
+                                         const void* bias_w, void* c_w, bool accumulate, Stream*) {
+  const float* a = static_cast<const float*>(a_w);
+  const float* b = static_cast<const float*>(b_w);
+  const float* bias = static_cast<const float*>(bias_w);
+  float* c = static_cast<float*>(c_w);
   const int64_t m = s.m, n = s.n, k = s.k;
   float beta = accumulate ? 1.0f : 0.0f;
   if (bias != nullptr) {
@@ -112,9 +116,13 @@ absl::Status CpuBackend::DoMatmulForward(const MatmulShape& s, const float* a, c
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoMatmulBackward(const MatmulShape& s, const float* a, const float* b,
-                                          const float* dc, float* da, float* db, float* dbias,
+absl::Status CpuBackend::DoMatmulBackward(const MatmulShape& s, const void* a_w, const void* b_w,
+                                          const void* dc_w, void* da_w, float* db, float* dbias,
                                           bool accumulate_da, Stream*) {
+  const float* a = static_cast<const float*>(a_w);
+  const float* b = static_cast<const float*>(b_w);
+  const float* dc = static_cast<const float*>(dc_w);
+  float* da = static_cast<float*>(da_w);
   // C = op(A) op(B), so d op(A) = dC op(B)^T [m, k] and d op(B) = op(A)^T dC [k, n]. Each gradient
   // is written in its tensor's stored layout, which only flips GEMM transpose flags:
   //   A stored [m, k]: dA = dC . op(B)^T          A stored [k, m]: dA = op(B) . dC^T
@@ -156,9 +164,13 @@ absl::Status CpuBackend::DoMatmulBackward(const MatmulShape& s, const float* a, 
 
 // ---- Normalisation ----------------------------------------------------------------------------
 
-absl::Status CpuBackend::DoLayerNormForward(const NormShape& s, const float* inp,
-                                            const float* weight, const float* bias, float* out,
+absl::Status CpuBackend::DoLayerNormForward(const NormShape& s, const void* inp_w,
+                                            const void* weight_w, const void* bias_w, void* out_w,
                                             float* rstd, Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  const float* weight = static_cast<const float*>(weight_w);
+  const float* bias = static_cast<const float*>(bias_w);
+  float* out = static_cast<float*>(out_w);
   const int64_t cols = s.cols;
   for (int64_t r = 0; r < s.rows; ++r) {
     const float* x = inp + r * cols;
@@ -178,10 +190,14 @@ absl::Status CpuBackend::DoLayerNormForward(const NormShape& s, const float* inp
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoLayerNormBackward(const NormShape& s, const float* inp,
-                                             const float* weight, const float* rstd,
-                                             const float* dout, float* dinp, float* dweight,
+absl::Status CpuBackend::DoLayerNormBackward(const NormShape& s, const void* inp_w,
+                                             const void* weight_w, const float* rstd,
+                                             const void* dout_w, void* dinp_w, float* dweight,
                                              float* dbias, bool accumulate_dinp, Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  const float* weight = static_cast<const float*>(weight_w);
+  const float* dout = static_cast<const float*>(dout_w);
+  float* dinp = static_cast<float*>(dinp_w);
   // xhat = (x - mean) rstd, y = xhat w + b. With g = dy w (the gradient at xhat):
   //   dx = rstd (g - mean(g) - xhat mean(g xhat))   (mean and variance both depend on x)
   // The mean is recomputed from the saved input (only rstd is saved; docs/cost-model.md).
@@ -220,8 +236,11 @@ absl::Status CpuBackend::DoLayerNormBackward(const NormShape& s, const float* in
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoRmsNormForward(const NormShape& s, const float* inp, const float* weight,
-                                          float* out, float* rstd, Stream*) {
+absl::Status CpuBackend::DoRmsNormForward(const NormShape& s, const void* inp_w, const void* weight_w,
+                                          void* out_w, float* rstd, Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  const float* weight = static_cast<const float*>(weight_w);
+  float* out = static_cast<float*>(out_w);
   const int64_t cols = s.cols;
   for (int64_t r = 0; r < s.rows; ++r) {
     const float* x = inp + r * cols;
@@ -235,10 +254,14 @@ absl::Status CpuBackend::DoRmsNormForward(const NormShape& s, const float* inp, 
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoRmsNormBackward(const NormShape& s, const float* inp,
-                                           const float* weight, const float* rstd,
-                                           const float* dout, float* dinp, float* dweight,
+absl::Status CpuBackend::DoRmsNormBackward(const NormShape& s, const void* inp_w,
+                                           const void* weight_w, const float* rstd,
+                                           const void* dout_w, void* dinp_w, float* dweight,
                                            bool accumulate_dinp, Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  const float* weight = static_cast<const float*>(weight_w);
+  const float* dout = static_cast<const float*>(dout_w);
+  float* dinp = static_cast<float*>(dinp_w);
   // y = xhat w with xhat = x rstd, rstd = (mean(x^2) + eps)^(-1/2), d rstd / dx_j = -rstd^3 x_j /
   // C:
   //   dx = rstd (g - xhat mean(g xhat)),  g = dy w.
@@ -268,7 +291,9 @@ absl::Status CpuBackend::DoRmsNormBackward(const NormShape& s, const float* inp,
 
 // ---- Activations ------------------------------------------------------------------------------
 
-absl::Status CpuBackend::DoGeluForward(int64_t n, const float* inp, float* out, Stream*) {
+absl::Status CpuBackend::DoGeluForward(int64_t n, const void* inp_w, void* out_w, Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  float* out = static_cast<float*>(out_w);
   for (int64_t i = 0; i < n; ++i) {
     const float x = inp[i];
     out[i] = 0.5f * x * (1.0f + std::tanh(kGeluScale * (x + kGeluCubic * x * x * x)));
@@ -276,8 +301,11 @@ absl::Status CpuBackend::DoGeluForward(int64_t n, const float* inp, float* out, 
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoGeluBackward(int64_t n, const float* inp, const float* dout, float* dinp,
+absl::Status CpuBackend::DoGeluBackward(int64_t n, const void* inp_w, const void* dout_w, void* dinp_w,
                                         Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  const float* dout = static_cast<const float*>(dout_w);
+  float* dinp = static_cast<float*>(dinp_w);
   // d/dx [x/2 (1 + tanh u)] = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) du/dx,
   // u = s (x + c x^3), du/dx = s (1 + 3 c x^2).
   for (int64_t i = 0; i < n; ++i) {
@@ -289,8 +317,11 @@ absl::Status CpuBackend::DoGeluBackward(int64_t n, const float* inp, const float
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoSwiGluForward(int64_t n, const float* gate, const float* up, float* out,
+absl::Status CpuBackend::DoSwiGluForward(int64_t n, const void* gate_w, const void* up_w, void* out_w,
                                          Stream*) {
+  const float* gate = static_cast<const float*>(gate_w);
+  const float* up = static_cast<const float*>(up_w);
+  float* out = static_cast<float*>(out_w);
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -298,8 +329,13 @@ absl::Status CpuBackend::DoSwiGluForward(int64_t n, const float* gate, const flo
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoSwiGluBackward(int64_t n, const float* gate, const float* up,
-                                          const float* dout, float* dgate, float* dup, Stream*) {
+absl::Status CpuBackend::DoSwiGluBackward(int64_t n, const void* gate_w, const void* up_w,
+                                          const void* dout_w, void* dgate_w, void* dup_w, Stream*) {
+  const float* gate = static_cast<const float*>(gate_w);
+  const float* up = static_cast<const float*>(up_w);
+  const float* dout = static_cast<const float*>(dout_w);
+  float* dgate = static_cast<float*>(dgate_w);
+  float* dup = static_cast<float*>(dup_w);
   // silu(g) = g sig(g), silu'(g) = sig(g) (1 + g (1 - sig(g))).
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
@@ -350,13 +386,17 @@ void Rotate(const RopeShape& s, const float* inp, float* out, float sign) {
 
 }  // namespace
 
-absl::Status CpuBackend::DoRopeForward(const RopeShape& s, const float* inp, float* out, Stream*) {
+absl::Status CpuBackend::DoRopeForward(const RopeShape& s, const void* inp_w, void* out_w, Stream*) {
+  const float* inp = static_cast<const float*>(inp_w);
+  float* out = static_cast<float*>(out_w);
   Rotate(s, inp, out, 1.0f);
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoRopeBackward(const RopeShape& s, const float* dout, float* dinp,
+absl::Status CpuBackend::DoRopeBackward(const RopeShape& s, const void* dout_w, void* dinp_w,
                                         Stream*) {
+  const float* dout = static_cast<const float*>(dout_w);
+  float* dinp = static_cast<float*>(dinp_w);
   // A rotation is orthogonal: its Jacobian transposed is the rotation by the opposite angle.
   Rotate(s, dout, dinp, -1.0f);
   return absl::OkStatus();
@@ -409,8 +449,12 @@ void Scores(const HeadView& x, int64_t i0, int64_t rows, int64_t keys, int64_t D
 
 }  // namespace
 
-absl::Status CpuBackend::DoAttentionForward(const AttentionShape& s, const float* q, const float* k,
-                                            const float* v, float* out, float* lse, Stream*) {
+absl::Status CpuBackend::DoAttentionForward(const AttentionShape& s, const void* q_w, const void* k_w,
+                                            const void* v_w, void* out_w, float* lse, Stream*) {
+  const float* q = static_cast<const float*>(q_w);
+  const float* k = static_cast<const float*>(k_w);
+  const float* v = static_cast<const float*>(v_w);
+  float* out = static_cast<float*>(out_w);
   const int64_t T = s.seq, D = s.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   std::vector<float> p(static_cast<size_t>(std::min(kQueryBlock, T) * T));
@@ -445,10 +489,18 @@ absl::Status CpuBackend::DoAttentionForward(const AttentionShape& s, const float
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoAttentionBackward(const AttentionShape& s, const float* q,
-                                             const float* k, const float* v, const float* out,
-                                             const float* lse, const float* dout, float* dq,
-                                             float* dk, float* dv, Stream*) {
+absl::Status CpuBackend::DoAttentionBackward(const AttentionShape& s, const void* q_w,
+                                             const void* k_w, const void* v_w, const void* out_w,
+                                             const float* lse, const void* dout_w, void* dq_w,
+                                             void* dk_w, void* dv_w, Stream*) {
+  const float* q = static_cast<const float*>(q_w);
+  const float* k = static_cast<const float*>(k_w);
+  const float* v = static_cast<const float*>(v_w);
+  const float* out = static_cast<const float*>(out_w);
+  const float* dout = static_cast<const float*>(dout_w);
+  float* dq = static_cast<float*>(dq_w);
+  float* dk = static_cast<float*>(dk_w);
+  float* dv = static_cast<float*>(dv_w);
   // With P recomputed from the saved lse (P_ij = exp(scale q_i.k_j - lse_i)) and
   // delta_i = dout_i . out_i (= sum_j P_ij dP_ij):
   //   dP = dout v^T,  dS = P * (dP - delta) * scale,
@@ -506,8 +558,11 @@ absl::Status CpuBackend::DoAttentionBackward(const AttentionShape& s, const floa
 // ---- Embedding --------------------------------------------------------------------------------
 
 absl::Status CpuBackend::DoEmbeddingForward(const EmbeddingShape& s, const int32_t* tokens,
-                                            const float* wte, const float* wpe, float* out,
+                                            const void* wte_w, const void* wpe_w, void* out_w,
                                             Stream*) {
+  const float* wte = static_cast<const float*>(wte_w);
+  const float* wpe = static_cast<const float*>(wpe_w);
+  float* out = static_cast<float*>(out_w);
   const int64_t C = s.channels;
   for (int64_t b = 0; b < s.batch; ++b) {
     for (int64_t t = 0; t < s.seq; ++t) {
@@ -525,7 +580,8 @@ absl::Status CpuBackend::DoEmbeddingForward(const EmbeddingShape& s, const int32
 }
 
 absl::Status CpuBackend::DoEmbeddingBackward(const EmbeddingShape& s, const int32_t* tokens,
-                                             const float* dout, float* dwte, float* dwpe, Stream*) {
+                                             const void* dout_w, float* dwte, float* dwpe, Stream*) {
+  const float* dout = static_cast<const float*>(dout_w);
   const int64_t C = s.channels;
   for (int64_t bt = 0; bt < s.batch * s.seq; ++bt) {
     const int64_t token = tokens[bt];
@@ -579,8 +635,9 @@ absl::Status CpuBackend::DoCrossEntropySums(const CrossEntropyShape& s, const fl
 absl::Status CpuBackend::DoCrossEntropyLossAndGrad(const CrossEntropyShape& s, const float* logits,
                                                    const int32_t* targets, const float* max,
                                                    const float* sum_exp, const float* target_logit,
-                                                   float loss_scale, float* losses, float* dlogits,
+                                                   float loss_scale, float* losses, void* dlogits_w,
                                                    Stream*) {
+  float* dlogits = static_cast<float*>(dlogits_w);
   // loss_i = -log softmax(logits_i)[target] = log(sum_exp) + max - target_logit;
   // d loss_i / d logit_ij = softmax_ij - [j == target].
   const int64_t V = s.local_vocab();
@@ -607,14 +664,20 @@ absl::Status CpuBackend::DoCrossEntropyLossAndGrad(const CrossEntropyShape& s, c
 
 // ---- Residual, optimizer, utilities -------------------------------------------------------------
 
-absl::Status CpuBackend::DoResidualForward(int64_t n, const float* a, const float* b, float* out,
+absl::Status CpuBackend::DoResidualForward(int64_t n, const void* a_w, const void* b_w, void* out_w,
                                            Stream*) {
+  const float* a = static_cast<const float*>(a_w);
+  const float* b = static_cast<const float*>(b_w);
+  float* out = static_cast<float*>(out_w);
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::DoResidualBackward(int64_t n, const float* dout, float* da, float* db,
+absl::Status CpuBackend::DoResidualBackward(int64_t n, const void* dout_w, void* da_w, void* db_w,
                                             bool accumulate, Stream*) {
+  const float* dout = static_cast<const float*>(dout_w);
+  float* da = static_cast<float*>(da_w);
+  float* db = static_cast<float*>(db_w);
   for (float* grad : {da, db}) {
     if (grad == nullptr) continue;
     for (int64_t i = 0; i < n; ++i) grad[i] = accumulate ? grad[i] + dout[i] : dout[i];
@@ -650,6 +713,47 @@ absl::Status CpuBackend::DoNormSquared(int64_t n, const float* x, float* sum, St
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
   *sum += static_cast<float>(total);
+  return absl::OkStatus();
+}
+
+}  // namespace cairn::runtime
+
+namespace cairn::runtime {
+
+absl::Status CpuBackend::DoSum(int64_t n, const float* x, float* sum, Stream*) {
+  double acc = 0.0;
+  for (int64_t i = 0; i < n; ++i) acc += x[i];
+  *sum += static_cast<float>(acc);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::DoCopy2D(int64_t rows, int64_t row_bytes, const void* src,
+                                  int64_t src_pitch, void* dst, int64_t dst_pitch, Stream*) {
+  const char* from = static_cast<const char*>(src);
+  char* to = static_cast<char*>(dst);
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(to + r * dst_pitch, from + r * src_pitch, row_bytes);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::DoAdd2D(int64_t rows, int64_t row_elements, const void* src,
+                                 int64_t src_pitch, void* dst, int64_t dst_pitch, Stream*) {
+  const float* from = static_cast<const float*>(src);
+  float* to = static_cast<float*>(dst);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = from + r * src_pitch;
+    float* b = to + r * dst_pitch;
+    for (int64_t i = 0; i < row_elements; ++i) b[i] += a[i];
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::DoToWorking(int64_t n, const float* src, void* dst, Stream*) {
+  std::memcpy(dst, src, n * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::DoFromWorking(int64_t n, const void* src, float* dst, Stream*) {
+  std::memcpy(dst, src, n * sizeof(float));
   return absl::OkStatus();
 }
 

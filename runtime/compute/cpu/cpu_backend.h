@@ -53,46 +53,46 @@ class CpuBackend final : public ComputeBackend {
                               Stream* stream) override;
   absl::Status DoZero(void* device_dst, int64_t bytes, Stream* stream) override;
   absl::Status DoSynchronize(Stream* stream) override;
-  absl::Status DoMatmulForward(const MatmulShape& shape, const float* a, const float* b,
-                               const float* bias, float* c, bool accumulate,
+  absl::Status DoMatmulForward(const MatmulShape& shape, const void* a, const void* b,
+                               const void* bias, void* c, bool accumulate,
                                Stream* stream) override;
-  absl::Status DoMatmulBackward(const MatmulShape& shape, const float* a, const float* b,
-                                const float* dc, float* da, float* db, float* dbias,
+  absl::Status DoMatmulBackward(const MatmulShape& shape, const void* a, const void* b,
+                                const void* dc, void* da, float* db, float* dbias,
                                 bool accumulate_da, Stream* stream) override;
-  absl::Status DoLayerNormForward(const NormShape& shape, const float* inp, const float* weight,
-                                  const float* bias, float* out, float* rstd,
+  absl::Status DoLayerNormForward(const NormShape& shape, const void* inp, const void* weight,
+                                  const void* bias, void* out, float* rstd,
                                   Stream* stream) override;
-  absl::Status DoLayerNormBackward(const NormShape& shape, const float* inp, const float* weight,
-                                   const float* rstd, const float* dout, float* dinp,
+  absl::Status DoLayerNormBackward(const NormShape& shape, const void* inp, const void* weight,
+                                   const float* rstd, const void* dout, void* dinp,
                                    float* dweight, float* dbias, bool accumulate_dinp,
                                    Stream* stream) override;
-  absl::Status DoRmsNormForward(const NormShape& shape, const float* inp, const float* weight,
-                                float* out, float* rstd, Stream* stream) override;
-  absl::Status DoRmsNormBackward(const NormShape& shape, const float* inp, const float* weight,
-                                 const float* rstd, const float* dout, float* dinp, float* dweight,
+  absl::Status DoRmsNormForward(const NormShape& shape, const void* inp, const void* weight,
+                                void* out, float* rstd, Stream* stream) override;
+  absl::Status DoRmsNormBackward(const NormShape& shape, const void* inp, const void* weight,
+                                 const float* rstd, const void* dout, void* dinp, float* dweight,
                                  bool accumulate_dinp, Stream* stream) override;
-  absl::Status DoGeluForward(int64_t n, const float* inp, float* out, Stream* stream) override;
-  absl::Status DoGeluBackward(int64_t n, const float* inp, const float* dout, float* dinp,
+  absl::Status DoGeluForward(int64_t n, const void* inp, void* out, Stream* stream) override;
+  absl::Status DoGeluBackward(int64_t n, const void* inp, const void* dout, void* dinp,
                               Stream* stream) override;
-  absl::Status DoSwiGluForward(int64_t n, const float* gate, const float* up, float* out,
+  absl::Status DoSwiGluForward(int64_t n, const void* gate, const void* up, void* out,
                                Stream* stream) override;
-  absl::Status DoSwiGluBackward(int64_t n, const float* gate, const float* up, const float* dout,
-                                float* dgate, float* dup, Stream* stream) override;
-  absl::Status DoRopeForward(const RopeShape& shape, const float* inp, float* out,
+  absl::Status DoSwiGluBackward(int64_t n, const void* gate, const void* up, const void* dout,
+                                void* dgate, void* dup, Stream* stream) override;
+  absl::Status DoRopeForward(const RopeShape& shape, const void* inp, void* out,
                              Stream* stream) override;
-  absl::Status DoRopeBackward(const RopeShape& shape, const float* dout, float* dinp,
+  absl::Status DoRopeBackward(const RopeShape& shape, const void* dout, void* dinp,
                               Stream* stream) override;
-  absl::Status DoAttentionForward(const AttentionShape& shape, const float* q, const float* k,
-                                  const float* v, float* out, float* lse, Stream* stream) override;
-  absl::Status DoAttentionBackward(const AttentionShape& shape, const float* q, const float* k,
-                                   const float* v, const float* out, const float* lse,
-                                   const float* dout, float* dq, float* dk, float* dv,
+  absl::Status DoAttentionForward(const AttentionShape& shape, const void* q, const void* k,
+                                  const void* v, void* out, float* lse, Stream* stream) override;
+  absl::Status DoAttentionBackward(const AttentionShape& shape, const void* q, const void* k,
+                                   const void* v, const void* out, const float* lse,
+                                   const void* dout, void* dq, void* dk, void* dv,
                                    Stream* stream) override;
   absl::Status DoEmbeddingForward(const EmbeddingShape& shape, const int32_t* tokens,
-                                  const float* wte, const float* wpe, float* out,
+                                  const void* wte, const void* wpe, void* out,
                                   Stream* stream) override;
   absl::Status DoEmbeddingBackward(const EmbeddingShape& shape, const int32_t* tokens,
-                                   const float* dout, float* dwte, float* dwpe,
+                                   const void* dout, float* dwte, float* dwpe,
                                    Stream* stream) override;
   absl::Status DoCrossEntropyMax(const CrossEntropyShape& shape, const float* logits, float* max,
                                  Stream* stream) override;
@@ -102,17 +102,24 @@ class CpuBackend final : public ComputeBackend {
   absl::Status DoCrossEntropyLossAndGrad(const CrossEntropyShape& shape, const float* logits,
                                          const int32_t* targets, const float* max,
                                          const float* sum_exp, const float* target_logit,
-                                         float loss_scale, float* losses, float* dlogits,
+                                         float loss_scale, float* losses, void* dlogits,
                                          Stream* stream) override;
-  absl::Status DoResidualForward(int64_t n, const float* a, const float* b, float* out,
+  absl::Status DoResidualForward(int64_t n, const void* a, const void* b, void* out,
                                  Stream* stream) override;
-  absl::Status DoResidualBackward(int64_t n, const float* dout, float* da, float* db,
+  absl::Status DoResidualBackward(int64_t n, const void* dout, void* da, void* db,
                                   bool accumulate, Stream* stream) override;
   absl::Status DoAdamWUpdate(int64_t n, const AdamWConfig& config, int64_t step,
                              bool apply_weight_decay, float grad_scale, float* params,
                              const float* grads, float* m, float* v, Stream* stream) override;
   absl::Status DoScale(int64_t n, float alpha, float* x, Stream* stream) override;
   absl::Status DoNormSquared(int64_t n, const float* x, float* sum, Stream* stream) override;
+  absl::Status DoSum(int64_t n, const float* x, float* sum, Stream* stream) override;
+  absl::Status DoCopy2D(int64_t rows, int64_t row_bytes, const void* src, int64_t src_pitch,
+                        void* dst, int64_t dst_pitch, Stream* stream) override;
+  absl::Status DoAdd2D(int64_t rows, int64_t row_elements, const void* src, int64_t src_pitch,
+                       void* dst, int64_t dst_pitch, Stream* stream) override;
+  absl::Status DoToWorking(int64_t n, const float* src, void* dst, Stream* stream) override;
+  absl::Status DoFromWorking(int64_t n, const void* src, float* dst, Stream* stream) override;
 };
 
 }  // namespace cairn::runtime

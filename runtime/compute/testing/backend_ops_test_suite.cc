@@ -923,6 +923,46 @@ TEST_P(BackendOpsTest, ScaleAndNormSquared) {
   EXPECT_LT(RelativeError(x_.ToHost(), scaled), tolerances().forward);
 }
 
+TEST_P(BackendOpsTest, SumAccumulates) {
+  const std::vector<float> x = RandomVector(1001, 21);
+  double expected = 0.5;
+  for (float v : x) expected += v;
+  Buffer dx(backend(), x), sum(backend(), std::vector<float>{0.5f});
+  ASSERT_OK(backend().Sum(1001, dx.get(), sum.get()));
+  EXPECT_NEAR(sum.ToHost()[0], expected, 1e-3);
+}
+
+TEST_P(BackendOpsTest, WorkingRoundTripIsExactForRepresentableValues) {
+  // Values with 8 significant bits survive fp32 -> working -> fp32 on fp32 and bf16 backends.
+  std::vector<float> x;
+  for (int i = -64; i < 64; ++i) x.push_back(std::ldexp(static_cast<float>(i) + 0.5f, i % 7));
+  WorkingBuffer w(backend(), x);
+  EXPECT_EQ(w.ToHost(), x);
+}
+
+TEST_P(BackendOpsTest, Copy2DAndAdd2DMoveStridedRows) {
+  // A [4, 6] matrix; copy its 3-column middle block into a [4, 3] one and add it back shifted.
+  std::vector<float> a(24);
+  for (int i = 0; i < 24; ++i) a[i] = static_cast<float>(i);
+  WorkingBuffer src(backend(), a), dst(backend(), 12);
+  const int64_t esize = static_cast<int64_t>(DTypeSize(backend().working_dtype()));
+  ASSERT_OK(backend().Copy2D(4, 3 * esize, static_cast<char*>(src.get()) + 2 * esize, 6 * esize,
+                             dst.get(), 3 * esize));
+  const std::vector<float> block = dst.ToHost();
+  for (int r = 0; r < 4; ++r) {
+    for (int c = 0; c < 3; ++c) EXPECT_EQ(block[r * 3 + c], a[r * 6 + 2 + c]) << r << "," << c;
+  }
+  ASSERT_OK(backend().Add2D(4, 3, dst.get(), 3, src.get(), 6));  // columns 0-2 += columns 2-4
+  const std::vector<float> sum = src.ToHost();
+  for (int r = 0; r < 4; ++r) {
+    for (int c = 0; c < 6; ++c) {
+      EXPECT_EQ(sum[r * 6 + c], a[r * 6 + c] + (c < 3 ? a[r * 6 + 2 + c] : 0.0f));
+    }
+  }
+  EXPECT_THAT(backend().Copy2D(2, 8, src.get(), 4, dst.get(), 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pitches")));
+}
+
 TEST_P(BackendOpsTest, MemoryAllocateCopyZero) {
   ASSERT_OK_AND_ASSIGN(void* ptr, backend().Allocate(1000));
   EXPECT_EQ(reinterpret_cast<uintptr_t>(ptr) % 256, 0u);

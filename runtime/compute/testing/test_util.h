@@ -132,6 +132,50 @@ class DeviceBuffer {
   T* ptr_ = nullptr;
 };
 
+// n elements of the backend's working dtype (compute_backend.h "(w)" tensors), uploaded from and
+// read back as fp32 through ToWorking / FromWorking: the same test works for fp32 and bf16
+// backends (bf16 rounds on upload).
+class WorkingBuffer {
+ public:
+  WorkingBuffer(ComputeBackend& backend, int64_t n) : backend_(backend), n_(n) {
+    auto ptr = backend_.Allocate(Bytes());
+    CAIRN_CHECK(ptr.ok()) << ptr.status();
+    ptr_ = *ptr;
+    CAIRN_CHECK(backend_.Zero(ptr_, Bytes()).ok());
+  }
+  WorkingBuffer(ComputeBackend& backend, const std::vector<float>& host)
+      : WorkingBuffer(backend, static_cast<int64_t>(host.size())) {
+    Upload(host);
+  }
+  ~WorkingBuffer() { backend_.Free(ptr_); }
+  WorkingBuffer(const WorkingBuffer&) = delete;
+  WorkingBuffer& operator=(const WorkingBuffer&) = delete;
+
+  void* get() const { return ptr_; }
+  int64_t size() const { return n_; }
+
+  void Upload(const std::vector<float>& host) {
+    CAIRN_CHECK(static_cast<int64_t>(host.size()) == n_);
+    DeviceBuffer<float> f32(backend_, host);
+    CAIRN_CHECK(backend_.ToWorking(n_, f32.get(), ptr_).ok());
+    CAIRN_CHECK(backend_.Synchronize().ok());
+  }
+  std::vector<float> ToHost() const {
+    DeviceBuffer<float> f32(backend_, n_);
+    CAIRN_CHECK(backend_.FromWorking(n_, ptr_, f32.get()).ok());
+    return f32.ToHost();
+  }
+
+ private:
+  int64_t Bytes() const {
+    return n_ * static_cast<int64_t>(DTypeSize(backend_.working_dtype()));
+  }
+
+  ComputeBackend& backend_;
+  int64_t n_;
+  void* ptr_ = nullptr;
+};
+
 }  // namespace cairn::runtime::testing
 
 #endif  // CAIRN_RUNTIME_COMPUTE_TESTING_TEST_UTIL_H_
