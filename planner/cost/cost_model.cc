@@ -216,21 +216,47 @@ void CostModel::AddMemory(LayerKind kind, const Strategy& s, int samples, LayerC
   double saved = 0, working = 0;
   switch (kind) {
     case LayerKind::kBlock: {
-      const double full_saved =
+      double full_saved =
           tokens * dt * (4.0 * h / outside + (h + 2 * kv) / t + h / t + (m.swiglu ? 3.0 : 2.0) * f / t) +
           tokens * 4.0 * (m.num_heads / t + 2.0 / outside);  // softmax stats + norm rstd (fp32)
       saved = s.recompute ? tokens * dt * h / outside : full_saved;
-      working = tokens * dt * (2.0 * h / outside + (m.swiglu ? 2.0 : 1.0) * f / t);
-      if (s.tp > 1 && s.mode == ParallelMode::kTensorSequence) working += tokens * dt * h;
-      if (ulysses && s.tp > 1) working += tokens * dt * (h + 2 * kv) / t;
+      // The largest working set of the runtime's block (runtime/engine/layers.cc), in tensors of
+      // `tokens` rows: a residual-stream tensor a = h / outside; a projection-layout tensor of
+      // width h, ha (all tokens under TP/SP, the sequence shard under Ulysses); the local MLP
+      // width ft; SP's gathered full-sequence copies. Backward of the MLP, where it peaks:
+      //   down projection:  dy + gathered dy (SP) + d_act
+      //   activation:       dy + d_act + d_up (+ d_gate)
+      //   up projection(s): dy + gathered input (SP) + d_input (ha) + d_up (+ d_gate)
+      // Forward: the down projection's output (ha) and, under SP, its reduce-scatter (ha + a).
+      {
+        const double sp = (s.tp > 1 && s.mode == ParallelMode::kTensorSequence) ? 1.0 : 0.0;
+        const double a = h / outside, ha = ulysses ? h / t : h, ft = f / t;
+        const double outputs = m.swiglu ? 2.0 : 1.0;  // d_up (+ d_gate)
+        const double backward = std::max({a + sp * h + ft, a + ft + outputs * ft,
+                                          a + sp * h + ha + outputs * ft});
+        const double forward = ha + sp * (ha + a);
+        working = tokens * dt * std::max(backward, forward);
+      }
+      if (ulysses && s.tp > 1) {
+        working += tokens * dt * (h + 2 * kv) / t;
+        // The attention output is kept in both layouts: heads over the whole sequence (for
+        // attention's backward) and all heads over the sequence shard (the output projection's).
+        full_saved += tokens * dt * h / t;
+        if (!s.recompute) saved = full_saved;
+      }
       if (s.recompute) working += full_saved;
       break;
     }
     case LayerKind::kEmbedding: {
-      // Token ids only are saved. The output is the next layer's input (counted there) or a
-      // pipeline send buffer; vocab-parallel adds the partial sums of the whole sequence.
+      // Nothing is saved (the token ids are the micro-batch's, counted with the stage). The
+      // output is the next layer's input (counted there) or a pipeline send buffer. Forward:
+      // vocab-parallel partial sums of the whole sequence; backward: the incoming gradient (and
+      // its gathered copy under SP); both with this rank's slice of the token ids (int32).
       saved = 0;
-      if (s.tp > 1 && s.mode != ParallelMode::kUlysses) working = tokens * dt * h;
+      const double sp = (s.tp > 1 && s.mode == ParallelMode::kTensorSequence) ? 1.0 : 0.0;
+      const double forward = s.splits_weights() ? tokens * dt * h : 0.0;
+      const double backward = tokens * dt * (h / outside + sp * h);
+      working = std::max(forward, backward) + tokens * 4.0 / (ulysses ? t : 1.0);
       break;
     }
     case LayerKind::kHead: {
@@ -239,7 +265,9 @@ void CostModel::AddMemory(LayerKind kind, const Strategy& s, int samples, LayerC
       const double vocab_local = ulysses ? v : v / t;
       const double tok_local = ulysses ? tokens / t : tokens;
       saved = tokens * dt * 2.0 * h / outside + tok_local * vocab_local * dt;
-      working = tok_local * vocab_local * 4.0 + tokens * dt * h;  // fp32 logits + gathered input
+      // fp32 logits, the gathered input, this rank's target ids (int32) and the cross-entropy
+      // statistics (max, sums, losses: 4 fp32 per token).
+      working = tok_local * vocab_local * 4.0 + tokens * dt * h + tok_local * (4.0 + 16.0);
       break;
     }
   }
@@ -352,12 +380,32 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
       (held == DpMode::kZero2 || held == DpMode::kZero3 ? shard : on_device) * pr.grad_bytes;
   c.optimizer_bytes = (held == DpMode::kDdp ? on_device : shard) * states_per_param;
   AddMemory(kind, s, samples, &c);
-  if (shard_group > 1 && s.dp == DpMode::kZero2) c.transient_bytes += on_device * pr.grad_bytes;
-  if (shard_group > 1 && s.dp == DpMode::kZero3) {
-    // Gathered weights of this layer (gathered again for backward, one copy at a time: the
-    // runtime does not prefetch the next layer yet), plus the unsharded gradient.
-    c.transient_bytes += on_device * pr.param_bytes + on_device * pr.grad_bytes;
+  // What the runtime's overlapped data parallelism holds (runtime/engine, docs/cost-model.md
+  // "Memory").
+  c.own_transient_bytes = c.transient_bytes;
+  if (shard_group > 1) {
+    const int64_t full_grad = on_device * pr.grad_bytes, shard_grad = shard * pr.grad_bytes;
+    switch (s.dp) {
+      case DpMode::kDdp:
+        break;
+      case DpMode::kZero1:
+        c.step_shard_bytes = shard_grad;
+        break;
+      case DpMode::kZero2:
+        // This micro-batch's unsharded gradient; reduce-scattered one layer later.
+        c.own_transient_bytes += full_grad;
+        c.reduce_bytes = full_grad + shard_grad;
+        break;
+      case DpMode::kZero3:
+        // As ZeRO-2, plus its gathered weights (gathered for forward and again for backward).
+        c.own_transient_bytes += on_device * pr.param_bytes + full_grad;
+        c.gathered_bytes = on_device * pr.param_bytes;
+        c.reduce_bytes = full_grad + shard_grad;
+        break;
+    }
   }
+  // The bound: the neighbours' share counted at this layer's size.
+  c.transient_bytes = c.own_transient_bytes + c.gathered_bytes + c.reduce_bytes;
   return c;
 }
 

@@ -62,11 +62,24 @@ struct LayerCost {
   int64_t grad_bytes = 0;
   int64_t optimizer_bytes = 0;
   int64_t activation_bytes = 0;    // saved for backward, per micro-batch in flight
-  int64_t transient_bytes = 0;     // working buffers while this layer runs
+  // Working buffers while this layer runs, counting what the overlapped data parallelism of its
+  // neighbours adds as if they were this layer (exact for equal blocks): the search's bound.
+  int64_t transient_bytes = 0;
+  // The runtime's overlapped data parallelism, term by term (docs/cost-model.md, "Memory"), for
+  // the exact peak, which knows the neighbours:
+  int64_t own_transient_bytes = 0;  // this layer's own working set (incl. its ZeRO-2/3 buffers)
+  int64_t gathered_bytes = 0;       // ZeRO-3: its gathered weights, also live while the layer
+                                    // before it (prefetch) computes
+  int64_t reduce_bytes = 0;         // ZeRO-2/3: its unsharded gradient and reduced shard, live
+                                    // while the next layer down runs its backward
+  int64_t step_shard_bytes = 0;     // ZeRO-1: its gradient shard, from the end of its last
+                                    // backward to the optimizer step
 
-  // Persistent bytes of this layer in a stage that holds `in_flight` micro-batches.
+  // Persistent bytes of this layer in a stage that holds `in_flight` micro-batches (ZeRO-1's step
+  // shard counted as persistent: the search's bound).
   int64_t PersistentBytes(int in_flight) const {
-    return param_bytes + grad_bytes + optimizer_bytes + activation_bytes * in_flight;
+    return param_bytes + grad_bytes + optimizer_bytes + activation_bytes * in_flight +
+           step_shard_bytes;
   }
   // The search's per-layer objective: busy time of this layer over one step.
   double DpObjective(int num_micro_batches) const {

@@ -28,15 +28,21 @@ StageContext MakeStageContext(const SearchProblem& problem, int p, int stage, in
 
 int64_t StageFixedBytes(const CostModel& cm, const StageContext& ctx) {
   int64_t bytes = cm.problem().hardware.reserved_bytes;
+  // Token ids (int32) of the micro-batches in flight: inputs on the first stage, targets on the
+  // last.
+  const int64_t token_bytes = int64_t{4} * ctx.micro_batch * cm.problem().seq_len * ctx.in_flight;
+  if (ctx.stage_index == 0) bytes += token_bytes;
+  if (ctx.stage_index == ctx.pipeline_degree - 1) bytes += token_bytes;
   const int p = ctx.pipeline_degree, i = ctx.stage_index, m = ctx.num_micro_batches;
   if (p > 1) {
     // Sends stay in flight until the runtime knows they arrived: a forward send until that
     // micro-batch's gradient comes back (the micro-batches in flight), a backward send (1F1B) until
-    // the previous stage's forward p - i + 1 micro-batches later (GPipe: until the step ends);
-    // plus one receive buffer per neighbour.
+    // the previous stage's forward p - i + 1 micro-batches later (GPipe: until the step ends).
+    // Received tensors become the first layer's input (an activation) or the gradient the last
+    // layer's backward consumes (its working set): not counted again here.
     int buffers = 0;
-    if (i < p - 1) buffers += ctx.in_flight + 1;
-    if (i > 0) buffers += (ctx.in_flight == m ? m : std::min(p - i + 1, m)) + 1;
+    if (i < p - 1) buffers += ctx.in_flight;
+    if (i > 0) buffers += ctx.in_flight == m ? m : std::min(p - i + 1, m);
     bytes += static_cast<int64_t>(buffers) * cm.PipelineHopBytes(ctx);
   }
   return bytes;
@@ -54,13 +60,27 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage) {
   const int n = sc.ctx.stage_devices;
   StageTimes& t = sc.times;
   int64_t transient = 0;        // largest working set of one layer (the DP's bound uses it)
+  int64_t step_shards = 0;      // ZeRO-1 step shards of the stage (the DP's bound counts them)
   int64_t saved_so_far = 0;     // the current micro-batch's saved activations up to this layer
   int64_t peak_current = 0;     // max over layers of saved_so_far + that layer's working set
   double trans_f = 0, trans_b = 0;
+  std::vector<LayerCost> costs(sc.num_layers);
+  for (int i = 0; i < sc.num_layers; ++i) {
+    const int index = sc.first_layer + i;
+    costs[i] = cm.Layer(KindOf(index, L), plan.layers[index], sc.ctx);
+  }
+  // ZeRO-1 step shards of the layers above layer i: live during its last backward.
+  std::vector<int64_t> shards_above(sc.num_layers + 1, 0);
+  for (int i = sc.num_layers - 1; i >= 0; --i) {
+    shards_above[i] = shards_above[i + 1] + (costs[i].valid ? costs[i].step_shard_bytes : 0);
+  }
+  auto valid_or_empty = [&](int i) -> const LayerCost* {
+    return i >= 0 && i < sc.num_layers && costs[i].valid ? &costs[i] : nullptr;
+  };
   for (int i = 0; i < sc.num_layers; ++i) {
     const int index = sc.first_layer + i;
     const Strategy& s = plan.layers[index];
-    const LayerCost c = cm.Layer(KindOf(index, L), s, sc.ctx);
+    const LayerCost& c = costs[i];
     if (!c.valid) continue;  // Evaluate reports it (plan::ValidatePlan)
     t.forward_s += c.forward_s;
     t.backward_s += c.backward_s;
@@ -74,10 +94,21 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage) {
     sc.optimizer_bytes += c.optimizer_bytes;
     sc.activation_bytes += c.activation_bytes * sc.ctx.in_flight;
     transient = std::max(transient, c.transient_bytes);
+    step_shards += c.step_shard_bytes;
     // While layer i runs (forward, or backward: later layers' activations of this micro-batch are
-    // freed by then), the current micro-batch holds the activations of layers up to i.
+    // freed by then), the current micro-batch holds the activations of layers up to i, plus its
+    // working set and what the overlapped data parallelism holds around it: in forward the next
+    // layer's prefetched weights; in backward the layer below's prefetched weights, the layer
+    // above's gradient being reduce-scattered, and (last micro-batch) the ZeRO-1 step shards of
+    // the layers above.
     saved_so_far += c.activation_bytes;
-    peak_current = std::max(peak_current, saved_so_far + c.transient_bytes);
+    const LayerCost* next = valid_or_empty(i + 1);
+    const LayerCost* prev = valid_or_empty(i - 1);
+    const int64_t forward_extra = next ? next->gathered_bytes : 0;
+    const int64_t backward_extra = (prev ? prev->gathered_bytes : 0) +
+                                   (next ? next->reduce_bytes : 0) + shards_above[i + 1];
+    peak_current = std::max(peak_current, saved_so_far + c.own_transient_bytes +
+                                              std::max(forward_extra, backward_extra));
     // Layout change from the previous layer (or from the pipeline boundary layout).
     const Layout in = (i == 0) ? cm.BoundaryLayout(sc.ctx)
                                : CostModel::LayoutOf(plan.layers[index - 1], n);
@@ -109,7 +140,7 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage) {
   sc.transient_bytes = sc.total_bytes - states - sc.activation_bytes;
   // The search's dynamic program adds every layer's activations to the largest working set (an
   // upper bound, additive over layers).
-  sc.bound_bytes = states + sc.activation_bytes + transient + buffers;
+  sc.bound_bytes = states + sc.activation_bytes + transient + step_shards + buffers;
   return sc;
 }
 

@@ -534,4 +534,13 @@ absl::Status ComputeBackend::Sum(int64_t n, const float* x, float* sum, Stream* 
   return DoSum(n, x, sum, stream);
 }
 
+absl::Status ComputeBackend::Axpy(int64_t n, float alpha, const float* x, float* y,
+                                  Stream* stream) {
+  CAIRN_RETURN_IF_ERROR(NonNegative("axpy", "n", n));
+  if (n == 0) return absl::OkStatus();
+  CAIRN_RETURN_IF_ERROR(Required("axpy", "x", x));
+  CAIRN_RETURN_IF_ERROR(Required("axpy", "y", y));
+  return DoAxpy(n, alpha, x, y, stream);
+}
+
 }  // namespace cairn::runtime

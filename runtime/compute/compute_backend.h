@@ -250,6 +250,8 @@ class ComputeBackend {
   // Frees memory from Allocate (nullptr: nothing).
   void Free(void* ptr);
   // Copies `bytes` bytes host -> device, device -> host, device -> device; ranges must not overlap.
+  // CopyToDevice has read the host source when it returns (the caller may reuse it at once);
+  // CopyToHost's destination is complete after Synchronize(stream).
   absl::Status CopyToDevice(void* device_dst, const void* host_src, int64_t bytes,
                             Stream* stream = nullptr);
   absl::Status CopyToHost(void* host_dst, const void* device_src, int64_t bytes,
@@ -420,6 +422,9 @@ class ComputeBackend {
   absl::Status NormSquared(int64_t n, const float* x, float* sum, Stream* stream = nullptr);
   // *sum (f32, one element on the device) += sum of x[i] over n elements (f32): loss totals.
   absl::Status Sum(int64_t n, const float* x, float* sum, Stream* stream = nullptr);
+  // y += alpha x over n elements (f32; x and y must not overlap): accumulating reduce-scattered
+  // gradient shards.
+  absl::Status Axpy(int64_t n, float alpha, const float* x, float* y, Stream* stream = nullptr);
 
  private:
   // What a backend implements: the same arguments, already validated.
@@ -498,6 +503,8 @@ class ComputeBackend {
   virtual absl::Status DoScale(int64_t n, float alpha, float* x, Stream* stream) = 0;
   virtual absl::Status DoNormSquared(int64_t n, const float* x, float* sum, Stream* stream) = 0;
   virtual absl::Status DoSum(int64_t n, const float* x, float* sum, Stream* stream) = 0;
+  virtual absl::Status DoAxpy(int64_t n, float alpha, const float* x, float* y,
+                              Stream* stream) = 0;
   virtual absl::Status DoCopy2D(int64_t rows, int64_t row_bytes, const void* src,
                                 int64_t src_pitch, void* dst, int64_t dst_pitch,
                                 Stream* stream) = 0;

@@ -2,14 +2,28 @@
 //
 // The engine owns this rank's layers (those of its pipeline stage), their parameters, gradients
 // and AdamW states under each layer's data-parallel mode, and runs the plan's pipeline schedule
-// over micro-batches: activations are relocated between layers of different layouts and sent
-// between stages point-to-point; after the last backward, gradients are reduced (DDP all-reduce,
-// ZeRO reduce-scatter, sums over TP ranks for sequence-parallel norms, over twin stages for tied
-// embeddings), clipped by their global norm, and AdamW updates each rank's shard (ZeRO-1/2 then
-// all-gather the weights). Everything is fp32 on the CPU backend; the same code drives a CUDA
-// backend behind the interfaces.
+// (common/plan/schedule.h, the order the planner simulates) over micro-batches: activations are
+// relocated between layers of different layouts and sent between stages point-to-point; gradients
+// are reduced (DDP all-reduce, ZeRO reduce-scatter, sums over TP ranks for sequence-parallel norms,
+// over twin stages for tied embeddings), clipped by their global norm, and AdamW updates each
+// rank's shard (ZeRO-1/2 then all-gather the weights).
+//
+// Device-agnostic: every buffer comes from one DeviceArena per rank (runtime/compute/arena.h) and
+// every byte is touched through the ComputeBackend and the Communicator. Before the first step,
+// Create runs the whole step once on a NullBackend with NullCommunicators and a planning arena,
+// which records every allocation; the real arena is then allocated once with exactly the extent
+// that dry run reached, so the rank's peak memory is known (planned_bytes()) before any compute,
+// and an arena that does not fit fails here with the backend's numbers.
+//
+// Overlap (docs/cost-model.md describes the same): in the last micro-batch's backward, each DDP or
+// ZeRO-1 layer's gradient all-reduce / reduce-scatter starts as soon as its backward is done and
+// runs under the backward of the layers before it (the optimizer waits for them); ZeRO-2/3 layers
+// reduce-scatter after every micro-batch, one layer behind the backward; ZeRO-3 weights are
+// gathered one layer ahead of the compute that needs them (forward and backward). Layers of tied
+// embeddings split over two stages reduce after the backward (their twin sum comes first).
 //
 //   CAIRN_ASSIGN_OR_RETURN(auto engine, Engine::Create(model, plan, seq_len, world, &backend, opt));
+//   std::printf("needs %lld bytes per rank\n", engine->planned_bytes());
 //   for (int step = 0; step < steps; ++step) {
 //     CAIRN_ASSIGN_OR_RETURN(StepResult r, engine->Step(step, sampler));
 //   }
@@ -27,11 +41,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "planner/problem/problem.h"
+#include "common/plan/plan.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/comm/communicator.h"
+#include "runtime/compute/arena.h"
 #include "runtime/compute/compute_backend.h"
-#include "runtime/engine/buffer.h"
 #include "runtime/engine/layers.h"
 #include "runtime/engine/params.h"
 #include "runtime/engine/topology.h"
@@ -47,7 +61,7 @@ struct TrainOptions {
   float grad_clip = 1.0f;       // global-norm clipping (0: off)
 };
 
-// Fills sample `sample` (0 <= sample < global batch) of step `step`.
+// Fills sample `sample` (0 <= sample < global batch) of step `step` (host vectors of seq_len ids).
 using Sampler = std::function<absl::Status(int64_t step, int64_t sample, std::vector<int32_t>* inputs,
                                            std::vector<int32_t>* targets)>;
 
@@ -56,92 +70,136 @@ struct StepResult {
   double grad_norm = 0;         // before clipping
   double learning_rate = 0;
   double step_time_s = 0;
-  int64_t peak_memory_bytes = 0;  // this rank, since the previous step
-  double compute_s = 0;         // this rank's time in layer forward/backward (incl. TP collectives)
-  double comm_s = 0;            // relocation, pipeline and gradient-sync time
+  int64_t peak_memory_bytes = 0;  // this rank's live tensors at their peak during the step
+  // Host time in layer forward/backward (incl. TP collectives) and in relocation, pipeline and
+  // gradient-sync calls. Exact on synchronous backends (CPU); on asynchronous ones it is the time
+  // to enqueue.
+  double compute_s = 0;
+  double comm_s = 0;
 };
+
+// Tensor name ("<layer>.<tensor>") -> (global index, value) pairs.
+using TensorValues = std::map<std::string, std::vector<std::pair<int64_t, float>>>;
 
 class Engine {
  public:
-  // Validates the plan for `world->size()` ranks, builds the groups (collective: every rank calls
-  // Create), and initialises parameters.
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const planner::ModelDims& model,
-                                                        const planner::PlanSpec& plan, int seq_len,
+  // Validates the plan against the contract (plan::CheckPlan) for `world->size()` ranks, plans
+  // this rank's memory with a dry run, allocates the arena, builds the groups (collective: every
+  // rank calls Create) and initialises parameters.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const plan::ModelDims& model,
+                                                        const plan::PlanSpec& plan, int seq_len,
                                                         Communicator* world,
                                                         ComputeBackend* backend,
                                                         const TrainOptions& options);
+  // The bytes Create would allocate for `rank` of `world_size` ranks with a backend of
+  // `working_dtype`: the dry run alone (no device, no peers).
+  static absl::StatusOr<int64_t> PlanMemory(const plan::ModelDims& model,
+                                            const plan::PlanSpec& plan, int seq_len,
+                                            int world_size, int rank, DType working_dtype,
+                                            const TrainOptions& options);
   ~Engine();
 
   absl::StatusOr<StepResult> Step(int64_t step, const Sampler& sampler);
 
   // Forward and backward of step `step`'s batch without updating anything: returns the mean loss
-  // and fills `grads` with this rank's reduced gradients by unsharded tensor and index (the
-  // gradient check and debugging; gradients are zeroed again before returning).
-  absl::StatusOr<double> LossAndGradients(
-      int64_t step, const Sampler& sampler,
-      std::map<std::string, std::vector<std::pair<int64_t, float>>>* grads);
+  // and fills `grads` with this rank's reduced gradients (DDP layers only; Unimplemented
+  // otherwise), zeroed again before returning. For the gradient check.
+  absl::StatusOr<double> LossAndGradients(int64_t step, const Sampler& sampler, TensorValues* grads);
 
-  // This rank's parameter values by unsharded tensor: for each local tensor, (name -> pairs of
-  // (global index, value)); names are "<layer index>.<tensor>". Collective over the shard groups
-  // (ZeRO-3 gathers). Used by parity tests and checkpoints.
-  absl::StatusOr<std::map<std::string, std::vector<std::pair<int64_t, float>>>> LocalParameters();
-
-  // This rank's share of the training state for a checkpoint: every local tensor's values and the
-  // Adam moments of the elements it updates, keyed by unsharded tensor and index. Collective over
-  // ZeRO-3 shard groups.
+  // This rank's share of the training state for a checkpoint: the fp32 values and Adam moments of
+  // the elements it updates (its data-parallel shard; all of its tensors under DDP), keyed by
+  // unsharded tensor and index. The union over ranks holds every element. Not collective.
   absl::StatusOr<TensorRecords> Snapshot();
+  // The values part of Snapshot, by tensor (parity tests merge them over ranks).
+  absl::StatusOr<TensorValues> LocalParameters();
   // Loads values and Adam moments from a checkpoint written under any plan. NotFound naming the
   // tensor when an element is missing (another model).
   absl::Status Restore(const Checkpoint& checkpoint);
 
+  // The largest `value` over all ranks (collective).
+  absl::StatusOr<int64_t> MaxOverRanks(int64_t value);
+
   const Topology& topology() const { return topo_; }
-  MemoryTracker& memory() { return memory_; }
+  // Device memory this rank holds for the whole run (the arena), planned before the first step.
+  int64_t planned_bytes() const { return arena_->capacity_bytes(); }
 
  private:
   struct Layer;
-  Engine(const planner::ModelDims& model, const planner::PlanSpec& plan, int seq_len,
-         Communicator* world, ComputeBackend* backend, const TrainOptions& options);
+  struct Gathered;
+  struct PendingReduce;
+  struct PendingSend {
+    std::unique_ptr<CommHandle> handle;
+    ArenaBuffer buffer;
+  };
+
+  Engine(const plan::ModelDims& model, const plan::PlanSpec& plan, int seq_len,
+         Communicator* world, ComputeBackend* backend, const TrainOptions& options,
+         DeviceArena* arena, bool dry_run);
+  // Runs Init and the steps of a dry run on `arena` (a planning arena).
+  static absl::Status DryRun(const plan::ModelDims& model, const plan::PlanSpec& plan, int seq_len,
+                             int world_size, int rank, DType working_dtype,
+                             const TrainOptions& options, DeviceArena* arena);
   absl::Status Init();
   Communicator* Group(const std::vector<int>& ranks) const;
+  absl::StatusOr<ArenaBuffer> W(int64_t count) { return arena_->Allocate(count, wd_); }
+  absl::StatusOr<ArenaBuffer> F32(int64_t count) {
+    return arena_->Allocate(count, DType::kFloat32);
+  }
+  // Completes a communication with respect to the compute stream.
+  absl::Status Finish(CommHandle* handle);
+  absl::Status Finish(absl::StatusOr<std::unique_ptr<CommHandle>> op);
+  // Host fp32 values -> the working dtype's bytes (what CopyToDevice of working tensors takes).
+  std::vector<char> HostWorking(const float* values, int64_t n) const;
+  // Loads a layer's values (host, padded flat layout, fp32) into its working and master buffers.
+  absl::Status LoadValues(Layer& l, const std::vector<float>& full);
 
-  // Weights of a layer for compute (ZeRO-3: gathered into `tmp`).
-  absl::StatusOr<const float*> Weights(Layer& l, Buffer* tmp);
-  // Gradient target of a layer for one backward (ZeRO-2/3: a zeroed full buffer in `tmp`), and
-  // the matching finish (ZeRO-2/3: reduce-scatter into the gradient shard).
-  float* GradTarget(Layer& l, Buffer* tmp);
-  absl::Status FinishGrad(Layer& l, Buffer* tmp);
+  // Weights of a layer for compute: the working buffer, or (ZeRO-3) a gathered copy, started
+  // asynchronously by StartGather and completed by UseWeights.
+  absl::StatusOr<Gathered> StartGather(Layer& l);
+  absl::StatusOr<const void*> UseWeights(Layer& l, Gathered* g);
+  // Gradient target of a layer for one backward (ZeRO-2/3: a zeroed full buffer in `tmp`).
+  absl::StatusOr<float*> GradTarget(Layer& l, ArenaBuffer* tmp);
+  // After a layer's backward: starts its data-parallel reduction when the plan overlaps it.
+  absl::Status AfterBackward(Layer& l, ArenaBuffer tmp, bool last_micro_batch);
+  // Completes reduce-scatters of ZeRO-2/3 gradients (all, or all but the newest).
+  absl::Status DrainReduceScatters(bool keep_newest);
 
-  absl::Status Relocate(const ActLayout& from, const ActLayout& to, Buffer* data);
+  absl::Status Relocate(const ActLayout& from, const ActLayout& to, ArenaBuffer* data);
   absl::Status ForwardMicroBatch(int j, const MicroBatch& mb);
   absl::Status BackwardMicroBatch(int j, const MicroBatch& mb);
+  // Reduces gradients, computes the loss and the norm; with `update`, clips, steps AdamW and
+  // zeroes the gradients (without, the reduced gradients stay for the caller).
   absl::Status ReduceAndUpdate(int64_t step, StepResult* result, bool update = true);
-  absl::Status RunSchedule(int64_t step, const Sampler& sampler);
+  absl::Status RunSchedule(int64_t step, const Sampler* sampler);
+  absl::StatusOr<MicroBatch> LoadMicroBatch(int64_t step, int j, const Sampler* sampler);
+  absl::Status Complete(std::map<int, PendingSend>* sends, int up_to);
   double LearningRate(int64_t step) const;
+  absl::StatusOr<float> ReadScalar(const ArenaBuffer& b);
 
-  planner::ModelDims model_;
-  planner::PlanSpec plan_;
+  plan::ModelDims model_;
+  plan::PlanSpec plan_;
   int seq_;
   Communicator* world_;
   ComputeBackend* be_;
   TrainOptions opt_;
   Topology topo_;
-  MemoryTracker memory_;
+  std::unique_ptr<DeviceArena> owned_arena_;  // destroyed after every buffer below
+  DeviceArena* arena_;
+  bool dry_run_;
+  DType wd_;
+  Stream* stream_;
   std::map<std::vector<int>, std::unique_ptr<Communicator>> groups_;
+  ArenaBuffer scalars_;  // fp32 [loss sum, squared gradient norm]
   std::vector<std::unique_ptr<Layer>> layers_;
-  // Per micro-batch: each layer's saved state, and pending sends.
-  std::vector<std::vector<Saved>> saved_;
+  std::vector<std::vector<Saved>> saved_;  // [micro-batch][layer]
+  std::vector<MicroBatch> batches_;        // micro-batches in flight, by index
   // Sends in flight, by micro-batch: a forward send is known to be received once the backward of
   // that micro-batch arrives from the next stage; a backward send (1F1B) once the previous stage's
   // forward of micro-batch j + (p - stage) + 1 arrives. Their buffers are freed then.
-  struct PendingSend {
-    std::unique_ptr<CommHandle> handle;
-    Buffer buffer;
-  };
   std::map<int, PendingSend> forward_sends_, backward_sends_;
-  absl::Status Complete(std::map<int, PendingSend>* sends, int up_to);
+  std::vector<PendingReduce> reduce_scatters_;  // ZeRO-2/3, at most two in flight
+  std::vector<std::unique_ptr<CommHandle>> step_syncs_;  // DDP/ZeRO-1, waited for by the optimizer
   uint64_t relocation_counter_ = 0;  // same sequence on every rank of a stage: message tags
-  double loss_sum_ = 0;
-  int64_t loss_tokens_ = 0;
   double compute_s_ = 0, comm_s_ = 0;
 };
 

@@ -27,8 +27,8 @@ absl::Status Sample(int64_t, int64_t sample, std::vector<int32_t>* in, std::vect
   return absl::OkStatus();
 }
 
-planner::ModelDims Tiny(bool llama) {
-  planner::ModelDims m;
+plan::ModelDims Tiny(bool llama) {
+  plan::ModelDims m;
   m.name = llama ? "llama-fd" : "gpt-fd";
   m.num_layers = 2;
   m.hidden = 16;
@@ -43,12 +43,12 @@ planner::ModelDims Tiny(bool llama) {
 }
 
 void CheckGradients(bool llama) {
-  const planner::ModelDims model = Tiny(llama);
-  planner::PlanSpec plan;
+  const plan::ModelDims model = Tiny(llama);
+  plan::PlanSpec plan;
   plan.global_batch = 2;
   plan.num_micro_batches = 1;
   plan.stage_layers = {model.num_layers + 2};
-  plan.layers.assign(model.num_layers + 2, planner::Strategy{});
+  plan.layers.assign(model.num_layers + 2, plan::Strategy{});
   auto comms = LocalCommunicator::CreateGroup(1);
   CpuBackend backend;
   TrainOptions opt;

@@ -2,44 +2,30 @@
 
 #include <cmath>
 
-#include "common/logging.h"
+#include "common/hash.h"
+#include "common/plan/layout.h"
 #include "runtime/compute/rng.h"
 
 namespace cairn::runtime {
 
-using planner::LayerKind;
-using planner::ParallelMode;
+using plan::LayerKind;
+using plan::ParallelMode;
 
 uint64_t TensorId(int layer_index, const std::string& name) {
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (char c : name) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
-  return h ^ (static_cast<uint64_t>(layer_index) * 0x9e3779b97f4a7c15ULL);
+  return Fnv1a64(name) ^ (static_cast<uint64_t>(layer_index) * 0x9e3779b97f4a7c15ULL);
 }
 
-void LayerParams::Add(ParamTensor t) {
+int LayerParams::Add(ParamTensor t) {
   t.offset = size_;
   size_ += t.count();
   tensors_.push_back(std::move(t));
+  return static_cast<int>(tensors_.size()) - 1;
 }
 
-const ParamTensor& LayerParams::tensor(const std::string& name) const {
-  for (const ParamTensor& t : tensors_) {
-    if (t.name == name) return t;
-  }
-  CAIRN_CHECK(false) << "no parameter " << name;
-  return tensors_.front();
-}
-
-bool LayerParams::has(const std::string& name) const {
-  for (const ParamTensor& t : tensors_) {
-    if (t.name == name) return true;
-  }
-  return false;
-}
-
-LayerParams LayerParams::Build(const planner::ModelDims& m, const LayerPlace& place,
+LayerParams LayerParams::Build(const plan::ModelDims& m, const LayerPlace& place,
                                bool owns_lm_head) {
   LayerParams p;
+  ParamSlots& slot = p.slots_;
   const bool ulysses = place.strategy.mode == ParallelMode::kUlysses;
   const int t = ulysses ? 1 : place.tp;      // weight split
   const int r = ulysses ? 0 : place.tp_rank;
@@ -60,10 +46,10 @@ LayerParams LayerParams::Build(const planner::ModelDims& m, const LayerPlace& pl
     x.decay = decay;
     x.tp_replicated = !ulysses && place.tp > 1;
     x.tp_partial = x.tp_replicated && partial;
-    p.Add(x);
+    return p.Add(x);
   };
   auto rows_of = [&](const std::string& name, int64_t grows, int64_t cols, int64_t begin,
-                     int64_t count, float init_std, bool decay, uint64_t id) {
+                     int64_t count, float init_std, bool decay, uint64_t id, int kv_share = 1) {
     ParamTensor x;
     x.name = name;
     x.global_rows = grows;
@@ -74,7 +60,8 @@ LayerParams LayerParams::Build(const planner::ModelDims& m, const LayerPlace& pl
     x.tensor_id = id;
     x.init_std = init_std;
     x.decay = decay;
-    p.Add(x);
+    x.kv_share = kv_share;
+    return p.Add(x);
   };
   auto cols_of = [&](const std::string& name, int64_t rows, int64_t gcols, int64_t begin,
                      int64_t count, float init_std) {
@@ -88,18 +75,20 @@ LayerParams LayerParams::Build(const planner::ModelDims& m, const LayerPlace& pl
     x.tensor_id = TensorId(place.index, name);
     x.init_std = init_std;
     x.decay = true;
-    p.Add(x);
+    return p.Add(x);
   };
-  auto norm = [&](const std::string& prefix) {
-    whole(prefix + "_w", 1, C, 0, 1.0f, false, sp);
-    if (!m.rms_norm) whole(prefix + "_b", 1, C, 0, 0.0f, false, sp);
+  auto norm = [&](const std::string& prefix, int* w, int* b) {
+    *w = whole(prefix + "_w", 1, C, 0, 1.0f, false, sp);
+    if (!m.rms_norm) *b = whole(prefix + "_b", 1, C, 0, 0.0f, false, sp);
   };
+  // Vocabulary rows of this rank (vocab-parallel; any vocabulary size: plan::SplitRange).
+  const plan::Range vocab = plan::SplitRange(m.vocab, t, r);
   switch (place.kind) {
     case LayerKind::kEmbedding: {
-      const int64_t vloc = m.vocab / t;
-      rows_of("wte", m.vocab, C, r * vloc, vloc, std, true, TensorId(0, "wte"));
+      slot.wte = rows_of("wte", m.vocab, C, vocab.begin, vocab.size(), std, true,
+                         TensorId(0, "wte"));
       // Positions are added by TP rank 0 only under vocab-parallel: partial on the others.
-      if (!m.rope) whole("wpe", m.max_seq_len, C, std, 0, true, true);
+      if (!m.rope) slot.wpe = whole("wpe", m.max_seq_len, C, std, 0, true, true);
       break;
     }
     case LayerKind::kBlock: {
@@ -107,45 +96,47 @@ LayerParams LayerParams::Build(const planner::ModelDims& m, const LayerPlace& pl
       const int64_t group = H / KV;
       const int64_t kv_begin = h_begin / group, kv_end = (h_begin + h_loc - 1) / group + 1;
       const int kv_share = (!ulysses && place.tp > KV) ? static_cast<int>(place.tp / KV) : 1;
-      norm("norm1");
-      rows_of("wq", H * D, C, h_begin * D, h_loc * D, std, true, TensorId(place.index, "wq"));
-      rows_of("wk", KV * D, C, kv_begin * D, (kv_end - kv_begin) * D, std, true,
-              TensorId(place.index, "wk"));
-      rows_of("wv", KV * D, C, kv_begin * D, (kv_end - kv_begin) * D, std, true,
-              TensorId(place.index, "wv"));
+      const int64_t kv_rows = (kv_end - kv_begin) * D;
+      norm("norm1", &slot.norm1_w, &slot.norm1_b);
+      slot.wq = rows_of("wq", H * D, C, h_begin * D, h_loc * D, std, true,
+                        TensorId(place.index, "wq"));
+      slot.wk = rows_of("wk", KV * D, C, kv_begin * D, kv_rows, std, true,
+                        TensorId(place.index, "wk"), kv_share);
+      slot.wv = rows_of("wv", KV * D, C, kv_begin * D, kv_rows, std, true,
+                        TensorId(place.index, "wv"), kv_share);
       if (m.bias) {
-        rows_of("bq", H * D, 1, h_begin * D, h_loc * D, 0, false, TensorId(place.index, "bq"));
-        rows_of("bk", KV * D, 1, kv_begin * D, (kv_end - kv_begin) * D, 0, false,
-                TensorId(place.index, "bk"));
-        rows_of("bv", KV * D, 1, kv_begin * D, (kv_end - kv_begin) * D, 0, false,
-                TensorId(place.index, "bv"));
+        slot.bq = rows_of("bq", H * D, 1, h_begin * D, h_loc * D, 0, false,
+                          TensorId(place.index, "bq"));
+        slot.bk = rows_of("bk", KV * D, 1, kv_begin * D, kv_rows, 0, false,
+                          TensorId(place.index, "bk"), kv_share);
+        slot.bv = rows_of("bv", KV * D, 1, kv_begin * D, kv_rows, 0, false,
+                          TensorId(place.index, "bv"), kv_share);
       }
-      for (ParamTensor& x : p.tensors_) {
-        if (x.name == "wk" || x.name == "wv" || x.name == "bk" || x.name == "bv") {
-          x.kv_share = kv_share;
-        }
-      }
-      cols_of("wo", C, H * D, h_begin * D, h_loc * D, resid_std);
+      slot.wo = cols_of("wo", C, H * D, h_begin * D, h_loc * D, resid_std);
       // Row-parallel biases are added by TP rank 0 only (before the reduction): partial elsewhere.
-      if (m.bias) whole("bo", 1, C, 0, 0, false, true);
-      norm("norm2");
+      if (m.bias) slot.bo = whole("bo", 1, C, 0, 0, false, true);
+      norm("norm2", &slot.norm2_w, &slot.norm2_b);
       const int64_t f_loc = F / t;
       if (m.swiglu) {
-        rows_of("w_gate", F, C, r * f_loc, f_loc, std, true, TensorId(place.index, "w_gate"));
+        slot.w_gate = rows_of("w_gate", F, C, r * f_loc, f_loc, std, true,
+                              TensorId(place.index, "w_gate"));
       }
-      rows_of("w_up", F, C, r * f_loc, f_loc, std, true, TensorId(place.index, "w_up"));
-      if (m.bias) rows_of("b_up", F, 1, r * f_loc, f_loc, 0, false, TensorId(place.index, "b_up"));
-      cols_of("w_down", C, F, r * f_loc, f_loc, resid_std);
-      if (m.bias) whole("b_down", 1, C, 0, 0, false, true);
+      slot.w_up = rows_of("w_up", F, C, r * f_loc, f_loc, std, true, TensorId(place.index, "w_up"));
+      if (m.bias) {
+        slot.b_up = rows_of("b_up", F, 1, r * f_loc, f_loc, 0, false,
+                            TensorId(place.index, "b_up"));
+      }
+      slot.w_down = cols_of("w_down", C, F, r * f_loc, f_loc, resid_std);
+      if (m.bias) slot.b_down = whole("b_down", 1, C, 0, 0, false, true);
       break;
     }
     case LayerKind::kHead: {
-      norm("norm_f");
+      norm("norm_f", &slot.norm_f_w, &slot.norm_f_b);
       if (owns_lm_head) {
-        const int64_t vloc = m.vocab / t;
         // A tied head's copy starts from the embedding's values.
-        const uint64_t id = m.tied_embeddings ? TensorId(0, "wte") : TensorId(place.index, "lm_head");
-        rows_of("lm_head", m.vocab, C, r * vloc, vloc, std, true, id);
+        const uint64_t id =
+            m.tied_embeddings ? TensorId(0, "wte") : TensorId(place.index, "lm_head");
+        slot.lm_head = rows_of("lm_head", m.vocab, C, vocab.begin, vocab.size(), std, true, id);
       }
       break;
     }

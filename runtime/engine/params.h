@@ -2,15 +2,18 @@
 //
 // Each layer's local tensors (its tensor-parallel shard: rows of column-parallel weights, columns
 // of row-parallel ones, vocabulary rows of the embedding and LM head) are laid out back to back in
-// one flat fp32 buffer, so data parallelism and ZeRO treat a layer as one vector: DDP all-reduces
-// it, ZeRO-1/2/3 shard it into equal contiguous pieces over the layer's data-parallel group.
-// Every element knows its index in the unsharded tensor, and values are drawn from a counter-based
-// RNG keyed by (seed, tensor id, global index): any plan initialises exactly the same model.
+// one flat buffer, so data parallelism and ZeRO treat a layer as one vector: DDP all-reduces it,
+// ZeRO-1/2/3 shard it into equal contiguous pieces over the layer's data-parallel group. Every
+// element knows its index in the unsharded tensor, and values are drawn from a counter-based RNG
+// keyed by (seed, tensor id, global index): any plan initialises exactly the same model.
 //
-//   LayerParams p = LayerParams::Build(model, place, seq_len, /*owns_lm_head=*/true);
+// Tensors are found through ParamSlots (an index per role, -1 when absent), never by name at run
+// time; names ("wq", "norm1_w", ...) exist for checkpoints and messages.
+//
+//   LayerParams p = LayerParams::Build(model, place, /*owns_lm_head=*/true);
 //   std::vector<float> values(p.size());
 //   p.Initialize(seed, values.data());
-//   const ParamTensor& wq = p.tensor("wq");  // offset, local shape, global index mapping
+//   if (p.slots().wq >= 0) { const ParamTensor& wq = p.tensors()[p.slots().wq]; ... }
 #ifndef CAIRN_RUNTIME_ENGINE_PARAMS_H_
 #define CAIRN_RUNTIME_ENGINE_PARAMS_H_
 
@@ -18,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "planner/problem/problem.h"
+#include "common/plan/plan.h"
 #include "runtime/engine/topology.h"
 
 namespace cairn::runtime {
@@ -27,7 +30,7 @@ namespace cairn::runtime {
 // (row_begin, col_begin).
 struct ParamTensor {
   std::string name;
-  int64_t offset = 0;         // in the layer's flat buffer
+  int64_t offset = 0;         // in the layer's flat buffer, elements
   int64_t rows = 0, cols = 0;
   int64_t global_rows = 0, global_cols = 0;
   int64_t row_begin = 0, col_begin = 0;
@@ -47,23 +50,34 @@ struct ParamTensor {
   }
 };
 
+// Index into LayerParams::tensors() of each role a layer may have; -1 when absent.
+struct ParamSlots {
+  int wte = -1, wpe = -1;                                      // embedding
+  int norm1_w = -1, norm1_b = -1, norm2_w = -1, norm2_b = -1;  // block norms
+  int wq = -1, wk = -1, wv = -1, bq = -1, bk = -1, bv = -1, wo = -1, bo = -1;
+  int w_gate = -1, w_up = -1, b_up = -1, w_down = -1, b_down = -1;
+  int norm_f_w = -1, norm_f_b = -1, lm_head = -1;              // head
+};
+
 class LayerParams {
  public:
   // The local tensors of layer `place` (its kind, strategy and ranks). `owns_lm_head`: the head
   // holds its own LM-head matrix (false when tied to the embedding on the same rank).
-  static LayerParams Build(const planner::ModelDims& model, const LayerPlace& place,
+  static LayerParams Build(const plan::ModelDims& model, const LayerPlace& place,
                            bool owns_lm_head);
 
   int64_t size() const { return size_; }
   const std::vector<ParamTensor>& tensors() const { return tensors_; }
-  const ParamTensor& tensor(const std::string& name) const;
-  bool has(const std::string& name) const;
+  const ParamSlots& slots() const { return slots_; }
+  // Offset (elements) of the tensor in `slot`, or -1 when the slot is empty.
+  int64_t OffsetOf(int slot) const { return slot < 0 ? -1 : tensors_[slot].offset; }
   // Writes the initial values of every local element into flat[0, size()).
   void Initialize(uint64_t seed, float* flat) const;
 
  private:
-  void Add(ParamTensor t);
+  int Add(ParamTensor t);
   std::vector<ParamTensor> tensors_;
+  ParamSlots slots_;
   int64_t size_ = 0;
 };
 

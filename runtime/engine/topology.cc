@@ -5,14 +5,15 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/plan/validate.h"
 
 namespace cairn::runtime {
 
-using planner::LayerKind;
-using planner::ParallelMode;
+using plan::LayerKind;
+using plan::ParallelMode;
 
-Topology::Topology(int world_size, int rank, const planner::PlanSpec& plan,
-                   const planner::ModelDims& model, int seq_len)
+Topology::Topology(int world_size, int rank, const plan::PlanSpec& plan,
+                   const plan::ModelDims& model, int seq_len)
     : world_(world_size), rank_(rank), p_(std::max(1, plan.pipeline_degree())),
       n_(std::max(1, world_size / std::max(1, plan.pipeline_degree()))), seq_(seq_len),
       plan_(plan), model_(model) {
@@ -24,109 +25,17 @@ Topology::Topology(int world_size, int rank, const planner::PlanSpec& plan,
 }
 
 absl::Status Topology::Validate() const {
-  const int L = model_.num_layers;
-  if (static_cast<int>(plan_.layers.size()) != L + 2) {
-    return absl::InvalidArgumentError(absl::StrCat("the plan has ", plan_.layers.size(),
-                                                   " layer strategies; model ", model_.name,
-                                                   " needs ", L + 2));
-  }
-  if (world_ % p_ != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("pipeline degree ", p_,
-                                                   " does not divide the world size ", world_));
-  }
-  if (std::accumulate(plan_.stage_layers.begin(), plan_.stage_layers.end(), 0) != L + 2) {
-    return absl::InvalidArgumentError("the plan's stages do not cover every layer exactly once");
-  }
-  for (int x : plan_.stage_layers) {
-    if (x < 1) return absl::InvalidArgumentError("a pipeline stage has no layers");
-  }
-  if (plan_.num_micro_batches < 1 || plan_.global_batch % plan_.num_micro_batches != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("global batch ", plan_.global_batch,
-                                                   " does not split into ",
-                                                   plan_.num_micro_batches, " micro-batches"));
-  }
-  const int mb = micro_batch();
-  const ActLayout b = BoundaryLayout();
-  if (p_ > 1 && b.tp > 1 && !b.seq_sharded) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "micro-batch ", mb, " and sequence ", seq_, " cannot be split over the ", n_,
-        " devices of a pipeline stage"));
-  }
-  for (int i = 0; i < L + 2; ++i) {
-    const planner::Strategy& st = plan_.layers[i];
-    const std::string where = absl::StrCat("layer ", i, " (", planner::Describe(st), "): ");
-    if (st.tp < 1 || n_ % st.tp != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "degree ", st.tp,
-                                                     " does not divide the ", n_,
-                                                     " devices of a stage"));
-    }
-    const int dp = n_ / st.tp;
-    if (mb % dp != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "micro-batch of ", mb,
-                                                     " samples does not split over ", dp,
-                                                     " data-parallel ranks"));
-    }
-    if (st.tp == 1) continue;
-    const bool ulysses = st.mode == ParallelMode::kUlysses;
-    if (st.mode != ParallelMode::kTensor && seq_ % st.tp != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(where, "sequence length ", seq_,
-                                                     " does not split over ", st.tp));
-    }
-    const LayerKind kind = planner::KindOf(i, L);
-    if (kind == LayerKind::kBlock) {
-      if (model_.num_heads % st.tp != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(where, model_.num_heads,
-                                                       " heads do not split over ", st.tp));
-      }
-      if (model_.num_kv_heads % st.tp != 0 && st.tp % model_.num_kv_heads != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, model_.num_kv_heads, " key/value heads do not split over ", st.tp));
-      }
-      if (!ulysses && model_.ffn_hidden % st.tp != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(where, "MLP width ", model_.ffn_hidden,
-                                                       " does not split over ", st.tp));
-      }
-    } else if (!ulysses && model_.vocab % st.tp != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, "vocabulary ", model_.vocab, " does not split over ", st.tp,
-          " (vocab-parallel needs a multiple of the degree)"));
-    }
-  }
-  if (model_.tied_embeddings) {
-    const planner::Strategy& e = plan_.layers.front();
-    const planner::Strategy& h = plan_.layers.back();
-    const bool e_split = e.tp > 1 && e.mode != ParallelMode::kUlysses;
-    const bool h_split = h.tp > 1 && h.mode != ParallelMode::kUlysses;
-    if ((e_split ? e.tp : 1) != (h_split ? h.tp : 1)) {
-      return absl::InvalidArgumentError(
-          "with tied embeddings the embedding and the head must split the vocabulary the same "
-          "way (same vocab-parallel degree)");
-    }
-    auto sharded_grads = [](const planner::Strategy& s) {
-      return s.dp == planner::DpMode::kZero2 || s.dp == planner::DpMode::kZero3;
-    };
-    if (p_ > 1 && (sharded_grads(e) || sharded_grads(h))) {
-      return absl::InvalidArgumentError(
-          "with tied embeddings split over pipeline stages, the embedding and the head need DDP "
-          "or ZeRO-1 (their gradients are summed across the two stages before the data-parallel "
-          "reduction)");
-    }
-  }
-  return absl::OkStatus();
+  return plan::CheckPlan(model_, plan_, world_, seq_);
 }
 
 ActLayout Topology::BoundaryLayout() const {
-  ActLayout l;
-  l.dp = std::gcd(n_, micro_batch());
-  l.tp = n_ / l.dp;
-  l.seq_sharded = l.tp > 1 && seq_ % l.tp == 0;
-  return l;
+  return plan::BoundaryLayout(n_, micro_batch(), seq_);
 }
 
 LayerPlace Topology::PlaceOn(int index, int stage, int local) const {
   LayerPlace l;
   l.index = index;
-  l.kind = planner::KindOf(index, model_.num_layers);
+  l.kind = plan::KindOf(index, model_.num_layers);
   l.strategy = plan_.layers[index];
   l.tp = l.strategy.tp;
   l.dp = n_ / l.tp;
@@ -135,9 +44,7 @@ LayerPlace Topology::PlaceOn(int index, int stage, int local) const {
   const bool ulysses = l.strategy.mode == ParallelMode::kUlysses && l.tp > 1;
   l.shard_size = ulysses ? n_ : l.dp;
   l.shard_rank = ulysses ? local : l.dp_rank;
-  l.layout.dp = l.dp;
-  l.layout.tp = l.tp;
-  l.layout.seq_sharded = l.tp > 1 && l.strategy.mode != ParallelMode::kTensor;
+  l.layout = plan::LayoutOf(l.strategy, n_);
   const int base = stage * n_;
   for (int j = 0; j < l.tp; ++j) l.tp_group.push_back(base + l.dp_rank * l.tp + j);
   const int kv = model_.num_kv_heads;

@@ -1,42 +1,33 @@
 // runtime/engine/topology.h — where each rank sits in a plan, and the process groups it needs.
 //
 // Ranks are numbered pipeline-outermost: stage i owns world ranks [i n, (i+1) n), n = world / p.
-// Inside a stage, a layer with model-parallel degree t puts its TP (or Ulysses) group innermost:
-// local rank l has tp_rank = l % t and dp_rank = l / t; its TP group is the t consecutive ranks
-// sharing dp_rank, its data-parallel group the d = n / t ranks sharing tp_rank (every n ranks of the
-// stage for Ulysses, whose weights are replicated over the sequence group too).
+// Inside a stage, a layer with model-parallel degree t puts its TP (or Ulysses) group innermost
+// (common/plan/layout.h): local rank l has tp_rank = l % t and dp_rank = l / t; its TP group is the
+// t consecutive ranks sharing dp_rank, its data-parallel group the d = n / t ranks sharing tp_rank
+// (every n ranks of the stage for Ulysses, whose weights are replicated over the sequence group too).
 //
-//   Topology topo(world_size, rank, plan, model);
-//   CAIRN_RETURN_IF_ERROR(topo.Validate());
-//   const LayerPlace& l = topo.layer(7);        // this rank's view of layer 7 (if in its stage)
+//   Topology topo(world_size, rank, plan, model, seq_len);
+//   CAIRN_RETURN_IF_ERROR(topo.Validate());     // the plan contract: plan::CheckPlan
+//   const LayerPlace& l = topo.Place(7);        // this rank's view of layer 7 (if in its stage)
 //   for (const auto& ranks : topo.AllGroups()) ...  // every group, same order on every rank
 #ifndef CAIRN_RUNTIME_ENGINE_TOPOLOGY_H_
 #define CAIRN_RUNTIME_ENGINE_TOPOLOGY_H_
 
-#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "planner/problem/problem.h"
+#include "common/plan/layout.h"
+#include "common/plan/plan.h"
 
 namespace cairn::runtime {
 
-// An activation layout: batch split over `dp` ranks, sequence split over `tp` when seq_sharded.
-struct ActLayout {
-  int dp = 1;
-  int tp = 1;
-  bool seq_sharded = false;
-  bool operator==(const ActLayout& o) const {
-    return dp == o.dp && tp == o.tp && seq_sharded == o.seq_sharded;
-  }
-  bool operator!=(const ActLayout& o) const { return !(*this == o); }
-};
+using plan::ActLayout;
 
 // This rank's view of one layer of its stage.
 struct LayerPlace {
   int index = 0;
-  planner::LayerKind kind = planner::LayerKind::kBlock;
-  planner::Strategy strategy;
+  plan::LayerKind kind = plan::LayerKind::kBlock;
+  plan::Strategy strategy;
   int tp = 1;          // model-parallel degree
   int dp = 1;          // n / tp
   int tp_rank = 0;
@@ -53,11 +44,11 @@ struct LayerPlace {
 
 class Topology {
  public:
-  Topology(int world_size, int rank, const planner::PlanSpec& plan, const planner::ModelDims& model,
+  Topology(int world_size, int rank, const plan::PlanSpec& plan, const plan::ModelDims& model,
            int seq_len);
 
-  // InvalidArgument when the plan cannot run on this world size and model: degrees not dividing the
-  // stage, batch not splitting, heads or vocabulary not dividing the tensor-parallel degree, ...
+  // InvalidArgument listing every violation of the plan contract (common/plan/validate.h) for
+  // this world size, model and sequence length: exactly what the planner calls invalid.
   absl::Status Validate() const;
 
   int world_size() const { return world_; }
@@ -66,20 +57,20 @@ class Topology {
   int stage_devices() const { return n_; }
   int stage() const { return rank_ / n_; }
   int local_rank() const { return rank_ % n_; }
-  int micro_batch() const { return plan_.global_batch / plan_.num_micro_batches; }
+  int micro_batch() const { return plan_.micro_batch(); }
   int first_layer() const { return first_; }
   int num_layers() const { return count_; }
   bool is_first_stage() const { return stage() == 0; }
   bool is_last_stage() const { return stage() == p_ - 1; }
-  const planner::PlanSpec& plan() const { return plan_; }
-  const planner::ModelDims& model() const { return model_; }
+  const plan::PlanSpec& plan() const { return plan_; }
+  const plan::ModelDims& model() const { return model_; }
   int seq_len() const { return seq_; }
 
   // This rank's view of layer `index` (must be in its stage).
   LayerPlace Place(int index) const;
-  // The same for any stage (used to validate and to build groups).
+  // The same for any stage (used to build groups).
   LayerPlace PlaceOn(int index, int stage, int local_rank) const;
-  // The layout activations cross a stage boundary in (see planner BoundaryLayout).
+  // The layout activations cross a stage boundary in (plan::BoundaryLayout).
   ActLayout BoundaryLayout() const;
   std::vector<int> StageGroup(int stage) const;
   // Every group any rank needs, in one deterministic order (so Split calls match on all ranks).
@@ -87,8 +78,8 @@ class Topology {
 
  private:
   int world_, rank_, p_, n_, first_ = 0, count_ = 0, seq_;
-  planner::PlanSpec plan_;
-  planner::ModelDims model_;
+  plan::PlanSpec plan_;
+  plan::ModelDims model_;
 };
 
 }  // namespace cairn::runtime

@@ -1,6 +1,7 @@
-// End-to-end tests of cairn-train as real processes over Gloo: multi-process training matches
-// one process, a dying worker makes the run fail fast with a clear error, bad plans are refused
-// before any worker starts, and checkpoints resume.
+// End-to-end tests of cairn-train as real processes over Gloo: multi-process training under
+// explicit plans matches one process, a dying worker makes the run fail fast with a clear error,
+// bad plans are refused before any worker starts, and checkpoints resume. Fault injection exists
+// only in the cairn-train-testing build.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -69,18 +70,52 @@ class TrainTest : public ::testing::Test {
                                      Tmp(), "/data"));
     ASSERT_EQ(r.status, 0) << r.output;
   }
-  std::string Train(const std::string& args) {
-    return absl::StrCat("runtime/train/cairn-train --model llama-tiny --data ", Tmp(),
+  // cairn-train (or its fault-injecting test build) on the test corpus with `args`.
+  std::string Train(const std::string& args, bool testing_build = false) {
+    return absl::StrCat("runtime/train/", testing_build ? "cairn-train-testing" : "cairn-train",
+                        " --model llama-tiny --data ", Tmp(),
                         "/data --global-batch 8 --seq-len 32 --lr 1e-3 ", args);
+  }
+  // A plan file for llama-tiny (4 blocks) on `devices` devices: one strategy for every layer,
+  // `stages` pipeline stages of equal blocks, `micro` micro-batches of the batch of 8.
+  std::string PlanFile(const std::string& name, int devices, const std::string& strategy,
+                       int stages = 1, int micro = 1) {
+    std::string layers, stage_list;
+    for (int i = 0; i < 6; ++i) {
+      absl::StrAppend(&layers, i ? ", " : "", "{\"index\": ", i, ", ", strategy,
+                      ", \"tp_consecutive\": true}");
+    }
+    const int blocks = 4 / stages;
+    int first = 0;
+    for (int s = 0; s < stages; ++s) {
+      const int n = blocks + (s == 0) + (s == stages - 1);
+      absl::StrAppend(&stage_list, s ? ", " : "", "{\"first_layer\": ", first,
+                      ", \"num_layers\": ", n, "}");
+      first += n;
+    }
+    const std::string path = absl::StrCat(Tmp(), "/", name, ".json");
+    std::ofstream(path) << absl::StrCat(
+        "{\"format_version\": 1, \"model_name\": \"llama-tiny\", \"num_nodes\": 1, ",
+        "\"devices_per_node\": ", devices, ", \"global_batch_size\": 8, \"seq_len\": 32, ",
+        "\"num_micro_batches\": ", micro, ", \"pipeline_degree\": ", stages,
+        ", \"stages\": [", stage_list, "], \"layers\": [", layers, "]}");
+    return path;
   }
 };
 
 TEST_F(TrainTest, MultiProcessMatchesOneProcess) {
-  const Result one = Sh(Train("--nproc 1 --steps 4"));
+  const Result one = Sh(Train("--nproc 1 --steps 4 --plan " + PlanFile("one", 1, "\"tp_degree\": 1")));
   ASSERT_EQ(one.status, 0) << one.output;
   const std::vector<double> ref = Losses(one.output);
   ASSERT_EQ(ref.size(), 4u) << one.output;
-  for (const char* plan : {"--nproc 2", "--nproc 4"}) {
+  const std::string zero1 = "\"tp_degree\": 1, \"dp_mode\": \"DATA_PARALLEL_MODE_ZERO1\"";
+  const std::string tp_sp =
+      "\"tp_degree\": 2, \"mode\": \"PARALLEL_MODE_TENSOR_SEQUENCE\", "
+      "\"dp_mode\": \"DATA_PARALLEL_MODE_ZERO3\"";
+  for (const std::string& plan :
+       {"--nproc 2 --plan " + PlanFile("dp2_zero1", 2, zero1),
+        "--nproc 4 --plan " + PlanFile("tp2_sp_zero3", 4, tp_sp),
+        "--nproc 4 --plan " + PlanFile("pp2_dp2", 4, "\"tp_degree\": 1", 2, 4)}) {
     const Result many = Sh(Train(absl::StrCat(plan, " --steps 4")));
     ASSERT_EQ(many.status, 0) << many.output;
     const std::vector<double> got = Losses(many.output);
@@ -110,13 +145,14 @@ int FreePort() {
 TEST_F(TrainTest, TorchrunStyleLaunchFromEnvironment) {
   // Two separately started processes meet through MASTER_ADDR:MASTER_PORT (rank 0 hosts the
   // store), as torchrun, Slurm or Kubernetes would start them.
-  const Result one = Sh(Train("--nproc 1 --steps 3"));
+  const Result one = Sh(Train("--nproc 1 --steps 3 --plan " + PlanFile("one", 1, "\"tp_degree\": 1")));
   ASSERT_EQ(one.status, 0) << one.output;
+  const std::string plan = " --plan " + PlanFile("dp2", 2, "\"tp_degree\": 1");
   const std::string env = absl::StrCat("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=", FreePort(),
                                        " LOCAL_RANK=0 ");
   const std::string log = Tmp() + "/rank1.log";
-  const Result r = Sh(absl::StrCat("(", env, "RANK=1 ", Train("--steps 3"), " > ", log,
-                                   " 2>&1 &) ; ", env, "RANK=0 ", Train("--steps 3")));
+  const Result r = Sh(absl::StrCat("(", env, "RANK=1 ", Train("--steps 3" + plan), " > ", log,
+                                   " 2>&1 &) ; ", env, "RANK=0 ", Train("--steps 3" + plan)));
   ASSERT_EQ(r.status, 0) << r.output;
   const std::vector<double> ref = Losses(one.output), got = Losses(r.output);
   ASSERT_EQ(got.size(), ref.size()) << r.output;
@@ -124,10 +160,16 @@ TEST_F(TrainTest, TorchrunStyleLaunchFromEnvironment) {
 }
 
 TEST_F(TrainTest, DeadWorkerFailsTheRunFast) {
-  const Result r = Sh("CAIRN_FAULT_EXIT=1:1 " + Train("--nproc 2 --steps 5"));
+  const Result r = Sh("CAIRN_FAULT_EXIT=1:1 " + Train("--nproc 2 --steps 5", true));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("worker rank 1 exited with status 3"));
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("step     5/5")));
+}
+
+TEST_F(TrainTest, FaultInjectionExistsOnlyInTheTestingBuild) {
+  const Result r = Sh("CAIRN_FAULT_EXIT=0:0 " + Train("--nproc 1 --steps 1"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("injected failure")));
 }
 
 TEST_F(TrainTest, BadPlanRefusedBeforeWorkersStart) {
@@ -151,8 +193,10 @@ TEST_F(TrainTest, CheckpointAndResume) {
   const Result straight = Sh(Train("--nproc 2 --steps 4"));
   ASSERT_EQ(straight.status, 0) << straight.output;
   // A 4-step run that saves every 2 steps and crashes at step 3 (after the step-2 checkpoint).
-  const Result crashed = Sh("CAIRN_FAULT_EXIT=0:2 " + Train("--nproc 2 --steps 4 --checkpoint-dir " +
-                                                            ck + " --checkpoint-every 2"));
+  const Result crashed = Sh("CAIRN_FAULT_EXIT=0:2 " +
+                            Train("--nproc 2 --steps 4 --checkpoint-dir " + ck +
+                                      " --checkpoint-every 2",
+                                  true));
   EXPECT_EQ(crashed.status, 1) << crashed.output;
   EXPECT_THAT(crashed.output, HasSubstr("checkpoint: step 2 saved"));
   // Resume it under another world size (and so another plan): the same continuation.

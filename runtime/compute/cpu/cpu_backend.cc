@@ -43,7 +43,7 @@ float Dot(const float* x, const float* y, int64_t n) {
 }
 
 // y += alpha x
-void Axpy(float alpha, const float* x, float* y, int64_t n) {
+void AddScaled(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -573,7 +573,7 @@ absl::Status CpuBackend::DoEmbeddingForward(const EmbeddingShape& s, const int32
       } else {
         std::fill(y, y + C, 0.0f);  // another vocabulary shard holds this row
       }
-      if (wpe != nullptr) Axpy(1.0f, wpe + (s.position_offset + t) * C, y, C);
+      if (wpe != nullptr) AddScaled(1.0f, wpe + (s.position_offset + t) * C, y, C);
     }
   }
   return absl::OkStatus();
@@ -586,7 +586,7 @@ absl::Status CpuBackend::DoEmbeddingBackward(const EmbeddingShape& s, const int3
   for (int64_t bt = 0; bt < s.batch * s.seq; ++bt) {
     const int64_t token = tokens[bt];
     if (token >= s.vocab_begin && token < s.vocab_end) {
-      Axpy(1.0f, dout + bt * C, dwte + (token - s.vocab_begin) * C, C);
+      AddScaled(1.0f, dout + bt * C, dwte + (token - s.vocab_begin) * C, C);
     }
   }
   if (dwpe != nullptr) {
@@ -724,6 +724,11 @@ absl::Status CpuBackend::DoSum(int64_t n, const float* x, float* sum, Stream*) {
   double acc = 0.0;
   for (int64_t i = 0; i < n; ++i) acc += x[i];
   *sum += static_cast<float>(acc);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::DoAxpy(int64_t n, float alpha, const float* x, float* y, Stream*) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
   return absl::OkStatus();
 }
 

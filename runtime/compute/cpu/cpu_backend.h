@@ -114,6 +114,7 @@ class CpuBackend final : public ComputeBackend {
   absl::Status DoScale(int64_t n, float alpha, float* x, Stream* stream) override;
   absl::Status DoNormSquared(int64_t n, const float* x, float* sum, Stream* stream) override;
   absl::Status DoSum(int64_t n, const float* x, float* sum, Stream* stream) override;
+  absl::Status DoAxpy(int64_t n, float alpha, const float* x, float* y, Stream* stream) override;
   absl::Status DoCopy2D(int64_t rows, int64_t row_bytes, const void* src, int64_t src_pitch,
                         void* dst, int64_t dst_pitch, Stream* stream) override;
   absl::Status DoAdd2D(int64_t rows, int64_t row_elements, const void* src, int64_t src_pitch,

@@ -932,6 +932,15 @@ TEST_P(BackendOpsTest, SumAccumulates) {
   EXPECT_NEAR(sum.ToHost()[0], expected, 1e-3);
 }
 
+TEST_P(BackendOpsTest, AxpyAccumulates) {
+  const std::vector<float> x = RandomVector(777, 22), y = RandomVector(777, 23);
+  Buffer dx(backend(), x), dy(backend(), y);
+  ASSERT_OK(backend().Axpy(777, -0.5f, dx.get(), dy.get()));
+  std::vector<double> expected(777);
+  for (int i = 0; i < 777; ++i) expected[i] = y[i] - 0.5 * x[i];
+  EXPECT_LT(RelativeError(dy.ToHost(), expected), 1e-6);
+}
+
 TEST_P(BackendOpsTest, WorkingRoundTripIsExactForRepresentableValues) {
   // Values with 8 significant bits survive fp32 -> working -> fp32 on fp32 and bf16 backends.
   std::vector<float> x;

@@ -1,0 +1,201 @@
+#include "runtime/train/trainer.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/plan/validate.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "runtime/checkpoint/checkpoint.h"
+#include "runtime/comm/file_store.h"
+#include "runtime/comm/gloo/gloo_communicator.h"
+#include "runtime/compute/cpu/cpu_backend.h"
+#include "runtime/data/token_shards.h"
+#include "runtime/train/launcher.h"
+
+namespace cairn::runtime {
+namespace {
+
+absl::StatusOr<std::unique_ptr<ComputeBackend>> MakeBackend(const TrainerOptions& o,
+                                                           int local_rank) {
+  if (o.make_backend) return o.make_backend(local_rank);
+  return std::unique_ptr<ComputeBackend>(std::make_unique<CpuBackend>());
+}
+
+absl::Status CheckData(const TrainerOptions& o, const TokenDataset& data) {
+  if (static_cast<int64_t>(data.max_token()) >= o.model.vocab) {
+    return absl::InvalidArgumentError(absl::StrCat("the data in ", o.data_dir, " has token ",
+                                                   data.max_token(), " but ", o.model.name,
+                                                   "'s vocabulary is ", o.model.vocab));
+  }
+  if (data.num_tokens() < o.seq_len + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("the data in ", o.data_dir, " has ",
+                                                   data.num_tokens(),
+                                                   " tokens; one sample needs seq_len + 1 = ",
+                                                   o.seq_len + 1));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckTrainingInputs(const TrainerOptions& o) {
+  if (o.steps < 1) return absl::InvalidArgumentError("the run needs at least one step");
+  if (o.checkpoint_every < 0) {
+    return absl::InvalidArgumentError("the checkpoint interval must be >= 0");
+  }
+  CAIRN_RETURN_IF_ERROR(plan::CheckPlan(o.model, o.plan, o.world_size, o.seq_len));
+  CAIRN_ASSIGN_OR_RETURN(TokenDataset data, TokenDataset::Open(o.data_dir, "train"));
+  return CheckData(o, data);
+}
+
+absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBackend* backend) {
+  const int rank = world->rank();
+  CAIRN_ASSIGN_OR_RETURN(TokenDataset data, TokenDataset::Open(o.data_dir, "train"));
+  CAIRN_RETURN_IF_ERROR(CheckData(o, data));
+  const Sampler sampler = [&](int64_t step, int64_t sample, std::vector<int32_t>* in,
+                              std::vector<int32_t>* tg) {
+    return data.Sample(o.train.seed, step, sample, o.seq_len, in, tg);
+  };
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                         Engine::Create(o.model, o.plan, o.seq_len, world, backend, o.train));
+  CAIRN_ASSIGN_OR_RETURN(const int64_t planned, engine->MaxOverRanks(engine->planned_bytes()));
+  if (rank == 0 && !o.quiet) {
+    std::printf("device memory: %s per rank planned before the first step (largest rank)\n",
+                FormatBytes(static_cast<double>(planned)).c_str());
+    std::fflush(stdout);
+  }
+  int64_t start = 0;
+  if (!o.resume_dir.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(o.resume_dir));
+    if (ck.meta.model != o.model.name) {
+      return absl::FailedPreconditionError(absl::StrCat("the checkpoint in ", o.resume_dir,
+                                                        " is for model ", ck.meta.model));
+    }
+    CAIRN_RETURN_IF_ERROR(engine->Restore(ck));
+    start = ck.meta.step;
+    if (rank == 0) {
+      std::printf("resumed from %s at step %lld\n", o.resume_dir.c_str(),
+                  static_cast<long long>(start));
+      std::fflush(stdout);
+    }
+  }
+  auto save = [&](int64_t done) -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(TensorRecords records, engine->Snapshot());
+    CAIRN_RETURN_IF_ERROR(WriteRankFile(o.checkpoint_dir, rank, records));
+    CAIRN_RETURN_IF_ERROR(world->Barrier());
+    if (rank == 0) {
+      CAIRN_RETURN_IF_ERROR(WriteMeta(o.checkpoint_dir, {done, o.model.name, o.world_size, 1}));
+      std::printf("checkpoint: step %lld saved to %s\n", static_cast<long long>(done),
+                  o.checkpoint_dir.c_str());
+      std::fflush(stdout);
+    }
+    return absl::OkStatus();
+  };
+  std::unique_ptr<std::ofstream> metrics;
+  if (rank == 0 && !o.metrics_path.empty()) {
+    metrics = std::make_unique<std::ofstream>(o.metrics_path, std::ios::app);
+    if (!*metrics) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot write metrics to ", o.metrics_path));
+    }
+  }
+  const double tokens = static_cast<double>(o.plan.global_batch) * o.seq_len;
+  double time_sum = 0;
+  int timed = 0;
+  int64_t peak = 0;
+  for (int64_t step = start; step < o.steps; ++step) {
+    if (rank == o.fault_rank && step == o.fault_step) {
+      std::fprintf(stderr, "cairn-train: rank %d: injected failure at step %lld\n", rank,
+                   static_cast<long long>(step));
+      std::fflush(stdout);
+      std::fflush(stderr);
+      _exit(3);
+    }
+    CAIRN_ASSIGN_OR_RETURN(StepResult r, engine->Step(step, sampler));
+    CAIRN_ASSIGN_OR_RETURN(const int64_t worst, engine->MaxOverRanks(r.peak_memory_bytes));
+    peak = std::max(peak, worst);
+    if (step > start) {  // the first step warms up
+      time_sum += r.step_time_s;
+      ++timed;
+    }
+    if (rank == 0 && !o.quiet) {
+      std::printf(
+          "step %5lld/%d | loss %.4f | %s (compute %s, comm %s) | %s tokens/s | peak %s | lr %.2e "
+          "| norm %.3f\n",
+          static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
+          FormatSeconds(r.compute_s).c_str(), FormatSeconds(r.comm_s).c_str(),
+          FormatCount(tokens / r.step_time_s).c_str(),
+          FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm);
+      std::fflush(stdout);
+    }
+    if (metrics) {
+      *metrics << absl::StrFormat(
+          "{\"step\": %d, \"loss\": %.6f, \"step_time_s\": %.6f, \"tokens_per_s\": %.1f, "
+          "\"peak_memory_bytes\": %d, \"planned_memory_bytes\": %d, \"learning_rate\": %.6g, "
+          "\"grad_norm\": %.6f, \"compute_s\": %.6f, \"comm_s\": %.6f, "
+          "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d}\n",
+          step + 1, r.loss, r.step_time_s, tokens / r.step_time_s, worst, planned,
+          r.learning_rate, r.grad_norm, r.compute_s, r.comm_s, o.predicted.step_time_s,
+          o.predicted.peak_bytes);
+      metrics->flush();
+    }
+    if (!o.checkpoint_dir.empty() && o.checkpoint_every > 0 &&
+        (step + 1) % o.checkpoint_every == 0) {
+      CAIRN_RETURN_IF_ERROR(save(step + 1));
+    }
+  }
+  if (!o.checkpoint_dir.empty() &&
+      (o.checkpoint_every <= 0 || o.steps % o.checkpoint_every != 0)) {
+    CAIRN_RETURN_IF_ERROR(save(o.steps));
+  }
+  if (rank == 0 && timed > 0) {
+    const double mean = time_sum / timed;
+    std::printf(
+        "done: %d steps | mean step %s (predicted %s) | %s tokens/s | peak memory %s per rank "
+        "(predicted %s, planned %s)\n",
+        o.steps, FormatSeconds(mean).c_str(), FormatSeconds(o.predicted.step_time_s).c_str(),
+        FormatCount(tokens / mean).c_str(), FormatBytes(static_cast<double>(peak)).c_str(),
+        FormatBytes(static_cast<double>(o.predicted.peak_bytes)).c_str(),
+        FormatBytes(static_cast<double>(planned)).c_str());
+    std::fflush(stdout);
+  }
+  return world->Barrier();
+}
+
+absl::Status TrainLocally(const TrainerOptions& o) {
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string tmpl = absl::StrCat(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp",
+                                  "/cairn-train-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create a store directory ", tmpl));
+  }
+  const std::string store_dir = tmpl;
+  const absl::Status status = RunLocalWorkers(o.world_size, [&](int rank) -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Store> store, FileStore::Open(store_dir));
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> world,
+                           GlooCommunicator::Create(rank, o.world_size, store));
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, rank));
+    return TrainRank(o, world.get(), backend.get());
+  });
+  std::error_code ignored;
+  std::filesystem::remove_all(store_dir, ignored);
+  return status;
+}
+
+absl::Status TrainFromEnvironment(const TrainerOptions& o) {
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> world,
+                         GlooCommunicator::CreateFromEnv());
+  const char* local = std::getenv("LOCAL_RANK");
+  const int local_rank = local != nullptr ? std::atoi(local) : 0;
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, local_rank));
+  return TrainRank(o, world.get(), backend.get());
+}
+
+}  // namespace cairn::runtime

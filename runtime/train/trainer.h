@@ -1,0 +1,93 @@
+// runtime/train/trainer.h — a training job as a library: what `cairn-train` runs and what an agent
+// hosts.
+//
+// Overview
+// --------
+// TrainerOptions says everything a job needs: the model's dimensions, the plan (already chosen:
+// from a plan file, the planner library or the planner daemon — this library never plans), the
+// data, the optimizer, checkpoints and the prediction to compare measurements with. Nothing here
+// depends on the planner: plans arrive as the contract's PlanSpec (common/plan).
+//
+//   TrainerOptions opt;
+//   opt.model = ...; opt.plan = ...; opt.seq_len = 256; opt.world_size = 4;
+//   opt.data_dir = "data/"; opt.steps = 100;
+//   CAIRN_RETURN_IF_ERROR(CheckTrainingInputs(opt));     // before any worker starts
+//   CAIRN_RETURN_IF_ERROR(TrainLocally(opt));             // forks 4 workers, supervises them
+//   // or, in a process that is already one rank of a job (torchrun-style environment, agents):
+//   CAIRN_RETURN_IF_ERROR(TrainRank(opt, world.get(), backend.get()));
+//
+// Rank 0 prints one progress line per step (unless quiet) and appends one JSON line per step to
+// `metrics_path`. Errors are Status: InvalidArgument for input the user can fix, the engine's and
+// communicators' errors otherwise.
+#ifndef CAIRN_RUNTIME_TRAIN_TRAINER_H_
+#define CAIRN_RUNTIME_TRAIN_TRAINER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/plan/plan.h"
+#include "runtime/comm/communicator.h"
+#include "runtime/compute/compute_backend.h"
+#include "runtime/engine/engine.h"
+
+namespace cairn::runtime {
+
+// What the planner predicted for this plan on this hardware (zero: unknown).
+struct Prediction {
+  double step_time_s = 0;
+  int64_t peak_bytes = 0;  // per rank, tensors only (the runtime reservation excluded)
+};
+
+// Makes rank `local_rank`'s compute backend (the CPU backend by default).
+using BackendFactory =
+    std::function<absl::StatusOr<std::unique_ptr<ComputeBackend>>(int local_rank)>;
+
+struct TrainerOptions {
+  plan::ModelDims model;
+  plan::PlanSpec plan;
+  int seq_len = 0;
+  int world_size = 1;
+  std::string data_dir;           // token shards written by cairn-data
+  int steps = 10;                 // optimizer steps of the whole run (a resume continues to it)
+  TrainOptions train;
+  std::string checkpoint_dir;     // empty: no checkpoints
+  int checkpoint_every = 0;       // steps between checkpoints (0: at the end only)
+  std::string resume_dir;         // empty: start from the initialisation
+  std::string metrics_path;       // JSON lines, appended by rank 0; empty: none
+  bool quiet = false;             // no per-step lines
+  Prediction predicted;
+  std::string device_name = "CPU";  // for messages ("CPU", "NVIDIA H100 80GB HBM3", ...)
+  BackendFactory make_backend;      // empty: CpuBackend
+  // Test builds only (the cairn-train-testing binary): rank `fault_rank` exits with status 3 at
+  // the start of step `fault_step`.
+  int fault_rank = -1;
+  int fault_step = -1;
+};
+
+// Everything that can be checked before a worker starts: the plan against the contract for this
+// world size and sequence length, the data (present, vocabulary within the model's, long enough
+// for one sample), the step counts. InvalidArgument naming what to change.
+absl::Status CheckTrainingInputs(const TrainerOptions& options);
+
+// Runs this process's rank of the job over `world` (one communicator per process, any
+// implementation) with `backend`: create the engine (its memory planned before the first step),
+// resume, train, checkpoint. Collective: every rank calls it.
+absl::Status TrainRank(const TrainerOptions& options, Communicator* world,
+                       ComputeBackend* backend);
+
+// Forks options.world_size local worker processes that meet through a fresh directory store and
+// run TrainRank over Gloo; a failing worker fails the run fast, naming its rank. The store
+// directory is removed afterwards.
+absl::Status TrainLocally(const TrainerOptions& options);
+
+// This process as one rank of a job started by a launcher (RANK, WORLD_SIZE, MASTER_ADDR,
+// MASTER_PORT as torchrun, Slurm or Kubernetes set them): Gloo over the rank-0-hosted TCP store.
+absl::Status TrainFromEnvironment(const TrainerOptions& options);
+
+}  // namespace cairn::runtime
+
+#endif  // CAIRN_RUNTIME_TRAIN_TRAINER_H_
