@@ -148,3 +148,23 @@ TEST(CliTest, ImpossibleBatchSplitSaysSo) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST(CliTest, InvalidPlanGetsItsViolationsOnceAndNoScore) {
+  CliRun r = Cairn({"evaluate", "--model", "llama3-70b", "--nodes", "1", "--global-batch", "64",
+                    "--tp", "3"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, ::testing::HasSubstr("layers 1-80 (block, tp=3"));
+  EXPECT_THAT(r.err, ::testing::HasSubstr("is not a power of 2"));
+  EXPECT_THAT(r.out + r.err, ::testing::Not(::testing::HasSubstr("MFU")));
+  EXPECT_THAT(r.out + r.err, ::testing::Not(::testing::HasSubstr("step ")));
+  // One line per group of layers with the same problem (embedding, blocks, head).
+  size_t lines = 0;
+  for (char ch : r.err) lines += ch == '\n';
+  EXPECT_EQ(lines, 4u) << r.err;
+}
+
+}  // namespace
+}  // namespace cairn

@@ -12,7 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
+#include "runtime/engine/topology.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/models.h"
 #include "planner/cost/evaluate.h"
@@ -77,6 +79,11 @@ TEST_P(GoldenPlansTest, MatchesGolden) {
     ASSERT_TRUE(e.ok());
     EXPECT_TRUE(e->feasible) << (e->violations.empty() ? "" : e->violations[0]);
     EXPECT_DOUBLE_EQ(e->step_time_s, r->evaluations[i].step_time_s);
+    // The runtime accepts it on every rank (its validator is the plan contract's).
+    const int world = pb->hardware.num_devices();
+    for (int rank : {0, world - 1}) {
+      EXPECT_OK(runtime::Topology(world, rank, r->plans[i], pb->model, pb->seq_len).Validate());
+    }
   }
   const std::string got = Render(*pb, r->plans[0], r->evaluations[0]);
   const std::string file = absl::StrCat(c.name, ".txt");

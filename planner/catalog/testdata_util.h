@@ -7,7 +7,7 @@
 //    lives outside the repository, beside it: <clone>/../shared/reference. ReferenceDir() finds it:
 //
 //   const std::string ref = ReferenceDir();
-//   if (ref.empty()) GTEST_SKIP() << "shared/reference not found; set CAIRN_REFERENCE_DIR";
+//   if (ref.empty()) FAIL() << "shared/reference not found; set CAIRN_REFERENCE_DIR";
 //   ... ReadTextFile(ref + "/galvatron/overlap_coefficient.json") ...
 #ifndef CAIRN_PLANNER_CATALOG_TESTDATA_UTIL_H_
 #define CAIRN_PLANNER_CATALOG_TESTDATA_UTIL_H_

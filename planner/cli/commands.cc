@@ -210,6 +210,13 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   planner::CostModel cm(pb);
   absl::StatusOr<Evaluation> e = planner::Evaluate(cm, plan);
   if (!e.ok()) return Fail(err, e.status());
+  if (!e->valid) {
+    // No step time or MFU for a plan that cannot run: its violations, each once.
+    err << "cairn: " << plan.origin << " cannot run on " << pb.hardware.num_devices()
+        << " devices:\n";
+    for (const std::string& v : e->violations) err << "  " << v << "\n";
+    return 1;
+  }
   if (a.Has("json")) {
     planner::ProvenanceInfo prov;
     prov.hardware_profile = loaded->hardware_label;

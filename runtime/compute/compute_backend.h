@@ -3,8 +3,9 @@
 // Overview
 // --------
 // Every number the training runtime computes goes through one `ComputeBackend`: the layers
-// (embedding, transformer block, head; runtime/layers/) are written once against this interface and
-// run unchanged on the CPU fp32 backend (runtime/compute/cpu/) and, later, on a CUDA bf16 backend.
+// (embedding, transformer block, head; runtime/engine/layers.h) are written once against this
+// interface and run unchanged on the CPU fp32 backend (runtime/compute/cpu/) and the CUDA bf16
+// backend (runtime/compute/cuda/). Their memory comes from one DeviceArena per rank (arena.h).
 // The interface is llm.c's kernel list made abstract: one forward and one backward per operation,
 // hand-written, no autograd. Each operation states its shapes once, in a small shape struct
 // (`MatmulShape`, `NormShape`, `RopeShape`, `AttentionShape`, `EmbeddingShape`,
