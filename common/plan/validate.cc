@@ -5,11 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/plan/layout.h"
+#include "common/math.h"
 
 namespace cairn::plan {
 namespace {
-
-bool IsPowerOfTwo(int x) { return x > 0 && (x & (x - 1)) == 0; }
 
 // Sharded data parallelism of the gradients (ZeRO-2/3) on a group of more than one rank.
 bool ShardsGradients(const Strategy& s, int stage_devices) {

@@ -21,6 +21,7 @@
 #include "absl/strings/strip.h"
 #include "common/collective_proto.h"
 #include "common/status_macros.h"
+#include "common/math.h"
 #include "common/units.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/json_io.h"
@@ -485,8 +486,6 @@ absl::Status AllOnes(const json& j, const std::string& key, absl::string_view fe
   }
   return absl::OkStatus();
 }
-
-bool IsPowerOfTwo(int x) { return x >= 1 && (x & (x - 1)) == 0; }
 
 // Checks a model-parallel degree for a layer; `what` names it in the error.
 absl::Status CheckDegree(int t, int stage_devices, int pp, int num_devices, int num_heads,

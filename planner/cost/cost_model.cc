@@ -7,12 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/plan/validate.h"
+#include "common/math.h"
 #include "planner/cost/model_math.h"
 
 namespace cairn::planner {
 namespace {
-
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
