@@ -30,7 +30,11 @@ struct CommBackend {
   // Usable in test names: "local", "gloo_file", "gloo_tcp".
   std::string name;
   // A new group of `size` ranks (element r has rank r) whose operations time out after `timeout`.
+  // FailedPrecondition when this machine cannot host it (the parity suite then skips the case).
   std::function<absl::StatusOr<CommGroup>(int size, absl::Duration timeout)> make_group;
+  // Whether an fp32 kAvg is the exact sum divided by the group size (false for NCCL, which scales
+  // each input by 1/size before summing).
+  bool exact_float_avg = true;
 };
 
 // local: LocalCommunicator. gloo_file: GlooCommunicator, ranks as threads, FileStore in TEST_TMPDIR.
