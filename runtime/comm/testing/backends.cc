@@ -12,7 +12,9 @@
 #include "runtime/comm/file_store.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
 #include "runtime/comm/local/local_communicator.h"
+#include "runtime/comm/staged/staged_communicator.h"
 #include "runtime/comm/tcp_store.h"
+#include "runtime/compute/cpu/cpu_backend.h"
 
 namespace cairn::runtime::testing {
 namespace {
@@ -73,24 +75,38 @@ absl::StatusOr<CommGroup> MakeGlooGroup(
   return group;
 }
 
+// Wraps every communicator of `group` in a StagedCommunicator over the CPU backend's memory.
+absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
+  static CpuBackend* const cpu = new CpuBackend();  // outlives every group
+  if (!group.ok()) return group.status();
+  CommGroup staged;
+  for (std::unique_ptr<Communicator>& comm : *group) {
+    staged.push_back(StagedCommunicator::Create(std::move(comm), cpu));
+  }
+  return staged;
+}
+
+absl::StatusOr<CommGroup> MakeLocalGroup(int size, absl::Duration timeout) {
+  LocalOptions options;
+  options.timeout = timeout;
+  return LocalCommunicator::CreateGroup(size, options);
+}
+
+absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
+  const std::string dir = FreshDirectory();
+  return MakeGlooGroup(size, timeout, [&]() -> absl::StatusOr<std::shared_ptr<Store>> {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
+    if (!store.ok()) return store.status();
+    return std::shared_ptr<Store>(*std::move(store));
+  });
+}
+
 }  // namespace
 
 std::vector<CommBackend> AllCommBackends() {
   std::vector<CommBackend> backends;
-  backends.push_back({"local", [](int size, absl::Duration timeout) -> absl::StatusOr<CommGroup> {
-                        LocalOptions options;
-                        options.timeout = timeout;
-                        return LocalCommunicator::CreateGroup(size, options);
-                      }});
-  backends.push_back(
-      {"gloo_file", [](int size, absl::Duration timeout) -> absl::StatusOr<CommGroup> {
-         const std::string dir = FreshDirectory();
-         return MakeGlooGroup(size, timeout, [&]() -> absl::StatusOr<std::shared_ptr<Store>> {
-           absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
-           if (!store.ok()) return store.status();
-           return std::shared_ptr<Store>(*std::move(store));
-         });
-       }});
+  backends.push_back({"local", MakeLocalGroup});
+  backends.push_back({"gloo_file", MakeGlooFileGroup});
   backends.push_back(
       {"gloo_tcp", [](int size, absl::Duration timeout) -> absl::StatusOr<CommGroup> {
          absl::StatusOr<std::unique_ptr<TcpStoreServer>> server =
@@ -104,6 +120,12 @@ std::vector<CommBackend> AllCommBackends() {
            return std::shared_ptr<Store>(new ServerOwningStore(shared, *std::move(client)));
          });
        }});
+  backends.push_back({"staged_local", [](int size, absl::Duration timeout) {
+                        return Staged(MakeLocalGroup(size, timeout));
+                      }});
+  backends.push_back({"staged_gloo", [](int size, absl::Duration timeout) {
+                        return Staged(MakeGlooFileGroup(size, timeout));
+                      }});
   return backends;
 }
 

@@ -39,6 +39,11 @@ struct CommBackend {
 
 // local: LocalCommunicator. gloo_file: GlooCommunicator, ranks as threads, FileStore in TEST_TMPDIR.
 // gloo_tcp: GlooCommunicator, ranks as threads, TcpStore on a server bound to port 0.
+// staged_local, staged_gloo: StagedCommunicator over the CPU backend's memory, wrapping local and
+// gloo_file.
+// Built with CAIRN_COMM_TEST_NCCL (target :test_backends_nccl, GPU machines only), also
+// nccl: NcclCommunicator, ranks as threads with one GPU each (FailedPrecondition when there are
+// fewer GPUs than ranks), wrapped so that its buffers are host memory (nccl/testing).
 std::vector<CommBackend> AllCommBackends();
 // The backend called `name`; aborts the test program if there is none.
 const CommBackend& FindCommBackend(const std::string& name);
