@@ -16,6 +16,11 @@
 #include "runtime/comm/tcp_store.h"
 #include "runtime/compute/cpu/cpu_backend.h"
 
+#ifdef CAIRN_COMM_TEST_NCCL
+#include "runtime/comm/nccl/nccl_communicator.h"
+#include "runtime/comm/nccl/testing/cuda_staging_memory.h"
+#endif
+
 namespace cairn::runtime::testing {
 namespace {
 
@@ -75,8 +80,10 @@ absl::StatusOr<CommGroup> MakeGlooGroup(
   return group;
 }
 
+// (The CPU groups below are unused in the NCCL build of this file.)
+
 // Wraps every communicator of `group` in a StagedCommunicator over the CPU backend's memory.
-absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
+[[maybe_unused]] absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
   static CpuBackend* const cpu = new CpuBackend();  // outlives every group
   if (!group.ok()) return group.status();
   CommGroup staged;
@@ -86,13 +93,13 @@ absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
   return staged;
 }
 
-absl::StatusOr<CommGroup> MakeLocalGroup(int size, absl::Duration timeout) {
+[[maybe_unused]] absl::StatusOr<CommGroup> MakeLocalGroup(int size, absl::Duration timeout) {
   LocalOptions options;
   options.timeout = timeout;
   return LocalCommunicator::CreateGroup(size, options);
 }
 
-absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
+[[maybe_unused]] absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
   const std::string dir = FreshDirectory();
   return MakeGlooGroup(size, timeout, [&]() -> absl::StatusOr<std::shared_ptr<Store>> {
     absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
@@ -101,10 +108,54 @@ absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
   });
 }
 
+#ifdef CAIRN_COMM_TEST_NCCL
+// One NcclCommunicator per rank on GPU r (ranks as threads), each wrapped so that it takes host
+// buffers (CudaStagingMemory).
+absl::StatusOr<CommGroup> MakeNcclGroup(int size, absl::Duration timeout) {
+  const int gpus = VisibleGpuCount();
+  if (gpus < size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("nccl: ", size, " ranks need ", size, " GPUs; ", gpus, " visible"));
+  }
+  const std::string dir = FreshDirectory();
+  std::vector<absl::StatusOr<std::unique_ptr<NcclCommunicator>>> made(size);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
+      if (!store.ok()) {
+        made[r] = store.status();
+        return;
+      }
+      NcclOptions options;
+      options.device = r;
+      options.timeout = timeout;
+      options.rendezvous_timeout = std::max(timeout, absl::Seconds(60));
+      made[r] = NcclCommunicator::Create(r, size, std::shared_ptr<Store>(*std::move(store)),
+                                         options);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CommGroup group;
+  for (int r = 0; r < size; ++r) {
+    if (!made[r].ok()) return made[r].status();
+    group.push_back(StagedCommunicator::Create(*std::move(made[r]),
+                                               std::make_shared<CudaStagingMemory>(r)));
+  }
+  return group;
+}
+#endif  // CAIRN_COMM_TEST_NCCL
+
 }  // namespace
 
 std::vector<CommBackend> AllCommBackends() {
   std::vector<CommBackend> backends;
+#ifdef CAIRN_COMM_TEST_NCCL
+  // The GPU build of the suites: NCCL only (the CPU backends run in the ordinary build).
+  CommBackend nccl{"nccl", MakeNcclGroup};
+  nccl.exact_float_avg = false;
+  backends.push_back(nccl);
+#else
   backends.push_back({"local", MakeLocalGroup});
   backends.push_back({"gloo_file", MakeGlooFileGroup});
   backends.push_back(
@@ -126,6 +177,7 @@ std::vector<CommBackend> AllCommBackends() {
   backends.push_back({"staged_gloo", [](int size, absl::Duration timeout) {
                         return Staged(MakeGlooFileGroup(size, timeout));
                       }});
+#endif
   return backends;
 }
 

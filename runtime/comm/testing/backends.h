@@ -41,9 +41,10 @@ struct CommBackend {
 // gloo_tcp: GlooCommunicator, ranks as threads, TcpStore on a server bound to port 0.
 // staged_local, staged_gloo: StagedCommunicator over the CPU backend's memory, wrapping local and
 // gloo_file.
-// Built with CAIRN_COMM_TEST_NCCL (target :test_backends_nccl, GPU machines only), also
-// nccl: NcclCommunicator, ranks as threads with one GPU each (FailedPrecondition when there are
-// fewer GPUs than ranks), wrapped so that its buffers are host memory (nccl/testing).
+// Built with CAIRN_COMM_TEST_NCCL (target :test_backends_nccl, for GPU machines), instead only
+// nccl: NcclCommunicator, ranks as threads with GPU r each (FailedPrecondition when there are fewer
+// GPUs than ranks), wrapped in a StagedCommunicator with CudaStagingMemory so that callers pass host
+// buffers (nccl/testing/cuda_staging_memory.h).
 std::vector<CommBackend> AllCommBackends();
 // The backend called `name`; aborts the test program if there is none.
 const CommBackend& FindCommBackend(const std::string& name);
