@@ -10,15 +10,17 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "runtime/comm/file_store.h"
-#include "runtime/comm/gloo/gloo_communicator.h"
-#include "runtime/comm/local/local_communicator.h"
 #include "runtime/comm/staged/staged_communicator.h"
-#include "runtime/comm/tcp_store.h"
-#include "runtime/compute/cpu/cpu_backend.h"
 
+// Two builds of this file: the CPU backends (:test_backends), or NCCL only (:test_backends_nccl).
 #ifdef CAIRN_COMM_TEST_NCCL
 #include "runtime/comm/nccl/nccl_communicator.h"
 #include "runtime/comm/nccl/testing/cuda_staging_memory.h"
+#else
+#include "runtime/comm/gloo/gloo_communicator.h"
+#include "runtime/comm/local/local_communicator.h"
+#include "runtime/comm/tcp_store.h"
+#include "runtime/compute/cpu/cpu_backend.h"
 #endif
 
 namespace cairn::runtime::testing {
@@ -30,6 +32,8 @@ std::string FreshDirectory() {
   const char* tmp = std::getenv("TEST_TMPDIR");
   return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/comm-", getpid(), "-", counter++);
 }
+
+#ifndef CAIRN_COMM_TEST_NCCL
 
 // A TcpStore client that also keeps the (shared) server alive.
 class ServerOwningStore final : public Store {
@@ -80,10 +84,8 @@ absl::StatusOr<CommGroup> MakeGlooGroup(
   return group;
 }
 
-// (The CPU groups below are unused in the NCCL build of this file.)
-
 // Wraps every communicator of `group` in a StagedCommunicator over the CPU backend's memory.
-[[maybe_unused]] absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
+absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
   static CpuBackend* const cpu = new CpuBackend();  // outlives every group
   if (!group.ok()) return group.status();
   CommGroup staged;
@@ -93,13 +95,13 @@ absl::StatusOr<CommGroup> MakeGlooGroup(
   return staged;
 }
 
-[[maybe_unused]] absl::StatusOr<CommGroup> MakeLocalGroup(int size, absl::Duration timeout) {
+absl::StatusOr<CommGroup> MakeLocalGroup(int size, absl::Duration timeout) {
   LocalOptions options;
   options.timeout = timeout;
   return LocalCommunicator::CreateGroup(size, options);
 }
 
-[[maybe_unused]] absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
+absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
   const std::string dir = FreshDirectory();
   return MakeGlooGroup(size, timeout, [&]() -> absl::StatusOr<std::shared_ptr<Store>> {
     absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
@@ -108,7 +110,8 @@ absl::StatusOr<CommGroup> MakeGlooGroup(
   });
 }
 
-#ifdef CAIRN_COMM_TEST_NCCL
+#else  // CAIRN_COMM_TEST_NCCL
+
 // One NcclCommunicator per rank on GPU r (ranks as threads), each wrapped so that it takes host
 // buffers (CudaStagingMemory).
 absl::StatusOr<CommGroup> MakeNcclGroup(int size, absl::Duration timeout) {
