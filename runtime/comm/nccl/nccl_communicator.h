@@ -31,8 +31,9 @@
 // and the timeout; WaitOn(s) makes `s` wait for the event (cudaStreamWaitEvent) and returns OK at
 // once (errors surface at a later Wait or operation). The blocking forms given a stream are
 // stream-ordered; given nullptr they block the host until the operation completes.
-// - kAvg is ncclAvg: fp32/bf16 inputs are scaled by 1/size before the sum (results may differ from
-//   sum-then-divide in the last bits); integers are summed, then divided truncating toward zero.
+// - kAvg is ncclAvg: for fp32/bf16 NCCL may scale each input by 1/size before the sum (results can
+//   differ from sum-then-divide in the last bits); integers are summed, then divided truncating
+//   toward zero. bf16 partial sums are rounded to bf16 at each step of NCCL's algorithm.
 // - Element types: f32 (ncclFloat32), bf16 (ncclBfloat16), i32 (ncclInt32), i64 (ncclInt64).
 // - All-to-all is one NCCL group of a send and a receive per rank; broadcast is in place; the
 //   barrier is an all-reduce of one integer in device memory of the communicator's own.
