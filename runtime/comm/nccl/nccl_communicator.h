@@ -50,6 +50,10 @@
 // send before posting the receive its peer waits on first deadlocks (until the timeout), as with
 // blocking sends anywhere. Collectives queued behind such a batch on the same communicator wait
 // too: keep point-to-point traffic that may block on its own communicator (a Split of the group).
+// A send that is posted and not waited on is not issued before one of the triggers above, so its
+// receiver waits for the sender's next wait or collective on this communicator: to start a
+// pipeline send early, wait on it (WaitOn a stream that may wait, or Wait) or post its batch's
+// receive and wait on that.
 //
 // Failures. Create() and Split() are bounded by NcclOptions::rendezvous_timeout (the store waits and
 // NCCL's initialisation: communicators are created non-blocking, config.blocking = 0, so that an

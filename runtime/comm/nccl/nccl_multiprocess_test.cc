@@ -137,7 +137,7 @@ absl::Status Expect(bool ok, absl::string_view what) {
 TEST(NcclMultiprocessTest, CollectivesPointToPointAndSubGroupsAcrossProcesses) {
   const int gpus = GpuCount();
   if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, " << gpus << " visible";
-  const int n = std::min(gpus, 4);
+  const int n = std::min(gpus, 8);
   const std::vector<absl::Status> results = RunRanks(n, [n](int rank, std::shared_ptr<Store> store)
                                                             -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> comm,
