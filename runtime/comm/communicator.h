@@ -7,10 +7,22 @@
 // synchronisation can overlap with backward compute. Split() builds sub-groups from rank lists.
 //
 // Implementations (each in its own folder; nothing outside them sees their headers):
-//   gloo/  GlooCommunicator   CPU, over Gloo's TCP transport; one process (or thread) per rank.
-//   local/ LocalCommunicator  in-process, ranks are threads sharing memory; testonly, for engine tests.
-//   nccl/  (later)            GPU, over NCCL; adds bf16 and stream-ordered handles.
-// communicator_parity_test.cc checks every implementation against the same expected results.
+//   gloo/    GlooCommunicator    CPU, over Gloo's TCP transport; one process (or thread) per rank.
+//   local/   LocalCommunicator   in-process, ranks are threads sharing memory; testonly, for engine
+//                                tests, and the reference of the parity suite.
+//   nccl/    NcclCommunicator    GPU, over NCCL; one process (or thread) per GPU; stream-ordered.
+//   staged/  StagedCommunicator  device buffers of any ComputeBackend carried through a host
+//                                communicator (e.g. Gloo): several ranks sharing one GPU.
+// communicator_parity_test.cc checks every implementation against the same expected results, for
+// every element type (f32, bf16, i32, i64 on all of them).
+//
+// Buffers and streams. Buffers are the memory the implementation works on: host memory for Gloo and
+// local, device memory of the GPU for NCCL, device memory of the wrapped backend for staged. Every
+// operation takes the Stream (compute_backend.h) that produced its inputs, nullptr for the
+// backend's default stream: NCCL orders the operation after the work enqueued on it so far, staged
+// synchronizes it, the host-synchronous ones (Gloo, local) ignore it. The blocking calls given a
+// stream return once the result is ordered before later work on that stream (NCCL: without blocking
+// the host); with nullptr they block the host until the operation is complete.
 //
 // Example (every rank runs this with its own communicator):
 //
@@ -31,8 +43,8 @@
 // Contract shared by every operation:
 // - Ordering. All members of a group must issue the same collectives, with the same counts, types and
 //   roots, in the same order (blocking and asynchronous forms count alike). Point-to-point messages
-//   match by (peer, tag) in the order they were issued. Operations on different communicators are
-//   independent of each other.
+//   match by (peer, tag) in the order they were issued (NCCL has no tags: see nccl_communicator.h
+//   for what it guarantees). Operations on different communicators are independent of each other.
 // - Threads. A Communicator is driven by one thread at a time (like an NCCL communicator); different
 //   communicators may be driven by different threads. A CommHandle may be waited on from any thread.
 // - Buffers. Pointers stay owned by the caller and must stay valid, and unchanged (inputs) or
@@ -80,16 +92,18 @@ absl::string_view ReduceOpName(ReduceOp op);
 // An operation in flight. Wait() blocks the calling thread until the operation has completed (its
 // output buffers hold the result and its input buffers may be reused) and returns its status; later
 // calls return the same status at once. Destroying a handle that was not waited on waits for the
-// operation (so buffers are never written after their owner moved on) and drops the status. Wait on
-// or destroy every handle before destroying the communicator that made it.
+// operation (so buffers are never written after their owner moved on) and drops the status; a
+// handle that was given to WaitOn() is destroyed without blocking (its stream carries the wait).
+// Wait on or destroy every handle before destroying the communicator that made it.
 // A GPU implementation makes the waiting stream-ordered; on the CPU the calling thread blocks.
 class CommHandle {
  public:
   virtual ~CommHandle() = default;
   virtual absl::Status Wait() = 0;
   // Makes work enqueued on `stream` after this call wait for the operation, without blocking the
-  // host where the implementation can (NCCL: an event the stream waits on). Host-synchronous
-  // implementations (Gloo, local) wait on the host, as Wait() does. Returns the operation's
+  // host where the implementation can (NCCL: an event the stream waits on; an error of the
+  // operation then surfaces at a later Wait or operation of the communicator). Host-synchronous
+  // implementations (Gloo, local, staged) wait on the host, as Wait() does. Returns the operation's
   // status when it is known at once (always on the host-synchronous ones).
   virtual absl::Status WaitOn(Stream* stream) {
     (void)stream;
@@ -123,8 +137,10 @@ class Communicator {
   std::string PeerName(int group_rank) const;
 
   // ---- Collectives. Each comes blocking (`X`), asynchronous and typed (`XAsync`, returns a handle),
-  // and asynchronous with a run-time element type (`StartX`, which the other two call). T is float
-  // (see DTypeOf).
+  // and asynchronous with a run-time element type (`StartX`, which the other two call). T is float,
+  // BFloat16, int32_t or int64_t (see DTypeOf). Reductions of integers are exact (kAvg truncates
+  // toward zero); bf16 is reduced in fp32 and rounded to nearest even (an implementation may round
+  // partial results, see its header).
 
   // output[i] = op over ranks of input[i], for i < count, on every rank. In place when
   // input == output; otherwise the two must not overlap.
@@ -259,9 +275,12 @@ class Communicator {
 
   // Creates the sub-group made of `ranks` (group ranks of this communicator, distinct, any order; the
   // new group's rank i is ranks[i]). Every member calls it with the same list, in the same order
-  // relative to its other Split() calls with that list; ranks outside the list need not call it, and
-  // if they do they get nullptr without communicating. Members rendezvous, so Split blocks until all
-  // members have called it (or the timeout). `name` labels the group in messages (default:
+  // relative to its other Split() calls with that list; ranks outside the list get nullptr. Members
+  // rendezvous, so Split blocks until all members have called it (or the timeout).
+  // Portable rule (what the engine does): every rank of this group calls Split for every list, in
+  // the same order, members and non-members alike. NCCL needs it (ncclCommSplit is collective over
+  // the whole parent group: a non-member's call is its part of the split); Gloo and local do not
+  // (a non-member's call returns nullptr without communicating) but are fine with it. `name` labels the group in messages (default:
   // "<this name>/[world ranks]"). The sub-group is independent of this communicator: either may be
   // destroyed first, and operations on both may be in flight at once.
   // Errors: InvalidArgument for an empty list, duplicates or ranks out of range; the rendezvous
@@ -306,6 +325,10 @@ class Communicator {
   // `ranks` is validated and contains rank(); `name` is final.
   virtual absl::StatusOr<std::unique_ptr<Communicator>> SplitImpl(const std::vector<int>& ranks,
                                                                   std::string name) = 0;
+  // Called by Split() on a rank that is not in the (validated) `ranks`, before it returns nullptr:
+  // an implementation whose split is collective over the parent (NCCL) takes part here. Default:
+  // nothing, OK.
+  virtual absl::Status SplitAsNonMember(const std::vector<int>& ranks, const std::string& name);
 
   // "all_reduce #12 on group 'tp' (rank 1 of 4)": the prefix of an operation's error messages.
   std::string OpLabel(absl::string_view op, uint64_t sequence) const;

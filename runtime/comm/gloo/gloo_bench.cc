@@ -11,8 +11,9 @@
 // Definitions (nccl-tests, doc/PERFORMANCE.md): `size` is the bytes of the whole buffer — the
 // all-reduce buffer, the all-gather output, the reduce-scatter input, the all-to-all buffer of one
 // rank; time is per operation, the slowest rank's mean; algbw = size / time;
-// busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other three. busbw is the rate
-// each rank's link carries, comparable across collectives and rank counts.
+// busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other three (BusFactor,
+// common/collective.h). busbw is the rate each rank's link carries, comparable across collectives and
+// rank counts.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/collective.h"
 #include "common/status_macros.h"
 #include "runtime/comm/file_store.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
@@ -53,12 +56,6 @@ struct Case {
   std::string op;
   size_t bytes;
 };
-
-// Bus bandwidth factor (nccl-tests).
-double BusFactor(const std::string& op, int n) {
-  if (op == "all_reduce") return 2.0 * (n - 1) / n;
-  return static_cast<double>(n - 1) / n;
-}
 
 // Runs `op` once on buffers sized for `bytes`. count_per_rank = bytes / 4 / n except for all-reduce.
 absl::Status RunOnce(Communicator& c, const std::string& op, std::vector<float>& in,
@@ -129,7 +126,8 @@ absl::Status RunRank(int rank, int n, const std::string& dir, const std::vector<
       const double algbw = bytes / time_s / 1e9;
       std::printf("| %s | %d | %s | %.1f | %.3f | %.3f | %d | %s |\n", c.op.c_str(), n,
                   absl::StrFormat("%.0f", bytes).c_str(), time_s * 1e6, algbw,
-                  algbw * BusFactor(c.op, n), iters, wrong == 0 ? "ok" : "WRONG");
+                  algbw * BusFactor(*CollectiveOpFromName(c.op), n), iters,
+                  wrong == 0 ? "ok" : "WRONG");
       std::fflush(stdout);
     }
   }
@@ -152,7 +150,8 @@ int Main() {
   }
   std::vector<Case> cases;
   for (const std::string& op : SplitList(absl::GetFlag(FLAGS_ops))) {
-    if (op != "all_reduce" && op != "all_gather" && op != "reduce_scatter" && op != "all_to_all") {
+    const std::optional<CollectiveOp> known = CollectiveOpFromName(op);
+    if (!known.has_value() || *known == CollectiveOp::kSendRecv) {
       std::fprintf(stderr, "gloo_bench: unknown op '%s'\n", op.c_str());
       return 2;
     }

@@ -229,8 +229,8 @@ struct GlooCommunicator::State {
 
   // Receive and partial-sum buffers of the collectives, kept between operations so that large ones
   // do not page-fault fresh memory every time. Worker thread only.
-  std::unique_ptr<float[]> scratch;
-  size_t scratch_elements = 0;
+  std::unique_ptr<char[]> scratch;
+  size_t scratch_bytes = 0;
 
   // Used by the thread that drives the communicator only.
   uint64_t next_collective = 0;
@@ -398,25 +398,30 @@ struct GlooCommunicator::State {
 
   size_t Begin(size_t count, int i) const { return count * i / size; }
 
-  // At least `elements` floats of scratch space (contents undefined). Worker thread only.
-  float* Scratch(size_t elements) {
-    if (elements > scratch_elements) {
-      scratch.reset(new float[elements]);
-      scratch_elements = elements;
+  // At least `elements` elements of T of scratch space (contents undefined; aligned for any
+  // element type). Worker thread only.
+  template <typename T>
+  T* Scratch(size_t elements) {
+    const size_t bytes = elements * sizeof(T);
+    if (bytes > scratch_bytes) {
+      scratch.reset(new char[bytes]);
+      scratch_bytes = bytes;
     }
-    return scratch.get();
+    return reinterpret_cast<T*>(scratch.get());
   }
 
   // Ring reduce-scatter in place over `data` (uneven chunks allowed), leaving the reduced chunk
-  // `rank` in place, then (if `gather`) ring all-gather of the reduced chunks.
-  absl::Status RingAllReduce(float* data, size_t count, ReduceOp op, absl::Time deadline,
+  // `rank` in place, then ring all-gather of the reduced chunks. T is the element type
+  // (reduce_ops.h says how each reduces).
+  template <typename T>
+  absl::Status RingAllReduce(T* data, size_t count, ReduceOp op, absl::Time deadline,
                              const std::string& label, uint64_t slot) {
     const int n = size;
     const int left = Mod(rank - 1, n);
     const int right = Mod(rank + 1, n);
     size_t max_chunk = 0;
     for (int i = 0; i < n; ++i) max_chunk = std::max(max_chunk, Begin(count, i + 1) - Begin(count, i));
-    float* incoming = Scratch(max_chunk);
+    T* incoming = Scratch<T>(max_chunk);
     // Step s sends chunk rank-s-1 (reduced over s+1 ranks) and receives chunk rank-s-2; after n-1
     // steps chunk `rank` holds the reduction over all ranks.
     for (int s = 0; s < n - 1; ++s) {
@@ -426,8 +431,8 @@ struct GlooCommunicator::State {
       const size_t recv_count = Begin(count, recv_chunk + 1) - recv_begin;
       const size_t send_begin = Begin(count, send_chunk);
       const size_t send_count = Begin(count, send_chunk + 1) - send_begin;
-      CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming, recv_count * sizeof(float)},
-                                 {false, right, data + send_begin, send_count * sizeof(float)}},
+      CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming, recv_count * sizeof(T)},
+                                 {false, right, data + send_begin, send_count * sizeof(T)}},
                                 slot, deadline, label));
       ReduceInto(op, data + recv_begin, data + recv_begin, incoming, recv_count);
     }
@@ -438,9 +443,9 @@ struct GlooCommunicator::State {
       const size_t recv_begin = Begin(count, recv_chunk);
       const size_t send_begin = Begin(count, send_chunk);
       CAIRN_RETURN_IF_ERROR(Run(
-          {{true, left, data + recv_begin, (Begin(count, recv_chunk + 1) - recv_begin) * sizeof(float)},
+          {{true, left, data + recv_begin, (Begin(count, recv_chunk + 1) - recv_begin) * sizeof(T)},
            {false, right, data + send_begin,
-            (Begin(count, send_chunk + 1) - send_begin) * sizeof(float)}},
+            (Begin(count, send_chunk + 1) - send_begin) * sizeof(T)}},
           slot, deadline, label));
     }
     if (op == ReduceOp::kAvg) DivideBy(data, count, n);
@@ -448,24 +453,25 @@ struct GlooCommunicator::State {
   }
 
   // Ring reduce-scatter with equal chunks of `chunk` elements: output = reduced chunk `rank`.
-  absl::Status RingReduceScatter(const float* input, float* output, size_t chunk, ReduceOp op,
+  template <typename T>
+  absl::Status RingReduceScatter(const T* input, T* output, size_t chunk, ReduceOp op,
                                  absl::Time deadline, const std::string& label, uint64_t slot) {
     const int n = size;
     const int left = Mod(rank - 1, n);
     const int right = Mod(rank + 1, n);
-    float* incoming = Scratch(2 * chunk);
-    float* partial = incoming + chunk;
-    const size_t bytes = chunk * sizeof(float);
+    T* incoming = Scratch<T>(2 * chunk);
+    T* partial = incoming + chunk;
+    const size_t bytes = chunk * sizeof(T);
     // As in RingAllReduce, but the partial sums live in `partial` so the input stays untouched; the
     // last step (which receives chunk `rank`) reduces straight into the output.
     for (int s = 0; s < n - 1; ++s) {
       const int send_chunk = Mod(rank - s - 1, n);
       const int recv_chunk = Mod(rank - s - 2, n);
-      const float* send = s == 0 ? input + send_chunk * chunk : partial;
+      const T* send = s == 0 ? input + send_chunk * chunk : partial;
       CAIRN_RETURN_IF_ERROR(Run({{true, left, incoming, bytes},
-                                 {false, right, const_cast<float*>(send), bytes}},
+                                 {false, right, const_cast<T*>(send), bytes}},
                                 slot, deadline, label));
-      float* target = s == n - 2 ? output : partial;
+      T* target = s == n - 2 ? output : partial;
       ReduceInto(op, target, incoming, input + recv_chunk * chunk, chunk);
     }
     if (n == 1 && output != input) std::memcpy(output, input, bytes);
@@ -473,45 +479,44 @@ struct GlooCommunicator::State {
     return absl::OkStatus();
   }
 
+  // The byte-moving collectives below work on chunks of `bytes` bytes, whatever the element type.
+
   // Ring all-gather with equal chunks: step s forwards chunk rank-s and receives chunk rank-s-1.
-  absl::Status RingAllGather(const float* input, float* output, size_t chunk, absl::Time deadline,
+  absl::Status RingAllGather(const char* input, char* output, size_t bytes, absl::Time deadline,
                              const std::string& label, uint64_t slot) {
     const int n = size;
     const int left = Mod(rank - 1, n);
     const int right = Mod(rank + 1, n);
-    const size_t bytes = chunk * sizeof(float);
-    if (output + rank * chunk != input) std::memcpy(output + rank * chunk, input, bytes);
+    if (output + rank * bytes != input) std::memcpy(output + rank * bytes, input, bytes);
     for (int s = 0; s < n - 1; ++s) {
       const int send_chunk = Mod(rank - s, n);
       const int recv_chunk = Mod(rank - s - 1, n);
-      CAIRN_RETURN_IF_ERROR(Run({{true, left, output + recv_chunk * chunk, bytes},
-                                 {false, right, output + send_chunk * chunk, bytes}},
+      CAIRN_RETURN_IF_ERROR(Run({{true, left, output + recv_chunk * bytes, bytes},
+                                 {false, right, output + send_chunk * bytes, bytes}},
                                 slot, deadline, label));
     }
     return absl::OkStatus();
   }
 
   // Every pair exchanges its chunks directly, all at once.
-  absl::Status PairwiseAllToAll(const float* input, float* output, size_t chunk,
+  absl::Status PairwiseAllToAll(const char* input, char* output, size_t bytes,
                                 absl::Time deadline, const std::string& label, uint64_t slot) {
-    const size_t bytes = chunk * sizeof(float);
-    std::memcpy(output + rank * chunk, input + rank * chunk, bytes);
+    std::memcpy(output + rank * bytes, input + rank * bytes, bytes);
     std::vector<Transfer> transfers;
     for (int step = 1; step < size; ++step) {
       const int to = Mod(rank + step, size);
       const int from = Mod(rank - step, size);
-      transfers.push_back({true, from, output + from * chunk, bytes});
-      transfers.push_back({false, to, const_cast<float*>(input + to * chunk), bytes});
+      transfers.push_back({true, from, output + from * bytes, bytes});
+      transfers.push_back({false, to, const_cast<char*>(input + to * bytes), bytes});
     }
     return Run(transfers, slot, deadline, label);
   }
 
   // Binomial tree rooted at `root`: log2(size) rounds.
-  absl::Status TreeBroadcast(float* buffer, size_t count, int root, absl::Time deadline,
+  absl::Status TreeBroadcast(char* buffer, size_t bytes, int root, absl::Time deadline,
                              const std::string& label, uint64_t slot) {
     const int n = size;
     const int relative = Mod(rank - root, n);
-    const size_t bytes = count * sizeof(float);
     int mask = 1;
     while (mask < n) {
       if (relative & mask) {
@@ -727,68 +732,79 @@ void GlooCommunicator::Abort(absl::string_view reason) {
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllReduceImpl(const void* input,
                                                                              void* output,
                                                                              size_t count,
-                                                                             DType,
+                                                                             DType dtype,
                                                                              ReduceOp op, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
       OpLabel("all_reduce", seq),
-      [s, seq, input, output, count, op](absl::Time deadline, const std::string& label) {
-        auto* data = static_cast<float*>(output);
-        if (input != output) std::memcpy(data, input, count * sizeof(float));
-        return s->RingAllReduce(data, count, op, deadline, label, CollectiveSlot(seq, 0));
+      [s, seq, input, output, count, dtype, op](absl::Time deadline, const std::string& label) {
+        if (input != output) std::memcpy(output, input, count * DTypeSize(dtype));
+        return internal::VisitDType(dtype, [&](auto tag) {
+          using T = typename decltype(tag)::type;
+          return s->RingAllReduce(static_cast<T*>(output), count, op, deadline, label,
+                                  CollectiveSlot(seq, 0));
+        });
       });
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllGatherImpl(const void* input,
                                                                              void* output,
                                                                              size_t count_per_rank,
-                                                                             DType, Stream*) {
+                                                                             DType dtype, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
+  const size_t chunk_bytes = count_per_rank * DTypeSize(dtype);
   return state_->Enqueue(
       OpLabel("all_gather", seq),
-      [s, seq, input, output, count_per_rank](absl::Time deadline, const std::string& label) {
-        return s->RingAllGather(static_cast<const float*>(input), static_cast<float*>(output),
-                                count_per_rank, deadline, label, CollectiveSlot(seq, 0));
+      [s, seq, input, output, chunk_bytes](absl::Time deadline, const std::string& label) {
+        return s->RingAllGather(static_cast<const char*>(input), static_cast<char*>(output),
+                                chunk_bytes, deadline, label, CollectiveSlot(seq, 0));
       });
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::ReduceScatterImpl(
-    const void* input, void* output, size_t count_per_rank, DType, ReduceOp op, Stream*) {
+    const void* input, void* output, size_t count_per_rank, DType dtype, ReduceOp op, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
   return state_->Enqueue(
       OpLabel("reduce_scatter", seq),
-      [s, seq, input, output, count_per_rank, op](absl::Time deadline, const std::string& label) {
-        return s->RingReduceScatter(static_cast<const float*>(input), static_cast<float*>(output),
-                                    count_per_rank, op, deadline, label, CollectiveSlot(seq, 0));
+      [s, seq, input, output, count_per_rank, dtype, op](absl::Time deadline,
+                                                         const std::string& label) {
+        return internal::VisitDType(dtype, [&](auto tag) {
+          using T = typename decltype(tag)::type;
+          return s->RingReduceScatter(static_cast<const T*>(input), static_cast<T*>(output),
+                                      count_per_rank, op, deadline, label, CollectiveSlot(seq, 0));
+        });
       });
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::AllToAllImpl(const void* input,
                                                                             void* output,
                                                                             size_t count_per_rank,
-                                                                            DType, Stream*) {
+                                                                            DType dtype, Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
+  const size_t chunk_bytes = count_per_rank * DTypeSize(dtype);
   return state_->Enqueue(
       OpLabel("all_to_all", seq),
-      [s, seq, input, output, count_per_rank](absl::Time deadline, const std::string& label) {
-        return s->PairwiseAllToAll(static_cast<const float*>(input), static_cast<float*>(output),
-                                   count_per_rank, deadline, label, CollectiveSlot(seq, 0));
+      [s, seq, input, output, chunk_bytes](absl::Time deadline, const std::string& label) {
+        return s->PairwiseAllToAll(static_cast<const char*>(input), static_cast<char*>(output),
+                                   chunk_bytes, deadline, label, CollectiveSlot(seq, 0));
       });
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::BroadcastImpl(void* buffer,
                                                                              size_t count,
-                                                                             DType, int root, Stream*) {
+                                                                             DType dtype, int root,
+                                                                             Stream*) {
   const uint64_t seq = state_->next_collective++;
   State* s = state_.get();
+  const size_t bytes = count * DTypeSize(dtype);
   return state_->Enqueue(
       OpLabel("broadcast", seq),
-      [s, seq, buffer, count, root](absl::Time deadline, const std::string& label) {
-        return s->TreeBroadcast(static_cast<float*>(buffer), count, root, deadline, label,
+      [s, seq, buffer, bytes, root](absl::Time deadline, const std::string& label) {
+        return s->TreeBroadcast(static_cast<char*>(buffer), bytes, root, deadline, label,
                                 CollectiveSlot(seq, 0));
       });
 }
@@ -803,7 +819,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::BarrierImpl() {
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::SendImpl(const void* input,
-                                                                       size_t count, DType,
+                                                                       size_t count, DType dtype,
                                                                        int peer, int tag, Stream*) {
   const std::string label = absl::StrCat(OpLabel("send", state_->next_p2p++), " [to ",
                                          PeerName(peer), ", tag ", tag, "]");
@@ -811,7 +827,8 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::SendImpl(const voi
   if (!first.ok()) return MakeCompletedHandle(Unusable(label, first));
   std::unique_ptr<UnboundBuffer> buffer;
   try {
-    buffer = state_->context->createUnboundBuffer(const_cast<void*>(input), count * sizeof(float));
+    buffer = state_->context->createUnboundBuffer(const_cast<void*>(input),
+                                                  count * DTypeSize(dtype));
   } catch (...) {
     return MakeCompletedHandle(state_->Fail(
         StatusFromGlooException(label, "", "creating a buffer", state_->options.timeout)));
@@ -825,7 +842,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::SendImpl(const voi
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::RecvImpl(void* output, size_t count,
-                                                                       DType, int peer,
+                                                                       DType dtype, int peer,
                                                                        int tag, Stream*) {
   const std::string label = absl::StrCat(OpLabel("recv", state_->next_p2p++), " [from ",
                                          PeerName(peer), ", tag ", tag, "]");
@@ -833,7 +850,7 @@ absl::StatusOr<std::unique_ptr<CommHandle>> GlooCommunicator::RecvImpl(void* out
   if (!first.ok()) return MakeCompletedHandle(Unusable(label, first));
   std::unique_ptr<UnboundBuffer> buffer;
   try {
-    buffer = state_->context->createUnboundBuffer(output, count * sizeof(float));
+    buffer = state_->context->createUnboundBuffer(output, count * DTypeSize(dtype));
   } catch (...) {
     return MakeCompletedHandle(state_->Fail(
         StatusFromGlooException(label, "", "creating a buffer", state_->options.timeout)));

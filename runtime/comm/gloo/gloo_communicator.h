@@ -32,8 +32,18 @@
 // first failure's code and message. Create() ignores SIGPIPE in the process (if it was at its
 // default) so a write to a dead peer is an error, not a kill.
 //
-// Element types: fp32 only (bf16 returns Unimplemented). Threading: as communicator.h says; the
-// worker thread belongs to the communicator, which drains it on destruction.
+// Element types: f32, bf16, i32 and i64. The ring reductions reduce in the element type's arithmetic
+// (reduce_ops.h): exact for integers; bf16 partial results are rounded to bf16 (nearest even) at each
+// of the n - 1 ring steps, since they travel as bf16, so a bf16 sum over n ranks carries up to n
+// roundings where the in-process reference has one. The byte-moving operations (all-gather,
+// all-to-all, broadcast, send/recv) move DTypeSize(dtype) bytes per element.
+//
+// Streams: buffers are host memory and Gloo is host-synchronous: the `stream` argument of every
+// operation is accepted and ignored, and CommHandle::WaitOn(stream) is Wait() (it blocks the calling
+// thread). For device buffers, wrap it in a StagedCommunicator (../staged/staged_communicator.h).
+//
+// Threading: as communicator.h says; the worker thread belongs to the communicator, which drains it
+// on destruction.
 #ifndef CAIRN_RUNTIME_COMM_GLOO_GLOO_COMMUNICATOR_H_
 #define CAIRN_RUNTIME_COMM_GLOO_GLOO_COMMUNICATOR_H_
 
@@ -90,7 +100,7 @@ class GlooCommunicator final : public Communicator {
   struct State;  // defined in the .cc; public only so that helpers there can name it
 
  protected:
-  bool SupportsDType(DType dtype) const override { return dtype == DType::kFloat32; }
+  bool SupportsDType(DType) const override { return true; }
   absl::StatusOr<std::unique_ptr<CommHandle>> AllReduceImpl(const void* input, void* output,
                                                             size_t count, DType dtype,
                                                             ReduceOp op, Stream* stream) override;

@@ -34,7 +34,8 @@ struct LocalCollective {
 struct LocalP2P {
   const void* send_data = nullptr;
   void* recv_data = nullptr;
-  size_t bytes = 0;
+  size_t count = 0;
+  DType dtype = DType::kFloat32;
   bool done = false;
   absl::Status status;
 };
@@ -84,16 +85,29 @@ absl::Status Unusable(const std::string& label, const absl::Status& first) {
                                                  first.message()));
 }
 
-// result[i] = op over ranks (in rank order) of inputs[rank][offset + i].
+// result = op over ranks (in rank order) of inputs[rank][offset + i], i < count, as `dtype`
+// elements. The reference: it accumulates in the element type's arithmetic type (fp32 for bf16) and
+// rounds once at the end, which a ring cannot do.
 void ReduceInRankOrder(const std::vector<const void*>& inputs, size_t offset, size_t count,
-                       ReduceOp op, std::vector<float>* result) {
-  const float* first = static_cast<const float*>(inputs[0]) + offset;
-  result->assign(first, first + count);
-  for (size_t r = 1; r < inputs.size(); ++r) {
-    internal::ReduceInto(op, result->data(), result->data(),
-                         static_cast<const float*>(inputs[r]) + offset, count);
-  }
-  if (op == ReduceOp::kAvg) internal::DivideBy(result->data(), count, inputs.size());
+                       DType dtype, ReduceOp op, std::vector<char>* result) {
+  result->resize(count * DTypeSize(dtype));
+  internal::VisitDType(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using M = internal::ElementMath<T>;
+    using Acc = typename M::Acc;
+    std::vector<Acc> acc(count);
+    std::vector<Acc> incoming(count);
+    const T* first = static_cast<const T*>(inputs[0]) + offset;
+    for (size_t i = 0; i < count; ++i) acc[i] = M::Widen(first[i]);
+    for (size_t r = 1; r < inputs.size(); ++r) {
+      const T* in = static_cast<const T*>(inputs[r]) + offset;
+      for (size_t i = 0; i < count; ++i) incoming[i] = M::Widen(in[i]);
+      internal::ReduceInto(op, acc.data(), acc.data(), incoming.data(), count);
+    }
+    if (op == ReduceOp::kAvg) internal::DivideBy(acc.data(), count, inputs.size());
+    T* out = reinterpret_cast<T*>(result->data());
+    for (size_t i = 0; i < count; ++i) out[i] = M::Narrow(acc[i]);
+  });
 }
 
 class P2PHandle final : public CommHandle {
@@ -198,8 +212,7 @@ void LocalCommunicator::Abort(absl::string_view reason) {
 
 absl::Status LocalCommunicator::RunCollective(
     const std::string& op, const std::string& signature, const void* input, void* output,
-    const std::function<void(const std::vector<const void*>&, std::vector<float>*)>& compute,
-    size_t result_count) {
+    const std::function<void(const std::vector<const void*>&, std::vector<char>*)>& compute) {
   LocalGroup& g = *group_;
   const uint64_t seq = next_collective_++;
   const std::string label = OpLabel(op, seq);
@@ -265,7 +278,7 @@ absl::Status LocalCommunicator::RunCollective(
     }
   }
   // Every rank has arrived and none returns before all have read: the inputs are stable.
-  std::vector<float> result;
+  std::vector<char> result;
   compute(c->inputs, &result);
   {
     absl::MutexLock lock(&g.mu);
@@ -274,9 +287,7 @@ absl::Status LocalCommunicator::RunCollective(
     g.mu.Await(absl::Condition(&all_read));
   }
   // Only now may the output be written: in place, it is this rank's input, read by everyone.
-  if (output != nullptr && result_count > 0) {
-    std::memcpy(output, result.data(), result_count * sizeof(float));
-  }
+  if (output != nullptr && !result.empty()) std::memcpy(output, result.data(), result.size());
   return absl::OkStatus();
 }
 
@@ -289,10 +300,9 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllReduceImpl(con
                                              DTypeName(dtype), ", ", ReduceOpName(op), ")");
   return MakeCompletedHandle(RunCollective(
       "all_reduce", signature, input, output,
-      [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
-        ReduceInRankOrder(inputs, 0, count, op, result);
-      },
-      count));
+      [&](const std::vector<const void*>& inputs, std::vector<char>* result) {
+        ReduceInRankOrder(inputs, 0, count, dtype, op, result);
+      }));
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllGatherImpl(const void* input,
@@ -301,16 +311,15 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllGatherImpl(con
                                                                              DType dtype, Stream*) {
   const std::string signature =
       absl::StrCat("all_gather(count=", count_per_rank, ", ", DTypeName(dtype), ")");
+  const size_t chunk_bytes = count_per_rank * DTypeSize(dtype);
   return MakeCompletedHandle(RunCollective(
       "all_gather", signature, input, output,
-      [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
-        result->resize(inputs.size() * count_per_rank);
+      [&](const std::vector<const void*>& inputs, std::vector<char>* result) {
+        result->resize(inputs.size() * chunk_bytes);
         for (size_t r = 0; r < inputs.size(); ++r) {
-          std::memcpy(result->data() + r * count_per_rank, inputs[r],
-                      count_per_rank * sizeof(float));
+          std::memcpy(result->data() + r * chunk_bytes, inputs[r], chunk_bytes);
         }
-      },
-      count_per_rank * size()));
+      }));
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::ReduceScatterImpl(
@@ -320,10 +329,9 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::ReduceScatterImpl
   const size_t offset = rank() * count_per_rank;
   return MakeCompletedHandle(RunCollective(
       "reduce_scatter", signature, input, output,
-      [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
-        ReduceInRankOrder(inputs, offset, count_per_rank, op, result);
-      },
-      count_per_rank));
+      [&](const std::vector<const void*>& inputs, std::vector<char>* result) {
+        ReduceInRankOrder(inputs, offset, count_per_rank, dtype, op, result);
+      }));
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllToAllImpl(const void* input,
@@ -332,18 +340,17 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::AllToAllImpl(cons
                                                                             DType dtype, Stream*) {
   const std::string signature =
       absl::StrCat("all_to_all(count=", count_per_rank, ", ", DTypeName(dtype), ")");
+  const size_t chunk_bytes = count_per_rank * DTypeSize(dtype);
   const size_t me = rank();
   return MakeCompletedHandle(RunCollective(
       "all_to_all", signature, input, output,
-      [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
-        result->resize(inputs.size() * count_per_rank);
+      [&](const std::vector<const void*>& inputs, std::vector<char>* result) {
+        result->resize(inputs.size() * chunk_bytes);
         for (size_t r = 0; r < inputs.size(); ++r) {
-          std::memcpy(result->data() + r * count_per_rank,
-                      static_cast<const float*>(inputs[r]) + me * count_per_rank,
-                      count_per_rank * sizeof(float));
+          std::memcpy(result->data() + r * chunk_bytes,
+                      static_cast<const char*>(inputs[r]) + me * chunk_bytes, chunk_bytes);
         }
-      },
-      count_per_rank * size()));
+      }));
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::BroadcastImpl(void* buffer,
@@ -352,26 +359,26 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::BroadcastImpl(voi
                                                                              int root, Stream*) {
   const std::string signature = absl::StrCat("broadcast(count=", count, ", ", DTypeName(dtype),
                                              ", root=", root, ")");
+  const size_t bytes = count * DTypeSize(dtype);
   return MakeCompletedHandle(RunCollective(
       "broadcast", signature, buffer, buffer,
-      [&](const std::vector<const void*>& inputs, std::vector<float>* result) {
-        const float* src = static_cast<const float*>(inputs[root]);
-        result->assign(src, src + count);
-      },
-      count));
+      [&](const std::vector<const void*>& inputs, std::vector<char>* result) {
+        const char* src = static_cast<const char*>(inputs[root]);
+        result->assign(src, src + bytes);
+      }));
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::BarrierImpl() {
   return MakeCompletedHandle(RunCollective(
       "barrier", "barrier()", nullptr, nullptr,
-      [](const std::vector<const void*>&, std::vector<float>*) {}, 0));
+      [](const std::vector<const void*>&, std::vector<char>*) {}));
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::PostP2P(bool is_send,
                                                                        const void* send_data,
                                                                        void* recv_data,
-                                                                       size_t count, int peer,
-                                                                       int tag) {
+                                                                       size_t count, DType dtype,
+                                                                       int peer, int tag) {
   LocalGroup& g = *group_;
   const int me = rank();
   const std::string label = OpLabel(is_send ? "send" : "recv", next_p2p_++) +
@@ -380,7 +387,8 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::PostP2P(bool is_s
   auto op = std::make_shared<LocalP2P>();
   op->send_data = send_data;
   op->recv_data = recv_data;
-  op->bytes = count * sizeof(float);
+  op->count = count;
+  op->dtype = dtype;
   const LocalGroup::P2PKey key = is_send ? LocalGroup::P2PKey{me, peer, tag}
                                          : LocalGroup::P2PKey{peer, me, tag};
   {
@@ -394,13 +402,14 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::PostP2P(bool is_s
       other_side.pop_front();
       LocalP2P& send = is_send ? *op : *match;
       LocalP2P& recv = is_send ? *match : *op;
-      if (send.bytes != recv.bytes) {
+      if (send.count != recv.count || send.dtype != recv.dtype) {
         const absl::Status mismatch = absl::InvalidArgumentError(absl::StrCat(
-            "send/recv mismatch on group '", g.name, "' (tag ", tag, "): a send of ",
-            send.bytes / sizeof(float), " elements met a recv of ", recv.bytes / sizeof(float)));
+            "send/recv mismatch on group '", g.name, "' (tag ", tag, "): a send of ", send.count,
+            " ", DTypeName(send.dtype), " elements met a recv of ", recv.count, " ",
+            DTypeName(recv.dtype), " elements"));
         send.status = recv.status = mismatch;
       } else {
-        std::memcpy(recv.recv_data, send.send_data, send.bytes);
+        std::memcpy(recv.recv_data, send.send_data, send.count * DTypeSize(send.dtype));
       }
       send.done = recv.done = true;
     }
@@ -410,15 +419,15 @@ absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::PostP2P(bool is_s
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::SendImpl(const void* input,
-                                                                        size_t count, DType,
+                                                                        size_t count, DType dtype,
                                                                         int peer, int tag, Stream*) {
-  return PostP2P(/*is_send=*/true, input, nullptr, count, peer, tag);
+  return PostP2P(/*is_send=*/true, input, nullptr, count, dtype, peer, tag);
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> LocalCommunicator::RecvImpl(void* output,
-                                                                        size_t count, DType,
+                                                                        size_t count, DType dtype,
                                                                         int peer, int tag, Stream*) {
-  return PostP2P(/*is_send=*/false, nullptr, output, count, peer, tag);
+  return PostP2P(/*is_send=*/false, nullptr, output, count, dtype, peer, tag);
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> LocalCommunicator::SplitImpl(

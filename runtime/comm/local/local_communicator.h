@@ -13,7 +13,15 @@
 //   pending and later operations fail with Unavailable naming it.
 // Collectives run inside the call (the handle returned by an *Async call is already complete); sends
 // and receives are posted at once and complete in Wait(). Split() returns without waiting for the
-// other members. fp32 only (bf16: Unimplemented).
+// other members.
+//
+// Element types: f32, bf16, i32 and i64 (reduce_ops.h). Reductions run in rank order, in fp32 for
+// bf16 with one rounding at the end, so bf16 results are the most accurate any backend gives; the
+// byte-moving operations copy DTypeSize(dtype) bytes per element. A Send and Recv that disagree on
+// count or type fail on both sides with InvalidArgument.
+//
+// Streams: buffers are host memory and every operation runs on the host; the `stream` argument is
+// accepted and ignored, and CommHandle::WaitOn(stream) is Wait().
 //
 //   std::vector<std::unique_ptr<Communicator>> comms = LocalCommunicator::CreateGroup(4);
 //   std::vector<std::thread> threads;
@@ -62,7 +70,7 @@ class LocalCommunicator final : public Communicator {
   void Abort(absl::string_view reason) override;
 
  protected:
-  bool SupportsDType(DType dtype) const override { return dtype == DType::kFloat32; }
+  bool SupportsDType(DType) const override { return true; }
   absl::StatusOr<std::unique_ptr<CommHandle>> AllReduceImpl(const void* input, void* output,
                                                             size_t count, DType dtype,
                                                             ReduceOp op, Stream* stream) override;
@@ -89,15 +97,15 @@ class LocalCommunicator final : public Communicator {
  private:
   LocalCommunicator(std::shared_ptr<internal::LocalGroup> group, int rank);
 
-  // Runs one collective: waits for every rank, then computes this rank's output from all inputs.
+  // Runs one collective: waits for every rank, then computes this rank's output bytes from all
+  // inputs (`compute` fills `result`), and copies them to `output` once every rank has read.
   absl::Status RunCollective(const std::string& op, const std::string& signature,
                              const void* input, void* output,
                              const std::function<void(const std::vector<const void*>& inputs,
-                                                      std::vector<float>* result)>& compute,
-                             size_t result_count);
+                                                      std::vector<char>* result)>& compute);
   absl::StatusOr<std::unique_ptr<CommHandle>> PostP2P(bool is_send, const void* send_data,
-                                                      void* recv_data, size_t count, int peer,
-                                                      int tag);
+                                                      void* recv_data, size_t count, DType dtype,
+                                                      int peer, int tag);
 
   std::shared_ptr<internal::LocalGroup> group_;
   uint64_t next_collective_ = 0;

@@ -1,8 +1,9 @@
 // What only the in-process communicator does: name engine bugs (mismatched collectives, mismatched
-// send/recv sizes) and run a body on N ranks. The collectives themselves are checked against the
+// send/recv sizes and types), reduce bf16 with one rounding, and run a body on N ranks. The collectives themselves are checked against the
 // other backends in ../communicator_parity_test.cc.
 #include "runtime/comm/local/local_communicator.h"
 
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -66,7 +67,7 @@ TEST(LocalCommunicatorTest, MismatchedSendAndRecvSizesFailBothSides) {
   ASSERT_OK_AND_ASSIGN(auto send, comms[0]->SendAsync(buf.data(), 8, 1, 0));
   std::vector<float> got(4);
   EXPECT_THAT(comms[1]->Recv(got.data(), 4, 0, 0),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("send of 8 elements")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("send of 8 f32 elements")));
   EXPECT_THAT(send->Wait(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("recv of 4")));
 }
 
@@ -90,11 +91,37 @@ TEST(LocalCommunicatorTest, SendWaitsForTheMatchingRecvLikeGloo) {
   }
 }
 
-TEST(LocalCommunicatorTest, Bf16IsUnimplemented) {
-  auto comms = LocalCommunicator::CreateGroup(1);
-  uint16_t x = 0;
-  EXPECT_THAT(comms[0]->StartAllReduce(&x, &x, 1, DType::kBFloat16, ReduceOp::kSum),
-              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("local")));
+TEST(LocalCommunicatorTest, SendAndRecvOfDifferentTypesFailOnBothSides) {
+  auto comms = LocalCommunicator::CreateGroup(2);
+  std::vector<absl::Status> results(2);
+  std::thread sender([&] {
+    int32_t x = 7;
+    results[0] = comms[0]->Send(&x, 1, 1, 0);
+  });
+  std::thread receiver([&] {
+    float y = 0;
+    results[1] = comms[1]->Recv(&y, 1, 0, 0);
+  });
+  sender.join();
+  receiver.join();
+  for (const absl::Status& s : results) {
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
+                            AllOf(HasSubstr("1 i32 elements"), HasSubstr("recv of 1 f32"))));
+  }
+}
+
+TEST(LocalCommunicatorTest, Bf16SumsRoundOnceAtTheEnd) {
+  // 1 + 2^-8 + 2^-8 in fp32 is 1 + 2^-7, a bf16 value; rounding after each step would give 1
+  // (1 + 2^-8 is a tie that rounds to the even 1).
+  EXPECT_OK(RunLocalRanks(3, [](Communicator& comm) -> absl::Status {
+    BFloat16 x = ToBFloat16(comm.rank() == 0 ? 1.0f : 1.0f / 256);
+    absl::Status s = comm.AllReduce(&x, &x, 1);
+    if (!s.ok()) return s;
+    if (FromBFloat16(x) != 1.0f + 1.0f / 128) {
+      return absl::InternalError(absl::StrCat("sum is ", FromBFloat16(x)));
+    }
+    return absl::OkStatus();
+  }));
 }
 
 TEST(LocalCommunicatorTest, SingleRankGroupWorks) {

@@ -10,9 +10,18 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "runtime/comm/file_store.h"
+#include "runtime/comm/staged/staged_communicator.h"
+
+// Two builds of this file: the CPU backends (:test_backends), or NCCL only (:test_backends_nccl).
+#ifdef CAIRN_COMM_TEST_NCCL
+#include "runtime/comm/nccl/nccl_communicator.h"
+#include "runtime/comm/nccl/testing/cuda_staging_memory.h"
+#else
 #include "runtime/comm/gloo/gloo_communicator.h"
 #include "runtime/comm/local/local_communicator.h"
 #include "runtime/comm/tcp_store.h"
+#include "runtime/compute/cpu/cpu_backend.h"
+#endif
 
 namespace cairn::runtime::testing {
 namespace {
@@ -23,6 +32,8 @@ std::string FreshDirectory() {
   const char* tmp = std::getenv("TEST_TMPDIR");
   return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/comm-", getpid(), "-", counter++);
 }
+
+#ifndef CAIRN_COMM_TEST_NCCL
 
 // A TcpStore client that also keeps the (shared) server alive.
 class ServerOwningStore final : public Store {
@@ -73,24 +84,83 @@ absl::StatusOr<CommGroup> MakeGlooGroup(
   return group;
 }
 
+// Wraps every communicator of `group` in a StagedCommunicator over the CPU backend's memory.
+absl::StatusOr<CommGroup> Staged(absl::StatusOr<CommGroup> group) {
+  static CpuBackend* const cpu = new CpuBackend();  // outlives every group
+  if (!group.ok()) return group.status();
+  CommGroup staged;
+  for (std::unique_ptr<Communicator>& comm : *group) {
+    staged.push_back(StagedCommunicator::Create(std::move(comm), cpu));
+  }
+  return staged;
+}
+
+absl::StatusOr<CommGroup> MakeLocalGroup(int size, absl::Duration timeout) {
+  LocalOptions options;
+  options.timeout = timeout;
+  return LocalCommunicator::CreateGroup(size, options);
+}
+
+absl::StatusOr<CommGroup> MakeGlooFileGroup(int size, absl::Duration timeout) {
+  const std::string dir = FreshDirectory();
+  return MakeGlooGroup(size, timeout, [&]() -> absl::StatusOr<std::shared_ptr<Store>> {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
+    if (!store.ok()) return store.status();
+    return std::shared_ptr<Store>(*std::move(store));
+  });
+}
+
+#else  // CAIRN_COMM_TEST_NCCL
+
+// One NcclCommunicator per rank on GPU r (ranks as threads), each wrapped so that it takes host
+// buffers (CudaStagingMemory).
+absl::StatusOr<CommGroup> MakeNcclGroup(int size, absl::Duration timeout) {
+  const int gpus = VisibleGpuCount();
+  if (gpus < size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("nccl: ", size, " ranks need ", size, " GPUs; ", gpus, " visible"));
+  }
+  const std::string dir = FreshDirectory();
+  std::vector<absl::StatusOr<std::unique_ptr<NcclCommunicator>>> made(size);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
+      if (!store.ok()) {
+        made[r] = store.status();
+        return;
+      }
+      NcclOptions options;
+      options.device = r;
+      options.timeout = timeout;
+      options.rendezvous_timeout = std::max(timeout, absl::Seconds(60));
+      made[r] = NcclCommunicator::Create(r, size, std::shared_ptr<Store>(*std::move(store)),
+                                         options);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CommGroup group;
+  for (int r = 0; r < size; ++r) {
+    if (!made[r].ok()) return made[r].status();
+    group.push_back(StagedCommunicator::Create(*std::move(made[r]),
+                                               std::make_shared<CudaStagingMemory>(r)));
+  }
+  return group;
+}
+#endif  // CAIRN_COMM_TEST_NCCL
+
 }  // namespace
 
 std::vector<CommBackend> AllCommBackends() {
   std::vector<CommBackend> backends;
-  backends.push_back({"local", [](int size, absl::Duration timeout) -> absl::StatusOr<CommGroup> {
-                        LocalOptions options;
-                        options.timeout = timeout;
-                        return LocalCommunicator::CreateGroup(size, options);
-                      }});
-  backends.push_back(
-      {"gloo_file", [](int size, absl::Duration timeout) -> absl::StatusOr<CommGroup> {
-         const std::string dir = FreshDirectory();
-         return MakeGlooGroup(size, timeout, [&]() -> absl::StatusOr<std::shared_ptr<Store>> {
-           absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
-           if (!store.ok()) return store.status();
-           return std::shared_ptr<Store>(*std::move(store));
-         });
-       }});
+#ifdef CAIRN_COMM_TEST_NCCL
+  // The GPU build of the suites: NCCL only (the CPU backends run in the ordinary build).
+  CommBackend nccl{"nccl", MakeNcclGroup};
+  nccl.exact_float_avg = false;
+  backends.push_back(nccl);
+#else
+  backends.push_back({"local", MakeLocalGroup});
+  backends.push_back({"gloo_file", MakeGlooFileGroup});
   backends.push_back(
       {"gloo_tcp", [](int size, absl::Duration timeout) -> absl::StatusOr<CommGroup> {
          absl::StatusOr<std::unique_ptr<TcpStoreServer>> server =
@@ -104,6 +174,13 @@ std::vector<CommBackend> AllCommBackends() {
            return std::shared_ptr<Store>(new ServerOwningStore(shared, *std::move(client)));
          });
        }});
+  backends.push_back({"staged_local", [](int size, absl::Duration timeout) {
+                        return Staged(MakeLocalGroup(size, timeout));
+                      }});
+  backends.push_back({"staged_gloo", [](int size, absl::Duration timeout) {
+                        return Staged(MakeGlooFileGroup(size, timeout));
+                      }});
+#endif
   return backends;
 }
 

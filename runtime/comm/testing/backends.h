@@ -30,11 +30,21 @@ struct CommBackend {
   // Usable in test names: "local", "gloo_file", "gloo_tcp".
   std::string name;
   // A new group of `size` ranks (element r has rank r) whose operations time out after `timeout`.
+  // FailedPrecondition when this machine cannot host it (the parity suite then skips the case).
   std::function<absl::StatusOr<CommGroup>(int size, absl::Duration timeout)> make_group;
+  // Whether an fp32 kAvg is the exact sum divided by the group size (false for NCCL, which scales
+  // each input by 1/size before summing).
+  bool exact_float_avg = true;
 };
 
 // local: LocalCommunicator. gloo_file: GlooCommunicator, ranks as threads, FileStore in TEST_TMPDIR.
 // gloo_tcp: GlooCommunicator, ranks as threads, TcpStore on a server bound to port 0.
+// staged_local, staged_gloo: StagedCommunicator over the CPU backend's memory, wrapping local and
+// gloo_file.
+// Built with CAIRN_COMM_TEST_NCCL (target :test_backends_nccl, for GPU machines), instead only
+// nccl: NcclCommunicator, ranks as threads with GPU r each (FailedPrecondition when there are fewer
+// GPUs than ranks), wrapped in a StagedCommunicator with CudaStagingMemory so that callers pass host
+// buffers (nccl/testing/cuda_staging_memory.h).
 std::vector<CommBackend> AllCommBackends();
 // The backend called `name`; aborts the test program if there is none.
 const CommBackend& FindCommBackend(const std::string& name);
