@@ -95,10 +95,13 @@ while read -r label status; do
     dir="$testlogs/$(echo "${label#//}" | tr ':' '/')"
     xmls=()
     if [ "$ok" = 1 ] || [ "$status" = FAILED ] || [ "$status" = TIMEOUT ]; then
-      if [ -f "$dir/test.xml" ]; then
+      # Sharded tests write shard_K_of_N/test.xml; prefer those (a top-level test.xml may be
+      # left over from before the test was sharded).
+      if [ -d "$dir" ]; then
+        mapfile -t xmls < <(find "$dir" -mindepth 2 -path '*/shard_*' -name test.xml | sort)
+      fi
+      if [ "${#xmls[@]}" -eq 0 ] && [ -f "$dir/test.xml" ]; then
         xmls=("$dir/test.xml")
-      elif [ -d "$dir" ]; then  # sharded tests: shard_K_of_N/test.xml
-        mapfile -t xmls < <(find "$dir" -mindepth 2 -name test.xml | sort)
       fi
     fi
     if [ "${#xmls[@]}" -gt 0 ]; then
