@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/hash.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
@@ -24,17 +25,6 @@ namespace {
 constexpr size_t kMaxFileName = 200;
 
 std::string ErrnoText(int error) { return std::strerror(error); }
-
-// FNV-1a: the same in every process (absl::Hash is salted per process, so unusable for names that
-// several processes must agree on).
-uint64_t Fnv1a64(absl::string_view bytes) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 absl::Status MakeDirectories(const std::string& path) {
   std::string prefix;
@@ -80,7 +70,7 @@ std::string FileStore::KeyPath(absl::string_view key) const {
   if (name.size() > kMaxFileName) {
     // Keep a readable head and make the name unique with a hash of the whole key.
     name = absl::StrFormat("%s~%016x", name.substr(0, kMaxFileName - 17),
-                           Fnv1a64(key));
+                           ::cairn::Fnv1a64(key));
   }
   return absl::StrCat(path_, "/", name);
 }

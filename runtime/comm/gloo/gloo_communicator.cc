@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/hash.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
@@ -96,16 +97,6 @@ std::chrono::milliseconds Remaining(absl::Time deadline) {
   // Gloo treats 0 as "no timeout": wait at least 1 ms.
   return std::chrono::milliseconds(
       std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now())));
-}
-
-// FNV-1a, the same in every process (absl::Hash is salted per process).
-uint64_t Fnv1a64(absl::string_view bytes) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
 }
 
 // Gloo's rendezvous calls our Store through this adapter. Gloo expects failures as exceptions: we
@@ -586,7 +577,7 @@ class P2PHandle final : public CommHandle {
 std::string RankListKey(const std::vector<int>& ranks) {
   std::string key = absl::StrJoin(ranks, ",");
   if (key.size() <= 48) return key;
-  return absl::StrFormat("n%d-%016x", ranks.size(), Fnv1a64(key));
+  return absl::StrFormat("n%d-%016x", ranks.size(), ::cairn::Fnv1a64(key));
 }
 
 // Joins the group under `prefix` and opens Gloo's full mesh. `names` are the RankNames of the group.
