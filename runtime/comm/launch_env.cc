@@ -1,10 +1,13 @@
 #include "runtime/comm/launch_env.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "runtime/comm/tcp_store.h"
 
 namespace cairn::runtime {
 namespace {
@@ -55,7 +58,12 @@ absl::StatusOr<LaunchEnv> LaunchEnv::FromLookup(
   CAIRN_ASSIGN_OR_RETURN(env.master_port,
                          ReadInt(lookup, "MASTER_PORT",
                                  env.world_size == 1 ? std::optional<int>(0) : std::nullopt));
-  if (env.master_port < 0 || env.master_port > 65535 || (env.world_size > 1 && env.master_port == 0)) {
+  if (std::optional<std::string> file = lookup("CAIRN_MASTER_PORT_FILE"); file.has_value()) {
+    env.master_port_file = *file;
+  }
+  const bool port_file = env.rank == 0 && !env.master_port_file.empty();
+  if (env.master_port < 0 || env.master_port > 65535 ||
+      (env.world_size > 1 && env.master_port == 0 && !port_file)) {
     return absl::InvalidArgumentError(absl::StrCat("launch environment: MASTER_PORT=",
                                                    env.master_port, " is not a usable port"));
   }
@@ -68,6 +76,28 @@ absl::StatusOr<LaunchEnv> LaunchEnv::FromEnvironment() {
     if (value == nullptr) return std::nullopt;
     return std::string(value);
   });
+}
+
+absl::StatusOr<std::unique_ptr<TcpStore>> OpenLaunchStore(const LaunchEnv& env,
+                                                          absl::Duration timeout) {
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<TcpStore> store,
+                         TcpStore::Create(env.master_addr, env.master_port,
+                                          /*host_server=*/env.rank == 0, timeout));
+  if (env.rank == 0 && !env.master_port_file.empty()) {
+    const std::string tmp = env.master_port_file + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << store->hosted_port() << "\n";
+      if (!out) {
+        return absl::InternalError(absl::StrCat("cannot write the store's port to ", tmp));
+      }
+    }
+    if (std::rename(tmp.c_str(), env.master_port_file.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ",
+                                              env.master_port_file));
+    }
+  }
+  return store;
 }
 
 }  // namespace cairn::runtime

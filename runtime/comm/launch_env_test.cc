@@ -37,6 +37,20 @@ TEST(LaunchEnvTest, TorchrunStyle) {
   EXPECT_EQ(env.master_port, 29500);
 }
 
+TEST(LaunchEnvTest, PortZeroOnlyOnRankZeroWithAPortFile) {
+  ASSERT_OK_AND_ASSIGN(LaunchEnv env, Parse({{"RANK", "0"},
+                                             {"WORLD_SIZE", "2"},
+                                             {"MASTER_PORT", "0"},
+                                             {"CAIRN_MASTER_PORT_FILE", "/tmp/port"}}));
+  EXPECT_EQ(env.master_port, 0);
+  EXPECT_EQ(env.master_port_file, "/tmp/port");
+  EXPECT_THAT(Parse({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "0"},
+                     {"CAIRN_MASTER_PORT_FILE", "/tmp/port"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MASTER_PORT=0")));
+  EXPECT_THAT(Parse({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "0"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MASTER_PORT=0")));
+}
+
 TEST(LaunchEnvTest, Defaults) {
   ASSERT_OK_AND_ASSIGN(LaunchEnv env, Parse({{"RANK", "0"}, {"WORLD_SIZE", "1"}}));
   EXPECT_EQ(env.local_rank, 0);

@@ -425,6 +425,8 @@ TcpStore::TcpStore(int fd, std::string server_address, std::string local_address
       local_address_(std::move(local_address)),
       server_(std::move(server)) {}
 
+int TcpStore::hosted_port() const { return server_ != nullptr ? server_->port() : 0; }
+
 TcpStore::~TcpStore() {
   absl::MutexLock lock(&mu_);
   if (fd_ >= 0) close(fd_);

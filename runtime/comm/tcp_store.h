@@ -95,6 +95,8 @@ class TcpStore final : public Store {
   const std::string& local_address() const { return local_address_; }
   // "host:port" of the server, for messages.
   const std::string& server_address() const { return server_address_; }
+  // The port of the server this store hosts (Create with host_server), 0 when it hosts none.
+  int hosted_port() const;
 
  private:
   TcpStore(int fd, std::string server_address, std::string local_address,

@@ -2,9 +2,6 @@
 // explicit plans matches one process, a dying worker makes the run fail fast with a clear error,
 // bad plans are refused before any worker starts, and checkpoints resume. Fault injection exists
 // only in the cairn-train-testing build.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -127,32 +124,22 @@ TEST_F(TrainTest, MultiProcessMatchesOneProcess) {
   }
 }
 
-// A free TCP port on loopback (bound, then released for the store to take).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
 TEST_F(TrainTest, TorchrunStyleLaunchFromEnvironment) {
   // Two separately started processes meet through MASTER_ADDR:MASTER_PORT (rank 0 hosts the
-  // store), as torchrun, Slurm or Kubernetes would start them.
+  // store), as torchrun, Slurm or Kubernetes would start them. Rank 0 binds port 0 and writes the
+  // port it got to CAIRN_MASTER_PORT_FILE; rank 1 starts once the file exists.
   const Result one = Sh(Train("--nproc 1 --steps 3 --plan " + PlanFile("one", 1, "\"tp_degree\": 1")));
   ASSERT_EQ(one.status, 0) << one.output;
   const std::string plan = " --plan " + PlanFile("dp2", 2, "\"tp_degree\": 1");
-  const std::string env = absl::StrCat("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=", FreePort(),
-                                       " LOCAL_RANK=0 ");
-  const std::string log = Tmp() + "/rank1.log";
-  const Result r = Sh(absl::StrCat("(", env, "RANK=1 ", Train("--steps 3" + plan), " > ", log,
-                                   " 2>&1 &) ; ", env, "RANK=0 ", Train("--steps 3" + plan)));
+  const std::string port_file = Tmp() + "/master_port";
+  std::remove(port_file.c_str());
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 LOCAL_RANK=0 ";
+  const std::string log = Tmp() + "/rank0.log";
+  const Result r = Sh(absl::StrCat(
+      "(", env, "MASTER_PORT=0 CAIRN_MASTER_PORT_FILE=", port_file, " RANK=0 ",
+      Train("--steps 3" + plan), " > ", log, " 2>&1; echo $? > ", log, ".status) & ",
+      "for i in $(seq 1 600); do [ -s ", port_file, " ] && break; sleep 0.05; done; ", env,
+      "MASTER_PORT=$(cat ", port_file, ") RANK=1 ", Train("--steps 3" + plan), "; wait; cat ", log));
   ASSERT_EQ(r.status, 0) << r.output;
   const std::vector<double> ref = Losses(one.output), got = Losses(r.output);
   ASSERT_EQ(got.size(), ref.size()) << r.output;

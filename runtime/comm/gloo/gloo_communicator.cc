@@ -691,9 +691,7 @@ absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::CreateFromEn
     const GlooOptions& options) {
   CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromEnvironment());
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<TcpStore> store,
-                         TcpStore::Create(env.master_addr, env.master_port,
-                                          /*host_server=*/env.rank == 0,
-                                          options.rendezvous_timeout));
+                         OpenLaunchStore(env, options.rendezvous_timeout));
   GlooOptions resolved = options;
   if (resolved.hostname.empty()) resolved.hostname = store->local_address();
   return Create(env.rank, env.world_size, std::shared_ptr<Store>(std::move(store)), resolved);

@@ -621,9 +621,7 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::CreateFromEn
     const NcclOptions& options) {
   CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromEnvironment());
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<TcpStore> store,
-                         TcpStore::Create(env.master_addr, env.master_port,
-                                          /*host_server=*/env.rank == 0,
-                                          options.rendezvous_timeout));
+                         OpenLaunchStore(env, options.rendezvous_timeout));
   NcclOptions resolved = options;
   if (resolved.device < 0) resolved.device = env.local_rank;
   return Create(env.rank, env.world_size, std::shared_ptr<Store>(std::move(store)), resolved);
