@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "planner/catalog/clusters.h"
 #include "planner/cost/evaluate.h"
+#include "planner/cost/model_math.h"
 #include "planner/problem/problem_builder.h"
 #include "planner/search/search.h"
 
@@ -30,6 +31,8 @@ PlannedRun Describe(const SearchProblem& pb, const PlanSpec& plan, const Evaluat
   out.predicted_step_time_s = e.step_time_s;
   out.predicted_peak_bytes = e.PeakBytes() - pb.hardware.reserved_bytes;
   out.summary = SummarizeLayers(plan, 0, pb.model.num_layers + 2, pb.model.num_layers);
+  out.model_flops_per_token = ModelFlopsPerTokenForMfu(pb.model, pb.seq_len);
+  out.peak_flops_per_s = pb.hardware.peak_flops_per_s;
   return out;
 }
 

@@ -37,6 +37,10 @@ struct PlannedRun {
   double predicted_step_time_s = 0;
   int64_t predicted_peak_bytes = 0;  // per device, tensors only (the reservation excluded)
   double search_time_s = 0;          // PlanRun only
+  // For the runtime's MFU: model FLOPs per token (PaLM/Megatron convention) and the device's
+  // peak FLOP/s from its profile (0 when the profile has none, e.g. the cpu profile).
+  double model_flops_per_token = 0;
+  double peak_flops_per_s = 0;
   std::vector<std::string> summary;  // "blocks 1-4: tp=1 ddp" lines
 };
 

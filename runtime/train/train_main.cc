@@ -170,6 +170,8 @@ int Main(int argc, char** argv) {
   if (predicted.ok()) {
     opt.predicted.step_time_s = predicted->predicted_step_time_s;
     opt.predicted.peak_bytes = predicted->predicted_peak_bytes;
+    opt.model_flops_per_token = predicted->model_flops_per_token;
+    opt.peak_flops_per_s = predicted->peak_flops_per_s;
   } else {
     std::fprintf(stderr, "cairn-train: warning: no prediction for this plan: %s\n",
                  std::string(predicted.status().message()).c_str());

@@ -16,6 +16,8 @@
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/comm/file_store.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
+#include "runtime/comm/launch_env.h"
+#include "runtime/comm/tcp_store.h"
 #include "runtime/compute/cpu/cpu_backend.h"
 #include "runtime/data/token_shards.h"
 #include "runtime/train/launcher.h"
@@ -27,6 +29,21 @@ absl::StatusOr<std::unique_ptr<ComputeBackend>> MakeBackend(const TrainerOptions
                                                            int local_rank) {
   if (o.make_backend) return o.make_backend(local_rank);
   return std::unique_ptr<ComputeBackend>(std::make_unique<CpuBackend>());
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> MakeWorld(const TrainerOptions& o, int rank,
+                                                       std::shared_ptr<Store> store,
+                                                       ComputeBackend* backend) {
+  if (o.make_world) return o.make_world(rank, o.world_size, std::move(store), backend);
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> gloo,
+                         GlooCommunicator::Create(rank, o.world_size, std::move(store)));
+  return std::unique_ptr<Communicator>(std::move(gloo));
+}
+
+// Model FLOPs utilisation of a step, or 0 when the options do not say how to count it.
+double Mfu(const TrainerOptions& o, double tokens_per_s) {
+  if (o.model_flops_per_token <= 0 || o.peak_flops_per_s <= 0) return 0;
+  return o.model_flops_per_token * tokens_per_s / (o.peak_flops_per_s * o.world_size);
 }
 
 absl::Status CheckData(const TrainerOptions& o, const TokenDataset& data) {
@@ -125,13 +142,15 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
       time_sum += r.step_time_s;
       ++timed;
     }
+    const double mfu = Mfu(o, tokens / r.step_time_s);
     if (rank == 0 && !o.quiet) {
       std::printf(
-          "step %5lld/%d | loss %.4f | %s (compute %s, comm %s) | %s tokens/s | peak %s | lr %.2e "
-          "| norm %.3f\n",
+          "step %5lld/%d | loss %.4f | %s (compute %s, comm %s) | %s tokens/s%s | peak %s | "
+          "lr %.2e | norm %.3f\n",
           static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
           FormatSeconds(r.compute_s).c_str(), FormatSeconds(r.comm_s).c_str(),
           FormatCount(tokens / r.step_time_s).c_str(),
+          mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
           FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm);
       std::fflush(stdout);
     }
@@ -139,10 +158,10 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
       *metrics << absl::StrFormat(
           "{\"step\": %d, \"loss\": %.6f, \"step_time_s\": %.6f, \"tokens_per_s\": %.1f, "
           "\"peak_memory_bytes\": %d, \"planned_memory_bytes\": %d, \"learning_rate\": %.6g, "
-          "\"grad_norm\": %.6f, \"compute_s\": %.6f, \"comm_s\": %.6f, "
+          "\"grad_norm\": %.6f, \"compute_s\": %.6f, \"comm_s\": %.6f, \"mfu\": %.4f, "
           "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d}\n",
           step + 1, r.loss, r.step_time_s, tokens / r.step_time_s, worst, planned,
-          r.learning_rate, r.grad_norm, r.compute_s, r.comm_s, o.predicted.step_time_s,
+          r.learning_rate, r.grad_norm, r.compute_s, r.comm_s, mfu, o.predicted.step_time_s,
           o.predicted.peak_bytes);
       metrics->flush();
     }
@@ -157,11 +176,14 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   }
   if (rank == 0 && timed > 0) {
     const double mean = time_sum / timed;
+    const double mfu = Mfu(o, tokens / mean);
     std::printf(
-        "done: %d steps | mean step %s (predicted %s) | %s tokens/s | peak memory %s per rank "
+        "done: %d steps | mean step %s (predicted %s) | %s tokens/s%s | peak memory %s per rank "
         "(predicted %s, planned %s)\n",
         o.steps, FormatSeconds(mean).c_str(), FormatSeconds(o.predicted.step_time_s).c_str(),
-        FormatCount(tokens / mean).c_str(), FormatBytes(static_cast<double>(peak)).c_str(),
+        FormatCount(tokens / mean).c_str(),
+        mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
+        FormatBytes(static_cast<double>(peak)).c_str(),
         FormatBytes(static_cast<double>(o.predicted.peak_bytes)).c_str(),
         FormatBytes(static_cast<double>(planned)).c_str());
     std::fflush(stdout);
@@ -179,9 +201,9 @@ absl::Status TrainLocally(const TrainerOptions& o) {
   const std::string store_dir = tmpl;
   const absl::Status status = RunLocalWorkers(o.world_size, [&](int rank) -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Store> store, FileStore::Open(store_dir));
-    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> world,
-                           GlooCommunicator::Create(rank, o.world_size, store));
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, rank));
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> world,
+                           MakeWorld(o, rank, store, backend.get()));
     return TrainRank(o, world.get(), backend.get());
   });
   std::error_code ignored;
@@ -190,11 +212,18 @@ absl::Status TrainLocally(const TrainerOptions& o) {
 }
 
 absl::Status TrainFromEnvironment(const TrainerOptions& o) {
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> world,
-                         GlooCommunicator::CreateFromEnv());
-  const char* local = std::getenv("LOCAL_RANK");
-  const int local_rank = local != nullptr ? std::atoi(local) : 0;
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, local_rank));
+  CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromEnvironment());
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, env.local_rank));
+  if (!o.make_world) {
+    // Gloo advertises the address that routes to MASTER_ADDR (multi-host launches).
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> gloo,
+                           GlooCommunicator::CreateFromEnv());
+    return TrainRank(o, gloo.get(), backend.get());
+  }
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<TcpStore> store, OpenLaunchStore(env, absl::Minutes(5)));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> world,
+                         MakeWorld(o, env.rank, std::shared_ptr<Store>(std::move(store)),
+                                   backend.get()));
   return TrainRank(o, world.get(), backend.get());
 }
 

@@ -46,6 +46,12 @@ struct Prediction {
 using BackendFactory =
     std::function<absl::StatusOr<std::unique_ptr<ComputeBackend>>(int local_rank)>;
 
+class Store;
+// Makes rank `rank`'s world communicator of `world_size` ranks meeting through `store`, for
+// `backend`'s buffers (Gloo over host memory by default; NCCL or a staged communicator for GPUs).
+using WorldFactory = std::function<absl::StatusOr<std::unique_ptr<Communicator>>(
+    int rank, int world_size, std::shared_ptr<Store> store, ComputeBackend* backend)>;
+
 struct TrainerOptions {
   plan::ModelDims model;
   plan::PlanSpec plan;
@@ -60,8 +66,13 @@ struct TrainerOptions {
   std::string metrics_path;       // JSON lines, appended by rank 0; empty: none
   bool quiet = false;             // no per-step lines
   Prediction predicted;
+  // For MFU on the progress lines and metrics (0: not reported): model FLOPs per token by the
+  // PaLM/Megatron convention (planner/cost/model_math.h) and the device's peak FLOP/s.
+  double model_flops_per_token = 0;
+  double peak_flops_per_s = 0;
   std::string device_name = "CPU";  // for messages ("CPU", "NVIDIA H100 80GB HBM3", ...)
   BackendFactory make_backend;      // empty: CpuBackend
+  WorldFactory make_world;          // empty: GlooCommunicator
   // Test builds only (the cairn-train-testing binary): rank `fault_rank` exits with status 3 at
   // the start of step `fault_step`.
   int fault_rank = -1;
