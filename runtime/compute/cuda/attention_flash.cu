@@ -20,7 +20,7 @@ template <int kD>
 __global__ void __launch_bounds__(32 * kForwardWarps)
     ForwardKernel(flash::FlashArgs a, const bf16* q, const bf16* k, const bf16* v, bf16* out,
                   float* lse) {
-  extern __shared__ __align__(128) char smem[];
+  char* smem = DynamicShared<char>();
   flash::ForwardBlock<kD, kForwardWarps>(a, q, k, v, out, lse, blockIdx.x, blockIdx.y, gridDim.x,
                                          smem);
 }
@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(32 * flash::kBwdWarps)
     BackwardKernel(flash::FlashArgs a, const bf16* q, const bf16* k, const bf16* v,
                    const float* lse, const float* delta, const bf16* dout, float* dq_accum,
                    bf16* dk, bf16* dv) {
-  extern __shared__ __align__(128) char smem[];
+  char* smem = DynamicShared<char>();
   flash::BackwardBlock<kD>(a, q, k, v, lse, delta, dout, dq_accum, dk, dv, blockIdx.x, blockIdx.y,
                            smem);
 }
@@ -65,7 +65,8 @@ flash::FlashArgs FlashArgsOf(const AttentionArgs& a) {
 
 template <typename Kernel>
 cudaError_t AllowSharedMemory(Kernel kernel, int bytes) {
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
 template <int kD>
@@ -77,10 +78,9 @@ cudaError_t Forward(const AttentionArgs& args, const bf16* q, const bf16* k, con
   const int64_t tiles = (args.seq + Config::kBlockM - 1) / Config::kBlockM;
   const int64_t bh = args.batch * args.local_heads;
   if (tiles > 0x7fffffff || bh > 65535) return cudaErrorInvalidValue;
-  ForwardKernel<kD><<<dim3(static_cast<unsigned int>(tiles), static_cast<unsigned int>(bh)),
-                      Config::kThreads, Config::kSmemBytes, stream>>>(FlashArgsOf(args), q, k, v,
-                                                                      out, lse);
-  return cudaGetLastError();
+  return Launch(ForwardKernel<kD>,
+                dim3(static_cast<unsigned int>(tiles), static_cast<unsigned int>(bh)),
+                Config::kThreads, Config::kSmemBytes, stream, FlashArgsOf(args), q, k, v, out, lse);
 }
 
 template <int kD>
@@ -92,9 +92,8 @@ cudaError_t Backward(const AttentionArgs& args, const bf16* q, const bf16* k, co
   const int64_t rows = args.batch * args.local_heads * args.seq;
   cudaError_t status = cudaMemsetAsync(dq_accum, 0, static_cast<size_t>(rows * kD) * 4, stream);
   if (status != cudaSuccess) return status;
-  DeltaKernel<kD><<<GridFor(rows, kDeltaWarps), 32 * kDeltaWarps, 0, stream>>>(f, out, dout,
-                                                                                 delta);
-  status = cudaGetLastError();
+  status = Launch(DeltaKernel<kD>, GridFor(rows, kDeltaWarps), 32 * kDeltaWarps, 0, stream, f, out,
+                  dout, delta);
   if (status != cudaSuccess) return status;
 
   status = AllowSharedMemory(BackwardKernel<kD>, Config::kSmemBytes);
@@ -102,14 +101,13 @@ cudaError_t Backward(const AttentionArgs& args, const bf16* q, const bf16* k, co
   const int64_t tiles = (args.seq + flash::kBlockN - 1) / flash::kBlockN;
   const int64_t bkv = args.batch * args.local_kv_heads;
   if (tiles > 0x7fffffff || bkv > 65535) return cudaErrorInvalidValue;
-  BackwardKernel<kD><<<dim3(static_cast<unsigned int>(tiles), static_cast<unsigned int>(bkv)),
-                       Config::kThreads, Config::kSmemBytes, stream>>>(f, q, k, v, lse, delta,
-                                                                       dout, dq_accum, dk, dv);
-  status = cudaGetLastError();
+  status = Launch(
+      BackwardKernel<kD>, dim3(static_cast<unsigned int>(tiles), static_cast<unsigned int>(bkv)),
+      Config::kThreads, Config::kSmemBytes, stream, f, q, k, v, lse, delta, dout, dq_accum, dk, dv);
   if (status != cudaSuccess) return status;
 
-  ConvertDqKernel<kD><<<GridFor(rows * (kD / 8), 256), 256, 0, stream>>>(f, dq_accum, dq);
-  return cudaGetLastError();
+  return Launch(ConvertDqKernel<kD>, GridFor(rows * (kD / 8), 256), 256, 0, stream, f, dq_accum,
+                dq);
 }
 
 }  // namespace
@@ -124,11 +122,12 @@ bool FlashAttentionSupported(const AttentionArgs& args, const void* const* point
 }
 
 cudaError_t LaunchAttentionForwardFlash(const AttentionArgs& args, const bf16* q, const bf16* k,
-                                        const bf16* v, bf16* out, float* lse,
-                                        cudaStream_t stream) {
+                                        const bf16* v, bf16* out, float* lse, cudaStream_t stream) {
   switch (args.head_dim) {
-    case 64: return Forward<64>(args, q, k, v, out, lse, stream);
-    case 128: return Forward<128>(args, q, k, v, out, lse, stream);
+    case 64:
+      return Forward<64>(args, q, k, v, out, lse, stream);
+    case 128:
+      return Forward<128>(args, q, k, v, out, lse, stream);
   }
   return cudaErrorInvalidValue;
 }

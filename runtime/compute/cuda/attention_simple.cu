@@ -2,12 +2,13 @@
 // arithmetic throughout: the correctness baseline of the flash kernels and the path for head dims
 // they do not cover (any D up to kMaxSimpleHeadDim).
 //
-// All three kernels share one pattern: a block of W warps owns W consecutive rows (query rows in the
-// forward and dq kernels, key rows in the dk/dv kernel), one row per warp, and walks the other side
-// in tiles of 32 rows staged in shared memory as fp32. In a tile, lane j takes row j of the tile for
-// the dot products (q.k_j, dout.v_j), so the tile rows are stored at an odd stride (banks distinct
-// for the 32 lanes); the per-row vectors (q, dout, the output accumulators) are owned d-wise: lane
-// l holds d = l, l + 32, ... . Probabilities are shared through a per-warp 32-float array.
+// All three kernels share one pattern: a block of W warps owns W consecutive rows (query rows in
+// the forward and dq kernels, key rows in the dk/dv kernel), one row per warp, and walks the other
+// side in tiles of 32 rows staged in shared memory as fp32. In a tile, lane j takes row j of the
+// tile for the dot products (q.k_j, dout.v_j), so the tile rows are stored at an odd stride (banks
+// distinct for the 32 lanes); the per-row vectors (q, dout, the output accumulators) are owned
+// d-wise: lane l holds d = l, l + 32, ... . Probabilities are shared through a per-warp 32-float
+// array.
 //
 // Forward (per query row i): online softmax over the key tiles up to i (m = running max, l =
 // running sum, o = running output, rescaled by exp(m_old - m_new)); out = o / l,
@@ -27,7 +28,9 @@ namespace {
 
 constexpr int kTileRows = 32;
 
-__host__ __device__ inline int OddStride(int64_t d) { return static_cast<int>(d % 2 == 1 ? d : d + 1); }
+__host__ __device__ inline int OddStride(int64_t d) {
+  return static_cast<int>(d % 2 == 1 ? d : d + 1);
+}
 
 // Shared memory (floats) of each kernel for W warps and head dim D.
 int64_t ForwardFloats(int warps, int64_t D) {
@@ -42,11 +45,11 @@ int64_t DkDvFloats(int warps, int64_t D) {
 
 __global__ void ForwardKernel(AttentionArgs a, const bf16* q, const bf16* k, const bf16* v,
                               bf16* out, float* lse) {
-  extern __shared__ float smem[];
+  float* smem = DynamicShared<float>();
   const int D = static_cast<int>(a.head_dim), sD = OddStride(D);
   const int warps = blockDim.x / 32, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float* k_tile = smem;                        // [32][sD]
-  float* v_tile = k_tile + kTileRows * sD;     // [32][D]
+  float* k_tile = smem;                     // [32][sD]
+  float* v_tile = k_tile + kTileRows * sD;  // [32][D]
   float* q_row = v_tile + kTileRows * D + warp * D;
   float* o_row = v_tile + kTileRows * D + warps * D + warp * D;
   float* p_row = v_tile + kTileRows * D + 2 * warps * D + warp * kTileRows;
@@ -110,8 +113,8 @@ __global__ void DeltaKernel(AttentionArgs a, const bf16* out, const bf16* dout, 
   const int lane = threadIdx.x & 31;
   const int64_t rows = a.batch * a.local_heads * a.seq;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-       row < rows; row += warps) {
+  for (int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; row < rows;
+       row += warps) {
     const int64_t i = row % a.seq, bh = row / a.seq;
     const int64_t b = bh / a.local_heads, h = bh % a.local_heads;
     const int64_t offset = ((b * a.seq + i) * a.local_heads + h) * a.head_dim;
@@ -126,7 +129,7 @@ __global__ void DeltaKernel(AttentionArgs a, const bf16* out, const bf16* dout, 
 
 __global__ void DqKernel(AttentionArgs a, const bf16* q, const bf16* k, const bf16* v,
                          const float* lse, const float* delta, const bf16* dout, bf16* dq) {
-  extern __shared__ float smem[];
+  float* smem = DynamicShared<float>();
   const int D = static_cast<int>(a.head_dim), sD = OddStride(D);
   const int warps = blockDim.x / 32, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* k_tile = smem;                     // [32][sD]
@@ -190,7 +193,7 @@ __global__ void DqKernel(AttentionArgs a, const bf16* q, const bf16* k, const bf
 __global__ void DkDvKernel(AttentionArgs a, const bf16* q, const bf16* k, const bf16* v,
                            const float* lse, const float* delta, const bf16* dout, bf16* dk,
                            bf16* dv) {
-  extern __shared__ float smem[];
+  float* smem = DynamicShared<float>();
   const int D = static_cast<int>(a.head_dim), sD = OddStride(D);
   const int warps = blockDim.x / 32, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* q_tile = smem;                      // [32][sD]
@@ -293,7 +296,8 @@ int PickWarps(int64_t (*floats)(int, int64_t), int64_t D, int* bytes) {
 template <typename Kernel>
 cudaError_t AllowSharedMemory(Kernel kernel, int bytes) {
   if (bytes <= (48 << 10)) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
 dim3 Grid(int64_t bh, int64_t rows, int warps) {
@@ -311,9 +315,8 @@ cudaError_t LaunchAttentionForwardSimple(const AttentionArgs& args, const bf16* 
   if (warps == 0) return cudaErrorInvalidValue;
   cudaError_t status = AllowSharedMemory(ForwardKernel, bytes);
   if (status != cudaSuccess) return status;
-  ForwardKernel<<<Grid(args.batch * args.local_heads, args.seq, warps), warps * 32, bytes,
-                  stream>>>(args, q, k, v, out, lse);
-  return cudaGetLastError();
+  return Launch(ForwardKernel, Grid(args.batch * args.local_heads, args.seq, warps), warps * 32,
+                bytes, stream, args, q, k, v, out, lse);
 }
 
 cudaError_t LaunchAttentionBackwardSimple(const AttentionArgs& args, const bf16* q, const bf16* k,
@@ -322,8 +325,8 @@ cudaError_t LaunchAttentionBackwardSimple(const AttentionArgs& args, const bf16*
                                           float* delta, cudaStream_t stream) {
   if (args.head_dim > kMaxSimpleHeadDim) return cudaErrorInvalidValue;
   const int64_t rows = args.batch * args.local_heads * args.seq;
-  DeltaKernel<<<GridFor(rows * 32, 256), 256, 0, stream>>>(args, out, dout, delta);
-  cudaError_t status = cudaGetLastError();
+  cudaError_t status =
+      Launch(DeltaKernel, GridFor(rows * 32, 256), 256, 0, stream, args, out, dout, delta);
   if (status != cudaSuccess) return status;
 
   int dq_bytes = 0, dkdv_bytes = 0;
@@ -334,13 +337,11 @@ cudaError_t LaunchAttentionBackwardSimple(const AttentionArgs& args, const bf16*
   if (status != cudaSuccess) return status;
   status = AllowSharedMemory(DkDvKernel, dkdv_bytes);
   if (status != cudaSuccess) return status;
-  DqKernel<<<Grid(args.batch * args.local_heads, args.seq, dq_warps), dq_warps * 32, dq_bytes,
-             stream>>>(args, q, k, v, lse, delta, dout, dq);
-  status = cudaGetLastError();
+  status = Launch(DqKernel, Grid(args.batch * args.local_heads, args.seq, dq_warps), dq_warps * 32,
+                  dq_bytes, stream, args, q, k, v, lse, delta, dout, dq);
   if (status != cudaSuccess) return status;
-  DkDvKernel<<<Grid(args.batch * args.local_kv_heads, args.seq, dkdv_warps), dkdv_warps * 32,
-               dkdv_bytes, stream>>>(args, q, k, v, lse, delta, dout, dk, dv);
-  return cudaGetLastError();
+  return Launch(DkDvKernel, Grid(args.batch * args.local_kv_heads, args.seq, dkdv_warps),
+                dkdv_warps * 32, dkdv_bytes, stream, args, q, k, v, lse, delta, dout, dk, dv);
 }
 
 }  // namespace cairn::runtime::cuda

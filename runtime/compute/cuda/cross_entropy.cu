@@ -119,16 +119,14 @@ unsigned int Blocks(int64_t rows) {
 
 cudaError_t LaunchCrossEntropyMax(const CrossEntropyArgs& args, const float* logits, float* max,
                                   cudaStream_t stream) {
-  MaxKernel<<<Blocks(args.tokens), kThreads, 0, stream>>>(args, logits, max);
-  return cudaGetLastError();
+  return Launch(MaxKernel, Blocks(args.tokens), kThreads, 0, stream, args, logits, max);
 }
 
 cudaError_t LaunchCrossEntropySums(const CrossEntropyArgs& args, const float* logits,
                                    const int32_t* targets, const float* max, float* sum_exp,
                                    float* target_logit, cudaStream_t stream) {
-  SumsKernel<<<Blocks(args.tokens), kThreads, 0, stream>>>(args, logits, targets, max, sum_exp,
-                                                          target_logit);
-  return cudaGetLastError();
+  return Launch(SumsKernel, Blocks(args.tokens), kThreads, 0, stream, args, logits, targets, max,
+                sum_exp, target_logit);
 }
 
 cudaError_t LaunchCrossEntropyLossAndGrad(const CrossEntropyArgs& args, const float* logits,
@@ -138,18 +136,15 @@ cudaError_t LaunchCrossEntropyLossAndGrad(const CrossEntropyArgs& args, const fl
                                           cudaStream_t stream) {
   const bool in_place = static_cast<const void*>(dlogits) == static_cast<const void*>(logits);
   if (!in_place) {
-    LossAndGradKernel<<<Blocks(args.tokens), kThreads, 0, stream>>>(
-        args, 0, args.tokens, logits, targets, max, sum_exp, target_logit, loss_scale, losses,
-        dlogits, false);
-    return cudaGetLastError();
+    return Launch(LossAndGradKernel, Blocks(args.tokens), kThreads, 0, stream, args, 0, args.tokens,
+                  logits, targets, max, sum_exp, target_logit, loss_scale, losses, dlogits, false);
   }
   // Doubling row ranges: [0, 1), [1, 2), [2, 4), [4, 8), ...
   for (int64_t begin = 0; begin < args.tokens; begin = begin == 0 ? 1 : 2 * begin) {
     const int64_t end = begin == 0 ? 1 : (2 * begin < args.tokens ? 2 * begin : args.tokens);
-    LossAndGradKernel<<<Blocks(end - begin), kThreads, 0, stream>>>(
-        args, begin, end, logits, targets, max, sum_exp, target_logit, loss_scale, losses,
-        dlogits, true);
-    const cudaError_t status = cudaGetLastError();
+    const cudaError_t status =
+        Launch(LossAndGradKernel, Blocks(end - begin), kThreads, 0, stream, args, begin, end,
+               logits, targets, max, sum_exp, target_logit, loss_scale, losses, dlogits, true);
     if (status != cudaSuccess) return status;
   }
   return cudaSuccess;

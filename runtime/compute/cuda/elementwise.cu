@@ -73,8 +73,8 @@ cudaError_t Map(int64_t n, const Pointers<kIn, kOut>& p, Op op, cudaStream_t str
   if (n <= 0) return cudaSuccess;
   const bool vectorized = AllAligned(p);
   const int64_t units = vectorized ? n / 8 + n % 8 : n;
-  MapKernel<kIn, kOut, Op><<<GridFor(units, kThreads), kThreads, 0, stream>>>(n, p, op, vectorized);
-  return cudaGetLastError();
+  return Launch(MapKernel<kIn, kOut, Op>, GridFor(units, kThreads), kThreads, 0, stream, n, p, op,
+                vectorized);
 }
 
 // The formulas are cpu_backend.cc's, in fp32 (accurate tanhf/expf, not the fast intrinsics).
@@ -105,7 +105,8 @@ struct SwiGluForwardOp {  // x = {gate, up}
   }
 };
 
-// silu(g) = g sig(g), silu'(g) = sig(g) (1 + g (1 - sig(g))). x = {gate, up, dout}, y = {dgate, dup}.
+// silu(g) = g sig(g), silu'(g) = sig(g) (1 + g (1 - sig(g))). x = {gate, up, dout}, y = {dgate,
+// dup}.
 struct SwiGluBackwardOp {
   __device__ void operator()(const float (&x)[3], float (&y)[2]) const {
     const float g = x[0], up = x[1], dout = x[2];
@@ -155,7 +156,8 @@ __global__ void Bf16ToFloatKernel(int64_t n, const bf16* src, float* dst, bool v
   for (int64_t i = scalar_begin + tid; i < n; i += stride) dst[i] = ToFloat(src[i]);
 }
 
-// ---- Add2D ----------------------------------------------------------------------------------------
+// ---- Add2D
+// ----------------------------------------------------------------------------------------
 
 // One item = 8 elements (vectorized: cols and both pitches multiples of 8, pointers aligned) or 1.
 __global__ void Add2DKernel(int64_t rows, int64_t cols, const bf16* src, int64_t src_pitch,
@@ -187,17 +189,15 @@ __global__ void Add2DKernel(int64_t rows, int64_t cols, const bf16* src, int64_t
 cudaError_t LaunchFloatToBf16(int64_t n, const float* src, bf16* dst, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const bool vectorized = Aligned16(src) && Aligned16(dst);
-  FloatToBf16Kernel<<<GridFor(vectorized ? n / 8 + n % 8 : n, kThreads), kThreads, 0, stream>>>(
-      n, src, dst, vectorized);
-  return cudaGetLastError();
+  return Launch(FloatToBf16Kernel, GridFor(vectorized ? n / 8 + n % 8 : n, kThreads), kThreads, 0,
+                stream, n, src, dst, vectorized);
 }
 
 cudaError_t LaunchBf16ToFloat(int64_t n, const bf16* src, float* dst, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const bool vectorized = Aligned16(src) && Aligned16(dst);
-  Bf16ToFloatKernel<<<GridFor(vectorized ? n / 8 + n % 8 : n, kThreads), kThreads, 0, stream>>>(
-      n, src, dst, vectorized);
-  return cudaGetLastError();
+  return Launch(Bf16ToFloatKernel, GridFor(vectorized ? n / 8 + n % 8 : n, kThreads), kThreads, 0,
+                stream, n, src, dst, vectorized);
 }
 
 cudaError_t LaunchGeluForward(int64_t n, const bf16* inp, bf16* out, cudaStream_t stream) {
@@ -226,12 +226,11 @@ cudaError_t LaunchAdd(int64_t n, const bf16* a, const bf16* b, bf16* out, cudaSt
 cudaError_t LaunchAdd2D(int64_t rows, int64_t cols, const bf16* src, int64_t src_pitch, bf16* dst,
                         int64_t dst_pitch, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return cudaSuccess;
-  const bool vectorized = cols % 8 == 0 && src_pitch % 8 == 0 && dst_pitch % 8 == 0 &&
-                          Aligned16(src) && Aligned16(dst);
+  const bool vectorized =
+      cols % 8 == 0 && src_pitch % 8 == 0 && dst_pitch % 8 == 0 && Aligned16(src) && Aligned16(dst);
   const int width = vectorized ? 8 : 1;
-  Add2DKernel<<<GridFor(rows * (cols / width), kThreads), kThreads, 0, stream>>>(
-      rows, cols, src, src_pitch, dst, dst_pitch, width);
-  return cudaGetLastError();
+  return Launch(Add2DKernel, GridFor(rows * (cols / width), kThreads), kThreads, 0, stream, rows,
+                cols, src, src_pitch, dst, dst_pitch, width);
 }
 
 }  // namespace cairn::runtime::cuda

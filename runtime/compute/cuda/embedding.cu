@@ -13,7 +13,13 @@
 //      of the run in token order (fp32, channels across lanes, 8 per lane with 16-byte loads where
 //      aligned) and add the sum to their dwte row. Each row is written by exactly one warp.
 // dwpe: one thread per (t, channel) adds dout[b, t, c] over b in order.
+#if defined(CAIRN_CUDA_EMULATION)
+#include <algorithm>
+#include <utility>
+#include <vector>
+#else
 #include <cub/device/device_radix_sort.cuh>
+#endif
 
 #include "runtime/compute/cuda/device_utils.cuh"
 #include "runtime/compute/cuda/kernels.h"
@@ -116,6 +122,34 @@ __global__ void PositionGradKernel(EmbeddingArgs a, const bf16* dout, float* dwp
   }
 }
 
+// A stable sort of (key, value) pairs by the low `bits` bits of the keys: CUB's radix sort, or in
+// the CPU emulation build (which has no CUB; device memory is host memory there) std::stable_sort.
+// With temp == nullptr, sets temp_bytes to what the sort needs.
+cudaError_t SortPairs(void* temp, size_t& temp_bytes, const int32_t* keys_in, int32_t* keys_out,
+                      const int32_t* values_in, int32_t* values_out, int count, int bits,
+                      cudaStream_t stream) {
+#if defined(CAIRN_CUDA_EMULATION)
+  if (temp == nullptr) {
+    temp_bytes = 16;
+    return cudaSuccess;
+  }
+  std::vector<std::pair<int32_t, int32_t>> pairs(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) pairs[i] = {keys_in[i], values_in[i]};
+  std::stable_sort(pairs.begin(), pairs.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (int i = 0; i < count; ++i) {
+    keys_out[i] = pairs[i].first;
+    values_out[i] = pairs[i].second;
+  }
+  (void)bits;
+  (void)stream;
+  return cudaSuccess;
+#else
+  return cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, values_in,
+                                         values_out, count, 0, bits, stream);
+#endif
+}
+
 // Bits of the sort keys: enough for the sentinel local_vocab.
 int KeyBits(int64_t local_vocab) {
   int bits = 1;
@@ -134,26 +168,24 @@ cudaError_t LaunchEmbeddingForward(const EmbeddingArgs& args, const int32_t* ids
   const bool vectorized = args.channels % 8 == 0 && Aligned16(wte) && Aligned16(out) &&
                           (wpe == nullptr || Aligned16(wpe));
   const int width = vectorized ? 8 : 1;
-  EmbeddingForwardKernel<<<GridFor(args.tokens * (args.channels / width), kThreads), kThreads, 0,
-                           stream>>>(args, ids, wte, wpe, out, width);
-  return cudaGetLastError();
+  return Launch(EmbeddingForwardKernel, GridFor(args.tokens * (args.channels / width), kThreads),
+                kThreads, 0, stream, args, ids, wte, wpe, out, width);
 }
 
 cudaError_t EmbeddingBackwardScratchBytes(const EmbeddingArgs& args, size_t* bytes) {
   if (args.tokens > 0x7fffffff) return cudaErrorInvalidValue;  // CUB's item count is an int
   size_t temp = 0;
-  const cudaError_t status = cub::DeviceRadixSort::SortPairs(
-      nullptr, temp, static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-      static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-      static_cast<int>(args.tokens), 0, KeyBits(args.vocab_end - args.vocab_begin));
+  const cudaError_t status =
+      SortPairs(nullptr, temp, nullptr, nullptr, nullptr, nullptr, static_cast<int>(args.tokens),
+                KeyBits(args.vocab_end - args.vocab_begin), nullptr);
   if (status != cudaSuccess) return status;
   *bytes = static_cast<size_t>(4 * AlignUp(args.tokens * 4)) + temp;
   return cudaSuccess;
 }
 
-cudaError_t LaunchEmbeddingBackward(const EmbeddingArgs& args, const int32_t* ids,
-                                    const bf16* dout, float* dwte, float* dwpe, void* scratch,
-                                    size_t scratch_bytes, cudaStream_t stream) {
+cudaError_t LaunchEmbeddingBackward(const EmbeddingArgs& args, const int32_t* ids, const bf16* dout,
+                                    float* dwte, float* dwpe, void* scratch, size_t scratch_bytes,
+                                    cudaStream_t stream) {
   const int64_t local_vocab = args.vocab_end - args.vocab_begin;
   const int64_t array_bytes = AlignUp(args.tokens * 4);
   char* base = static_cast<char*>(scratch);
@@ -165,22 +197,20 @@ cudaError_t LaunchEmbeddingBackward(const EmbeddingArgs& args, const int32_t* id
   if (scratch_bytes < static_cast<size_t>(4 * array_bytes)) return cudaErrorInvalidValue;
   size_t temp_bytes = scratch_bytes - static_cast<size_t>(4 * array_bytes);
 
-  MakeSortKeysKernel<<<GridFor(args.tokens, kThreads), kThreads, 0, stream>>>(
-      args.tokens, ids, args.vocab_begin, args.vocab_end, keys_in, values_in);
-  cudaError_t status = cudaGetLastError();
+  cudaError_t status =
+      Launch(MakeSortKeysKernel, GridFor(args.tokens, kThreads), kThreads, 0, stream, args.tokens,
+             ids, args.vocab_begin, args.vocab_end, keys_in, values_in);
   if (status != cudaSuccess) return status;
-  status = cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, values_in,
-                                           values_out, static_cast<int>(args.tokens), 0,
-                                           KeyBits(local_vocab), stream);
+  status = SortPairs(temp, temp_bytes, keys_in, keys_out, values_in, values_out,
+                     static_cast<int>(args.tokens), KeyBits(local_vocab), stream);
   if (status != cudaSuccess) return status;
   const bool vectorized = args.channels % 8 == 0 && Aligned16(dout) && Aligned16(dwte);
-  AccumulateRunsKernel<<<GridFor(args.tokens * 32, kThreads), kThreads, 0, stream>>>(
-      args.tokens, args.channels, local_vocab, keys_out, values_out, dout, dwte, vectorized);
-  status = cudaGetLastError();
+  status =
+      Launch(AccumulateRunsKernel, GridFor(args.tokens * 32, kThreads), kThreads, 0, stream,
+             args.tokens, args.channels, local_vocab, keys_out, values_out, dout, dwte, vectorized);
   if (status != cudaSuccess || dwpe == nullptr) return status;
-  PositionGradKernel<<<GridFor(args.seq * args.channels, kThreads), kThreads, 0, stream>>>(
-      args, dout, dwpe);
-  return cudaGetLastError();
+  return Launch(PositionGradKernel, GridFor(args.seq * args.channels, kThreads), kThreads, 0,
+                stream, args, dout, dwpe);
 }
 
 }  // namespace cairn::runtime::cuda

@@ -7,17 +7,12 @@
 //       [&](int bx, int by, char* smem) { BackwardBlock<64>(args, ..., bx, by, smem); });
 //   EXPECT_TRUE(errors.empty());
 //
-// How it runs: blocks one after another; in a block, one fiber per CUDA thread on the calling OS
-// thread (entered once through ucontext, switched with _setjmp/_longjmp), scheduled round-robin,
-// switching only at barriers. Build the including file without _FORTIFY_SOURCE (its longjmp check
-// rejects jumps between stacks): #undef it before any include. __syncthreads is a block
-// barrier; every warp-collective operation (shuffle, ldmatrix, mma) is two warp barriers around an
-// exchange of the 32 lanes' operands, computed exactly as the PTX ISA defines the fragment layouts
-// (flash_primitives.h). mma accumulates the 16 products of each output in fp32, in k order.
+// The machine (fibers, barriers, warps) is simt_emulator.h's. Every warp-collective primitive
+// exchanges the 32 lanes' operands and computes exactly what the PTX ISA defines for the fragment
+// layouts (flash_primitives.h); mma accumulates the 16 products of each output in fp32, in k order.
 //
 // What it checks (each finding is one error string; the run continues where it can):
-//   * barrier divergence: no fiber can run and not all are done (a __syncthreads some threads skip,
-//     a warp collective some lanes skip) — the block is abandoned;
+//   * barrier divergence (simt_emulator.h);
 //   * shared memory: accesses outside the block's dynamic shared memory, misaligned ldmatrix rows
 //     or 16-byte accesses, reads of words nothing wrote in this block, and races: with an epoch per
 //     block-barrier interval, a read of a word another thread wrote in the same epoch (RAW), a write
@@ -30,9 +25,6 @@
 #ifndef CAIRN_RUNTIME_COMPUTE_CUDA_FLASH_EMULATOR_H_
 #define CAIRN_RUNTIME_COMPUTE_CUDA_FLASH_EMULATOR_H_
 
-#include <setjmp.h>
-#include <ucontext.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -41,11 +33,19 @@
 #include <string>
 #include <vector>
 
+#include "runtime/compute/cuda/simt_emulator.h"
+
 #define FLASH_INLINE inline
 #define FLASH_UNROLL
 
 namespace cairn::runtime::cuda::flash {
 
+#if defined(CAIRN_CUDA_EMULATION)
+// The whole-backend emulation build has the CUDA headers: the kernels' pointers are __nv_bfloat16.
+using bf16 = __nv_bfloat16;
+using Vec16 = uint4;
+using float2 = ::float2;
+#else
 struct bf16 {
   uint16_t bits;
 };
@@ -55,9 +55,20 @@ struct Vec16 {
 struct float2 {
   float x, y;
 };
+#endif
 
+inline uint16_t Bits(bf16 v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return bits;
+}
+inline bf16 FromBits(uint16_t bits) {
+  bf16 v;
+  std::memcpy(&v, &bits, 2);
+  return v;
+}
 inline float ToFloat(bf16 v) {
-  const uint32_t u = static_cast<uint32_t>(v.bits) << 16;
+  const uint32_t u = static_cast<uint32_t>(Bits(v)) << 16;
   float f;
   std::memcpy(&f, &u, 4);
   return f;
@@ -67,83 +78,25 @@ inline bf16 ToBf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0) {
-    return bf16{static_cast<uint16_t>((u >> 16) | 0x0040u)};
+    return FromBits(static_cast<uint16_t>((u >> 16) | 0x0040u));
   }
-  return bf16{static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
+  return FromBits(static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
 }
 inline uint32_t PackBf16(float lo, float hi) {
-  return static_cast<uint32_t>(ToBf16(lo).bits) | (static_cast<uint32_t>(ToBf16(hi).bits) << 16);
+  return static_cast<uint32_t>(Bits(ToBf16(lo))) | (static_cast<uint32_t>(Bits(ToBf16(hi))) << 16);
 }
 inline float2 UnpackBf16(uint32_t w) {
-  return float2{ToFloat(bf16{static_cast<uint16_t>(w & 0xffffu)}),
-                ToFloat(bf16{static_cast<uint16_t>(w >> 16)})};
+  float2 out;
+  out.x = ToFloat(FromBits(static_cast<uint16_t>(w & 0xffffu)));
+  out.y = ToFloat(FromBits(static_cast<uint16_t>(w >> 16)));
+  return out;
 }
 inline float Exp2(float x) { return std::exp2(x); }
 inline float Log2(float x) { return std::log2(x); }
 
-namespace emulator {
+}  // namespace cairn::runtime::cuda::flash
 
-enum class CopyMode { kAtIssue, kAtWait };
-
-struct Fiber {
-  enum class State { kRunnable, kBlockBarrier, kWarpBarrier, kDone };
-  ucontext_t context;  // for the first entry only; switches use _setjmp/_longjmp (no syscall)
-  jmp_buf jump;
-  bool started = false;
-  std::unique_ptr<char[]> stack;
-  int tid = 0;
-  State state = State::kRunnable;
-  // Warp-collective operands.
-  uint32_t words[6] = {0, 0, 0, 0, 0, 0};
-  float floats[4] = {0, 0, 0, 0};
-  const char* address = nullptr;
-  // cp.async: committed groups (oldest first) and the open one.
-  struct Copy {
-    char* dst;
-    const char* src;
-    bool valid;
-  };
-  std::vector<std::vector<Copy>> groups;
-  std::vector<Copy> open;
-};
-
-struct Shadow {
-  int64_t write_epoch = -1;
-  int writer = -1;
-  int64_t read_epoch = -1;
-  int reader = -1;  // -2: several threads
-};
-
-struct Machine {
-  int threads = 0;
-  char* smem = nullptr;
-  size_t smem_bytes = 0;
-  CopyMode mode = CopyMode::kAtWait;
-  std::vector<Fiber> fibers;
-  int current = 0;
-  jmp_buf scheduler;
-  int64_t epoch = 0;
-  std::vector<Shadow> shadow;
-  std::vector<std::string>* errors = nullptr;
-  std::function<void(int, int, char*)> body;
-  int block_x = 0, block_y = 0;
-};
-
-inline Machine*& Current() {
-  static Machine* machine = nullptr;
-  return machine;
-}
-
-inline void Error(const std::string& message) {
-  Machine* m = Current();
-  if (m->errors->size() < 32) {
-    m->errors->push_back("block (" + std::to_string(m->block_x) + ", " +
-                         std::to_string(m->block_y) + ") thread " +
-                         std::to_string(m->fibers[m->current].tid) + ": " + message);
-  }
-}
-
-inline Fiber& Self() { return Current()->fibers[Current()->current]; }
+namespace cairn::runtime::cuda::emulator {
 
 // Checks that [p, p + bytes) lies in shared memory; returns the first word's index or -1.
 inline int64_t SharedWord(const void* p, size_t bytes, const char* what) {
@@ -211,149 +164,20 @@ inline void WriteShared(void* dst, const void* src, size_t bytes, int tid, const
   std::memcpy(dst, src, bytes);
 }
 
-inline void Yield(Fiber::State state) {
-  Machine* m = Current();
-  Fiber& f = m->fibers[m->current];
-  f.state = state;
-  if (_setjmp(f.jump) == 0) _longjmp(m->scheduler, 1);
-}
-
-// Runs fiber t until it yields or finishes.
-__attribute__((noinline)) inline void Resume(Machine& m, int t) {
-  m.current = t;
-  if (_setjmp(m.scheduler) == 0) {
-    Fiber& f = m.fibers[static_cast<size_t>(t)];
-    if (!f.started) {
-      f.started = true;
-      setcontext(&f.context);
-    }
-    _longjmp(f.jump, 1);
-  }
-}
-
-inline void WarpBarrier() { Yield(Fiber::State::kWarpBarrier); }
-
-inline Fiber& Lane(int lane) {
-  Machine* m = Current();
-  const int base = m->fibers[m->current].tid & ~31;
-  return m->fibers[base + lane];
-}
-
-inline void Trampoline() {
-  Machine* m = Current();
-  m->body(m->block_x, m->block_y, m->smem);
-  Fiber& f = m->fibers[m->current];
-  if (!f.open.empty() || !f.groups.empty()) Error("exits with cp.async copies not waited for");
-  f.state = Fiber::State::kDone;
-  _longjmp(m->scheduler, 1);
-}
-
-// Runs one block to completion (or to a deadlock, which is reported).
-inline void RunBlock(Machine& m) {
-  constexpr size_t kStack = 256 << 10;
-  m.fibers.clear();
-  m.fibers.resize(static_cast<size_t>(m.threads));
-  for (int t = 0; t < m.threads; ++t) {
-    Fiber& f = m.fibers[static_cast<size_t>(t)];
-    f.tid = t;
-    f.stack.reset(new char[kStack]);
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack.get();
-    f.context.uc_stack.ss_size = kStack;
-    f.context.uc_link = nullptr;
-    makecontext(&f.context, &Trampoline, 0);
-  }
-  m.epoch = 0;
-  m.shadow.assign((m.smem_bytes + 3) / 4, Shadow());
-  std::memset(m.smem, 0xff, m.smem_bytes);  // NaN bf16 everywhere: unwritten data shows
-  while (true) {
-    bool ran = false;
-    for (int t = 0; t < m.threads; ++t) {
-      if (m.fibers[static_cast<size_t>(t)].state != Fiber::State::kRunnable) continue;
-      Resume(m, t);
-      ran = true;
-    }
-    if (ran) continue;
-    // Nobody can run: release a complete warp barrier, else a complete block barrier.
-    bool released = false;
-    for (int w = 0; w * 32 < m.threads; ++w) {
-      bool all = true;
-      for (int l = 0; l < 32 && w * 32 + l < m.threads; ++l) {
-        all = all && m.fibers[static_cast<size_t>(w * 32 + l)].state == Fiber::State::kWarpBarrier;
-      }
-      if (all) {
-        for (int l = 0; l < 32 && w * 32 + l < m.threads; ++l) {
-          m.fibers[static_cast<size_t>(w * 32 + l)].state = Fiber::State::kRunnable;
-        }
-        released = true;
-      }
-    }
-    if (released) continue;
-    int at_block = 0, done = 0;
-    for (const Fiber& f : m.fibers) {
-      at_block += f.state == Fiber::State::kBlockBarrier;
-      done += f.state == Fiber::State::kDone;
-    }
-    if (done == m.threads) return;
-    if (at_block == m.threads) {
-      ++m.epoch;
-      for (Fiber& f : m.fibers) f.state = Fiber::State::kRunnable;
-      continue;
-    }
-    m.current = 0;
-    Error("deadlock: " + std::to_string(at_block) + " threads at __syncthreads, " +
-          std::to_string(done) + " done, the rest at a warp-collective operation");
-    return;
-  }
-}
-
-// Runs body(block_x, block_y, smem) for every block; returns what the checks found.
+// Runs body(block_x, block_y, smem) for every block of a 2-D grid of `threads`-thread blocks;
+// returns what the checks found.
 inline std::vector<std::string> RunGrid(int grid_x, int grid_y, int threads, size_t smem_bytes,
                                         CopyMode mode,
                                         const std::function<void(int, int, char*)>& body) {
   std::vector<std::string> errors;
-  std::vector<char> smem(smem_bytes + 16);
-  Machine m;
-  m.threads = threads;
-  m.smem = smem.data() + (16 - reinterpret_cast<uintptr_t>(smem.data()) % 16) % 16;
-  m.smem_bytes = smem_bytes;
-  m.mode = mode;
-  m.errors = &errors;
-  m.body = body;
-  Current() = &m;
-  for (int by = 0; by < grid_y; ++by) {
-    for (int bx = 0; bx < grid_x; ++bx) {
-      m.block_x = bx;
-      m.block_y = by;
-      RunBlock(m);
-    }
-  }
-  Current() = nullptr;
+  RunGrid(Index3{static_cast<unsigned int>(grid_x), static_cast<unsigned int>(grid_y), 1},
+          Index3{static_cast<unsigned int>(threads), 1, 1}, smem_bytes, mode, &errors, [&body] {
+            const Index3 b = BlockIdx();
+            body(static_cast<int>(b.x), static_cast<int>(b.y), DynamicSharedMemory());
+          });
   return errors;
 }
 
-inline void DoCopy(const Fiber::Copy& copy, int tid) {
-  uint8_t bytes[16] = {0};
-  if (copy.valid) std::memcpy(bytes, copy.src, 16);
-  WriteShared(copy.dst, bytes, 16, tid, "cp.async");
-}
-
-}  // namespace emulator
-
-// ---- The primitives (flash_primitives.h) ------------------------------------------------------------
-
-inline int ThreadIndex() { return emulator::Self().tid; }
-inline void SyncThreads() { emulator::Yield(emulator::Fiber::State::kBlockBarrier); }
-
-inline float ShflXor(float v, int mask) {
-  emulator::Self().floats[0] = v;
-  emulator::WarpBarrier();
-  const float r = emulator::Lane((ThreadIndex() & 31) ^ mask).floats[0];
-  emulator::WarpBarrier();
-  return r;
-}
-
-namespace emulator {
 // ldmatrix.x4: lane l receives in r[i] two b16 of matrix i: without .trans row l / 4, columns
 // 2 (l % 4) and +1 (row address from lane 8 i + l / 4); with .trans rows 2 (l % 4) and +1, column
 // l / 4 (row addresses from lanes 8 i + 2 (l % 4) and +1).
@@ -385,7 +209,27 @@ inline void LdMatrix(uint32_t (&r)[4], const void* smem, bool trans) {
   }
   WarpBarrier();
 }
-}  // namespace emulator
+
+inline void DoCopy(const Fiber::Copy& copy, int tid) {
+  uint8_t bytes[16] = {0};
+  if (copy.valid) std::memcpy(bytes, copy.src, 16);
+  WriteShared(copy.dst, bytes, 16, tid, "cp.async");
+}
+
+}  // namespace cairn::runtime::cuda::emulator
+
+namespace cairn::runtime::cuda::flash {
+
+
+// ---- The primitives (flash_primitives.h) ------------------------------------------------------------
+
+inline int ThreadIndex() { return emulator::Self().tid; }
+inline void SyncThreads() { emulator::BlockBarrier(); }
+
+inline float ShflXor(float v, int mask) {
+  return static_cast<float>(emulator::Exchange(v, (ThreadIndex() & 31) ^ mask));
+}
+
 
 inline void LdMatrixX4(uint32_t (&r)[4], const void* smem) { emulator::LdMatrix(r, smem, false); }
 inline void LdMatrixX4Trans(uint32_t (&r)[4], const void* smem) {

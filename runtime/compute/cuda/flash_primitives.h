@@ -83,17 +83,17 @@ FLASH_INLINE void CpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
-// Two floats as bf16 (round to nearest even), `lo` in the low half.
+// Two floats as bf16 (round to nearest even), `lo` in the low half: one cvt.rn.bf16x2.f32 (its
+// first source goes to the upper half).
 FLASH_INLINE uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
+  uint32_t packed;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(hi), "f"(lo));
+  return packed;
 }
 
-// The two bf16 of a register as floats (low half in .x).
+// The two bf16 of a register as floats (low half in .x); exact.
 FLASH_INLINE float2 UnpackBf16(uint32_t w) {
-  __nv_bfloat162 v;
-  *reinterpret_cast<uint32_t*>(&v) = w;
-  return __bfloat1622float2(v);
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
 }
 
 FLASH_INLINE float ToFloat(bf16 x) { return __bfloat162float(x); }

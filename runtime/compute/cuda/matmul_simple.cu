@@ -117,15 +117,14 @@ __global__ void FinishColumnSumsKernel(int64_t n, int64_t chunks, const float* p
 cudaError_t LaunchSimpleGemm(const GemmArgs& args, cudaStream_t stream) {
   const int64_t grid_x = (args.n + kTile - 1) / kTile, grid_y = (args.m + kTile - 1) / kTile;
   if (grid_y > 65535) return cudaErrorInvalidValue;  // m > 1M rows: not a shape this kernel takes
-  SimpleGemmKernel<<<dim3(static_cast<unsigned int>(grid_x), static_cast<unsigned int>(grid_y)),
-                     dim3(kTile, kTile), 0, stream>>>(args);
-  return cudaGetLastError();
+  return Launch(SimpleGemmKernel,
+                dim3(static_cast<unsigned int>(grid_x), static_cast<unsigned int>(grid_y)),
+                dim3(kTile, kTile), 0, stream, args);
 }
 
 cudaError_t LaunchAddBias(int64_t m, int64_t n, const void* bias, void* c, bool f32,
                           cudaStream_t stream) {
-  AddBiasKernel<<<GridFor(m * n, 256), 256, 0, stream>>>(m, n, bias, c, f32);
-  return cudaGetLastError();
+  return Launch(AddBiasKernel, GridFor(m * n, 256), 256, 0, stream, m, n, bias, c, f32);
 }
 
 int64_t ColumnSumChunks(int64_t m, int64_t n, int64_t max_partial_floats) {
@@ -136,16 +135,19 @@ int64_t ColumnSumChunks(int64_t m, int64_t n, int64_t max_partial_floats) {
   return chunks < 1 ? 1 : chunks;
 }
 
-cudaError_t LaunchColumnSums(int64_t m, int64_t n, const bf16* dc, int64_t chunks,
-                             float* partials, float* dbias, cudaStream_t stream) {
+cudaError_t LaunchColumnSums(int64_t m, int64_t n, const bf16* dc, int64_t chunks, float* partials,
+                             float* dbias, cudaStream_t stream) {
   const int64_t rows_per_chunk = (m + chunks - 1) / chunks;
   const int64_t column_blocks = (n + kSumColumns - 1) / kSumColumns;
   if (column_blocks > 0x7fffffff || chunks > 65535) return cudaErrorInvalidValue;
-  ColumnSumsKernel<<<dim3(static_cast<unsigned int>(column_blocks),
-                          static_cast<unsigned int>(chunks)),
-                     kSumWarps * 32, 0, stream>>>(m, n, dc, rows_per_chunk, partials);
-  FinishColumnSumsKernel<<<GridFor(n, 256), 256, 0, stream>>>(n, chunks, partials, dbias);
-  return cudaGetLastError();
+  if (const cudaError_t launched =
+          Launch(ColumnSumsKernel,
+                 dim3(static_cast<unsigned int>(column_blocks), static_cast<unsigned int>(chunks)),
+                 kSumWarps * 32, 0, stream, m, n, dc, rows_per_chunk, partials);
+      launched != cudaSuccess)
+    return launched;
+  return Launch(FinishColumnSumsKernel, GridFor(n, 256), 256, 0, stream, n, chunks, partials,
+                dbias);
 }
 
 }  // namespace cairn::runtime::cuda

@@ -271,10 +271,14 @@ Config PickConfig(int64_t cols, bool aligned) {
 template <typename F>
 cudaError_t Dispatch(const Config& c, F&& f) {
   switch (c.width * 100 + c.vecs) {
-    case 801: return f.template operator()<8, 1>();
-    case 802: return f.template operator()<8, 2>();
-    case 108: return f.template operator()<1, 8>();
-    case 116: return f.template operator()<1, 16>();
+    case 801:
+      return f.template operator()<8, 1>();
+    case 802:
+      return f.template operator()<8, 2>();
+    case 108:
+      return f.template operator()<1, 8>();
+    case 116:
+      return f.template operator()<1, 16>();
   }
   return cudaErrorInvalidValue;
 }
@@ -294,9 +298,8 @@ struct ForwardLaunch {
   cudaStream_t stream;
   template <int kWidth, int kVecs>
   cudaError_t operator()() {
-    NormForwardKernel<kWidth, kVecs, kLayerNorm>
-        <<<blocks, c.threads, 0, stream>>>(rows, cols, eps, inp, weight, bias, out, rstd);
-    return cudaGetLastError();
+    return Launch(NormForwardKernel<kWidth, kVecs, kLayerNorm>, blocks, c.threads, 0, stream, rows,
+                  cols, eps, inp, weight, bias, out, rstd);
   }
 };
 
@@ -313,10 +316,9 @@ struct BackwardLaunch {
   cudaStream_t stream;
   template <int kWidth, int kVecs>
   cudaError_t operator()() {
-    NormBackwardKernel<kWidth, kVecs, kLayerNorm>
-        <<<static_cast<unsigned int>(blocks), c.threads, 0, stream>>>(
-            rows, cols, inp, weight, rstd, dout, dinp, accumulate, partials);
-    return cudaGetLastError();
+    return Launch(NormBackwardKernel<kWidth, kVecs, kLayerNorm>, static_cast<unsigned int>(blocks),
+                  c.threads, 0, stream, rows, cols, inp, weight, rstd, dout, dinp, accumulate,
+                  partials);
   }
 };
 
@@ -324,8 +326,8 @@ template <bool kLayerNorm>
 cudaError_t Forward(int64_t rows, int64_t cols, float eps, const bf16* inp, const bf16* weight,
                     const bf16* bias, bf16* out, float* rstd, cudaStream_t stream) {
   if (cols > kMaxNormCols) return cudaErrorInvalidValue;
-  const bool aligned = Aligned16(inp) && Aligned16(weight) && Aligned16(out) &&
-                       (bias == nullptr || Aligned16(bias));
+  const bool aligned =
+      Aligned16(inp) && Aligned16(weight) && Aligned16(out) && (bias == nullptr || Aligned16(bias));
   const Config c = PickConfig(cols, aligned);
   const auto blocks =
       static_cast<unsigned int>(rows < kMaxForwardBlocks ? rows : kMaxForwardBlocks);
@@ -339,16 +341,14 @@ cudaError_t Backward(int64_t rows, int64_t cols, const bf16* inp, const bf16* we
                      int64_t blocks, float* partials, float* dweight, float* dbias,
                      cudaStream_t stream) {
   if (cols > kMaxNormCols || blocks < 1 || blocks > 0x7fffffff) return cudaErrorInvalidValue;
-  const bool aligned =
-      Aligned16(inp) && Aligned16(weight) && Aligned16(dout) && Aligned16(dinp);
+  const bool aligned = Aligned16(inp) && Aligned16(weight) && Aligned16(dout) && Aligned16(dinp);
   const Config c = PickConfig(cols, aligned);
   const cudaError_t launched =
       Dispatch(c, BackwardLaunch<kLayerNorm>{c, blocks, rows, cols, inp, weight, rstd, dout, dinp,
                                              accumulate, partials, stream});
   if (launched != cudaSuccess) return launched;
-  FinishNormBackwardKernel<<<GridFor(cols, 256), 256, 0, stream>>>(cols, blocks, partials,
-                                                                   dweight, dbias);
-  return cudaGetLastError();
+  return Launch(FinishNormBackwardKernel, GridFor(cols, 256), 256, 0, stream, cols, blocks,
+                partials, dweight, dbias);
 }
 
 }  // namespace
@@ -371,9 +371,9 @@ int64_t NormBackwardBlocks(int64_t rows, int64_t cols, int sm_count, int64_t max
   return blocks < 1 ? 1 : blocks;
 }
 
-cudaError_t LaunchLayerNormBackward(int64_t rows, int64_t cols, const bf16* inp,
-                                    const bf16* weight, const float* rstd, const bf16* dout,
-                                    bf16* dinp, bool accumulate, int64_t blocks, float* partials,
+cudaError_t LaunchLayerNormBackward(int64_t rows, int64_t cols, const bf16* inp, const bf16* weight,
+                                    const float* rstd, const bf16* dout, bf16* dinp,
+                                    bool accumulate, int64_t blocks, float* partials,
                                     float* dweight, float* dbias, cudaStream_t stream) {
   return Backward<true>(rows, cols, inp, weight, rstd, dout, dinp, accumulate, blocks, partials,
                         dweight, dbias, stream);

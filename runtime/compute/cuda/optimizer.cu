@@ -2,8 +2,8 @@
 // NormSquared and Sum (all fp32 tensors).
 //
 // AdamW and Scale: grid-stride loops, four elements per thread with float4 loads when every pointer
-// is 16-byte aligned (the flat parameter, gradient and moment buffers usually are), the rest scalar.
-// One launch per call whatever n is.
+// is 16-byte aligned (the flat parameter, gradient and moment buffers usually are), the rest
+// scalar. One launch per call whatever n is.
 //
 // Sums: two kernels and no float atomics, so the result has the same bits every run. SumKernel runs
 // a grid of SumPartials(n) blocks (a function of n only); block b adds the elements
@@ -30,8 +30,8 @@ __device__ __forceinline__ void AdamWElement(const AdamWArgs& a, float& p, float
   p -= a.learning_rate * (m_hat / (sqrtf(v_hat) + a.eps) + a.weight_decay * p);
 }
 
-__global__ void AdamWKernel(int64_t n, AdamWArgs args, float* params, const float* grads,
-                            float* m, float* v, bool vectorized) {
+__global__ void AdamWKernel(int64_t n, AdamWArgs args, float* params, const float* grads, float* m,
+                            float* v, bool vectorized) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t scalar_begin = 0;
@@ -112,17 +112,15 @@ cudaError_t LaunchAdamW(int64_t n, const AdamWArgs& args, float* params, const f
                         float* m, float* v, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const bool vectorized = Aligned16(params) && Aligned16(grads) && Aligned16(m) && Aligned16(v);
-  AdamWKernel<<<GridFor(vectorized ? n / 4 + n % 4 : n, kThreads), kThreads, 0, stream>>>(
-      n, args, params, grads, m, v, vectorized);
-  return cudaGetLastError();
+  return Launch(AdamWKernel, GridFor(vectorized ? n / 4 + n % 4 : n, kThreads), kThreads, 0, stream,
+                n, args, params, grads, m, v, vectorized);
 }
 
 cudaError_t LaunchScale(int64_t n, float alpha, float* x, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const bool vectorized = Aligned16(x);
-  ScaleKernel<<<GridFor(vectorized ? n / 4 + n % 4 : n, kThreads), kThreads, 0, stream>>>(
-      n, alpha, x, vectorized);
-  return cudaGetLastError();
+  return Launch(ScaleKernel, GridFor(vectorized ? n / 4 + n % 4 : n, kThreads), kThreads, 0, stream,
+                n, alpha, x, vectorized);
 }
 
 int64_t SumPartials(int64_t n) {
@@ -137,10 +135,11 @@ cudaError_t LaunchSum(int64_t n, const float* x, bool squared, float* partials, 
                       cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const int64_t blocks = SumPartials(n);
-  SumKernel<<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(n, x, squared,
-                                                                       Aligned16(x), partials);
-  FinishSumKernel<<<1, kThreads, 0, stream>>>(blocks, partials, sum);
-  return cudaGetLastError();
+  if (const cudaError_t launched = Launch(SumKernel, static_cast<unsigned int>(blocks), kThreads, 0,
+                                          stream, n, x, squared, Aligned16(x), partials);
+      launched != cudaSuccess)
+    return launched;
+  return Launch(FinishSumKernel, 1, kThreads, 0, stream, blocks, partials, sum);
 }
 
 }  // namespace cairn::runtime::cuda

@@ -46,8 +46,7 @@ cudaError_t LaunchRope(const RopeArgs& args, float sign, const bf16* inp, bf16* 
                        cudaStream_t stream) {
   const int64_t total = args.batch * args.seq * (args.head_dim / 2);
   if (total <= 0) return cudaSuccess;
-  RopeKernel<<<GridFor(total, 256), 256, 0, stream>>>(args, sign, inp, out);
-  return cudaGetLastError();
+  return Launch(RopeKernel, GridFor(total, 256), 256, 0, stream, args, sign, inp, out);
 }
 
 }  // namespace cairn::runtime::cuda
