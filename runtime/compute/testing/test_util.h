@@ -8,7 +8,7 @@
 //
 // RelativeError is max_i |actual_i - expected_i| / max_i |expected_i|: the error relative to the
 // tensor's scale (in the spirit of ggml test-backend-ops' normalised error), so near-zero elements
-// do not dominate. Test-only (testonly library); not thread-safe.
+// do not dominate; NaN and infinity never pass. Test-only (testonly library); not thread-safe.
 #ifndef CAIRN_RUNTIME_COMPUTE_TESTING_TEST_UTIL_H_
 #define CAIRN_RUNTIME_COMPUTE_TESTING_TEST_UTIL_H_
 
@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -59,7 +60,8 @@ inline std::vector<float> RoundTo(DType dtype, std::vector<float> v) {
   return v;
 }
 
-// max |actual - expected| / max |expected| (absolute error when expected is all zero).
+// max |actual - expected| / max |expected| (absolute error when expected is all zero). A NaN or
+// infinity anywhere gives infinity: it never passes a bound.
 template <typename A, typename E>
 double RelativeError(const std::vector<A>& actual, const std::vector<E>& expected) {
   CAIRN_CHECK(actual.size() == expected.size())
@@ -67,7 +69,9 @@ double RelativeError(const std::vector<A>& actual, const std::vector<E>& expecte
   double max_error = 0.0, max_expected = 0.0;
   for (size_t i = 0; i < actual.size(); ++i) {
     const double e = static_cast<double>(expected[i]);
-    max_error = std::max(max_error, std::fabs(static_cast<double>(actual[i]) - e));
+    const double a = static_cast<double>(actual[i]);
+    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
+    max_error = std::max(max_error, std::fabs(a - e));
     max_expected = std::max(max_expected, std::fabs(e));
   }
   return max_expected > 0.0 ? max_error / max_expected : max_error;
@@ -82,7 +86,9 @@ double RelativeL2Error(const std::vector<A>& actual, const std::vector<E>& expec
   double error = 0.0, norm = 0.0;
   for (size_t i = 0; i < actual.size(); ++i) {
     const double e = static_cast<double>(expected[i]);
-    const double d = static_cast<double>(actual[i]) - e;
+    const double a = static_cast<double>(actual[i]);
+    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
+    const double d = a - e;
     error += d * d;
     norm += e * e;
   }
