@@ -540,7 +540,9 @@ TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
       EXPECT_THAT(UnwrittenF32(be, max.get(), N), ::testing::IsEmpty());
       EXPECT_THAT(UnwrittenF32(be, stats.get(), 2 * N), ::testing::IsEmpty());
       EXPECT_THAT(UnwrittenF32(be, losses.get(), N), ::testing::IsEmpty());
-      if (!in_place) EXPECT_THAT(UnwrittenBf16(be, grad, N * V), ::testing::IsEmpty());
+      if (!in_place) {
+        EXPECT_THAT(UnwrittenBf16(be, grad, N * V), ::testing::IsEmpty());
+      }
     }
   }
 }
