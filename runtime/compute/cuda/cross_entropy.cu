@@ -31,6 +31,7 @@ __device__ __forceinline__ void ForEachInRow(const float* row, int64_t n, F&& f)
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x) f(j, row[j]);
   const int64_t vectors = (n - head) / 4;
   const float4* body = reinterpret_cast<const float4*>(row + head);
+#pragma unroll 4
   for (int64_t v = threadIdx.x; v < vectors; v += blockDim.x) {
     const float4 q = body[v];
     const int64_t j = head + 4 * v;

@@ -50,6 +50,8 @@
 //   heuristic picks a split-K algorithm with atomics (cuBLASLt documents which; none is requested).
 //   In particular the embedding backward, the norm weight/bias gradients, bias gradients,
 //   NormSquared and Sum are bit-reproducible (fixed-order partial sums, no float atomics).
+// * Limits (Unimplemented beyond them): norm rows of at most 8192 columns; attention head dims up
+//   to 512 (64 and 128 on the flash kernels); the embedding backward over at most 2^31 - 1 tokens.
 // * Threads: calls from several threads are safe (the heuristic cache and the per-stream
 //   workspaces are guarded); two threads enqueueing on one stream interleave their calls.
 #ifndef CAIRN_RUNTIME_COMPUTE_CUDA_CUDA_BACKEND_H_

@@ -87,6 +87,7 @@ __global__ void SumKernel(int64_t n, const float* x, bool squared, bool vectoriz
   int64_t scalar_begin = 0;
   if (vectorized) {
     const int64_t vectors = n / 4;
+#pragma unroll 4
     for (int64_t i = tid; i < vectors; i += stride) {
       const float4 q = reinterpret_cast<const float4*>(x)[i];
       acc += (Term(q.x, squared) + Term(q.y, squared)) + (Term(q.z, squared) + Term(q.w, squared));

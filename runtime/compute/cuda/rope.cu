@@ -6,12 +6,15 @@
 // CPU backend does, so that far positions keep fp32 accuracy: at position 1e5 an fp32 angle would
 // be off by ~5e-3 rad), reduced modulo 2 pi, and its sine and cosine used for all heads. Each
 // thread reads both elements of a pair before writing them, so out may alias inp. Consecutive
-// threads take consecutive i, so a warp reads 32 consecutive bf16 of each half.
+// threads take consecutive i, so a warp reads 32 consecutive bf16 of each half; four heads' loads
+// are in flight at once.
 #include "runtime/compute/cuda/device_utils.cuh"
 #include "runtime/compute/cuda/kernels.h"
 
 namespace cairn::runtime::cuda {
 namespace {
+
+constexpr int kHeads = 4;
 
 __global__ void RopeKernel(RopeArgs a, float sign, const bf16* inp, bf16* out) {
   const int64_t half = a.head_dim / 2;
@@ -31,11 +34,27 @@ __global__ void RopeKernel(RopeArgs a, float sign, const bf16* inp, bf16* out) {
     const float cs = static_cast<float>(c);
     const float sn = sign * static_cast<float>(s);
     const int64_t base = token * a.token_stride + i;
-    for (int64_t h = 0; h < a.heads; ++h) {
-      const int64_t p = base + h * a.head_dim;
-      const float x1 = ToFloat(inp[p]), x2 = ToFloat(inp[p + half]);
-      out[p] = ToBf16(x1 * cs - x2 * sn);
-      out[p + half] = ToBf16(x2 * cs + x1 * sn);
+    // Heads in groups of kHeads: all of a group's loads are issued before its stores (out may
+    // alias inp, so the compiler could not hoist a later head's loads above a store itself; the
+    // pairs of different heads never overlap, so this order is safe).
+    for (int64_t h0 = 0; h0 < a.heads; h0 += kHeads) {
+      float x1[kHeads], x2[kHeads];
+#pragma unroll
+      for (int j = 0; j < kHeads; ++j) {
+        if (h0 + j < a.heads) {
+          const int64_t p = base + (h0 + j) * a.head_dim;
+          x1[j] = ToFloat(inp[p]);
+          x2[j] = ToFloat(inp[p + half]);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kHeads; ++j) {
+        if (h0 + j < a.heads) {
+          const int64_t p = base + (h0 + j) * a.head_dim;
+          out[p] = ToBf16(x1[j] * cs - x2[j] * sn);
+          out[p + half] = ToBf16(x2[j] * cs + x1[j] * sn);
+        }
+      }
     }
   }
 }

@@ -1,8 +1,9 @@
 // runtime/compute/testing/test_util.h — helpers for compute tests: random tensors, relative error,
 // central finite differences, and device buffers that work on any ComputeBackend.
 //
-//   std::vector<float> x = RandomVector(n, /*seed=*/1);
-//   DeviceBuffer<float> dx(backend, x);                 // Allocate + CopyToDevice
+//   std::vector<float> x = RoundTo(backend.working_dtype(), RandomVector(n, /*seed=*/1));
+//   WorkingBuffer dx(backend, x), dy(backend, n);       // (w) tensors: bf16 on a bf16 backend
+//   DeviceBuffer<float> rstd(backend, rows);            // (f32) tensors
 //   ASSERT_OK(backend.GeluForward(n, dx.get(), dy.get()));
 //   EXPECT_LT(RelativeError(dy.ToHost(), expected), 1e-5);
 //
