@@ -120,10 +120,9 @@ Problem MakeProblem(const Case& c, uint32_t seed) {
   reference::AttentionForward<double>(s, qkv.data() + p.q_offset, qkv.data() + p.k_offset,
                                       qkv.data() + p.v_offset, p.out.data(), p.lse.data());
   const std::vector<double> dout = ToDouble(p.dout);
-  reference::AttentionBackward<double>(s, qkv.data() + p.q_offset, qkv.data() + p.k_offset,
-                                       qkv.data() + p.v_offset, dout.data(),
-                                       p.dq.data() + p.q_offset, p.dk.data() + p.k_offset,
-                                       p.dv.data() + p.v_offset);
+  reference::AttentionBackward<double>(
+      s, qkv.data() + p.q_offset, qkv.data() + p.k_offset, qkv.data() + p.v_offset, dout.data(),
+      p.dq.data() + p.q_offset, p.dk.data() + p.k_offset, p.dv.data() + p.v_offset);
   return p;
 }
 
@@ -142,8 +141,8 @@ std::vector<double> Gather(const std::vector<T>& buffer, int64_t offset, int64_t
 
 template <int kD>
 void RunCase(const Case& c, CopyMode mode) {
-  SCOPED_TRACE(absl::StrCat(Describe(c), mode == CopyMode::kAtWait ? " cp.async at wait"
-                                                                   : " cp.async at issue"));
+  SCOPED_TRACE(absl::StrCat(
+      Describe(c), mode == CopyMode::kAtWait ? " cp.async at wait" : " cp.async at issue"));
   const Problem p = MakeProblem(c, 7);
   const FlashArgs& a = p.args;
   const int64_t tokens = c.batch * c.seq;
@@ -180,21 +179,20 @@ void RunCase(const Case& c, CopyMode mode) {
   bf16* dv = grads.data() + p.v_offset;
   const int64_t rows = c.batch * a.local_heads * c.seq;
   constexpr int kDeltaWarps = 4;
-  errors = emulator::RunGrid(static_cast<int>((rows + kDeltaWarps - 1) / kDeltaWarps), 1,
-                             32 * kDeltaWarps, 16, mode, [&](int bx, int, char*) {
-                               DeltaBlock<kD>(a, out.data(), dout.data(), delta.data(), bx,
-                                              kDeltaWarps);
-                             });
+  errors =
+      emulator::RunGrid(static_cast<int>((rows + kDeltaWarps - 1) / kDeltaWarps), 1,
+                        32 * kDeltaWarps, 16, mode, [&](int bx, int, char*) {
+                          DeltaBlock<kD>(a, out.data(), dout.data(), delta.data(), bx, kDeltaWarps);
+                        });
   EXPECT_TRUE(errors.empty()) << absl::StrJoin(errors, "\n");
   using Backward = BackwardConfig<kD>;
   const int kv_tiles = static_cast<int>((c.seq + kBlockN - 1) / kBlockN);
-  errors = emulator::RunGrid(kv_tiles, static_cast<int>(c.batch * a.local_kv_heads),
-                             Backward::kThreads, Backward::kSmemBytes, mode,
-                             [&](int bx, int by, char* smem) {
-                               BackwardBlock<kD>(a, q, k, v, lse.data(), delta.data(),
-                                                 dout.data(), dq_accum.data(), dk, dv, bx, by,
-                                                 smem);
-                             });
+  errors =
+      emulator::RunGrid(kv_tiles, static_cast<int>(c.batch * a.local_kv_heads), Backward::kThreads,
+                        Backward::kSmemBytes, mode, [&](int bx, int by, char* smem) {
+                          BackwardBlock<kD>(a, q, k, v, lse.data(), delta.data(), dout.data(),
+                                            dq_accum.data(), dk, dv, bx, by, smem);
+                        });
   EXPECT_TRUE(errors.empty()) << absl::StrJoin(errors, "\n");
   constexpr int kConvertThreads = 64;
   const int64_t items = rows * (kD / 8);
@@ -235,8 +233,8 @@ void RunCase(const Case& c, CopyMode mode) {
 
 TEST(AttentionFlashEmulationTest, HeadDim64) {
   for (CopyMode mode : {CopyMode::kAtWait, CopyMode::kAtIssue}) {
-    RunCase<64>(Case{1, 70, 4, 2, 64, 0, 4, 0}, mode);    // GQA 2:1, partial second key tile
-    RunCase<64>(Case{2, 130, 2, 1, 64, 0, 2, 0}, mode);   // two query tiles, three key tiles
+    RunCase<64>(Case{1, 70, 4, 2, 64, 0, 4, 0}, mode);   // GQA 2:1, partial second key tile
+    RunCase<64>(Case{2, 130, 2, 1, 64, 0, 2, 0}, mode);  // two query tiles, three key tiles
   }
 }
 

@@ -36,9 +36,9 @@
 
 namespace cairn::runtime::cuda::flash {
 
-constexpr int kBlockN = 64;       // keys per tile (forward) / per block (backward)
-constexpr int kBwdBlockM = 64;    // queries per backward tile
-constexpr int kBwdWarps = 4;      // backward: 16 keys per warp
+constexpr int kBlockN = 64;     // keys per tile (forward) / per block (backward)
+constexpr int kBwdBlockM = 64;  // queries per backward tile
+constexpr int kBwdWarps = 4;    // backward: 16 keys per warp
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -88,8 +88,8 @@ FLASH_INLINE void LoadA(uint32_t (&a)[4], const char* tile, int row0, int col0) 
 template <int kCols>
 FLASH_INLINE void LoadATransposed(uint32_t (&a)[4], const char* tile, int m0, int k0) {
   const int lane = ThreadIndex() & 31;
-  LdMatrixX4Trans(a, tile + Swizzled<kCols>(k0 + (lane & 7) + (lane >> 4) * 8,
-                                            m0 + ((lane >> 3) & 1) * 8));
+  LdMatrixX4Trans(
+      a, tile + Swizzled<kCols>(k0 + (lane & 7) + (lane >> 4) * 8, m0 + ((lane >> 3) & 1) * 8));
 }
 
 // B fragments of two n-tiles (n0 and n0 + 8, k-step at k0) from a tile stored [n][k] (e.g. K for
@@ -97,16 +97,16 @@ FLASH_INLINE void LoadATransposed(uint32_t (&a)[4], const char* tile, int m0, in
 template <int kCols>
 FLASH_INLINE void LoadBFromNK(uint32_t (&b)[4], const char* tile, int n0, int k0) {
   const int lane = ThreadIndex() & 31;
-  LdMatrixX4(b, tile + Swizzled<kCols>(n0 + (lane & 7) + (lane >> 4) * 8,
-                                       k0 + ((lane >> 3) & 1) * 8));
+  LdMatrixX4(b,
+             tile + Swizzled<kCols>(n0 + (lane & 7) + (lane >> 4) * 8, k0 + ((lane >> 3) & 1) * 8));
 }
 
 // The same from a tile stored [k][n] (e.g. V for O = P V).
 template <int kCols>
 FLASH_INLINE void LoadBFromKN(uint32_t (&b)[4], const char* tile, int k0, int n0) {
   const int lane = ThreadIndex() & 31;
-  LdMatrixX4Trans(b, tile + Swizzled<kCols>(k0 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                            n0 + (lane >> 4) * 8));
+  LdMatrixX4Trans(
+      b, tile + Swizzled<kCols>(k0 + (lane & 7) + ((lane >> 3) & 1) * 8, n0 + (lane >> 4) * 8));
 }
 
 // The A fragment of k-step kc built from C fragments (n-tiles 2 kc and 2 kc + 1), rounded to bf16.
@@ -127,7 +127,8 @@ FLASH_INLINE float QuadSum(float v) {
   return v + ShflXor(v, 2);
 }
 
-// ---- Forward --------------------------------------------------------------------------------------
+// ---- Forward
+// --------------------------------------------------------------------------------------
 
 template <int kD, int kWarps>
 struct ForwardConfig {
@@ -170,7 +171,7 @@ FLASH_INLINE void ForwardBlock(const FlashArgs& a, const bf16* q, const bf16* k,
   const int64_t query_a = q0 + row_a, query_b = query_a + 8;
   uint32_t qf[kKSteps][4];
   float o[kDTiles][4];
-FLASH_UNROLL
+  FLASH_UNROLL
   for (int i = 0; i < kDTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
@@ -189,7 +190,7 @@ FLASH_UNROLL
     }
     SyncThreads();
     if (t == 0) {
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int kk = 0; kk < kKSteps; ++kk) LoadA<kD>(qf[kk], q_tile, warp * 16, kk * 16);
     }
     const char* k_tile = k_tiles + stage * Config::kKVBytes;
@@ -197,11 +198,11 @@ FLASH_UNROLL
 
     // S = Q K^T for this warp's 16 rows and the tile's 64 keys.
     float s[kNTiles][4];
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int i = 0; i < kNTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int kk = 0; kk < kKSteps; ++kk) {
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int np = 0; np < kNTiles / 2; ++np) {
         uint32_t bfrag[4];
         LoadBFromNK<kD>(bfrag, k_tile, np * 16, kk * 16);
@@ -214,9 +215,9 @@ FLASH_UNROLL
     const int64_t key0 = static_cast<int64_t>(t) * kBlockN;
     const bool masked = key0 + kBlockN - 1 > q0;
     float tile_max[2] = {-INFINITY, -INFINITY};
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int nt = 0; nt < kNTiles; ++nt) {
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int e = 0; e < 4; ++e) {
         const int64_t key = key0 + nt * 8 + 2 * c + (e & 1);
         const int64_t query = e < 2 ? query_a : query_b;
@@ -226,7 +227,7 @@ FLASH_UNROLL
       }
     }
     float correction[2], m_used[2];
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int r = 0; r < 2; ++r) {
       const float m_new = fmaxf(m[r], QuadMax(tile_max[r]));
       // A row with no visible key so far keeps m = -inf; exponentiate against 0 instead
@@ -236,18 +237,18 @@ FLASH_UNROLL
       m[r] = m_new;
     }
     float row_sum[2] = {0.0f, 0.0f};
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int nt = 0; nt < kNTiles; ++nt) {
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int e = 0; e < 4; ++e) {
         const float p = Exp2(s[nt][e] - m_used[e >> 1]);
         s[nt][e] = p;
         row_sum[e >> 1] += p;
       }
     }
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int r = 0; r < 2; ++r) l[r] = l[r] * correction[r] + row_sum[r];  // quad sum at the end
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int dt = 0; dt < kDTiles; ++dt) {
       o[dt][0] *= correction[0];
       o[dt][1] *= correction[0];
@@ -256,11 +257,11 @@ FLASH_UNROLL
     }
 
     // O += P V.
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int kc = 0; kc < kBlockN / 16; ++kc) {
       uint32_t pa[4];
       AFromC<kNTiles>(pa, s, kc);
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int dp = 0; dp < kDTiles / 2; ++dp) {
         uint32_t bfrag[4];
         LoadBFromKN<kD>(bfrag, v_tile, kc * 16, dp * 16);
@@ -273,12 +274,12 @@ FLASH_UNROLL
 
   // O / l into the Q tile (free: its fragments are in registers), then 16-byte stores to out.
   float inv_l[2];
-FLASH_UNROLL
+  FLASH_UNROLL
   for (int r = 0; r < 2; ++r) {
     l[r] = QuadSum(l[r]);
     inv_l[r] = 1.0f / l[r];
   }
-FLASH_UNROLL
+  FLASH_UNROLL
   for (int dt = 0; dt < kDTiles; ++dt) {
     StoreShared32(q_tile + Swizzled<kD>(row_a, dt * 8 + 2 * c),
                   PackBf16(o[dt][0] * inv_l[0], o[dt][1] * inv_l[0]));
@@ -302,7 +303,8 @@ FLASH_UNROLL
   }
 }
 
-// ---- Backward -------------------------------------------------------------------------------------
+// ---- Backward
+// -------------------------------------------------------------------------------------
 
 // delta[b, h, i] = sum_d dout[b, i, h, d] out[b, i, h, d]: one warp per row, 8 elements per lane
 // (16-byte loads; out and dout are contiguous [B, T, local_heads, kD]).
@@ -321,13 +323,13 @@ FLASH_INLINE void DeltaBlock(const FlashArgs& a, const bf16* out, const bf16* do
     const Vec16 o16 = LoadGlobal16(out + offset + chunk * 8);
     const Vec16 d16 = LoadGlobal16(dout + offset + chunk * 8);
     const uint32_t ow[4] = {o16.x, o16.y, o16.z, o16.w}, dw[4] = {d16.x, d16.y, d16.z, d16.w};
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int e = 0; e < 4; ++e) {
       const float2 of = UnpackBf16(ow[e]), df = UnpackBf16(dw[e]);
       sum += of.x * df.x + of.y * df.y;
     }
   }
-FLASH_UNROLL
+  FLASH_UNROLL
   for (int mask = 16; mask > 0; mask >>= 1) sum += ShflXor(sum, mask);
   if (lane == 0) delta[row] = sum;
 }
@@ -417,8 +419,7 @@ FLASH_INLINE void BackwardBlock(const FlashArgs& a, const bf16* q, const bf16* k
     for (int i = tid; i < kBwdBlockM; i += kThreads) {
       const int64_t query = q0 + i;
       const int64_t at = (b * Hl + h) * T + query;
-      StoreSharedFloat(lse_tiles + stage * kBwdBlockM + i,
-                       query < T ? lse[at] * kLog2e : INFINITY);
+      StoreSharedFloat(lse_tiles + stage * kBwdBlockM + i, query < T ? lse[at] * kLog2e : INFINITY);
       StoreSharedFloat(delta_tiles + stage * kBwdBlockM + i, query < T ? delta[at] : 0.0f);
     }
   };
@@ -426,9 +427,9 @@ FLASH_INLINE void BackwardBlock(const FlashArgs& a, const bf16* q, const bf16* k
   CpAsyncCommit();
 
   float dk_acc[kDTiles][4], dv_acc[kDTiles][4];
-FLASH_UNROLL
+  FLASH_UNROLL
   for (int i = 0; i < kDTiles; ++i) {
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.0f;
   }
   const int64_t key_a = key0 + warp * 16 + g, key_b = key_a + 8;  // this thread's keys
@@ -452,17 +453,17 @@ FLASH_UNROLL
 
     // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys and the tile's 64 queries.
     float st[kNTiles][4], dpt[kNTiles][4];
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int i = 0; i < kNTiles; ++i) {
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int e = 0; e < 4; ++e) st[i][e] = dpt[i][e] = 0.0f;
     }
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int kk = 0; kk < kKSteps; ++kk) {
       uint32_t ka[4], va[4];
       LoadA<kD>(ka, k_tile, warp * 16, kk * 16);
       LoadA<kD>(va, v_tile, warp * 16, kk * 16);
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int np = 0; np < kNTiles / 2; ++np) {
         uint32_t bq[4], bd[4];
         LoadBFromNK<kD>(bq, q_tile, np * 16, kk * 16);
@@ -476,9 +477,9 @@ FLASH_UNROLL
 
     // P^T (masked: query < key on the diagonal tile) and dS^T = P^T (dP^T - delta).
     const bool diagonal = q0 < key0 + kBlockN;
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int nt = 0; nt < kNTiles; ++nt) {
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int e = 0; e < 4; ++e) {
         const int col = nt * 8 + 2 * c + (e & 1);
         const int64_t key = e < 2 ? key_a : key_b;
@@ -490,12 +491,12 @@ FLASH_UNROLL
     }
 
     // dV += P^T dO and dK += dS^T Q (k-steps over the tile's queries).
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int kc = 0; kc < kBwdBlockM / 16; ++kc) {
       uint32_t pa[4], dsa[4];
       AFromC<kNTiles>(pa, st, kc);
       AFromC<kNTiles>(dsa, dpt, kc);
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int dp = 0; dp < kDTiles / 2; ++dp) {
         uint32_t bd[4], bq[4];
         LoadBFromKN<kD>(bd, do_tile, kc * 16, dp * 16);
@@ -508,7 +509,7 @@ FLASH_UNROLL
     }
 
     // dS^T to shared memory ([key][query]), then dQ[q0 + 16 w .., :] += scale dS K.
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int nt = 0; nt < kNTiles; ++nt) {
       StoreShared32(ds_tile + Swizzled<kBwdBlockM>(warp * 16 + g, nt * 8 + 2 * c),
                     PackBf16(dpt[nt][0], dpt[nt][1]));
@@ -520,16 +521,16 @@ FLASH_UNROLL
     float* dq_a = dq_accum + ((b * T + query_a) * Hl + h) * kD;
     float* dq_b = dq_accum + ((b * T + query_b) * Hl + h) * kD;
     // In column halves of 64 (8 n-tiles) to bound the live accumulators.
-FLASH_UNROLL
+    FLASH_UNROLL
     for (int half = 0; half < kD / 64; ++half) {
       float dq[8][4];
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int i = 0; i < 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int kc = 0; kc < kBlockN / 16; ++kc) {
         uint32_t dsq[4];
         LoadATransposed<kBwdBlockM>(dsq, ds_tile, warp * 16, kc * 16);
-FLASH_UNROLL
+        FLASH_UNROLL
         for (int dp = 0; dp < 4; ++dp) {
           uint32_t bk[4];
           LoadBFromKN<kD>(bk, k_tile, kc * 16, half * 64 + dp * 16);
@@ -537,7 +538,7 @@ FLASH_UNROLL
           Mma(dq[2 * dp + 1], dsq, bk[2], bk[3]);
         }
       }
-FLASH_UNROLL
+      FLASH_UNROLL
       for (int dt = 0; dt < 8; ++dt) {
         const int col = half * 64 + dt * 8 + 2 * c;
         if (query_a < T) {
@@ -558,14 +559,15 @@ FLASH_UNROLL
   }
 
   // dK x scale and dV through the K and V tiles (free now) to dk, dv.
-FLASH_UNROLL
+  FLASH_UNROLL
   for (int dt = 0; dt < kDTiles; ++dt) {
     const int col = dt * 8 + 2 * c;
     StoreShared32(k_tile + Swizzled<kD>(warp * 16 + g, col),
                   PackBf16(dk_acc[dt][0] * a.scale, dk_acc[dt][1] * a.scale));
     StoreShared32(k_tile + Swizzled<kD>(warp * 16 + g + 8, col),
                   PackBf16(dk_acc[dt][2] * a.scale, dk_acc[dt][3] * a.scale));
-    StoreShared32(v_tile + Swizzled<kD>(warp * 16 + g, col), PackBf16(dv_acc[dt][0], dv_acc[dt][1]));
+    StoreShared32(v_tile + Swizzled<kD>(warp * 16 + g, col),
+                  PackBf16(dv_acc[dt][0], dv_acc[dt][1]));
     StoreShared32(v_tile + Swizzled<kD>(warp * 16 + g + 8, col),
                   PackBf16(dv_acc[dt][2], dv_acc[dt][3]));
   }

@@ -67,17 +67,22 @@ class ScratchBuffer {
 
 const char* AttentionKernelName(CudaBackendOptions::Attention attention) {
   switch (attention) {
-    case CudaBackendOptions::Attention::kAuto: return "auto";
-    case CudaBackendOptions::Attention::kSimple: return "simple";
-    case CudaBackendOptions::Attention::kFlash: return "flash";
+    case CudaBackendOptions::Attention::kAuto:
+      return "auto";
+    case CudaBackendOptions::Attention::kSimple:
+      return "simple";
+    case CudaBackendOptions::Attention::kFlash:
+      return "flash";
   }
   return "unknown";
 }
 
 const char* MatmulKernelName(CudaBackendOptions::Matmul matmul) {
   switch (matmul) {
-    case CudaBackendOptions::Matmul::kCublasLt: return "cublaslt";
-    case CudaBackendOptions::Matmul::kSimple: return "simple";
+    case CudaBackendOptions::Matmul::kCublasLt:
+      return "cublaslt";
+    case CudaBackendOptions::Matmul::kSimple:
+      return "simple";
   }
   return "unknown";
 }
@@ -121,10 +126,10 @@ struct CudaBackend::Impl {
   absl::Status OutOfMemory(const char* what, int64_t bytes) const {
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "cuda: ", what, " needs ", bytes, " bytes (", Gib(bytes), "), ",
-        Gib(static_cast<int64_t>(free)), " free of ", Gib(static_cast<int64_t>(total)), " on ",
-        device_name, " (device ", device, ")"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cuda: ", what, " needs ", bytes, " bytes (", Gib(bytes), "), ",
+                     Gib(static_cast<int64_t>(free)), " free of ", Gib(static_cast<int64_t>(total)),
+                     " on ", device_name, " (device ", device, ")"));
   }
 
   // The cuBLASLt workspace of `stream`, created on first use.
@@ -173,8 +178,7 @@ struct CudaBackend::Impl {
         plain.bias = nullptr;
         const absl::Status plain_status = lt->Run(plain, workspace, bytes, stream);
         if (plain_status.ok()) {
-          CAIRN_CUDA_RETURN_IF_ERROR(
-              cuda::LaunchAddBias(g.m, g.n, g.bias, g.c, g.c_f32, stream));
+          CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchAddBias(g.m, g.n, g.bias, g.c, g.c_f32, stream));
           return absl::OkStatus();
         }
         if (!absl::IsUnimplemented(plain_status)) return plain_status;
@@ -206,8 +210,8 @@ struct CudaBackend::Impl {
   // applies.
   absl::StatusOr<bool> UseFlash(const cuda::AttentionArgs& a,
                                 std::initializer_list<const void*> pointers) const {
-    const bool flash = cuda::FlashAttentionSupported(a, pointers.begin(),
-                                                     static_cast<int>(pointers.size()));
+    const bool flash =
+        cuda::FlashAttentionSupported(a, pointers.begin(), static_cast<int>(pointers.size()));
     switch (options.attention) {
       case CudaBackendOptions::Attention::kFlash:
         if (!flash) {
@@ -231,7 +235,8 @@ struct CudaBackend::Impl {
   }
 };
 
-// ---- Creation, streams ----------------------------------------------------------------------------
+// ---- Creation, streams
+// ----------------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
     int device_index, const CudaBackendOptions& options) {
@@ -242,15 +247,15 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(
   int count = 0;
   CAIRN_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
   if (device_index < 0 || device_index >= count) {
-    return absl::FailedPreconditionError(absl::StrCat("cuda: no CUDA device ", device_index,
-                                                      " (", count, " device(s) present)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cuda: no CUDA device ", device_index, " (", count, " device(s) present)"));
   }
   cudaDeviceProp prop;
   CAIRN_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, device_index));
   if (prop.major < 8) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cuda: device ", device_index, " (", prop.name, ") has compute capability ", prop.major,
-        ".", prop.minor, "; the bf16 backend needs 8.0 or newer"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cuda: device ", device_index, " (", prop.name, ") has compute capability ",
+                     prop.major, ".", prop.minor, "; the bf16 backend needs 8.0 or newer"));
   }
   auto impl = std::make_unique<Impl>();
   impl->device = device_index;
@@ -294,8 +299,8 @@ int CudaBackend::device_index() const { return impl_->device; }
 const std::string& CudaBackend::device_name() const { return impl_->device_name; }
 const CudaBackendOptions& CudaBackend::options() const { return impl_->options; }
 
-bool CudaBackend::FlashAttentionApplies(const AttentionShape& shape, const void* q,
-                                        const void* k, const void* v) const {
+bool CudaBackend::FlashAttentionApplies(const AttentionShape& shape, const void* q, const void* k,
+                                        const void* v) const {
   const void* pointers[3] = {q, k, v};
   return CheckAttentionShape(shape).ok() &&
          cuda::FlashAttentionSupported(impl_->Args(shape), pointers, 3);
@@ -328,8 +333,8 @@ void CudaBackend::DoFree(void* ptr) {
   const absl::Status active = impl_->Activate();
   const cudaError_t error = cudaFree(ptr);
   if (!active.ok() || error != cudaSuccess) {
-    CAIRN_LOG(ERROR) << "cuda: Free failed: " << (active.ok() ? cudaGetErrorString(error)
-                                                               : active.ToString());
+    CAIRN_LOG(ERROR) << "cuda: Free failed: "
+                     << (active.ok() ? cudaGetErrorString(error) : active.ToString());
   }
 }
 
@@ -374,16 +379,15 @@ absl::Status CudaBackend::DoCopy2D(int64_t rows, int64_t row_bytes, const void* 
                                    int64_t src_pitch, void* dst, int64_t dst_pitch,
                                    Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
-  CAIRN_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(
-      dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
-      static_cast<size_t>(row_bytes), static_cast<size_t>(rows), cudaMemcpyDeviceToDevice,
-      impl_->StreamOf(stream)));
+  CAIRN_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
+                        static_cast<size_t>(row_bytes), static_cast<size_t>(rows),
+                        cudaMemcpyDeviceToDevice, impl_->StreamOf(stream)));
   return absl::OkStatus();
 }
 
 absl::Status CudaBackend::DoAdd2D(int64_t rows, int64_t row_elements, const void* src,
-                                  int64_t src_pitch, void* dst, int64_t dst_pitch,
-                                  Stream* stream) {
+                                  int64_t src_pitch, void* dst, int64_t dst_pitch, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchAdd2D(rows, row_elements, B(src), src_pitch, B(dst),
                                                dst_pitch, impl_->StreamOf(stream)));
@@ -470,9 +474,8 @@ absl::Status CudaBackend::DoMatmulBackward(const MatmulShape& s, const void* a, 
 namespace {
 absl::Status CheckNormWidth(const NormShape& s) {
   if (s.cols <= cuda::kMaxNormCols) return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat("cuda: norm rows of ", s.cols,
-                                               " columns exceed the kernels' ",
-                                               cuda::kMaxNormCols));
+  return absl::UnimplementedError(absl::StrCat(
+      "cuda: norm rows of ", s.cols, " columns exceed the kernels' ", cuda::kMaxNormCols));
 }
 }  // namespace
 
@@ -489,8 +492,7 @@ absl::Status CudaBackend::DoLayerNormForward(const NormShape& s, const void* inp
 absl::Status CudaBackend::DoLayerNormBackward(const NormShape& s, const void* inp,
                                               const void* weight, const float* rstd,
                                               const void* dout, void* dinp, float* dweight,
-                                              float* dbias, bool accumulate_dinp,
-                                              Stream* stream) {
+                                              float* dbias, bool accumulate_dinp, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   CAIRN_RETURN_IF_ERROR(CheckNormWidth(s));
   const cudaStream_t cs = impl_->StreamOf(stream);
@@ -503,9 +505,8 @@ absl::Status CudaBackend::DoLayerNormBackward(const NormShape& s, const void* in
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::DoRmsNormForward(const NormShape& s, const void* inp,
-                                           const void* weight, void* out, float* rstd,
-                                           Stream* stream) {
+absl::Status CudaBackend::DoRmsNormForward(const NormShape& s, const void* inp, const void* weight,
+                                           void* out, float* rstd, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   CAIRN_RETURN_IF_ERROR(CheckNormWidth(s));
   CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchRmsNormForward(s.rows, s.cols, s.eps, B(inp), B(weight),
@@ -513,10 +514,9 @@ absl::Status CudaBackend::DoRmsNormForward(const NormShape& s, const void* inp,
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::DoRmsNormBackward(const NormShape& s, const void* inp,
-                                            const void* weight, const float* rstd,
-                                            const void* dout, void* dinp, float* dweight,
-                                            bool accumulate_dinp, Stream* stream) {
+absl::Status CudaBackend::DoRmsNormBackward(const NormShape& s, const void* inp, const void* weight,
+                                            const float* rstd, const void* dout, void* dinp,
+                                            float* dweight, bool accumulate_dinp, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   CAIRN_RETURN_IF_ERROR(CheckNormWidth(s));
   const cudaStream_t cs = impl_->StreamOf(stream);
@@ -524,9 +524,8 @@ absl::Status CudaBackend::DoRmsNormBackward(const NormShape& s, const void* inp,
       cuda::NormBackwardBlocks(s.rows, s.cols, impl_->sm_count, kMaxPartialFloats);
   CAIRN_ASSIGN_OR_RETURN(ScratchBuffer partials, impl_->Scratch(blocks * 2 * s.cols * 4, cs));
   CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchRmsNormBackward(s.rows, s.cols, B(inp), B(weight), rstd,
-                                                         B(dout), B(dinp), accumulate_dinp,
-                                                         blocks, partials.as<float>(), dweight,
-                                                         cs));
+                                                         B(dout), B(dinp), accumulate_dinp, blocks,
+                                                         partials.as<float>(), dweight, cs));
   return absl::OkStatus();
 }
 
@@ -596,9 +595,8 @@ absl::Status CudaBackend::DoRopeBackward(const RopeShape& s, const void* dout, v
 
 // ---- Attention --------------------------------------------------------------------------------
 
-absl::Status CudaBackend::DoAttentionForward(const AttentionShape& s, const void* q,
-                                             const void* k, const void* v, void* out, float* lse,
-                                             Stream* stream) {
+absl::Status CudaBackend::DoAttentionForward(const AttentionShape& s, const void* q, const void* k,
+                                             const void* v, void* out, float* lse, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   const cuda::AttentionArgs a = impl_->Args(s);
   CAIRN_ASSIGN_OR_RETURN(const bool flash, impl_->UseFlash(a, {q, k, v, out}));
@@ -613,22 +611,21 @@ absl::Status CudaBackend::DoAttentionForward(const AttentionShape& s, const void
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::DoAttentionBackward(const AttentionShape& s, const void* q,
-                                              const void* k, const void* v, const void* out,
-                                              const float* lse, const void* dout, void* dq,
-                                              void* dk, void* dv, Stream* stream) {
+absl::Status CudaBackend::DoAttentionBackward(const AttentionShape& s, const void* q, const void* k,
+                                              const void* v, const void* out, const float* lse,
+                                              const void* dout, void* dq, void* dk, void* dv,
+                                              Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   const cuda::AttentionArgs a = impl_->Args(s);
-  CAIRN_ASSIGN_OR_RETURN(const bool flash,
-                         impl_->UseFlash(a, {q, k, v, out, dout, dq, dk, dv}));
+  CAIRN_ASSIGN_OR_RETURN(const bool flash, impl_->UseFlash(a, {q, k, v, out, dout, dq, dk, dv}));
   const cudaStream_t cs = impl_->StreamOf(stream);
   const int64_t rows = a.batch * a.local_heads * a.seq;
   CAIRN_ASSIGN_OR_RETURN(ScratchBuffer delta, impl_->Scratch(rows * 4, cs));
   if (flash) {
     CAIRN_ASSIGN_OR_RETURN(ScratchBuffer dq_accum, impl_->Scratch(rows * a.head_dim * 4, cs));
-    CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchAttentionBackwardFlash(
-        a, B(q), B(k), B(v), B(out), lse, B(dout), B(dq), B(dk), B(dv), delta.as<float>(),
-        dq_accum.as<float>(), cs));
+    CAIRN_CUDA_RETURN_IF_ERROR(
+        cuda::LaunchAttentionBackwardFlash(a, B(q), B(k), B(v), B(out), lse, B(dout), B(dq), B(dk),
+                                           B(dv), delta.as<float>(), dq_accum.as<float>(), cs));
   } else {
     CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchAttentionBackwardSimple(
         a, B(q), B(k), B(v), B(out), lse, B(dout), B(dq), B(dk), B(dv), delta.as<float>(), cs));
@@ -640,8 +637,8 @@ absl::Status CudaBackend::DoAttentionBackward(const AttentionShape& s, const voi
 
 namespace {
 cuda::EmbeddingArgs EmbeddingArgsOf(const EmbeddingShape& s) {
-  return cuda::EmbeddingArgs{s.batch * s.seq, s.seq,         s.channels,
-                             s.vocab_begin,   s.vocab_end,   s.position_offset};
+  return cuda::EmbeddingArgs{s.batch * s.seq, s.seq,       s.channels,
+                             s.vocab_begin,   s.vocab_end, s.position_offset};
 }
 }  // namespace
 
@@ -650,8 +647,7 @@ absl::Status CudaBackend::DoEmbeddingForward(const EmbeddingShape& s, const int3
                                              Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchEmbeddingForward(EmbeddingArgsOf(s), tokens, B(wte),
-                                                          B(wpe), B(out),
-                                                          impl_->StreamOf(stream)));
+                                                          B(wpe), B(out), impl_->StreamOf(stream)));
   return absl::OkStatus();
 }
 
@@ -667,10 +663,9 @@ absl::Status CudaBackend::DoEmbeddingBackward(const EmbeddingShape& s, const int
   const cudaStream_t cs = impl_->StreamOf(stream);
   size_t bytes = 0;
   CAIRN_CUDA_RETURN_IF_ERROR(cuda::EmbeddingBackwardScratchBytes(args, &bytes));
-  CAIRN_ASSIGN_OR_RETURN(ScratchBuffer scratch,
-                         impl_->Scratch(static_cast<int64_t>(bytes), cs));
-  CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchEmbeddingBackward(
-      args, tokens, B(dout), dwte, dwpe, scratch.as<void>(), bytes, cs));
+  CAIRN_ASSIGN_OR_RETURN(ScratchBuffer scratch, impl_->Scratch(static_cast<int64_t>(bytes), cs));
+  CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchEmbeddingBackward(args, tokens, B(dout), dwte, dwpe,
+                                                           scratch.as<void>(), bytes, cs));
   return absl::OkStatus();
 }
 
@@ -685,27 +680,24 @@ cuda::CrossEntropyArgs CrossEntropyArgsOf(const CrossEntropyShape& s) {
 absl::Status CudaBackend::DoCrossEntropyMax(const CrossEntropyShape& s, const float* logits,
                                             float* max, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
-  CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchCrossEntropyMax(CrossEntropyArgsOf(s), logits, max,
-                                                         impl_->StreamOf(stream)));
+  CAIRN_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchCrossEntropyMax(CrossEntropyArgsOf(s), logits, max, impl_->StreamOf(stream)));
   return absl::OkStatus();
 }
 
 absl::Status CudaBackend::DoCrossEntropySums(const CrossEntropyShape& s, const float* logits,
                                              const int32_t* targets, const float* max,
-                                             float* sum_exp, float* target_logit,
-                                             Stream* stream) {
+                                             float* sum_exp, float* target_logit, Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
-  CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchCrossEntropySums(CrossEntropyArgsOf(s), logits, targets,
-                                                          max, sum_exp, target_logit,
-                                                          impl_->StreamOf(stream)));
+  CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchCrossEntropySums(
+      CrossEntropyArgsOf(s), logits, targets, max, sum_exp, target_logit, impl_->StreamOf(stream)));
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::DoCrossEntropyLossAndGrad(const CrossEntropyShape& s,
-                                                    const float* logits, const int32_t* targets,
-                                                    const float* max, const float* sum_exp,
-                                                    const float* target_logit, float loss_scale,
-                                                    float* losses, void* dlogits,
+absl::Status CudaBackend::DoCrossEntropyLossAndGrad(const CrossEntropyShape& s, const float* logits,
+                                                    const int32_t* targets, const float* max,
+                                                    const float* sum_exp, const float* target_logit,
+                                                    float loss_scale, float* losses, void* dlogits,
                                                     Stream* stream) {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchCrossEntropyLossAndGrad(
@@ -770,7 +762,8 @@ absl::Status CudaBackend::DoNormSquared(int64_t n, const float* x, float* sum, S
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   const cudaStream_t cs = impl_->StreamOf(stream);
   CAIRN_ASSIGN_OR_RETURN(ScratchBuffer partials, impl_->Scratch(cuda::SumPartials(n) * 4, cs));
-  CAIRN_CUDA_RETURN_IF_ERROR(cuda::LaunchSum(n, x, /*squared=*/true, partials.as<float>(), sum, cs));
+  CAIRN_CUDA_RETURN_IF_ERROR(
+      cuda::LaunchSum(n, x, /*squared=*/true, partials.as<float>(), sum, cs));
   return absl::OkStatus();
 }
 

@@ -7,10 +7,11 @@
 // (cpu/cpu_backend.h), with the working dtype bf16 and everything that stays fp32 by contract
 // (master weights, AdamW moments, gradient accumulators, norm rstd, attention logsumexp,
 // cross-entropy logits and statistics) in fp32. Matmuls run on cuBLASLt (bf16 operands, fp32
-// accumulation, bias through the epilogue); attention is flash-style (a tensor-core FlashAttention-2
-// kernel for head dims 64 and 128, a simple fp32 tiled kernel for any other head dim and as the
-// correctness baseline); every other operation is one or two fused kernels. docs/runtime.md ("CUDA
-// backend") says what is fused, why the attention kernel was chosen and what is deterministic.
+// accumulation, bias through the epilogue); attention is flash-style (a tensor-core
+// FlashAttention-2 kernel for head dims 64 and 128, a simple fp32 tiled kernel for any other head
+// dim and as the correctness baseline); every other operation is one or two fused kernels.
+// docs/runtime.md ("CUDA backend") says what is fused, why the attention kernel was chosen and what
+// is deterministic.
 //
 //   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> gpu, CudaBackend::Create(/*device=*/0));
 //   CAIRN_ASSIGN_OR_RETURN(void* arena, gpu->Allocate(bytes));             // cudaMalloc
@@ -33,12 +34,12 @@
 //   CopyToHost's data is in host memory once Synchronize(stream) has returned (not before).
 // * Memory: Allocate is cudaMalloc (256-byte aligned). When it does not fit: ResourceExhausted
 //   "cuda: cannot allocate X bytes: Y free of Z on <device name>". Besides the arena, the backend
-//   keeps per stream a cuBLASLt workspace (options.cublas_workspace_bytes, default 32 MiB) and draws
-//   short-lived scratch from a private stream-ordered pool (cudaMallocFromPoolAsync, freed on the
-//   stream after the call; the pool keeps its peak): the attention backward's fp32 dq accumulator
-//   and row statistics (4 x (B T H_local D + B H_local T) bytes), per-block partial sums of the
-//   deterministic reductions (norm weight gradients: up to 2 x 4 x C x 2 x #SMs bytes; bias
-//   gradients, NormSquared/Sum: a few MiB at most), and the embedding backward's sort buffers
+//   keeps per stream a cuBLASLt workspace (options.cublas_workspace_bytes, default 32 MiB) and
+//   draws short-lived scratch from a private stream-ordered pool (cudaMallocFromPoolAsync, freed on
+//   the stream after the call; the pool keeps its peak): the attention backward's fp32 dq
+//   accumulator and row statistics (4 x (B T H_local D + B H_local T) bytes), per-block partial
+//   sums of the deterministic reductions (norm weight gradients: up to 2 x 4 x C x 2 x #SMs bytes;
+//   bias gradients, NormSquared/Sum: a few MiB at most), and the embedding backward's sort buffers
 //   (about 20 x B T bytes plus CUB's temporary storage).
 // * Precision: bf16 tensors are converted to fp32 on load; all arithmetic and every reduction is
 //   fp32; results are rounded to bf16 (nearest even) once, when stored. The flash attention
@@ -136,8 +137,7 @@ class CudaBackend final : public ComputeBackend {
   absl::Status DoZero(void* device_dst, int64_t bytes, Stream* stream) override;
   absl::Status DoSynchronize(Stream* stream) override;
   absl::Status DoMatmulForward(const MatmulShape& shape, const void* a, const void* b,
-                               const void* bias, void* c, bool accumulate,
-                               Stream* stream) override;
+                               const void* bias, void* c, bool accumulate, Stream* stream) override;
   absl::Status DoMatmulBackward(const MatmulShape& shape, const void* a, const void* b,
                                 const void* dc, void* da, float* db, float* dbias,
                                 bool accumulate_da, Stream* stream) override;
@@ -145,9 +145,8 @@ class CudaBackend final : public ComputeBackend {
                                   const void* bias, void* out, float* rstd,
                                   Stream* stream) override;
   absl::Status DoLayerNormBackward(const NormShape& shape, const void* inp, const void* weight,
-                                   const float* rstd, const void* dout, void* dinp,
-                                   float* dweight, float* dbias, bool accumulate_dinp,
-                                   Stream* stream) override;
+                                   const float* rstd, const void* dout, void* dinp, float* dweight,
+                                   float* dbias, bool accumulate_dinp, Stream* stream) override;
   absl::Status DoRmsNormForward(const NormShape& shape, const void* inp, const void* weight,
                                 void* out, float* rstd, Stream* stream) override;
   absl::Status DoRmsNormBackward(const NormShape& shape, const void* inp, const void* weight,
@@ -188,8 +187,8 @@ class CudaBackend final : public ComputeBackend {
                                          Stream* stream) override;
   absl::Status DoResidualForward(int64_t n, const void* a, const void* b, void* out,
                                  Stream* stream) override;
-  absl::Status DoResidualBackward(int64_t n, const void* dout, void* da, void* db,
-                                  bool accumulate, Stream* stream) override;
+  absl::Status DoResidualBackward(int64_t n, const void* dout, void* da, void* db, bool accumulate,
+                                  Stream* stream) override;
   absl::Status DoAdamWUpdate(int64_t n, const AdamWConfig& config, int64_t step,
                              bool apply_weight_decay, float grad_scale, float* params,
                              const float* grads, float* m, float* v, Stream* stream) override;

@@ -30,8 +30,10 @@ TEST(CudaBackendErrorsTest, CreateFailsCleanlyWithoutDeviceElseSucceeds) {
 }
 
 TEST(CudaBackendErrorsTest, AbsentDeviceIndexIsFailedPrecondition) {
-  EXPECT_THAT(CudaBackend::Create(1 << 20), StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
-  EXPECT_THAT(CudaBackend::Create(-1), StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+  EXPECT_THAT(CudaBackend::Create(1 << 20),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+  EXPECT_THAT(CudaBackend::Create(-1),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
 }
 
 TEST(CudaBackendErrorsTest, RejectsBadOptions) {

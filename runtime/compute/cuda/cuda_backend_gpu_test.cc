@@ -39,8 +39,8 @@ namespace cairn::runtime {
 namespace {
 
 using ::cairn::testing::StatusIs;
-using ::testing::HasSubstr;
 using testing::DeviceBuffer;
+using ::testing::HasSubstr;
 using testing::RandomInts;
 using testing::RandomVector;
 using testing::RelativeError;
@@ -116,7 +116,8 @@ std::string First(const std::vector<int64_t>& v) {
   return absl::StrCat(v.size(), " element(s): ", s, v.size() > 8 ? ", ..." : "");
 }
 
-// ==== Determinism =================================================================================
+// ==== Determinism
+// =================================================================================
 
 TEST(CudaBackendGpuTest, EmbeddingBackwardIsBitIdenticalOverRuns) {
   auto be = MakeBackend();
@@ -183,8 +184,8 @@ TEST(CudaBackendGpuTest, NormBackwardIsBitIdenticalOverRuns) {
         if (run == 0) {
           first = bits;
         } else {
-          EXPECT_TRUE(bits == first) << (layer_norm ? "LayerNorm" : "RMSNorm")
-                                     << " backward differs in run " << run;
+          EXPECT_TRUE(bits == first)
+              << (layer_norm ? "LayerNorm" : "RMSNorm") << " backward differs in run " << run;
         }
       }
     }
@@ -195,7 +196,8 @@ TEST(CudaBackendGpuTest, ReductionsAreBitIdenticalOverRuns) {
   auto be = MakeBackend();
   const int64_t n = kEmulated ? 100003 : 50000017;
   std::vector<float> x(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>((i * 2654435761u) % 2001) / 997.0f - 1.0f;
+  for (int64_t i = 0; i < n; ++i)
+    x[i] = static_cast<float>((i * 2654435761u) % 2001) / 997.0f - 1.0f;
   DeviceBuffer<float> x_(*be, x), sums(*be, 2);
   std::vector<uint8_t> first;
   for (int run = 0; run < 3; ++run) {
@@ -222,8 +224,8 @@ TEST(CudaBackendGpuTest, ReductionsAreBitIdenticalOverRuns) {
   DeviceBuffer<float> dbias(*be, s.n);
   for (int run = 0; run < 3; ++run) {
     ASSERT_OK(be->Zero(dbias.get(), s.n * 4));
-    ASSERT_OK(be->MatmulBackward(s, nullptr, nullptr, dc_.get(), nullptr, nullptr, dbias.get(),
-                                 false));
+    ASSERT_OK(
+        be->MatmulBackward(s, nullptr, nullptr, dc_.get(), nullptr, nullptr, dbias.get(), false));
     const auto bits = Bytes(*be, dbias.get(), s.n * 4);
     if (run == 0) {
       first = bits;
@@ -233,7 +235,8 @@ TEST(CudaBackendGpuTest, ReductionsAreBitIdenticalOverRuns) {
   }
 }
 
-// ==== Attention: flash vs simple, flash vs the oracle =============================================
+// ==== Attention: flash vs simple, flash vs the oracle
+// =============================================
 
 struct AttentionRun {
   std::vector<float> out, lse, dq, dk, dv;
@@ -261,8 +264,7 @@ AttentionShape ShapeOf(const AttentionCase& c) {
 // Runs forward and backward on `be` with inputs from `seed`; in a fused layout the inputs live in
 // one buffer. Gradient buffers start as NaN; the returned gradients are gathered from their strided
 // places.
-absl::StatusOr<AttentionRun> RunAttention(CudaBackend& be, const AttentionCase& c,
-                                          uint32_t seed) {
+absl::StatusOr<AttentionRun> RunAttention(CudaBackend& be, const AttentionCase& c, uint32_t seed) {
   const AttentionShape s = ShapeOf(c);
   const int64_t tokens = c.batch * c.seq, D = c.head_dim;
   const int64_t hl = s.local_heads(), kvl = s.local_kv_heads();
@@ -286,10 +288,9 @@ absl::StatusOr<AttentionRun> RunAttention(CudaBackend& be, const AttentionCase& 
     Poison(be, grads.get(), tokens * width * 2);
     CAIRN_RETURN_IF_ERROR(be.AttentionForward(s, qkv_.get(), qkv_.at(hl * D),
                                               qkv_.at((hl + kvl) * D), out.get(), lse.get()));
-    CAIRN_RETURN_IF_ERROR(be.AttentionBackward(s, qkv_.get(), qkv_.at(hl * D),
-                                               qkv_.at((hl + kvl) * D), out.get(), lse.get(),
-                                               dout_.get(), grads.get(), grads.at(hl * D),
-                                               grads.at((hl + kvl) * D)));
+    CAIRN_RETURN_IF_ERROR(be.AttentionBackward(
+        s, qkv_.get(), qkv_.at(hl * D), qkv_.at((hl + kvl) * D), out.get(), lse.get(), dout_.get(),
+        grads.get(), grads.at(hl * D), grads.at((hl + kvl) * D)));
     const auto g = grads.ToHost();
     r.dq = column_slice(g, 0, hl * D);
     r.dk = column_slice(g, hl * D, kvl * D);
@@ -299,8 +300,7 @@ absl::StatusOr<AttentionRun> RunAttention(CudaBackend& be, const AttentionCase& 
         v(be, column_slice(qkv, (hl + kvl) * D, kvl * D));
     WorkingBuffer dq(be, q.size()), dk(be, k.size()), dv(be, v.size());
     for (WorkingBuffer* b : {&dq, &dk, &dv}) Poison(be, b->get(), b->size() * 2);
-    CAIRN_RETURN_IF_ERROR(
-        be.AttentionForward(s, q.get(), k.get(), v.get(), out.get(), lse.get()));
+    CAIRN_RETURN_IF_ERROR(be.AttentionForward(s, q.get(), k.get(), v.get(), out.get(), lse.get()));
     CAIRN_RETURN_IF_ERROR(be.AttentionBackward(s, q.get(), k.get(), v.get(), out.get(), lse.get(),
                                                dout_.get(), dq.get(), dk.get(), dv.get()));
     r.dq = dq.ToHost();
@@ -320,12 +320,12 @@ TEST(CudaBackendGpuTest, FlashAttentionAgreesWithSimpleKernels) {
     cases = {{1, 96, 4, 2, 64, 0, 4, false}, {1, 80, 2, 1, 128, 0, 2, true}};
   } else {
     cases = {
-        {1, 1024, 8, 2, 128, 0, 8, false},   // Llama-3 style GQA 4:1
-        {2, 1024, 4, 4, 64, 0, 4, false},    // GPT-2 style MHA
-        {1, 2048, 8, 1, 128, 0, 8, false},   // multi-query
+        {1, 1024, 8, 2, 128, 0, 8, false},  // Llama-3 style GQA 4:1
+        {2, 1024, 4, 4, 64, 0, 4, false},   // GPT-2 style MHA
+        {1, 2048, 8, 1, 128, 0, 8, false},  // multi-query
         {2, 2048, 8, 8, 64, 0, 8, false},
-        {1, 2048, 8, 2, 128, 2, 6, true},    // TP shard: local heads [2, 6) in a fused QKV buffer
-        {1, 1000, 4, 2, 64, 0, 4, false},    // partial last tile
+        {1, 2048, 8, 2, 128, 2, 6, true},  // TP shard: local heads [2, 6) in a fused QKV buffer
+        {1, 1000, 4, 2, 64, 0, 4, false},  // partial last tile
     };
   }
   for (const AttentionCase& c : cases) {
@@ -338,10 +338,10 @@ TEST(CudaBackendGpuTest, FlashAttentionAgreesWithSimpleKernels) {
     const double dq_max = RelativeError(f.dq, s.dq), dq_l2 = RelativeL2Error(f.dq, s.dq);
     const double dk_max = RelativeError(f.dk, s.dk), dk_l2 = RelativeL2Error(f.dk, s.dk);
     const double dv_max = RelativeError(f.dv, s.dv), dv_l2 = RelativeL2Error(f.dv, s.dv);
-    std::printf("flash vs simple %-45s out %.1e/%.1e lse %.1e dq %.1e/%.1e dk %.1e/%.1e "
-                "dv %.1e/%.1e (max/l2)\n",
-                Describe(c).c_str(), out_max, out_l2, lse_max, dq_max, dq_l2, dk_max, dk_l2,
-                dv_max, dv_l2);
+    std::printf(
+        "flash vs simple %-45s out %.1e/%.1e lse %.1e dq %.1e/%.1e dk %.1e/%.1e "
+        "dv %.1e/%.1e (max/l2)\n",
+        Describe(c).c_str(), out_max, out_l2, lse_max, dq_max, dq_l2, dk_max, dk_l2, dv_max, dv_l2);
     // Both round outputs to bf16 (2e-3 each); flash also rounds P and dS to bf16 before its
     // tensor-core products. The L2 bounds are the meaningful ones; max-norm bounds catch a
     // wrong tile.
@@ -375,8 +375,8 @@ TEST(CudaBackendGpuTest, FlashAttentionMatchesOracle) {
     v.insert(v.end(), qkv.begin() + t * width + (hl + kvl) * D, qkv.begin() + (t + 1) * width);
   }
   const std::vector<double> dout_d(dout.begin(), dout.end());
-  std::vector<double> out(tokens * hl * D), lse(c.batch * hl * c.seq), dq(q.size()),
-      dk(k.size()), dv(v.size());
+  std::vector<double> out(tokens * hl * D), lse(c.batch * hl * c.seq), dq(q.size()), dk(k.size()),
+      dv(v.size());
   reference::AttentionForward<double>(s, q.data(), k.data(), v.data(), out.data(), lse.data());
   reference::AttentionBackward<double>(s, q.data(), k.data(), v.data(), dout_d.data(), dq.data(),
                                        dk.data(), dv.data());
@@ -390,7 +390,8 @@ TEST(CudaBackendGpuTest, FlashAttentionMatchesOracle) {
   EXPECT_LT(RelativeError(f.dv, dv), 2e-2);
 }
 
-// ==== Every output element written ================================================================
+// ==== Every output element written
+// ================================================================
 
 TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
   for (auto attention :
@@ -418,8 +419,8 @@ TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
       Poison(be, c.get(), s.m * s.n * 2);
       Poison(be, da.get(), s.m * s.k * 2);
       ASSERT_OK(be.MatmulForward(s, a.get(), b.get(), nullptr, c.get(), false));
-      ASSERT_OK(be.MatmulBackward(s, a.get(), b.get(), dc.get(), da.get(), nullptr, nullptr,
-                                  false));
+      ASSERT_OK(
+          be.MatmulBackward(s, a.get(), b.get(), dc.get(), da.get(), nullptr, nullptr, false));
       EXPECT_THAT(UnwrittenBf16(be, c.get(), s.m * s.n), ::testing::IsEmpty());
       EXPECT_THAT(UnwrittenBf16(be, da.get(), s.m * s.k), ::testing::IsEmpty());
       MatmulShape f32 = s;
@@ -433,8 +434,8 @@ TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
     for (int64_t cols : {int64_t{37}, int64_t{768}}) {
       const NormShape s{13, cols, 1e-5f};
       const int64_t n = s.rows * cols;
-      WorkingBuffer x(be, RandomVector(n, 1)), w(be, RandomVector(cols, 2, 0.1f, 1.0f)),
-          y(be, n), dy(be, RandomVector(n, 3)), dx(be, n);
+      WorkingBuffer x(be, RandomVector(n, 1)), w(be, RandomVector(cols, 2, 0.1f, 1.0f)), y(be, n),
+          dy(be, RandomVector(n, 3)), dx(be, n);
       DeviceBuffer<float> rstd(be, s.rows), dw(be, cols), db(be, cols);
       for (bool layer_norm : {true, false}) {
         Poison(be, y.get(), n * 2);
@@ -485,8 +486,8 @@ TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
       EXPECT_THAT(UnwrittenBf16(be, dx.get(), n, owned), ::testing::IsEmpty());
     }
     // Attention, flash-sized and odd head dims, fused: gradients land exactly in q, k, v's parts.
-    for (const AttentionCase& c : {AttentionCase{2, 37, 4, 2, 64, 1, 3, true},
-                                   AttentionCase{1, 21, 2, 1, 40, 0, 2, true}}) {
+    for (const AttentionCase& c :
+         {AttentionCase{2, 37, 4, 2, 64, 1, 3, true}, AttentionCase{1, 21, 2, 1, 40, 0, 2, true}}) {
       SCOPED_TRACE(Describe(c));
       const AttentionShape s = ShapeOf(c);
       const int64_t tokens = c.batch * c.seq, D = c.head_dim;
@@ -497,8 +498,8 @@ TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
       Poison(be, grads.get(), tokens * width * 2);
       Poison(be, out.get(), tokens * hl * D * 2);
       Poison(be, lse.get(), c.batch * hl * c.seq * 4);
-      ASSERT_OK(be.AttentionForward(s, qkv.get(), qkv.at(hl * D), qkv.at((hl + kvl) * D),
-                                    out.get(), lse.get()));
+      ASSERT_OK(be.AttentionForward(s, qkv.get(), qkv.at(hl * D), qkv.at((hl + kvl) * D), out.get(),
+                                    lse.get()));
       ASSERT_OK(be.AttentionBackward(s, qkv.get(), qkv.at(hl * D), qkv.at((hl + kvl) * D),
                                      out.get(), lse.get(), dout.get(), grads.get(),
                                      grads.at(hl * D), grads.at((hl + kvl) * D)));
@@ -547,7 +548,8 @@ TEST(CudaBackendGpuTest, EveryOutputElementIsWritten) {
   }
 }
 
-// ==== Large tensors: indices past 2^31 ============================================================
+// ==== Large tensors: indices past 2^31
+// ============================================================
 
 // Cheap deterministic values in [-2, 2) (generating billions of normal samples would take minutes).
 float Pattern(int64_t i) {
@@ -635,8 +637,8 @@ TEST(CudaBackendGpuTest, LargeTensorsBeyondInt32Indices) {
     DeviceBuffer<int32_t> targets_(*be, targets);
     DeviceBuffer<float> max(*be, N), stats(*be, 2 * N), losses(*be, N);
     ASSERT_OK(be->CrossEntropyMax(s, logits, max.get()));
-    ASSERT_OK(be->CrossEntropySums(s, logits, targets_.get(), max.get(), stats.get(),
-                                   stats.get() + N));
+    ASSERT_OK(
+        be->CrossEntropySums(s, logits, targets_.get(), max.get(), stats.get(), stats.get() + N));
     ASSERT_OK(be->CrossEntropyLossAndGrad(s, logits, targets_.get(), max.get(), stats.get(),
                                           stats.get() + N, 1.0f, losses.get(), logits));
     const int64_t row = N - 1;
@@ -669,8 +671,8 @@ TEST(CudaBackendGpuTest, LargeTensorsBeyondInt32Indices) {
     WorkingBuffer a_(*mbe, a), b_(*mbe, b);
     ASSERT_OK_AND_ASSIGN(void* c, mbe->Allocate(s.m * s.n * 2));
     ASSERT_OK(mbe->MatmulForward(s, a_.get(), b_.get(), nullptr, c, false));
-    for (const auto& [i, j] : {std::pair<int64_t, int64_t>{0, 0}, {s.m - 1, s.n - 1},
-                               {40000, 32775}, {65535, 0}}) {
+    for (const auto& [i, j] :
+         {std::pair<int64_t, int64_t>{0, 0}, {s.m - 1, s.n - 1}, {40000, 32775}, {65535, 0}}) {
       double expected = 0;
       for (int64_t p = 0; p < s.k; ++p) expected += a[i * s.k + p] * b[j * s.k + p];
       uint16_t got;
@@ -711,8 +713,8 @@ TEST(CudaBackendGpuTest, LlamaSizedMatmulAndNorm) {
   const int64_t N = 8 * 4096, C = 4096;
   const auto x = Bf16(RandomVector(N * C, 1)), w = Bf16(RandomVector(C * C, 2, 0.02f));
   WorkingBuffer x_(*be, x), w_(*be, w), y(*be, N * C), norm_w(*be, std::vector<float>(C, 1.0f));
-  ASSERT_OK(be->MatmulForward(MatmulShape::Linear(N, C, C), x_.get(), w_.get(), nullptr, y.get(),
-                              false));
+  ASSERT_OK(
+      be->MatmulForward(MatmulShape::Linear(N, C, C), x_.get(), w_.get(), nullptr, y.get(), false));
   const auto got = y.ToHost();
   for (int64_t i : {int64_t{0}, N / 2 + 3, N - 1}) {
     for (int64_t j : {int64_t{0}, C - 1, int64_t{1234}}) {
@@ -722,8 +724,8 @@ TEST(CudaBackendGpuTest, LlamaSizedMatmulAndNorm) {
     }
   }
   DeviceBuffer<float> rstd(*be, N);
-  ASSERT_OK(be->RmsNormForward(NormShape{N, C, 1e-5f}, x_.get(), norm_w.get(), y.get(),
-                               rstd.get()));
+  ASSERT_OK(
+      be->RmsNormForward(NormShape{N, C, 1e-5f}, x_.get(), norm_w.get(), y.get(), rstd.get()));
   const auto r = rstd.ToHost();
   for (int64_t i : {int64_t{0}, N - 1}) {
     double sq = 0;
@@ -732,7 +734,8 @@ TEST(CudaBackendGpuTest, LlamaSizedMatmulAndNorm) {
   }
 }
 
-// ==== Memory errors, streams, the LM head =========================================================
+// ==== Memory errors, streams, the LM head
+// =========================================================
 
 TEST(CudaBackendGpuTest, AbsurdAllocationIsResourceExhaustedWithTheNumbers) {
   auto be = MakeBackend();
@@ -747,7 +750,7 @@ TEST(CudaBackendGpuTest, AbsurdAllocationIsResourceExhaustedWithTheNumbers) {
 
 TEST(CudaBackendGpuTest, WorksOnASecondStream) {
   auto be = MakeBackend();
-  ASSERT_OK_AND_ASSIGN(Stream* second, be->CreateStream());
+  ASSERT_OK_AND_ASSIGN(Stream * second, be->CreateStream());
   ASSERT_NE(second, be->default_stream());
   const MatmulShape s = MatmulShape::Linear(33, 64, 48);
   const auto a = Bf16(RandomVector(s.m * s.k, 1)), b = Bf16(RandomVector(s.n * s.k, 2));
@@ -766,8 +769,8 @@ TEST(CudaBackendGpuTest, WorksOnASecondStream) {
 // odd vocabulary makes every logits row start at an odd offset.
 TEST(CudaBackendGpuTest, LmHeadMatmulWithF32OutputAndBias) {
   auto be = MakeBackend();
-  MatmulShape s = MatmulShape::Linear(kEmulated ? 40 : 8192, kEmulated ? 64 : 768,
-                                      kEmulated ? 257 : 50257);
+  MatmulShape s =
+      MatmulShape::Linear(kEmulated ? 40 : 8192, kEmulated ? 64 : 768, kEmulated ? 257 : 50257);
   s.output_f32 = true;
   const auto a = Bf16(RandomVector(s.m * s.k, 1)), b = Bf16(RandomVector(s.n * s.k, 2, 0.05f));
   const auto bias = RandomVector(s.n, 3);

@@ -13,8 +13,8 @@
 //     CPU backend (different operation order and FMA contraction: ~1e-7); the fp32-output matmul
 //     is checked at 1e-4 (a bf16 rounding of the logits, 2e-3, must fail it).
 //   attention forward 1e-2: out rounded to bf16 (2e-3); the flash kernels also round P to bf16 for
-//     the P V product — the CPU emulation of the same kernels (attention_flash_emulation_test) gives
-//     2e-3 to 3e-3 on the suite's sizes; lse is fp32 (~1e-7).
+//     the P V product — the CPU emulation of the same kernels (attention_flash_emulation_test)
+//     gives 2e-3 to 3e-3 on the suite's sizes; lse is fp32 (~1e-7).
 //   attention backward 2e-2: dS and P are rounded to bf16 before the tensor-core products and dq
 //     sums fp32 atomics in any order; the emulation gives up to 4.4e-3 (dq, T = 37); 4x margin for
 //     the suite's shapes and the atomics' order.

@@ -5,8 +5,8 @@
 //   CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(...));
 //
 // The message names the failing call (its source text), the error's name and description, e.g.
-// "cudaMalloc(&ptr, bytes): cudaErrorMemoryAllocation (out of memory)". Codes are chosen by what the
-// caller can do: no device or driver -> FailedPrecondition (run elsewhere), out of memory ->
+// "cudaMalloc(&ptr, bytes): cudaErrorMemoryAllocation (out of memory)". Codes are chosen by what
+// the caller can do: no device or driver -> FailedPrecondition (run elsewhere), out of memory ->
 // ResourceExhausted (ask for less), a bad argument that validation should have caught -> Internal,
 // everything else (launch failures, illegal addresses, unsupported cuBLAS configurations) ->
 // Internal.

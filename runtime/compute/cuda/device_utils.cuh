@@ -43,7 +43,9 @@ inline cudaError_t Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size
   return emulator::LaunchKernel(kernel, grid, block, shared_bytes, stream,
                                 std::forward<Args>(args)...);
 #else
+  // clang-format off
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
+  // clang-format on
   return cudaGetLastError();
 #endif
 }

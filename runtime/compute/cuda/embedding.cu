@@ -145,8 +145,8 @@ cudaError_t SortPairs(void* temp, size_t& temp_bytes, const int32_t* keys_in, in
   (void)stream;
   return cudaSuccess;
 #else
-  return cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, values_in,
-                                         values_out, count, 0, bits, stream);
+  return cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, values_in, values_out,
+                                         count, 0, bits, stream);
 #endif
 }
 

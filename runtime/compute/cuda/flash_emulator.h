@@ -15,8 +15,8 @@
 //   * barrier divergence (simt_emulator.h);
 //   * shared memory: accesses outside the block's dynamic shared memory, misaligned ldmatrix rows
 //     or 16-byte accesses, reads of words nothing wrote in this block, and races: with an epoch per
-//     block-barrier interval, a read of a word another thread wrote in the same epoch (RAW), a write
-//     of a word another thread read or wrote in the same epoch (WAR, WAW);
+//     block-barrier interval, a read of a word another thread wrote in the same epoch (RAW), a
+//     write of a word another thread read or wrote in the same epoch (WAR, WAW);
 //   * cp.async: with CopyMode::kAtWait the copy lands only when the issuing thread's wait_group
 //     retires its group (a missing wait reads stale data); with kAtIssue it lands at once (a copy
 //     into a buffer others still read is a race). Run both.
@@ -220,8 +220,8 @@ inline void DoCopy(const Fiber::Copy& copy, int tid) {
 
 namespace cairn::runtime::cuda::flash {
 
-
-// ---- The primitives (flash_primitives.h) ------------------------------------------------------------
+// ---- The primitives (flash_primitives.h)
+// ------------------------------------------------------------
 
 inline int ThreadIndex() { return emulator::Self().tid; }
 inline void SyncThreads() { emulator::BlockBarrier(); }
@@ -229,7 +229,6 @@ inline void SyncThreads() { emulator::BlockBarrier(); }
 inline float ShflXor(float v, int mask) {
   return static_cast<float>(emulator::Exchange(v, (ThreadIndex() & 31) ^ mask));
 }
-
 
 inline void LdMatrixX4(uint32_t (&r)[4], const void* smem) { emulator::LdMatrix(r, smem, false); }
 inline void LdMatrixX4Trans(uint32_t (&r)[4], const void* smem) {

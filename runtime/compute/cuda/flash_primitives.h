@@ -5,9 +5,9 @@
 //   * compiled by nvcc (the default): inline PTX for sm_80+ — ldmatrix, mma.sync m16n8k16 bf16
 //     with fp32 accumulators, cp.async with zero fill, warp shuffles, __syncthreads;
 //   * with CAIRN_FLASH_EMULATE defined, compiled by the host compiler: flash_emulator.h, a SIMT
-//     emulator that runs the same kernel code on the CPU (one fiber per CUDA thread, warp-collective
-//     operations exchanged lane by lane, cp.async deferred to its wait, and a shared-memory race
-//     detector), so that the kernels' index math is tested in CI without a GPU
+//     emulator that runs the same kernel code on the CPU (one fiber per CUDA thread,
+//     warp-collective operations exchanged lane by lane, cp.async deferred to its wait, and a
+//     shared-memory race detector), so that the kernels' index math is tested in CI without a GPU
 //     (attention_flash_emulation_test.cc).
 //
 // Fragment layouts (PTX ISA, "mma.m16n8k16" for .bf16; g = lane / 4, c = lane % 4; a register

@@ -25,8 +25,9 @@ namespace cairn::runtime::cuda {
 
 using bf16 = __nv_bfloat16;
 
-// ---- elementwise.cu ------------------------------------------------------------------------------
-// dst = round_to_nearest_even(src) / the exact widening.
+// ---- elementwise.cu
+// ------------------------------------------------------------------------------ dst =
+// round_to_nearest_even(src) / the exact widening.
 cudaError_t LaunchFloatToBf16(int64_t n, const float* src, bf16* dst, cudaStream_t stream);
 cudaError_t LaunchBf16ToFloat(int64_t n, const bf16* src, float* dst, cudaStream_t stream);
 // The activations of compute_backend.h, fp32 math, out may alias inp (and dinp dout).
@@ -43,12 +44,13 @@ cudaError_t LaunchAdd(int64_t n, const bf16* a, const bf16* b, bf16* out, cudaSt
 cudaError_t LaunchAdd2D(int64_t rows, int64_t cols, const bf16* src, int64_t src_pitch, bf16* dst,
                         int64_t dst_pitch, cudaStream_t stream);
 
-// ---- optimizer.cu --------------------------------------------------------------------------------
+// ---- optimizer.cu
+// --------------------------------------------------------------------------------
 struct AdamWArgs {
   float learning_rate, beta1, beta2, eps;
-  float weight_decay;       // 0 when the update applies none
-  float bias_correction1;   // 1 - beta1^step
-  float bias_correction2;   // 1 - beta2^step
+  float weight_decay;      // 0 when the update applies none
+  float bias_correction1;  // 1 - beta1^step
+  float bias_correction2;  // 1 - beta2^step
   float grad_scale;
 };
 cudaError_t LaunchAdamW(int64_t n, const AdamWArgs& args, float* params, const float* grads,
@@ -61,10 +63,11 @@ int64_t SumPartials(int64_t n);
 cudaError_t LaunchSum(int64_t n, const float* x, bool squared, float* partials, float* sum,
                       cudaStream_t stream);
 
-// ---- matmul_simple.cu ----------------------------------------------------------------------------
-// C[m, n] = beta C + op(A) op(B) (+ bias[n]) with the stored layouts of compute_backend.h's
-// MatmulShape: A [m, k] (or [k, m] when ta), B [n, k] when tb (else [k, n]). A and B are bf16; C and
-// bias are fp32 when c_f32, else bf16.
+// ---- matmul_simple.cu
+// ---------------------------------------------------------------------------- C[m, n] = beta C +
+// op(A) op(B) (+ bias[n]) with the stored layouts of compute_backend.h's MatmulShape: A [m, k] (or
+// [k, m] when ta), B [n, k] when tb (else [k, n]). A and B are bf16; C and bias are fp32 when
+// c_f32, else bf16.
 struct GemmArgs {
   int64_t m = 0, n = 0, k = 0;
   bool ta = false, tb = false;
@@ -84,13 +87,14 @@ cudaError_t LaunchAddBias(int64_t m, int64_t n, const void* bias, void* c, bool 
 // dbias[j] += sum_i dc[i, j] (dc bf16 [m, n]), deterministic: row chunks write
 // ColumnSumChunks(...) x n partial sums to `partials`, a second kernel adds them in order.
 int64_t ColumnSumChunks(int64_t m, int64_t n, int64_t max_partial_floats);
-cudaError_t LaunchColumnSums(int64_t m, int64_t n, const bf16* dc, int64_t chunks,
-                             float* partials, float* dbias, cudaStream_t stream);
+cudaError_t LaunchColumnSums(int64_t m, int64_t n, const bf16* dc, int64_t chunks, float* partials,
+                             float* dbias, cudaStream_t stream);
 
-// ---- norm.cu -------------------------------------------------------------------------------------
-// LayerNorm (bias may be null) / RMSNorm forward over [rows, cols], and their backward. The
-// backward writes NormBackwardBlocks(...) x 2 x cols per-block partial sums of dweight and dbias to
-// `partials` and adds them in block order (deterministic; dbias may be null).
+// ---- norm.cu
+// ------------------------------------------------------------------------------------- LayerNorm
+// (bias may be null) / RMSNorm forward over [rows, cols], and their backward. The backward writes
+// NormBackwardBlocks(...) x 2 x cols per-block partial sums of dweight and dbias to `partials` and
+// adds them in block order (deterministic; dbias may be null).
 constexpr int64_t kMaxNormCols = 8192;  // wider rows: cudaErrorInvalidValue
 cudaError_t LaunchLayerNormForward(int64_t rows, int64_t cols, float eps, const bf16* inp,
                                    const bf16* weight, const bf16* bias, bf16* out, float* rstd,
@@ -98,16 +102,17 @@ cudaError_t LaunchLayerNormForward(int64_t rows, int64_t cols, float eps, const 
 cudaError_t LaunchRmsNormForward(int64_t rows, int64_t cols, float eps, const bf16* inp,
                                  const bf16* weight, bf16* out, float* rstd, cudaStream_t stream);
 int64_t NormBackwardBlocks(int64_t rows, int64_t cols, int sm_count, int64_t max_partial_floats);
-cudaError_t LaunchLayerNormBackward(int64_t rows, int64_t cols, const bf16* inp,
-                                    const bf16* weight, const float* rstd, const bf16* dout,
-                                    bf16* dinp, bool accumulate, int64_t blocks, float* partials,
+cudaError_t LaunchLayerNormBackward(int64_t rows, int64_t cols, const bf16* inp, const bf16* weight,
+                                    const float* rstd, const bf16* dout, bf16* dinp,
+                                    bool accumulate, int64_t blocks, float* partials,
                                     float* dweight, float* dbias, cudaStream_t stream);
 cudaError_t LaunchRmsNormBackward(int64_t rows, int64_t cols, const bf16* inp, const bf16* weight,
                                   const float* rstd, const bf16* dout, bf16* dinp, bool accumulate,
                                   int64_t blocks, float* partials, float* dweight,
                                   cudaStream_t stream);
 
-// ---- rope.cu -------------------------------------------------------------------------------------
+// ---- rope.cu
+// -------------------------------------------------------------------------------------
 struct RopeArgs {
   int64_t batch, seq, heads, head_dim, token_stride, position_offset;
   float theta;
@@ -117,7 +122,8 @@ struct RopeArgs {
 cudaError_t LaunchRope(const RopeArgs& args, float sign, const bf16* inp, bf16* out,
                        cudaStream_t stream);
 
-// ---- embedding.cu --------------------------------------------------------------------------------
+// ---- embedding.cu
+// --------------------------------------------------------------------------------
 struct EmbeddingArgs {
   int64_t tokens;  // B x T
   int64_t seq;     // T
@@ -129,11 +135,12 @@ cudaError_t LaunchEmbeddingForward(const EmbeddingArgs& args, const int32_t* ids
                                    const bf16* wpe, bf16* out, cudaStream_t stream);
 // Scratch for the deterministic table gradient (sorting the ids): bytes, from the CUB size query.
 cudaError_t EmbeddingBackwardScratchBytes(const EmbeddingArgs& args, size_t* bytes);
-cudaError_t LaunchEmbeddingBackward(const EmbeddingArgs& args, const int32_t* ids,
-                                    const bf16* dout, float* dwte, float* dwpe, void* scratch,
-                                    size_t scratch_bytes, cudaStream_t stream);
+cudaError_t LaunchEmbeddingBackward(const EmbeddingArgs& args, const int32_t* ids, const bf16* dout,
+                                    float* dwte, float* dwpe, void* scratch, size_t scratch_bytes,
+                                    cudaStream_t stream);
 
-// ---- cross_entropy.cu ----------------------------------------------------------------------------
+// ---- cross_entropy.cu
+// ----------------------------------------------------------------------------
 struct CrossEntropyArgs {
   int64_t tokens, vocab_begin, local_vocab;
 };
@@ -149,10 +156,11 @@ cudaError_t LaunchCrossEntropyLossAndGrad(const CrossEntropyArgs& args, const fl
                                           float loss_scale, float* losses, bf16* dlogits,
                                           cudaStream_t stream);
 
-// ---- attention -----------------------------------------------------------------------------------
-// One call's geometry (compute_backend.h AttentionShape, resolved): local query head h reads local
-// kv head (head_begin + h) / group_size - kv_begin; out/dout are [B, T, local_heads, D] contiguous,
-// lse and delta [B, local_heads, T].
+// ---- attention
+// ----------------------------------------------------------------------------------- One call's
+// geometry (compute_backend.h AttentionShape, resolved): local query head h reads local kv head
+// (head_begin + h) / group_size - kv_begin; out/dout are [B, T, local_heads, D] contiguous, lse and
+// delta [B, local_heads, T].
 struct AttentionArgs {
   int64_t batch, seq, head_dim;
   int64_t local_heads, local_kv_heads;
@@ -167,8 +175,7 @@ __host__ __device__ inline int64_t KvHeadOf(const AttentionArgs& a, int64_t loca
 // attention_simple.cu: fp32 tiled kernels, any head dim up to kMaxSimpleHeadDim.
 constexpr int64_t kMaxSimpleHeadDim = 512;
 cudaError_t LaunchAttentionForwardSimple(const AttentionArgs& args, const bf16* q, const bf16* k,
-                                         const bf16* v, bf16* out, float* lse,
-                                         cudaStream_t stream);
+                                         const bf16* v, bf16* out, float* lse, cudaStream_t stream);
 // delta: scratch of batch x local_heads x seq floats.
 cudaError_t LaunchAttentionBackwardSimple(const AttentionArgs& args, const bf16* q, const bf16* k,
                                           const bf16* v, const bf16* out, const float* lse,

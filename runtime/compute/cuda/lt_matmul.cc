@@ -35,8 +35,8 @@ struct Descriptors {
 // The column-major layout of a row-major [rows, cols] matrix.
 absl::Status RowMajorLayout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows,
                             int64_t cols) {
-  CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(
-      layout, type, static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), cols));
+  CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(cols),
+                                                          static_cast<uint64_t>(rows), cols));
   return absl::OkStatus();
 }
 
@@ -63,15 +63,15 @@ absl::Status LtMatmul::Run(const GemmArgs& g, void* workspace, size_t workspace_
   // cuBLASLt's A is our B, its B our A (lt_matmul.h).
   const cublasOperation_t trans_a = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t trans_b = g.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      d.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
-  CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      d.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+  CAIRN_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+  CAIRN_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
   if (g.bias != nullptr) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const int32_t bias_type = c_type;
-    CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-        d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                                &epilogue, sizeof(epilogue)));
     CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
         d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
     CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
@@ -82,8 +82,18 @@ absl::Status LtMatmul::Run(const GemmArgs& g, void* workspace, size_t workspace_
   CAIRN_RETURN_IF_ERROR(RowMajorLayout(&d.b, CUDA_R_16BF, g.ta ? g.k : g.m, g.ta ? g.m : g.k));
   CAIRN_RETURN_IF_ERROR(RowMajorLayout(&d.c, c_type, g.m, g.n));
 
-  const Key key{g.m, g.n, g.k, g.ta, g.tb, g.c_f32, g.bias != nullptr, g.beta == 0.0f,
-                Alignment(g.a), Alignment(g.b), Alignment(g.c), Alignment(g.bias)};
+  const Key key{g.m,
+                g.n,
+                g.k,
+                g.ta,
+                g.tb,
+                g.c_f32,
+                g.bias != nullptr,
+                g.beta == 0.0f,
+                Alignment(g.a),
+                Alignment(g.b),
+                Alignment(g.c),
+                Alignment(g.bias)};
   Entry entry;
   bool cached = false;
   {
@@ -119,9 +129,8 @@ absl::Status LtMatmul::Run(const GemmArgs& g, void* workspace, size_t workspace_
       CAIRN_RETURN_IF_ERROR(CublasStatus(status, "cublasLtMatmulAlgoGetHeuristic"));
     } else {
       CAIRN_LOG(WARNING) << "cuBLASLt has no algorithm for m=" << g.m << " n=" << g.n
-                         << " k=" << g.k << " ta=" << g.ta << " tb=" << g.tb
-                         << " c_f32=" << g.c_f32 << " bias=" << (g.bias != nullptr)
-                         << ": using the simple kernel";
+                         << " k=" << g.k << " ta=" << g.ta << " tb=" << g.tb << " c_f32=" << g.c_f32
+                         << " bias=" << (g.bias != nullptr) << ": using the simple kernel";
     }
     std::lock_guard<std::mutex> lock(mu_);
     cache_.emplace(key, entry);
@@ -130,8 +139,8 @@ absl::Status LtMatmul::Run(const GemmArgs& g, void* workspace, size_t workspace_
     return absl::UnimplementedError("cuBLASLt has no algorithm for this matmul configuration");
   }
   const float alpha = 1.0f, beta = g.beta;
-  CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, d.op, &alpha, g.b, d.a, g.a, d.b, &beta,
-                                              g.c, d.c, g.c, d.c, &entry.algo, workspace,
+  CAIRN_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, d.op, &alpha, g.b, d.a, g.a, d.b, &beta, g.c,
+                                              d.c, g.c, d.c, &entry.algo, workspace,
                                               workspace_bytes, stream));
   return absl::OkStatus();
 }

@@ -53,8 +53,8 @@ class LtMatmul {
 
  private:
   // (m, n, k, ta, tb, c_f32, has_bias, beta_zero, alignment of a, b, c, bias)
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool, bool, int, int, int,
-                         int>;
+  using Key =
+      std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, bool, bool, int, int, int, int>;
   struct Entry {
     bool found = false;
     cublasLtMatmulAlgo_t algo;

@@ -13,9 +13,10 @@
 // thread (entered once through ucontext, switched with _setjmp/_longjmp), run round-robin, each
 // until its next barrier. That schedule is adversarial to a missing barrier: the first thread runs
 // ahead through the code the barrier should have held back (reading what others have not written
-// yet, overwriting what they have not read yet). __syncthreads is a block barrier; a warp-collective
-// operation (shuffle, ldmatrix, mma, __syncwarp) is a warp barrier around an exchange of the
-// lanes' operands. Threads are grouped into warps by linear thread index, as on the GPU.
+// yet, overwriting what they have not read yet). __syncthreads is a block barrier; a
+// warp-collective operation (shuffle, ldmatrix, mma, __syncwarp) is a warp barrier around an
+// exchange of the lanes' operands. Threads are grouped into warps by linear thread index, as on the
+// GPU.
 //
 // What it checks: barrier divergence (no fiber can run and not all are done: the block is abandoned
 // and reported). flash_emulator.h adds shared-memory bounds, alignment, uninitialised-read and race
@@ -194,8 +195,7 @@ inline void RunBlock(Machine& m) {
     for (int w = 0; w * 32 < m.threads; ++w) {
       bool all = true;
       for (int l = 0; l < 32 && w * 32 + l < m.threads; ++l) {
-        all = all &&
-              m.fibers[static_cast<size_t>(w * 32 + l)].state == Fiber::State::kWarpBarrier;
+        all = all && m.fibers[static_cast<size_t>(w * 32 + l)].state == Fiber::State::kWarpBarrier;
       }
       if (all) {
         for (int l = 0; l < 32 && w * 32 + l < m.threads; ++l) {

@@ -46,11 +46,11 @@ using IntBuffer = DeviceBuffer<int32_t>;
 constexpr double kStep = 1e-2;  // finite-difference step for fp32 forwards
 
 // Finite differences need a forward that resolves kStep; a backend without (bf16) skips them.
-#define CAIRN_SKIP_WITHOUT_FINITE_DIFFERENCES()                                           \
-  if (!tolerances().finite_difference.has_value()) {                                      \
-    GTEST_SKIP() << "finite differences are not meaningful in " +                        \
-                        std::string(DTypeName(backend().working_dtype()));               \
-  }                                                                                       \
+#define CAIRN_SKIP_WITHOUT_FINITE_DIFFERENCES()                            \
+  if (!tolerances().finite_difference.has_value()) {                       \
+    GTEST_SKIP() << "finite differences are not meaningful in " +          \
+                        std::string(DTypeName(backend().working_dtype())); \
+  }                                                                        \
   const double fd_tolerance = *tolerances().finite_difference
 
 std::vector<double> D(const std::vector<float>& v) { return Convert<double>(v); }
@@ -354,10 +354,9 @@ TEST_P(BackendOpsTest, GeluMatchesFiniteDifferences) {
 
 TEST_P(BackendOpsTest, SwiGluMatchesReference) {
   const int64_t n = 999;
-  const auto g = W(RandomVector(n, 1, 2.5f)), u = W(RandomVector(n, 2)),
-             dy = W(RandomVector(n, 3));
-  WBuffer g_(backend(), g), u_(backend(), u), y(backend(), n), dy_(backend(), dy),
-      dg(backend(), n), du(backend(), n);
+  const auto g = W(RandomVector(n, 1, 2.5f)), u = W(RandomVector(n, 2)), dy = W(RandomVector(n, 3));
+  WBuffer g_(backend(), g), u_(backend(), u), y(backend(), n), dy_(backend(), dy), dg(backend(), n),
+      du(backend(), n);
   ASSERT_OK(backend().SwiGluForward(n, g_.get(), u_.get(), y.get()));
   ASSERT_OK(backend().SwiGluBackward(n, g_.get(), u_.get(), dy_.get(), dg.get(), du.get()));
   std::vector<double> ey(n), edg(n), edu(n);
@@ -374,8 +373,8 @@ TEST_P(BackendOpsTest, SwiGluMatchesFiniteDifferences) {
   const int64_t n = 16;
   auto g = RandomVector(n, 1, 2.0f), u = RandomVector(n, 2);
   const auto dy = RandomVector(n, 3);
-  WBuffer g_(backend(), g), u_(backend(), u), y(backend(), n), dy_(backend(), dy),
-      dg(backend(), n), du(backend(), n);
+  WBuffer g_(backend(), g), u_(backend(), u), y(backend(), n), dy_(backend(), dy), dg(backend(), n),
+      du(backend(), n);
   ASSERT_OK(backend().SwiGluBackward(n, g_.get(), u_.get(), dy_.get(), dg.get(), du.get()));
   auto loss = [&]() {
     g_.Upload(g);
@@ -401,8 +400,8 @@ TEST_P(BackendOpsTest, RopeMatchesReference) {
   RopeShape long_positions{1, 3, 2, 64, 0, 8189, 500000.0f};  // Llama-3 base, far positions
   RopeShape llama{2, 5, 4, 128, 0, 3, 500000.0f};             // head dim 128 (vector loads)
   for (const RopeShape& s : {contiguous, strided, long_positions, llama}) {
-    SCOPED_TRACE(absl::StrCat("D=", s.head_dim, " stride=", s.token_stride,
-                              " offset=", s.position_offset));
+    SCOPED_TRACE(
+        absl::StrCat("D=", s.head_dim, " stride=", s.token_stride, " offset=", s.position_offset));
     const int64_t size = RopeElements(s);
     const auto x = W(RandomVector(size, 1)), dy = W(RandomVector(size, 2));
     const auto y0 = W(RandomVector(size, 3));  // elements outside the heads must stay as they were
@@ -584,8 +583,8 @@ TEST_P(BackendOpsTest, AttentionOverLocalHeadRangesConcatenatesToFull) {
         const auto lk = SliceHeads(k, tokens, kv_heads, Dh, kb, ke);
         const auto lv = SliceHeads(v, tokens, kv_heads, Dh, kb, ke);
         const auto ldout = SliceHeads(dout, tokens, H, Dh, hb, he);
-        WBuffer q2(backend(), lq), k2(backend(), lk), v2(backend(), lv),
-            out2(backend(), lq.size()), dout2(backend(), ldout);
+        WBuffer q2(backend(), lq), k2(backend(), lk), v2(backend(), lv), out2(backend(), lq.size()),
+            dout2(backend(), ldout);
         Buffer lse2(backend(), B * (he - hb) * T);
         WBuffer dq2(backend(), lq.size()), dk2(backend(), lk.size()), dv2(backend(), lv.size());
         ASSERT_OK(backend().AttentionForward(local, q2.get(), k2.get(), v2.get(), out2.get(),
@@ -593,8 +592,7 @@ TEST_P(BackendOpsTest, AttentionOverLocalHeadRangesConcatenatesToFull) {
         ASSERT_OK(backend().AttentionBackward(local, q2.get(), k2.get(), v2.get(), out2.get(),
                                               lse2.get(), dout2.get(), dq2.get(), dk2.get(),
                                               dv2.get()));
-        EXPECT_LE(RelativeError(out2.ToHost(), SliceHeads(full_out, tokens, H, Dh, hb, he)),
-                  exact);
+        EXPECT_LE(RelativeError(out2.ToHost(), SliceHeads(full_out, tokens, H, Dh, hb, he)), exact);
         // lse is [B, H, T]: the rank's heads are a contiguous block per batch.
         EXPECT_LE(RelativeError(lse2.ToHost(), SliceHeads(full_lse, B, H, T, hb, he)), exact);
         EXPECT_LE(RelativeError(dq2.ToHost(), SliceHeads(full_dq, tokens, H, Dh, hb, he)), exact);
@@ -645,19 +643,17 @@ TEST_P(BackendOpsTest, AttentionOnFusedQkvBufferEqualsSeparateTensors) {
     fused.kv_stride = width;
     WBuffer qkv_(backend(), qkv), out2(backend(), dout.size()), dqkv(backend(), qkv.size());
     Buffer lse2(backend(), B * H * T);
-    ASSERT_OK(backend().AttentionForward(fused, qkv_.get(), qkv_.at(H * Dh),
-                                         qkv_.at((H + KV) * Dh), out2.get(), lse2.get()));
-    ASSERT_OK(backend().AttentionBackward(fused, qkv_.get(), qkv_.at(H * Dh),
-                                          qkv_.at((H + KV) * Dh), out2.get(), lse2.get(),
-                                          dout_.get(), dqkv.get(), dqkv.at(H * Dh),
-                                          dqkv.at((H + KV) * Dh)));
+    ASSERT_OK(backend().AttentionForward(fused, qkv_.get(), qkv_.at(H * Dh), qkv_.at((H + KV) * Dh),
+                                         out2.get(), lse2.get()));
+    ASSERT_OK(backend().AttentionBackward(
+        fused, qkv_.get(), qkv_.at(H * Dh), qkv_.at((H + KV) * Dh), out2.get(), lse2.get(),
+        dout_.get(), dqkv.get(), dqkv.at(H * Dh), dqkv.at((H + KV) * Dh)));
     EXPECT_LE(RelativeError(out2.ToHost(), out.ToHost()), exact);
     EXPECT_LE(RelativeError(lse2.ToHost(), lse.ToHost()), exact);
     const auto grads = dqkv.ToHost();
     EXPECT_LE(RelativeError(SliceColumns(grads, tokens, width, 0, H * Dh), dq.ToHost()), exact);
-    EXPECT_LE(
-        RelativeError(SliceColumns(grads, tokens, width, H * Dh, (H + KV) * Dh), dk.ToHost()),
-        exact);
+    EXPECT_LE(RelativeError(SliceColumns(grads, tokens, width, H * Dh, (H + KV) * Dh), dk.ToHost()),
+              exact);
     EXPECT_LE(RelativeError(SliceColumns(grads, tokens, width, (H + KV) * Dh, width), dv.ToHost()),
               exact);
   }
@@ -801,8 +797,8 @@ CrossEntropyResult RunCrossEntropy(ComputeBackend& be, const CrossEntropyShape& 
   CAIRN_CHECK(be.CrossEntropyLossAndGrad(s, logits_.get(), targets_.get(), max.get(), sum_exp,
                                          target_logit, loss_scale, losses.get(), grad)
                   .ok());
-  return {losses.ToHost(), in_place ? ReadWorking(be, logits_.get(), N * s.local_vocab())
-                                    : dlogits.ToHost()};
+  return {losses.ToHost(),
+          in_place ? ReadWorking(be, logits_.get(), N * s.local_vocab()) : dlogits.ToHost()};
 }
 
 TEST_P(BackendOpsTest, CrossEntropyMatchesReference) {

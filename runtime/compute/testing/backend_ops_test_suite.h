@@ -52,9 +52,9 @@ namespace cairn::runtime::testing {
 
 // Relative-error bounds (see test_util.h's RelativeError) for one backend. The oracle always runs
 // on the inputs as the backend holds them (working-dtype inputs rounded first: test_util.h's
-// RoundTo), so the bounds measure the backend's own arithmetic and output rounding. The defaults are
-// the fp32 CPU backend's; a bf16 backend states its own values, with the reason for each, where it
-// instantiates the suite (cuda/cuda_backend_test.cc).
+// RoundTo), so the bounds measure the backend's own arithmetic and output rounding. The defaults
+// are the fp32 CPU backend's; a bf16 backend states its own values, with the reason for each, where
+// it instantiates the suite (cuda/cuda_backend_test.cc).
 struct Tolerances {
   double forward = 1e-5;   // forward outputs vs the double-precision oracle
   double backward = 1e-5;  // input and parameter gradients vs the double-precision oracle

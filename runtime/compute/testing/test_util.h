@@ -51,9 +51,9 @@ std::vector<To> Convert(const std::vector<From>& v) {
   return std::vector<To>(v.begin(), v.end());
 }
 
-// The values a tensor of `dtype` holds after an upload of `v`: unchanged for fp32, rounded to nearest
-// even for bf16. Tests feed the oracle these values, so that a bf16 backend is compared on the
-// inputs it actually sees (only its own arithmetic and output rounding count as error).
+// The values a tensor of `dtype` holds after an upload of `v`: unchanged for fp32, rounded to
+// nearest even for bf16. Tests feed the oracle these values, so that a bf16 backend is compared on
+// the inputs it actually sees (only its own arithmetic and output rounding count as error).
 inline std::vector<float> RoundTo(DType dtype, std::vector<float> v) {
   if (dtype == DType::kBFloat16) {
     for (float& x : v) x = FromBFloat16(ToBFloat16(x));
@@ -205,9 +205,7 @@ class WorkingBuffer {
   }
 
  private:
-  int64_t Bytes() const {
-    return n_ * static_cast<int64_t>(DTypeSize(backend_.working_dtype()));
-  }
+  int64_t Bytes() const { return n_ * static_cast<int64_t>(DTypeSize(backend_.working_dtype())); }
 
   ComputeBackend& backend_;
   int64_t n_;

@@ -53,14 +53,15 @@ cudaError_t LaunchKernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_
   if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.y > 65535 || grid.z > 65535) {
     error = cudaErrorInvalidConfiguration;
-  } else if (shared_bytes > static_cast<size_t>(AllowedSharedBytes(
-                                reinterpret_cast<const void*>(kernel)))) {
+  } else if (shared_bytes >
+             static_cast<size_t>(AllowedSharedBytes(reinterpret_cast<const void*>(kernel)))) {
     error = cudaErrorInvalidValue;
   }
   if (error != cudaSuccess) {
-    std::fprintf(stderr, "emulated launch refused: grid (%u, %u, %u), block (%u, %u, %u), %zu "
-                 "bytes of shared memory\n", grid.x, grid.y, grid.z, block.x, block.y, block.z,
-                 shared_bytes);
+    std::fprintf(stderr,
+                 "emulated launch refused: grid (%u, %u, %u), block (%u, %u, %u), %zu "
+                 "bytes of shared memory\n",
+                 grid.x, grid.y, grid.z, block.x, block.y, block.z, shared_bytes);
     SetLastError(error);
     return error;
   }

@@ -29,8 +29,8 @@ constexpr int kMaxSharedBytes = 227 << 10;
 
 std::mutex mu;
 std::map<const void*, size_t> allocations;  // guarded by mu
-size_t allocated = 0;                        // guarded by mu
-std::map<const void*, int> shared_limits;    // guarded by mu
+size_t allocated = 0;                       // guarded by mu
+std::map<const void*, int> shared_limits;   // guarded by mu
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local int current_device = 0;
 
@@ -100,9 +100,15 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0) return Fail(cudaErrorInvalidDevice);
   switch (attr) {
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = kMaxSharedBytes; return cudaSuccess;
-    case cudaDevAttrMultiProcessorCount: *value = 4; return cudaSuccess;
-    default: *value = 0; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = kMaxSharedBytes;
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = 4;
+      return cudaSuccess;
+    default:
+      *value = 0;
+      return cudaSuccess;
   }
 }
 
@@ -127,13 +133,20 @@ cudaError_t cudaGetLastError(void) {
 
 const char* cudaGetErrorName(cudaError_t error) {
   switch (error) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
-    default: return "cudaError(emulated)";
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
+    default:
+      return "cudaError(emulated)";
   }
 }
 
@@ -150,7 +163,8 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
   return cudaSuccess;
 }
 
-// ---- Streams -------------------------------------------------------------------------------------
+// ---- Streams
+// -------------------------------------------------------------------------------------
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
   *stream = reinterpret_cast<cudaStream_t>(new char);
@@ -164,7 +178,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 
-// ---- Memory --------------------------------------------------------------------------------------
+// ---- Memory
+// --------------------------------------------------------------------------------------
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   *ptr = AllocateBytes(bytes);
@@ -233,7 +248,8 @@ cudaError_t cudaFreeAsync(void* ptr, cudaStream_t) {
 
 }  // extern "C"
 
-// ---- cuBLASLt ------------------------------------------------------------------------------------
+// ---- cuBLASLt
+// ------------------------------------------------------------------------------------
 
 namespace {
 
@@ -305,16 +321,22 @@ cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
-                                              cublasLtMatmulDescAttributes_t attr,
-                                              const void* buf, size_t size) {
+                                              cublasLtMatmulDescAttributes_t attr, const void* buf,
+                                              size_t size) {
   auto* d = reinterpret_cast<MatmulDesc*>(desc);
   switch (attr) {
-    case CUBLASLT_MATMUL_DESC_TRANSA: return SetFrom(&d->trans_a, buf, size);
-    case CUBLASLT_MATMUL_DESC_TRANSB: return SetFrom(&d->trans_b, buf, size);
-    case CUBLASLT_MATMUL_DESC_EPILOGUE: return SetFrom(&d->epilogue, buf, size);
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return SetFrom(&d->bias, buf, size);
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return SetFrom(&d->bias_type, buf, size);
-    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+      return SetFrom(&d->trans_a, buf, size);
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+      return SetFrom(&d->trans_b, buf, size);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+      return SetFrom(&d->epilogue, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      return SetFrom(&d->bias, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+      return SetFrom(&d->bias_type, buf, size);
+    default:
+      return CUBLAS_STATUS_NOT_SUPPORTED;
   }
 }
 
@@ -373,10 +395,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   }
   const bool ta = d.trans_a == CUBLAS_OP_T, tb = d.trans_b == CUBLAS_OP_T;
   const uint64_t m = dl.rows, n = dl.cols;
-  const uint64_t a_rows = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;  // op(A): m x k
+  const uint64_t a_rows = ta ? a.cols : a.rows, k = ta ? a.rows : a.cols;       // op(A): m x k
   const uint64_t b_rows = tb ? b.cols : b.rows, b_cols = tb ? b.rows : b.cols;  // op(B): k x n
-  if (a_rows != m || b_rows != k || b_cols != n || c.rows != m || c.cols != n ||
-      c.ld != dl.ld) {
+  if (a_rows != m || b_rows != k || b_cols != n || c.rows != m || c.cols != n || c.ld != dl.ld) {
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS;
