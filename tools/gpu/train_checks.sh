@@ -80,15 +80,15 @@ for step in "${steps[@]}"; do
       ;;
     ckpt)
       plan /tmp/one.json 1 '{"tp_degree": 1}'
-      common=(--model llama-tiny --nproc 1 --plan /tmp/one.json --steps 10 --lr 1e-3 --quiet)
+      common=(--model llama-tiny --nproc 1 --plan /tmp/one.json --lr 1e-3 --quiet)
       for from in cuda cpu; do
         to=$([ $from = cuda ] && echo cpu || echo cuda)
         rm -rf "/tmp/ck_$from"
-        train "ck_straight_$to" --device "$to" "${common[@]}"
-        train "ck_save_$from" --device "$from" "${common[@]}" --checkpoint-dir "/tmp/ck_$from" --checkpoint-every 5
-        # Resume the step-5 checkpoint on the other device (the latest one is step 10: pick 5).
-        ck=$(ls -d /tmp/ck_$from/step_*5 2>/dev/null | head -1); [ -n "$ck" ] || ck=/tmp/ck_$from
-        train "ck_resume_${from}_on_$to" --device "$to" "${common[@]}" --resume "$ck"
+        # The same 10-step run on `to` straight, and as 5 steps on `from` (saving at its end) then
+        # steps 6-10 on `to` from that checkpoint (the learning-rate schedule spans 10 steps in both).
+        train "ck_straight_$to" --device "$to" "${common[@]}" --steps 10
+        train "ck_save_$from" --device "$from" "${common[@]}" --steps 10 --checkpoint-dir "/tmp/ck_$from" --checkpoint-every 5 --stop-at 5
+        train "ck_resume_${from}_on_$to" --device "$to" "${common[@]}" --steps 10 --resume "/tmp/ck_$from"
         verdicts+=("checkpoint $from -> $to: $(python3 $cmp "$out/ck_straight_$to.jsonl" "$out/ck_resume_${from}_on_$to.jsonl" 2e-2)")
       done
       ;;
