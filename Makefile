@@ -5,6 +5,8 @@
 #   make test    bazel test //... and a final `N passed, N failed` line (tools/run_tests.sh)
 #   make demo    build the `cairn` CLI in opt mode and plan Llama-2 7B on 4 nodes of H100 SXM
 #   make bench   run the strategy-search benchmark (opt mode)
+#   make gpu-stage  build the GPU tests and cairn-train in opt mode and stage them into .device
+#   make test-gpu   on a GPU machine: the GPU checks from .device, then `N passed, N failed`
 #   make clean   bazel clean (the disk cache under ~/.cache/cairn-bazel-disk stays)
 #
 # Variables: BAZEL (default bazel), TARGETS (default //...) for build and test, DEMO_ARGS.
@@ -20,7 +22,7 @@ CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda --define=c
 endif
 
 .DEFAULT_GOAL := build
-.PHONY: deps build test demo bench clean
+.PHONY: deps build test demo bench clean gpu-stage test-gpu
 
 deps:
 	tools/install_deps.sh
@@ -37,6 +39,13 @@ demo: deps
 
 bench: deps
 	$(BAZEL) run -c opt //planner/search:search_bench
+
+gpu-stage: deps
+	tools/gpu/run_all.sh --stage
+
+# No deps step: the GPU machines run staged binaries and need no build packages.
+test-gpu:
+	tools/gpu/test_gpu.sh
 
 clean:
 	$(BAZEL) clean

@@ -98,7 +98,9 @@ for step in "${steps[@]}"; do
           --memory-gb 1000 --steps 1 --data /tmp/data > "$out/oom.log" 2>&1
       rc=$?
       msg=$(grep -m1 -iE "needs|cannot allocate|memory" "$out/oom.log")
-      verdicts+=("oom: exit $rc, no step ran: $(grep -c '^step ' "$out/oom.log" | sed 's/^0$/yes/'); $msg")
+      steps_ran=$(grep -c '^step ' "$out/oom.log")
+      v=FAIL; [ $rc != 0 ] && [ $rc != 124 ] && [ "$steps_ran" = 0 ] && [ -n "$msg" ] && v=PASS
+      verdicts+=("oom refused before the first step: $v: exit $rc, $steps_ran steps ran; $msg")
       ;;
     speed)
       tools/gpu/speed.sh > "$out/speed.log" 2>&1
