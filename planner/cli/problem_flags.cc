@@ -44,7 +44,9 @@ absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s) {
 absl::StatusOr<planner::Schedule> ParseSchedule(absl::string_view s) {
   if (s == "1f1b") return planner::Schedule::k1F1B;
   if (s == "gpipe") return planner::Schedule::kGPipe;
-  return absl::InvalidArgumentError(absl::StrCat("unknown schedule '", s, "' (1f1b, gpipe)"));
+  if (s == "interleaved") return planner::Schedule::kInterleaved1F1B;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown schedule '", s, "' (1f1b, gpipe, interleaved)"));
 }
 
 
