@@ -161,10 +161,11 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
           "{\"step\": %d, \"loss\": %.6f, \"step_time_s\": %.6f, \"tokens_per_s\": %.1f, "
           "\"peak_memory_bytes\": %d, \"planned_memory_bytes\": %d, \"learning_rate\": %.6g, "
           "\"grad_norm\": %.6f, \"compute_s\": %.6f, \"comm_s\": %.6f, \"mfu\": %.4f, "
-          "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d}\n",
+          "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d, "
+          "\"backend_scratch_bytes\": %d}\n",
           step + 1, r.loss, r.step_time_s, tokens / r.step_time_s, worst, planned,
           r.learning_rate, r.grad_norm, r.compute_s, r.comm_s, mfu, o.predicted.step_time_s,
-          o.predicted.peak_bytes);
+          o.predicted.peak_bytes, backend->ScratchHighWaterBytes());
       metrics->flush();
     }
     if (!o.checkpoint_dir.empty() && o.checkpoint_every > 0 &&
@@ -181,14 +182,15 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
     const double mfu = Mfu(o, tokens / mean);
     std::printf(
         "done: %d steps | mean step %s (predicted %s) | %s tokens/s%s | peak memory %s per rank "
-        "(predicted %s, planned %s)\n",
+        "(predicted %s, planned %s) + backend scratch %s\n",
         static_cast<int>(last), FormatSeconds(mean).c_str(),
         FormatSeconds(o.predicted.step_time_s).c_str(),
         FormatCount(tokens / mean).c_str(),
         mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
         FormatBytes(static_cast<double>(peak)).c_str(),
         FormatBytes(static_cast<double>(o.predicted.peak_bytes)).c_str(),
-        FormatBytes(static_cast<double>(planned)).c_str());
+        FormatBytes(static_cast<double>(planned)).c_str(),
+        FormatBytes(static_cast<double>(backend->ScratchHighWaterBytes())).c_str());
     std::fflush(stdout);
   }
   return world->Barrier();
