@@ -146,11 +146,18 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
     }
     const double mfu = Mfu(o, tokens / r.step_time_s);
     if (rank == 0 && !o.quiet) {
+      // The compute/communication split is host time: exact where the backend runs synchronously
+      // (CPU), only the time to enqueue on an asynchronous one (CUDA), so it is not printed there.
+      const std::string split =
+          backend->default_stream() != nullptr
+              ? ""
+              : absl::StrFormat(" (compute %s, comm %s)", FormatSeconds(r.compute_s),
+                                FormatSeconds(r.comm_s));
       std::printf(
-          "step %5lld/%d | loss %.4f | %s (compute %s, comm %s) | %s tokens/s%s | peak %s | "
+          "step %5lld/%d | loss %.4f | %s%s | %s tokens/s%s | peak %s | "
           "lr %.2e | norm %.3f\n",
           static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
-          FormatSeconds(r.compute_s).c_str(), FormatSeconds(r.comm_s).c_str(),
+          split.c_str(),
           FormatCount(tokens / r.step_time_s).c_str(),
           mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
           FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm);
