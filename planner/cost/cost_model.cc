@@ -44,6 +44,8 @@ std::string CostModel::CheckStrategy(LayerKind kind, const Strategy& s,
                                      const StageContext& ctx) const {
   const ModelDims& m = problem_.model;
   if (s.tp < 1 || !IsPowerOfTwo(s.tp)) return absl::StrCat("degree ", s.tp, " is not a power of 2");
+  // A stage of no devices (a device count that overflowed int) would divide by zero below.
+  if (ctx.stage_devices < 1) return absl::StrCat("the stage has ", ctx.stage_devices, " devices");
   if (ctx.stage_devices % s.tp != 0) {
     return absl::StrCat("degree ", s.tp, " does not divide the ", ctx.stage_devices,
                         " devices of the stage");
