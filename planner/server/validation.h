@@ -14,6 +14,7 @@
 #ifndef CAIRN_PLANNER_SERVER_VALIDATION_H_
 #define CAIRN_PLANNER_SERVER_VALIDATION_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,12 @@ inline constexpr int kMaxRendezvousKeyBytes = 256;
 inline constexpr int kMaxRendezvousValueBytes = 64 * 1024;
 inline constexpr int kMaxRendezvousWaitKeys = 1024;
 inline constexpr double kMaxRendezvousWaitS = 3600;
+inline constexpr int kMaxRendezvousKeysPerJob = 4096;
+inline constexpr int64_t kMaxRendezvousBytesPerJob = int64_t{16} << 20;
+inline constexpr int kMaxRendezvousWaiters = 4096;        // waits pending at once, all jobs
+inline constexpr int kMaxRendezvousWaitersPerJob = 1024;
+inline constexpr int kMaxKeysNamedInMessages = 10;        // a timeout names this many missing keys
+inline constexpr int kMaxWatchStreams = 4096;             // WatchJob + WatchAssignments streams
 inline constexpr int kMaxJobMessageBytes = 4096;
 inline constexpr int kMaxStringBytes = 4096;         // any other string field of a request
 inline constexpr int kMaxNotesBytes = 64 * 1024;     // HardwareProfile.notes

@@ -419,6 +419,10 @@ constexpr const char* kSetRendezvous =
     "ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value";
 constexpr const char* kGetRendezvous =
     "SELECT value FROM rendezvous WHERE job_id = ?1 AND key = ?2";
+constexpr const char* kRendezvousUsage =
+    "SELECT count(*), coalesce(sum(length(value)), 0), "
+    "coalesce(sum(CASE WHEN key = ?2 THEN length(value) END), -1) "
+    "FROM rendezvous WHERE job_id = ?1";
 
 template <typename Message>
 absl::Status WriteAgent(Connection& conn, const Message& info, int64_t heartbeat_us) {
@@ -1011,6 +1015,25 @@ absl::Status SqliteStore::RendezvousSet(const std::string& job_id, const std::st
     st.BindBlob(3, value);
     return st.StepDone();
   });
+}
+
+absl::StatusOr<Store::RendezvousUsage> SqliteStore::GetRendezvousUsage(const std::string& job_id,
+                                                                      const std::string& key) {
+  CAIRN_RETURN_IF_ERROR(RequireNonEmpty("job_id", job_id));
+  RendezvousUsage u;
+  CAIRN_RETURN_IF_ERROR(Read("GetRendezvousUsage", [&](Connection& conn) -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(Statement st, conn.Prepare(kRendezvousUsage, "counting the keys"));
+    st.BindText(1, job_id);
+    st.BindText(2, key);
+    CAIRN_ASSIGN_OR_RETURN(const bool row, st.Step());
+    if (row) {
+      u.keys = st.ColumnInt64(0);
+      u.bytes = st.ColumnInt64(1);
+      u.key_bytes = st.ColumnInt64(2);
+    }
+    return absl::OkStatus();
+  }));
+  return u;
 }
 
 absl::StatusOr<std::string> SqliteStore::RendezvousGet(const std::string& job_id,

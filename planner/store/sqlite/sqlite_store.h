@@ -154,6 +154,8 @@ class SqliteStore final : public Store {
                              const std::string& value) override;
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id,
                                             const std::string& key) override;
+  absl::StatusOr<RendezvousUsage> GetRendezvousUsage(const std::string& job_id,
+                                                     const std::string& key) override;
 
   // --- Operations.
 

@@ -305,6 +305,20 @@ absl::Status MemoryStore::RendezvousSet(const std::string& job_id, const std::st
   return absl::OkStatus();
 }
 
+absl::StatusOr<Store::RendezvousUsage> MemoryStore::GetRendezvousUsage(const std::string& job_id,
+                                                                      const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Enter(); !s.ok()) return s;
+  RendezvousUsage u;
+  for (auto it = rendezvous_.lower_bound({job_id, ""});
+       it != rendezvous_.end() && it->first.first == job_id; ++it) {
+    ++u.keys;
+    u.bytes += static_cast<int64_t>(it->second.size());
+    if (it->first.second == key) u.key_bytes = static_cast<int64_t>(it->second.size());
+  }
+  return u;
+}
+
 absl::StatusOr<std::string> MemoryStore::RendezvousGet(const std::string& job_id,
                                                        const std::string& key) {
   absl::MutexLock lock(&mu_);
