@@ -41,8 +41,14 @@ int MemoryStore::calls() const {
   return calls_;
 }
 
+void MemoryStore::SetCallHook(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  hook_ = std::move(hook);
+}
+
 absl::Status MemoryStore::Enter() {
   ++calls_;
+  if (hook_) hook_();
   if (!fail_next_) return absl::OkStatus();
   absl::Status s = *fail_next_;
   fail_next_.reset();
