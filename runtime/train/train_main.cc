@@ -98,14 +98,21 @@ absl::Status Worker(const Config& cfg, int rank) {
       std::fflush(stdout);
     }
   }
+  // Each step in its own directory; rank 0 commits it (manifest, then `latest`) once every rank's
+  // file is on disk, and keeps the newest 3 (runtime/checkpoint/checkpoint.h).
   auto save = [&](int64_t done) -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(TensorRecords records, engine->Snapshot());
-    CAIRN_RETURN_IF_ERROR(WriteRankFile(cfg.checkpoint_dir, rank, records));
+    CAIRN_RETURN_IF_ERROR(WriteRankFile(StepDirectory(cfg.checkpoint_dir, done), rank, records));
     CAIRN_RETURN_IF_ERROR(world->Barrier());
     if (rank == 0) {
-      CAIRN_RETURN_IF_ERROR(WriteMeta(cfg.checkpoint_dir, {done, model.name, cfg.world, 1}));
+      const std::string plan = absl::StrCat("pp=", cfg.plan.pipeline_degree(), " m=",
+                                            cfg.plan.num_micro_batches, " batch=",
+                                            cfg.plan.global_batch);
+      CAIRN_RETURN_IF_ERROR(CommitCheckpoint(cfg.checkpoint_dir,
+                                             {done, model.name, cfg.world, 2, plan},
+                                             /*keep_last=*/3));
       std::printf("checkpoint: step %lld saved to %s\n", static_cast<long long>(done),
-                  cfg.checkpoint_dir.c_str());
+                  StepDirectory(cfg.checkpoint_dir, done).c_str());
       std::fflush(stdout);
     }
     return absl::OkStatus();
