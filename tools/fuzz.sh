@@ -16,7 +16,7 @@
 #   checkpoint_fuzz   //runtime/checkpoint:checkpoint_fuzz  the checkpoint reader
 #
 # Each run works on a copy of the seeds (the repository is not modified) under $FUZZ_WORK (default
-# a temporary folder); a crash leaves its input there as crash-* and is reported with the command
+# a temporary folder, on /dev/shm when there is one); a crash leaves its input there as crash-* and is reported with the command
 # that reproduces it. Limits per input: 10 s (-timeout), 2 GiB of memory (-rss_limit_mb, and
 # -malloc_limit_mb: a single allocation above it is a finding too).
 #
@@ -70,7 +70,10 @@ if ! "$BAZEL" build --config=fuzz "${labels[@]}"; then
 fi
 bin=$("$BAZEL" info --config=fuzz bazel-bin 2>/dev/null)
 
-work=${FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-fuzz.XXXXXX")}
+# Targets that go through files run several times faster on a RAM file system.
+scratch=${TMPDIR:-/tmp}
+[ -d /dev/shm ] && [ -w /dev/shm ] && scratch=/dev/shm
+work=${FUZZ_WORK:-$(mktemp -d "$scratch/cairn-fuzz.XXXXXX")}
 mkdir -p "$work"
 passed=0
 failed=0
