@@ -26,7 +26,8 @@ endif
 # (runtime kernels and collectives; search_test's brute force, >300 s under ASan) is left out.
 ASAN_TARGETS ?= //planner/... -//planner/search:search_test //runtime/data/... //runtime/checkpoint/... \
 	//tests:planner_limits_test //tests:planner_reliability_test //tests:planner_service_test \
-	//tests:planner_security_test //tests:planner_daemon_test //tests:store_durability_test //tests:cli_test
+	//tests:planner_security_test //tests:planner_daemon_test //tests:store_durability_test //tests:cli_test \
+	//tests:golden_plans_test
 FUZZ_SECONDS ?= 15
 
 .DEFAULT_GOAL := build

@@ -32,6 +32,9 @@ constexpr int64_t kMaxTokensPerStep = int64_t{1} << 32;  // global batch x seq_l
 constexpr int kMaxMicroBatches = 4096;                // also search.cc's bound on divisors
 constexpr int64_t kMaxCombinations = int64_t{1} << 18;   // (batch, pp, m, schedule) tuples
 constexpr int64_t kMaxDeviceMemoryBytes = int64_t{1} << 50;  // 1 PiB
+// layers x hidden x tokens per step: the activation bytes of a whole step (about 70 bytes per
+// token, hidden unit and layer) summed in int64 by the cost model and the DP stay below 2^63.
+constexpr double kMaxActivationScale = 0x1p55;
 
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
@@ -428,6 +431,15 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
                                            r.model().name()));
   }
   problem.seq_len = r.seq_len();
+  const double scale = static_cast<double>(max_batch) * r.seq_len() * r.model().hidden_size() *
+                       (r.model().num_layers() + 2);
+  if (scale > kMaxActivationScale) {
+    return Invalid("global_batch_size",
+                   absl::StrCat(max_batch, " samples x seq_len ", r.seq_len(), " x hidden ",
+                                r.model().hidden_size(), " x ", r.model().num_layers() + 2,
+                                " layers is beyond what the planner's 64-bit memory arithmetic "
+                                "holds (2^55); use a smaller batch"));
+  }
   if (static_cast<int64_t>(max_batch) * r.seq_len() > kMaxTokensPerStep) {
     return Invalid("global_batch_size",
                    absl::StrCat(max_batch, " samples x seq_len ", r.seq_len(), " = ",

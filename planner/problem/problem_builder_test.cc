@@ -332,6 +332,15 @@ TEST(ProblemBuilderTest, RefusesWhatWouldOverflowOrExhaustTheSearch) {
        "model.num_layers: 10000 exceeds the planner's limit of 1024"},
       {"hidden", [](SearchRequest* r) { r->mutable_model()->set_hidden_size(1 << 20); },
        "model.hidden_size"},
+      {"activation bytes beyond int64",
+       [](SearchRequest* r) {
+         r->mutable_model()->set_num_layers(1024);
+         r->mutable_model()->set_hidden_size(1 << 17);
+         r->mutable_model()->set_ffn_hidden_size(1 << 19);
+         r->set_global_batch_size(1 << 20);
+         r->set_seq_len(4096);  // 2^32 tokens per step: within that limit
+       },
+       "64-bit memory arithmetic holds (2^55)"},
       {"micro-batches", [](SearchRequest* r) {
          r->set_global_batch_size(8192);
          r->set_seq_len(128);
