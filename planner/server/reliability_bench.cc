@@ -27,7 +27,7 @@
 namespace {
 
 using namespace cairn::planner;  // NOLINT
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 double CpuSeconds() {
   struct rusage u;
@@ -35,7 +35,7 @@ double CpuSeconds() {
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
 
 cairn::v1::PlanRequest Request(const std::string& model, int nodes, int min_batch, int max_batch,
                                int step, int seq) {
@@ -81,10 +81,10 @@ int main(int argc, char** argv) {
       PlannerLogic planner(store.get(), &timers, &metrics, &RealClock::Get(), o);
       absl::Notification done;
       absl::Status status;
-      Clock::time_point answered;
-      const Clock::time_point start = Clock::now();
+      Steady::time_point answered;
+      const Steady::time_point start = Steady::now();
       std::shared_ptr<SearchTicket> t = planner.Plan(c.request, nullptr, [&](auto r) {
-        answered = Clock::now();
+        answered = Steady::now();
         status = r.status();
         done.Notify();
       });
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
                     Since(start), status.ToString().substr(0, 60).c_str());
       } else {
         const double cpu0 = CpuSeconds();
-        const Clock::time_point cancel = Clock::now();
+        const Steady::time_point cancel = Steady::now();
         t->Cancel();
         done.WaitForNotification();
         std::printf("cancel   %-62s answer %.1f ms after Cancel(), %.1f ms of CPU (%s)\n", c.name,
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
       o.search_workers = 1;
       o.max_search_time = absl::Seconds(2);
       PlannerLogic planner(store.get(), &timers, &metrics, &RealClock::Get(), o);
-      const Clock::time_point start = Clock::now();
+      const Steady::time_point start = Steady::now();
       absl::StatusOr<cairn::v1::PlanResponse> r = planner.PlanAndWait(c.request);
       std::printf("deadline %-62s answer after %.3f s with a 2 s limit (%s)\n", c.name,
                   Since(start), absl::StatusCodeToString(r.status().code()).c_str());
