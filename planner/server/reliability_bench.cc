@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "planner/catalog/models.h"
 #include "planner/server/clock.h"
 #include "planner/server/metrics.h"
 #include "planner/server/planner_logic.h"
@@ -51,6 +52,19 @@ cairn::v1::PlanRequest Request(const std::string& model, int nodes, int min_batc
   return r;
 }
 
+// The most layers a request may have, on a model otherwise like llama2-7b.
+cairn::v1::PlanRequest DeepRequest() {
+  cairn::v1::PlanRequest r;
+  *r.mutable_search()->mutable_model() = cairn::planner::LookupModel("llama2-7b").value();
+  r.mutable_search()->mutable_model()->set_num_layers(1024);
+  r.set_cluster_name("h100-sxm");
+  r.set_num_nodes(16);
+  r.set_no_cache(true);
+  r.mutable_search()->set_global_batch_size(512);
+  r.mutable_search()->set_seq_len(4096);
+  return r;
+}
+
 struct Case {
   const char* name;
   cairn::v1::PlanRequest request;
@@ -73,6 +87,8 @@ int main(int argc, char** argv) {
        Request("llama2-70b", 8, 128, 1024, 128, 4096)},
       {"gpt3-175b, 64 x 8 H100, batch 256..2048 step 256, seq 2048",
        Request("gpt3-175b", 64, 256, 2048, 256, 2048)},
+      {"llama2-7b deepened to 1024 layers (the limit), 16 x 8 H100, batch 512",
+       DeepRequest()},
   };
   for (const Case& c : cases) {
     {
