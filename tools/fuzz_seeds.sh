@@ -5,8 +5,11 @@
 #
 # Each target's seeds live in a testdata/<target>/ folder beside it and are committed; this script
 # is only needed when a format changes. Seeds are small valid inputs (one per RPC, per file kind),
-# so the fuzzer starts from inside the formats instead of guessing their magic bytes. Needs
-# /usr/bin/protoc (text -> wire format) and python3 (byte layouts and SHA-256); no Bazel.
+# so the fuzzer starts from inside the formats instead of guessing their magic bytes. For the
+# smaller targets the folders also hold the corpus of the recorded long run, minimized
+# (`<target> -merge=1 testdata/<target> <corpus>`, files named by their SHA-1); this script adds
+# its files beside those and removes nothing. Needs /usr/bin/protoc (text -> wire format) and
+# python3 (byte layouts and SHA-256); no Bazel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +17,7 @@ PROTOC=${PROTOC:-/usr/bin/protoc}
 
 # --- planner/server/testdata/validation_fuzz: selector byte (method index) + request bytes.
 out=planner/server/testdata/validation_fuzz
-rm -rf "$out"; mkdir -p "$out"
+mkdir -p "$out"
 # Methods in descriptor order (Planner, Profiles, Agents, Jobs, Rendezvous), with a request each.
 i=0
 seed() {  # seed TYPE 'TEXT'
@@ -62,7 +65,6 @@ def write(path, data):
 
 # planner/catalog/testdata/spec_json_fuzz: selector (even: ModelSpec, odd: HardwareProfile) + JSON.
 d = "planner/catalog/testdata/spec_json_fuzz"
-shutil.rmtree(d, ignore_errors=True)
 model = {"name": "llama2-7b", "numLayers": 32, "hiddenSize": 4096, "ffnHiddenSize": 11008,
          "numHeads": 32, "numKvHeads": 32, "vocabSize": 32000, "maxSeqLen": 4096,
          "norm": "NORM_KIND_RMSNORM", "activation": "ACTIVATION_KIND_SWIGLU",
@@ -94,7 +96,6 @@ write(f"{d}/hardware_h100", b"\x01" + json.dumps(hw).encode())
 # planner/catalog/testdata/galvatron_fuzz: selector (0 strategy, 1 computation, 2 memory,
 # 3 all-reduce, 4 sp_time, 5 p2p, 6 overlap) + a file of Galvatron's.
 d = "planner/catalog/testdata/galvatron_fuzz"
-shutil.rmtree(d, ignore_errors=True)
 ref = "../shared/reference/galvatron"
 files = {0: "planner/catalog/testdata/galvatron_config_llama2-7b_1nodes_8gpus_per_node_36GB_bf16.json",
          1: f"{ref}/computation_profiling_bf16_llama2-7b_all.json",
@@ -110,7 +111,6 @@ for sel, path in files.items():
 
 # planner/plan/testdata/plan_json_fuzz: plan JSON files (llama-tiny on 4 CPU workers).
 d = "planner/plan/testdata/plan_json_fuzz"
-shutil.rmtree(d, ignore_errors=True)
 def layer(i, tp=1, mode="PARALLEL_MODE_TENSOR", dp="DATA_PARALLEL_MODE_DDP", rc=False):
     l = {"index": i, "tpDegree": tp, "mode": mode, "dpMode": dp}
     if rc: l["recompute"] = True
@@ -130,7 +130,6 @@ write(f"{d}/pp1_ulysses.json", json.dumps(flat))
 
 # runtime/data/testdata/token_shard_fuzz: shards (header + tokens).
 d = "runtime/data/testdata/token_shard_fuzz"
-shutil.rmtree(d, ignore_errors=True)
 def shard(width, tokens, count=None):
     h = b"CAIRNTOK" + struct.pack("<IIQQ", 1, width, len(tokens) if count is None else count, 0)
     return h + b"".join(struct.pack("<H" if width == 2 else "<I", t) for t in tokens)
@@ -141,7 +140,6 @@ write(f"{d}/count_wraps", shard(2, [], count=1 << 63))
 
 # runtime/checkpoint/testdata/checkpoint_fuzz: even selector + a rank file; odd + a MANIFEST.
 d = "runtime/checkpoint/testdata/checkpoint_fuzz"
-shutil.rmtree(d, ignore_errors=True)
 def record(name, kind, items):
     n = name.encode()
     return (struct.pack("<I", len(n)) + n + struct.pack("<BQ", kind, len(items)) +
