@@ -1,7 +1,7 @@
 // reliability_bench — how fast a search stops once its caller leaves or its time is up (the
 // numbers in docs/reliability.md). Not a test: timings are recorded, never asserted.
 //
-//   bazel run -c opt //planner/server:reliability_bench
+//   bazel run -c opt //planner/server:reliability_bench [-- --case N --repeat K --after S]
 //
 // For each case a PlannerLogic (in-memory SQLite store, one search worker) runs the request:
 //   cancel   the caller cancels once the search has run `--after` seconds; printed: wall time from
@@ -74,8 +74,11 @@ struct Case {
 
 int main(int argc, char** argv) {
   double after_s = 2.0;
+  int only = -1, repeat = 1;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--after") == 0) after_s = std::atof(argv[i + 1]);
+    if (std::strcmp(argv[i], "--case") == 0) only = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--repeat") == 0) repeat = std::atoi(argv[i + 1]);
   }
   std::unique_ptr<SqliteStore> store = SqliteStore::Open(":memory:").value();
   TimerThread timers;
@@ -90,7 +93,10 @@ int main(int argc, char** argv) {
       {"llama2-7b deepened to 1024 layers (the limit), 16 x 8 H100, batch 512",
        DeepRequest()},
   };
-  for (const Case& c : cases) {
+  for (int ci = 0; ci < static_cast<int>(sizeof(cases) / sizeof(cases[0])); ++ci) {
+   if (only >= 0 && ci != only) continue;
+   const Case& c = cases[ci];
+   for (int rep = 0; rep < repeat; ++rep) {
     {
       PlannerOptions o;
       o.search_workers = 1;
@@ -130,6 +136,7 @@ int main(int argc, char** argv) {
                   Since(start), absl::StatusCodeToString(r.status().code()).c_str());
       std::fflush(stdout);
     }
+   }
   }
   return 0;
 }
