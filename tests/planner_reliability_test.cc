@@ -275,12 +275,11 @@ TEST_F(PlannerReliabilityTest, StoreWorkRunsOnTheBoundedWorkerThreads) {
     second = st;
     second_done.Notify();
   });
-  ASSERT_TRUE(Eventually([&] {
-    v1::ListJobsResponse r3;
-    const grpc::Status third = jobs->ListJobs(Context().get(), request, &r3);
-    return third.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-           third.error_message().find("the planner is overloaded") != std::string::npos;
-  }));
+  // Once the second waits in the queue, a third finds it full.
+  ASSERT_TRUE(Eventually([&] { return server_->executor()->queued() == 1; }));
+  v1::ListJobsResponse r3;
+  EXPECT_THAT(jobs->ListJobs(Context().get(), request, &r3),
+              GrpcIs(grpc::StatusCode::RESOURCE_EXHAUSTED, "the planner is overloaded"));
   // Health is answered by gRPC's threads while the worker is blocked.
   grpc::GenericStub generic(channel_);
   EXPECT_TRUE(RawCall(generic, "/grpc.health.v1.Health/Check", "").ok());

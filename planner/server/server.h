@@ -66,6 +66,7 @@ class Server {
   AgentsLogic* agents() { return agents_.get(); }
   PlannerLogic* planner() { return planner_.get(); }
   Metrics* metrics() { return metrics_.get(); }
+  Executor* executor() { return executor_.get(); }
 
  private:
   Server() = default;
