@@ -105,14 +105,21 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
       std::fflush(stdout);
     }
   }
+  // Each step in its own directory; rank 0 commits it (manifest, then `latest`) once every rank's
+  // file is on disk, and keeps the newest 3 (runtime/checkpoint/checkpoint.h).
   auto save = [&](int64_t done) -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(TensorRecords records, engine->Snapshot());
-    CAIRN_RETURN_IF_ERROR(WriteRankFile(o.checkpoint_dir, rank, records));
+    const std::string step_dir = StepDirectory(o.checkpoint_dir, done);
+    CAIRN_RETURN_IF_ERROR(WriteRankFile(step_dir, rank, records));
     CAIRN_RETURN_IF_ERROR(world->Barrier());
     if (rank == 0) {
-      CAIRN_RETURN_IF_ERROR(WriteMeta(o.checkpoint_dir, {done, o.model.name, o.world_size, 1}));
+      const std::string plan = absl::StrCat("pp=", o.plan.pipeline_degree(), " m=",
+                                            o.plan.num_micro_batches, " batch=",
+                                            o.plan.global_batch);
+      CAIRN_RETURN_IF_ERROR(CommitCheckpoint(
+          o.checkpoint_dir, {done, o.model.name, o.world_size, 2, plan}, /*keep_last=*/3));
       std::printf("checkpoint: step %lld saved to %s\n", static_cast<long long>(done),
-                  o.checkpoint_dir.c_str());
+                  step_dir.c_str());
       std::fflush(stdout);
     }
     return absl::OkStatus();
