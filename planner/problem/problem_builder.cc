@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/math.h"
+#include "common/proto_fields.h"
 #include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -39,41 +40,6 @@ constexpr double kMaxActivationScale = 0x1p55;
 
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
-}
-
-// The first float or double field of `m` (recursively, repeated and map fields included) that is
-// NaN or infinite, as "device.peak_flops_per_s = inf"; "" when every number is finite.
-std::string NonFiniteField(const google::protobuf::Message& m) {
-  using google::protobuf::FieldDescriptor;
-  const google::protobuf::Reflection* r = m.GetReflection();
-  std::vector<const FieldDescriptor*> fields;
-  r->ListFields(m, &fields);
-  for (const FieldDescriptor* f : fields) {
-    const int n = f->is_repeated() ? r->FieldSize(m, f) : 1;
-    for (int i = 0; i < n; ++i) {
-      const std::string name =
-          f->is_repeated() ? absl::StrCat(f->name(), "[", i, "]") : std::string(f->name());
-      double v = 0;
-      switch (f->cpp_type()) {
-        case FieldDescriptor::CPPTYPE_DOUBLE:
-          v = f->is_repeated() ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f);
-          break;
-        case FieldDescriptor::CPPTYPE_FLOAT:
-          v = f->is_repeated() ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f);
-          break;
-        case FieldDescriptor::CPPTYPE_MESSAGE: {
-          const std::string inner = NonFiniteField(
-              f->is_repeated() ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
-          if (!inner.empty()) return absl::StrCat(name, ".", inner);
-          continue;
-        }
-        default:
-          continue;
-      }
-      if (!std::isfinite(v)) return absl::StrCat(name, " = ", v);
-    }
-  }
-  return "";
 }
 
 // Divisors of x >= 1 (O(sqrt(x)), 64-bit loop variable).

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/proto_fields.h"
 #include "common/status_macros.h"
 #include "planner/catalog/clusters.h"
 
@@ -79,35 +80,6 @@ absl::Status CheckStep(absl::string_view field, const cairn::v1::StepMetrics& s)
   return absl::OkStatus();
 }
 
-// Walks every set field of `m`: `visit(field path, descriptor, message, index)` for scalars (index
-// -1 for singular fields) returns a non-empty problem to stop at.
-template <typename Visit>
-std::string Walk(const google::protobuf::Message& m, const std::string& prefix, Visit& visit) {
-  using google::protobuf::FieldDescriptor;
-  const google::protobuf::Reflection* r = m.GetReflection();
-  std::vector<const FieldDescriptor*> fields;
-  r->ListFields(m, &fields);
-  for (const FieldDescriptor* f : fields) {
-    const int n = f->is_repeated() ? r->FieldSize(m, f) : 1;
-    for (int i = 0; i < n; ++i) {
-      const std::string path =
-          absl::StrCat(prefix, prefix.empty() ? "" : ".", f->name(),
-                       f->is_repeated() ? absl::StrCat("[", i, "]") : "");
-      const int index = f->is_repeated() ? i : -1;
-      if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-        const google::protobuf::Message& inner =
-            index < 0 ? r->GetMessage(m, f) : r->GetRepeatedMessage(m, f, index);
-        std::string problem = Walk(inner, path, visit);
-        if (!problem.empty()) return problem;
-        continue;
-      }
-      std::string problem = visit(path, f, m, index);
-      if (!problem.empty()) return problem;
-    }
-  }
-  return "";
-}
-
 }  // namespace
 
 absl::Status ValidateRequestLimits(const google::protobuf::Message& request) {
@@ -125,30 +97,15 @@ absl::Status ValidateRequestLimits(const google::protobuf::Message& request) {
     if (value.size() <= limit) return "";
     return absl::StrCat(path, " is ", value.size(), " bytes; at most ", limit);
   };
-  const std::string problem = Walk(request, "", visit);
+  const std::string problem = VisitScalarFields(request, "", visit);
   if (problem.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(problem);
 }
 
 absl::Status CheckFinite(const google::protobuf::Message& message, absl::string_view prefix) {
-  using google::protobuf::FieldDescriptor;
-  auto visit = [](const std::string& path, const FieldDescriptor* f,
-                  const google::protobuf::Message& m, int index) -> std::string {
-    const google::protobuf::Reflection* r = m.GetReflection();
-    double v = 0;
-    if (f->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
-      v = index < 0 ? r->GetDouble(m, f) : r->GetRepeatedDouble(m, f, index);
-    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
-      v = index < 0 ? r->GetFloat(m, f) : r->GetRepeatedFloat(m, f, index);
-    } else {
-      return "";
-    }
-    if (std::isfinite(v)) return "";
-    return absl::StrCat(path, " = ", v, ": must be a finite number");
-  };
-  const std::string problem = Walk(message, std::string(prefix), visit);
-  if (problem.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(problem);
+  const std::string bad = NonFiniteField(message, std::string(prefix));
+  if (bad.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(bad, ": must be a finite number"));
 }
 
 int EffectivePageSize(int page_size) { return page_size == 0 ? kDefaultPageSize : page_size; }
