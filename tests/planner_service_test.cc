@@ -24,18 +24,6 @@ namespace {
 using ::testing::HasSubstr;
 namespace v1 = ::cairn::v1;
 
-// Polls `condition` every millisecond for at most 30 s (for state the server reaches on its own
-// threads; never used to wait for wall-clock time to pass).
-template <typename F>
-bool Eventually(F condition) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return condition();
-}
-
 class PlannerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override { db_ = TempDb("service"); }

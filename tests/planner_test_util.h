@@ -15,6 +15,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "planner/server/server.h"
@@ -26,6 +28,18 @@ namespace cairn::testing {
 MATCHER_P2(GrpcIs, code, substring, "") {
   *result_listener << "status " << arg.error_code() << ": " << arg.error_message();
   return arg.error_code() == code && arg.error_message().find(substring) != std::string::npos;
+}
+
+// Polls `condition` every millisecond for at most 30 s: for state the server reaches on its own
+// threads (never to wait for wall-clock time to pass). The condition's last value.
+template <typename F>
+bool Eventually(F condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return condition();
 }
 
 // A fresh path under TEST_TMPDIR (the file does not exist yet).

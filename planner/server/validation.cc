@@ -3,10 +3,12 @@
 #include <cmath>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/proto_fields.h"
 #include "common/status_macros.h"
 #include "planner/catalog/clusters.h"
 
@@ -80,9 +82,36 @@ absl::Status CheckStep(absl::string_view field, const cairn::v1::StepMetrics& s)
 
 }  // namespace
 
+absl::Status ValidateRequestLimits(const google::protobuf::Message& request) {
+  using google::protobuf::FieldDescriptor;
+  auto visit = [](const std::string& path, const FieldDescriptor* f,
+                  const google::protobuf::Message& m, int index) -> std::string {
+    if (f->cpp_type() != FieldDescriptor::CPPTYPE_STRING) return "";
+    const google::protobuf::Reflection* r = m.GetReflection();
+    std::string scratch;
+    const std::string& value = index < 0 ? r->GetStringReference(m, f, &scratch)
+                                         : r->GetRepeatedStringReference(m, f, index, &scratch);
+    const size_t limit = f->type() == FieldDescriptor::TYPE_BYTES ? kMaxBytesFieldBytes
+                         : f->name() == "notes"                   ? kMaxNotesBytes
+                                                                  : kMaxStringBytes;
+    if (value.size() <= limit) return "";
+    return absl::StrCat(path, " is ", value.size(), " bytes; at most ", limit);
+  };
+  const std::string problem = VisitScalarFields(request, "", visit);
+  if (problem.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(problem);
+}
+
+absl::Status CheckFinite(const google::protobuf::Message& message, absl::string_view prefix) {
+  const std::string bad = NonFiniteField(message, std::string(prefix));
+  if (bad.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(bad, ": must be a finite number"));
+}
+
 int EffectivePageSize(int page_size) { return page_size == 0 ? kDefaultPageSize : page_size; }
 
 absl::Status ValidatePlanRequest(const cairn::v1::PlanRequest& r) {
+  CAIRN_RETURN_IF_ERROR(CheckFinite(r.search(), "search"));
   const bool inline_model = r.search().has_model();
   if (inline_model && !r.model_name().empty()) {
     return Invalid("model_name", "and search.model are both set; set only one");
@@ -138,6 +167,7 @@ absl::Status ValidateListPlansRequest(const cairn::v1::ListPlansRequest& r) {
 
 absl::Status ValidatePutHardwareProfileRequest(const cairn::v1::PutHardwareProfileRequest& r) {
   if (!r.has_profile()) return Invalid("profile", "is required");
+  CAIRN_RETURN_IF_ERROR(CheckFinite(r.profile(), "profile"));
   if (r.profile().fingerprint().device_model().empty()) {
     return Invalid("profile.fingerprint.device_model",
                    "is required: profiles are keyed by their fingerprint (device model, memory, "
@@ -150,6 +180,7 @@ absl::Status ValidatePutHardwareProfileRequest(const cairn::v1::PutHardwareProfi
 
 absl::Status ValidatePutModelProfileRequest(const cairn::v1::PutModelProfileRequest& r) {
   if (!r.has_profile()) return Invalid("profile", "is required");
+  CAIRN_RETURN_IF_ERROR(CheckFinite(r.profile(), "profile"));
   const cairn::v1::ModelProfile& p = r.profile();
   if (p.model_name().empty()) {
     return Invalid("profile.model_name", "is required (the ModelSpec name the timings are for)");

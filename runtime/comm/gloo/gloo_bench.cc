@@ -14,7 +14,6 @@
 // busbw = algbw * 2(n-1)/n for all-reduce and algbw * (n-1)/n for the other three (BusFactor,
 // common/collective.h). busbw is the rate each rank's link carries, comparable across collectives and
 // rank counts.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,6 +36,7 @@
 #include "common/collective.h"
 #include "common/status_macros.h"
 #include "runtime/comm/file_store.h"
+#include "runtime/comm/testing/fork_ranks.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
 
 ABSL_FLAG(std::string, nproc, "2,4", "comma-separated process counts");
@@ -179,21 +179,12 @@ int Main() {
       std::perror("gloo_bench: mkdtemp");
       return 1;
     }
-    std::vector<pid_t> pids;
+    const std::vector<absl::Status> results =
+        ForkRanks(n, dir, [&](int rank) { return RunRank(rank, n, dir, cases); });
     for (int rank = 0; rank < n; ++rank) {
-      const pid_t pid = fork();
-      if (pid == 0) {
-        const absl::Status status = RunRank(rank, n, dir, cases);
-        if (!status.ok()) std::fprintf(stderr, "rank %d: %s\n", rank, status.ToString().c_str());
-        std::fflush(nullptr);
-        _exit(status.ok() ? 0 : 1);
-      }
-      pids.push_back(pid);
-    }
-    for (pid_t pid : pids) {
-      int wstatus = 0;
-      waitpid(pid, &wstatus, 0);
-      if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) ++failures;
+      if (results[rank].ok()) continue;
+      std::fprintf(stderr, "rank %d: %s\n", rank, results[rank].ToString().c_str());
+      ++failures;
     }
     std::error_code ignored;  // best effort: the rendezvous files are small
     std::filesystem::remove_all(dir, ignored);

@@ -9,7 +9,6 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "runtime/comm/file_store.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
+#include "runtime/comm/testing/fork_ranks.h"
 
 namespace cairn::runtime {
 namespace {
@@ -42,46 +42,6 @@ std::string FreshDirectory(absl::string_view what) {
   return absl::StrCat(std::getenv("TEST_TMPDIR"), "/", what, "-", counter++);
 }
 
-// Exit codes of a child: 0 OK, else 10 + the absl::StatusCode of its failure.
-int ExitCodeFor(const absl::Status& status) {
-  return status.ok() ? 0 : 10 + static_cast<int>(status.code());
-}
-int ExitCodeFor(absl::StatusCode code) { return 10 + static_cast<int>(code); }
-
-// Forks `n` children running body(rank); returns their exit codes (-signal if killed). The status
-// message of a failing child is written to `<messages_dir>/<rank>` for the parent to check.
-std::vector<int> RunProcesses(int n, const std::function<absl::Status(int rank)>& body,
-                              const std::string& messages_dir) {
-  EXPECT_OK(FileStore::Open(messages_dir).status());
-  std::vector<pid_t> pids;
-  for (int rank = 0; rank < n; ++rank) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const absl::Status status = body(rank);
-      if (!status.ok()) {
-        std::ofstream(absl::StrCat(messages_dir, "/", rank)) << status.ToString();
-        std::fprintf(stderr, "rank %d: %s\n", rank, status.ToString().c_str());
-      }
-      std::fflush(nullptr);
-      _exit(ExitCodeFor(status));
-    }
-    pids.push_back(pid);
-  }
-  std::vector<int> codes;
-  for (pid_t pid : pids) {
-    int wstatus = 0;
-    waitpid(pid, &wstatus, 0);
-    codes.push_back(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -WTERMSIG(wstatus));
-  }
-  return codes;
-}
-
-std::string MessageOf(const std::string& messages_dir, int rank) {
-  std::ifstream in(absl::StrCat(messages_dir, "/", rank));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 absl::Status Expect(bool condition, absl::string_view what) {
   if (condition) return absl::OkStatus();
@@ -131,8 +91,8 @@ absl::Status Workout(Communicator& c) {
 TEST(GlooMultiprocessTest, FourProcessesOverAFileStore) {
   const std::string dir = FreshDirectory("store");
   const std::string messages = FreshDirectory("messages");
-  const std::vector<int> codes = RunProcesses(
-      4,
+  const std::vector<absl::Status> results = ForkRanks(
+      4, messages,
       [&](int rank) -> absl::Status {
         CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Store> store, FileStore::Open(dir));
         GlooOptions options;
@@ -148,10 +108,9 @@ TEST(GlooMultiprocessTest, FourProcessesOverAFileStore) {
           CAIRN_RETURN_IF_ERROR(Expect(odd == nullptr, "non-member got nullptr"));
         }
         return world->Barrier();
-      },
-      messages);
+      });
   for (int rank = 0; rank < 4; ++rank) {
-    EXPECT_EQ(codes[rank], 0) << "rank " << rank << ": " << MessageOf(messages, rank);
+    EXPECT_OK(results[rank]) << "rank " << rank;
   }
 }
 
@@ -171,8 +130,8 @@ TEST(GlooMultiprocessTest, TorchrunStyleLaunchFromTheEnvironment) {
   const int port = ntohs(addr.sin_port);
 
   const std::string messages = FreshDirectory("messages");
-  const std::vector<int> codes = RunProcesses(
-      3,
+  const std::vector<absl::Status> results = ForkRanks(
+      3, messages,
       [&](int rank) -> absl::Status {
         close(reservation);
         setenv("RANK", std::to_string(rank).c_str(), 1);
@@ -184,11 +143,10 @@ TEST(GlooMultiprocessTest, TorchrunStyleLaunchFromTheEnvironment) {
         CAIRN_ASSIGN_OR_RETURN(auto world, GlooCommunicator::CreateFromEnv(options));
         CAIRN_RETURN_IF_ERROR(Expect(world->rank() == rank && world->size() == 3, "rank/size"));
         return Workout(*world);
-      },
-      messages);
+      });
   close(reservation);
   for (int rank = 0; rank < 3; ++rank) {
-    EXPECT_EQ(codes[rank], 0) << "rank " << rank << ": " << MessageOf(messages, rank);
+    EXPECT_OK(results[rank]) << "rank " << rank;
   }
 }
 
@@ -199,8 +157,8 @@ void CheckSurvivorsFailFast(const std::function<void()>& die) {
   const std::string dir = FreshDirectory("store");
   const std::string messages = FreshDirectory("messages");
   constexpr int kVictim = 2;
-  const std::vector<int> codes = RunProcesses(
-      4,
+  const std::vector<absl::Status> results = ForkRanks(
+      4, messages,
       [&](int rank) -> absl::Status {
         CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<Store> store, FileStore::Open(dir));
         GlooOptions options;
@@ -214,15 +172,14 @@ void CheckSurvivorsFailFast(const std::function<void()>& die) {
         const absl::Status second = world->Barrier();
         if (first.ok() || second.ok()) return absl::InternalError("a survivor's operation succeeded");
         return first;
-      },
-      messages);
-  EXPECT_NE(codes[kVictim], ExitCodeFor(absl::StatusCode::kUnavailable));
+      });
+  EXPECT_NE(results[kVictim].code(), absl::StatusCode::kUnavailable);
   bool victim_named = false;
   for (int rank = 0; rank < 4; ++rank) {
     if (rank == kVictim) continue;
-    const std::string message = MessageOf(messages, rank);
-    EXPECT_EQ(codes[rank], ExitCodeFor(absl::StatusCode::kUnavailable))
-        << "rank " << rank << ": " << message;
+    const std::string message(results[rank].message());
+    EXPECT_EQ(results[rank].code(), absl::StatusCode::kUnavailable)
+        << "rank " << rank << ": " << results[rank];
     EXPECT_THAT(message, HasSubstr("all_reduce"));
     victim_named |= absl::StrContains(message, absl::StrCat("rank ", kVictim, " "));
   }

@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/comm/file_store.h"
+#include "runtime/comm/testing/fork_ranks.h"
 #include "runtime/comm/nccl/nccl_communicator.h"
 #include "runtime/comm/nccl/testing/cuda_staging_memory.h"
 #include "runtime/compute/cuda/cuda_stream.h"
@@ -52,46 +53,15 @@ std::string FreshDirectory() {
   return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/nccl-mp-", getpid(), "-", counter++);
 }
 
-// Runs body(rank, store) in `n` forked processes and returns each one's status, as written to a
-// file before it exits (a rank that wrote none: Internal, with its exit status).
+// Runs body(rank, store) in `n` forked processes over one FileStore and returns each one's status
+// (testing/fork_ranks.h).
 std::vector<absl::Status> RunRanks(
     int n, const std::function<absl::Status(int rank, std::shared_ptr<Store> store)>& body) {
   const std::string dir = FreshDirectory();
-  auto result_path = [&](int r) { return absl::StrCat(dir, "/result.", r); };
-  {
-    absl::StatusOr<std::unique_ptr<FileStore>> made = FileStore::Open(dir);  // creates the directory
-    EXPECT_OK(made.status());
-  }
-  std::vector<pid_t> pids;
-  for (int r = 0; r < n; ++r) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      absl::Status status;
-      absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir);
-      status = store.ok() ? body(r, std::shared_ptr<Store>(*std::move(store))) : store.status();
-      std::ofstream(result_path(r)) << static_cast<int>(status.code()) << "\n" << status.message();
-      std::fflush(nullptr);
-      _exit(0);
-    }
-    pids.push_back(pid);
-  }
-  std::vector<absl::Status> results(n);
-  for (int r = 0; r < n; ++r) {
-    int wstatus = 0;
-    waitpid(pids[r], &wstatus, 0);
-    std::ifstream in(result_path(r));
-    int code = 0;
-    if (!(in >> code)) {
-      results[r] = absl::InternalError(absl::StrCat("rank ", r, " wrote no result (wait status ",
-                                                    wstatus, ")"));
-      continue;
-    }
-    in.get();  // the newline
-    std::stringstream message;
-    message << in.rdbuf();
-    results[r] = absl::Status(static_cast<absl::StatusCode>(code), message.str());
-  }
-  return results;
+  return ForkRanks(n, dir, [&](int rank) -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<FileStore> store, FileStore::Open(dir));
+    return body(rank, std::shared_ptr<Store>(std::move(store)));
+  });
 }
 
 absl::Status Cuda(cudaError_t error, absl::string_view call) {
