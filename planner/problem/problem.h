@@ -107,6 +107,10 @@ struct LayerTimingPoint {
   int64_t recompute_activation_bytes = 0;
 };
 
+// Virtual-stage counts the interleaved schedule is searched with when the space names none:
+// v in [2, kMaxDefaultVirtualStages] that cut the blocks into p x v equal chunks.
+inline constexpr int kMaxDefaultVirtualStages = 8;
+
 // Which plans may be returned (mirror of cairn.v1.SearchSpace, defaults resolved).
 struct SearchSpace {
   std::vector<int> pipeline_degrees;       // empty: all divisors of N up to num_layers

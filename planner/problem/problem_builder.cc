@@ -100,7 +100,14 @@ int64_t CountCombinations(const SearchProblem& pb) {
   const int n = pb.hardware.num_devices();
   int64_t pps = static_cast<int64_t>(pb.space.pipeline_degrees.size());
   if (pps == 0) pps = CountDivisorsUpTo(n, pb.model.num_layers);
-  const int64_t schedules = static_cast<int64_t>(pb.space.schedules.size());
+  // The interleaved schedule is tried with each of its virtual-stage counts.
+  int64_t schedules = 0;
+  for (Schedule s : pb.space.schedules) {
+    schedules += s != Schedule::kInterleaved1F1B ? 1
+                 : pb.space.virtual_stages.empty()
+                     ? kMaxDefaultVirtualStages - 1
+                     : static_cast<int64_t>(pb.space.virtual_stages.size());
+  }
   int64_t total = 0;
   for (int batch : pb.global_batch_sizes) {
     int64_t ms = 0;
@@ -507,7 +514,8 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
   if (const int64_t combos = CountCombinations(problem); combos > kMaxCombinations) {
     return Invalid("space", absl::StrCat("the search would consider more than ", kMaxCombinations,
                                          " (global batch, pipeline degree, micro-batch count, "
-                                         "schedule) combinations; narrow batch_range, "
+                                         "schedule, virtual stages) combinations; narrow "
+                                         "batch_range, "
                                          "space.pipeline_degrees or space.micro_batch_counts"));
   }
   return problem;

@@ -60,9 +60,6 @@ struct Combo {
   double lower_bound_per_sample = 0;
 };
 
-// Virtual-stage counts the interleaved schedule is searched with when the space names none:
-// v >= 2 that cut the L blocks into p x v equal chunks, up to kMaxDefaultVirtualStages.
-constexpr int kMaxDefaultVirtualStages = 8;
 
 // Why a combination cannot hold any plan.
 enum class ComboStatus { kOk, kNoValidSplit, kDoesNotFit };
@@ -382,6 +379,7 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
   // Both the charged and the hidden per-step sync variants are tried for stages after the first.
   std::vector<StageDpSolution> charged(p), hidden(p);
   for (int i = 0; i < p; ++i) {
+    if (Cancelled(opt_.cancelled)) return;
     StageDpInput in;
     in.ctx = MakeStageContext(pb_, p, i, c.batch, c.m, c.schedule, v);
     const std::vector<int> k = plan::InFlightPerChunk(c.schedule, p, i, c.m, v);
@@ -399,14 +397,17 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
     in.budget_bytes = pb_.memory_budget_bytes - StageFixedBytes(cm_, in.ctx);
     in.quantum_bytes = quantum_;
     in.max_transient_caps = pb_.max_transient_caps;
+    in.cancelled = opt_.cancelled;
     StageDpOutput o = SolveStage(cm_, in);
     cells_ += o.cells;
+    if (o.cancelled || o.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
     charged[i] = std::move(o.by_blocks[v * per_chunk]);
     if (!charged[i].feasible) return;
     if (i > 0) {
       in.sync_weight = 0.0;
       StageDpOutput h = SolveStage(cm_, in);
       cells_ += h.cells;
+      if (h.cancelled || h.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
       hidden[i] = std::move(h.by_blocks[v * per_chunk]);
     }
   }
