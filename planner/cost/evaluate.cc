@@ -27,7 +27,11 @@ struct StageScheduleFacts {
   std::vector<PipelineOp> order;        // plan::StageSchedule
   std::vector<int> in_flight_per_chunk; // plan::InFlightPerChunk
   int in_flight_micro_batches = 0;      // plan::InFlightMicroBatches
-  int peak_pending_sends = 0;           // plan::PeakPendingSends
+  // Send buffers held at operation k: when its input has been received, before the sends that
+  // input proves delivered are released (the runtime allocates the receive buffer first:
+  // runtime/engine/engine.cc ForwardMicroBatch / BackwardMicroBatch), and after that release.
+  std::vector<int> pending_before, pending_after;
+  int peak_pending_sends = 0;           // max of pending_before (>= plan::PeakPendingSends)
 };
 using ScheduleFacts = std::vector<StageScheduleFacts>;
 
@@ -42,14 +46,26 @@ std::shared_ptr<const ScheduleFacts> FactsOf(Schedule schedule, int p, int m, in
     if (it != cache->end()) return it->second;
   }
   auto facts = std::make_shared<ScheduleFacts>(p);
-  const std::vector<int> pending =
-      p > 1 ? plan::PeakPendingSendsPerStage(schedule, p, m, v) : std::vector<int>(p, 0);
+  const auto releases = p > 1 ? plan::AllSendReleases(schedule, p, m, v)
+                              : std::vector<std::vector<std::vector<plan::SentMessage>>>();
+  const int chunks = p * v;
   for (int i = 0; i < p; ++i) {
     StageScheduleFacts& f = (*facts)[i];
     f.order = StageSchedule(schedule, p, i, m, v);
     f.in_flight_per_chunk = plan::InFlightPerChunk(schedule, p, i, m, v);
     f.in_flight_micro_batches = plan::InFlightMicroBatches(schedule, p, i, m, v);
-    f.peak_pending_sends = pending[i];
+    f.pending_before.assign(f.order.size(), 0);
+    f.pending_after.assign(f.order.size(), 0);
+    if (p == 1) continue;
+    int pending = 0;
+    for (size_t k = 0; k < f.order.size(); ++k) {
+      f.pending_before[k] = pending;
+      pending -= static_cast<int>(releases[i][k].size());
+      f.pending_after[k] = pending;
+      f.peak_pending_sends = std::max(f.peak_pending_sends, f.pending_before[k]);
+      const int g = f.order[k].chunk * p + i;
+      if (f.order[k].forward ? g < chunks - 1 : g > 0) ++pending;  // this operation's output
+    }
   }
   absl::MutexLock lock(&mu);
   if (cache->size() >= 4096) cache->clear();  // bounded: a search touches a few hundred shapes
@@ -87,9 +103,10 @@ int64_t StageFixedBytes(const CostModel& cm, const StageContext& ctx) {
   if (i == 0) bytes += token_bytes;
   if (i == p - 1) bytes += token_bytes;
   if (p > 1) {
-    // Sends stay in flight until the runtime knows they arrived (plan::SendReleases); received
-    // tensors become the first layer's input (an activation) or the gradient the last layer's
-    // backward consumes (its working set): not counted again here.
+    // Sends stay in flight until the runtime knows they arrived (plan::SendReleases), counted
+    // at their largest: when an operation's input has landed and before the sends it proves
+    // delivered are released. Received tensors become the first layer's input (an activation)
+    // or the gradient the last layer's backward consumes (its working set): not counted here.
     bytes += static_cast<int64_t>(f.peak_pending_sends) * cm.PipelineHopBytes(ctx);
   }
   return bytes;
@@ -245,18 +262,31 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage,
   }
   sc.times.hop_s = cs.back().times.hop_s;
   sc.reserved_bytes = pb.hardware.reserved_bytes;
-  const int64_t buffers = StageFixedBytes(cm, sc.ctx) - sc.reserved_bytes;
+  const StageScheduleFacts& f = (*facts)[stage];
+  const int64_t hop_bytes = p > 1 ? cm.PipelineHopBytes(sc.ctx) : 0;
+  // Buffers other than the pending sends (token ids), which the walk below counts op by op.
+  const int64_t buffers = StageFixedBytes(cm, sc.ctx) - sc.reserved_bytes -
+                          static_cast<int64_t>(f.peak_pending_sends) * hop_bytes;
   const int64_t states = sc.param_bytes + sc.grad_bytes + sc.optimizer_bytes + sc.reserved_bytes;
   // Exact peak: walk the stage's schedule. While an operation of chunk c runs, the micro-batches
   // alive on every chunk hold all their saved activations except the running one, which holds
   // chunk c's largest moment; ZeRO-1 step shards of chunks whose last backward is done stay
-  // until the optimizer step.
+  // until the optimizer step; and the sends not yet known delivered. Just before that, when the
+  // operation's input has landed, the sends it will release are still held.
+  const int chunks = plan.num_chunks();
   std::vector<int> live(cs.size(), 0);
   int64_t live_bytes = 0, done_shards = 0, peak = 0;
-  for (const PipelineOp& op : (*facts)[stage].order) {
+  for (size_t k = 0; k < f.order.size(); ++k) {
+    const PipelineOp& op = f.order[k];
     const ChunkCost& c = cs[op.chunk];
+    const int g = op.chunk * p + stage;
+    const bool receives = op.forward ? g > 0 : g < chunks - 1;
+    if (receives) {
+      peak = std::max(peak, live_bytes + done_shards + hop_bytes + f.pending_before[k] * hop_bytes);
+    }
     const int64_t others = live_bytes - (op.forward ? 0 : c.activation_bytes);
-    peak = std::max(peak, others + c.peak_current_bytes + done_shards);
+    peak = std::max(peak,
+                    others + c.peak_current_bytes + done_shards + f.pending_after[k] * hop_bytes);
     if (op.forward) {
       ++live[op.chunk];
       live_bytes += c.activation_bytes;
@@ -274,7 +304,8 @@ StageCost CostStage(const CostModel& cm, const PlanSpec& plan, int stage,
   sc.transient_bytes = sc.total_bytes - states - sc.activation_bytes;
   // The search's dynamic program adds every layer's activations (times its chunk's largest count
   // in flight) to the largest working set: an upper bound, additive over layers.
-  sc.bound_bytes = states + bound_activations + transient + step_shards + buffers;
+  sc.bound_bytes = states + bound_activations + transient + step_shards + buffers +
+                   static_cast<int64_t>(f.peak_pending_sends) * hop_bytes;
   if (chunk_costs != nullptr) {
     for (ChunkCost& c : cs) chunk_costs->push_back(std::move(c));
   }
