@@ -376,7 +376,8 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
   // One DP per stage over its v x per_chunk blocks (+ embedding / head), with every layer's
   // activations counted at the stage's average in-flight count per chunk (exact for a stage of
   // equal layers; Evaluate checks the plan's exact bound, chunk by chunk, before it is offered).
-  // Both the charged and the hidden per-step sync variants are tried for stages after the first.
+  // Both the charged and the hidden per-step sync variants are tried for stages after the first
+  // (short pipelines only, as in SolveVariant).
   std::vector<StageDpSolution> charged(p), hidden(p);
   for (int i = 0; i < p; ++i) {
     if (Cancelled(opt_.cancelled)) return;
@@ -403,7 +404,7 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
     if (o.cancelled || o.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
     charged[i] = std::move(o.by_blocks[v * per_chunk]);
     if (!charged[i].feasible) return;
-    if (i > 0) {
+    if (i > 0 && p <= kMaxPipelineForSyncVariants) {  // as SolveVariant
       in.sync_weight = 0.0;
       StageDpOutput h = SolveStage(cm_, in);
       cells_ += h.cells;
