@@ -149,12 +149,6 @@ struct RuntimeTraits {
   // Layer structure: Q, K, V as one GEMM (else three) and the SwiGLU gate and up as one.
   bool fused_qkv = false;
   bool fused_gate_up = false;
-  // Kernels a layer launches (each pays HardwareProfile kernel_launch_s): block forward and
-  // backward, embedding, head (forward; backward the same).
-  int kernels_block_forward = 0;
-  int kernels_block_backward = 0;
-  int kernels_embedding = 0;
-  int kernels_head = 0;
   // What plans the runtime runs.
   bool per_layer_strategies = true;   // false: one strategy for every block
   bool supports_ulysses = true;
