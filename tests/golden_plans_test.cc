@@ -37,12 +37,21 @@ struct Case {
 };
 
 std::string Render(const SearchProblem& pb, const PlanSpec& plan, const Evaluation& e) {
-  std::string out = absl::StrFormat("pp=%d schedule=%s micro_batches=%d global_batch=%d\n",
-                                    plan.pipeline_degree(), ToString(plan.schedule),
-                                    plan.num_micro_batches, plan.global_batch);
+  const int p = plan.pipeline_degree();
+  const bool interleaved = plan.virtual_stages > 1;
+  std::string out = absl::StrFormat("pp=%d schedule=%s micro_batches=%d global_batch=%d", p,
+                                    ToString(plan.schedule), plan.num_micro_batches,
+                                    plan.global_batch);
+  if (interleaved) absl::StrAppendFormat(&out, " virtual_stages=%d", plan.virtual_stages);
+  absl::StrAppend(&out, "\n");
   int first = 0;
-  for (int i = 0; i < plan.pipeline_degree(); ++i) {
-    absl::StrAppendFormat(&out, "stage %d:\n", i);
+  // Model chunks in model order (one per stage without interleaving; chunk i on stage i mod p).
+  for (int i = 0; i < plan.num_chunks(); ++i) {
+    if (interleaved) {
+      absl::StrAppendFormat(&out, "chunk %d (stage %d):\n", i, i % p);
+    } else {
+      absl::StrAppendFormat(&out, "stage %d:\n", i);
+    }
     for (const std::string& line :
          SummarizeLayers(plan, first, plan.stage_layers[i], pb.model.num_layers)) {
       absl::StrAppend(&out, "  ", line, "\n");

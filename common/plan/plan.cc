@@ -4,19 +4,24 @@
 
 namespace cairn::plan {
 
-int PlanSpec::FirstLayer(int stage) const {
+int PlanSpec::FirstLayer(int chunk) const {
   int first = 0;
-  for (int i = 0; i < stage && i < pipeline_degree(); ++i) first += stage_layers[i];
+  for (int i = 0; i < chunk && i < num_chunks(); ++i) first += stage_layers[i];
   return first;
 }
 
-int PlanSpec::StageOf(int index) const {
+int PlanSpec::ChunkOf(int index) const {
   int first = 0;
-  for (int i = 0; i < pipeline_degree(); ++i) {
+  for (int i = 0; i < num_chunks(); ++i) {
     if (index >= first && index < first + stage_layers[i]) return i;
     first += stage_layers[i];
   }
   return -1;
+}
+
+int PlanSpec::StageOf(int index) const {
+  const int chunk = ChunkOf(index);
+  return chunk < 0 || pipeline_degree() < 1 ? -1 : ChunkStage(chunk);
 }
 
 const char* ToString(ParallelMode mode) {
@@ -42,6 +47,7 @@ const char* ToString(Schedule schedule) {
   switch (schedule) {
     case Schedule::k1F1B: return "1f1b";
     case Schedule::kGPipe: return "gpipe";
+    case Schedule::kInterleaved1F1B: return "interleaved";
   }
   return "?";
 }

@@ -8,7 +8,8 @@
 //
 //   plan.h        ModelDims, LayerKind, Strategy, PlanSpec (this file)
 //   layout.h      where activations live between layers (ActLayout), vocabulary and head ranges
-//   schedule.h    the order a pipeline stage runs its micro-batches in (StageSchedule)
+//   schedule.h    the order a pipeline stage runs its micro-batches in (StageSchedule), and when
+//                 its point-to-point sends are known to have arrived (SendReleases)
 //   validate.h    ValidatePlan: every rule a plan must satisfy to be scored or run
 //   plan_proto.h  cairn.v1.Plan / ModelSpec <-> these structs
 //
@@ -27,6 +28,14 @@
 //
 // Layer indices: 0 = embedding, 1..L = transformer blocks, L+1 = head (the numbering of
 // cairn.v1.LayerStrategy.index).
+//
+// Interleaved 1F1B (Megatron's virtual pipeline stages): with `virtual_stages` = v > 1 the layers
+// are cut into p x v contiguous model chunks, listed in model order in `stage_layers`; chunk c runs
+// on pipeline stage c mod p, so stage i holds chunks i, i + p, ..., i + (v - 1) p. For v = 1 a chunk
+// is a stage. Example: 8 blocks on p = 2 stages with v = 2 ->
+//   plan.schedule = Schedule::kInterleaved1F1B; plan.virtual_stages = 2;
+//   plan.stage_layers = {3, 2, 2, 3};   // stage 0: emb + blocks 1-2 and blocks 5-6;
+//                                       // stage 1: blocks 3-4 and blocks 7-8 + head
 #ifndef CAIRN_COMMON_PLAN_PLAN_H_
 #define CAIRN_COMMON_PLAN_PLAN_H_
 
@@ -60,7 +69,8 @@ enum class LayerKind { kEmbedding, kBlock, kHead };
 enum class ParallelMode { kTensor, kTensorSequence, kUlysses };
 // How a layer's states are held over its data-parallel group (cairn.v1.DataParallelMode).
 enum class DpMode { kDdp, kZero1, kZero2, kZero3 };
-enum class Schedule { k1F1B, kGPipe };
+// Pipeline schedules (common/plan/schedule.h has the order of operations of each).
+enum class Schedule { k1F1B, kGPipe, kInterleaved1F1B };
 
 // The strategy of one layer (mirror of cairn.v1.LayerStrategy without the index).
 struct Strategy {
@@ -88,18 +98,31 @@ struct PlanSpec {
   int global_batch = 0;
   int num_micro_batches = 1;
   Schedule schedule = Schedule::k1F1B;
-  // Layers per stage in layer-index numbering; sums to num_layers + 2 (stage 0 holds the
-  // embedding, the last stage the head). Pipeline degree = stage_layers.size().
+  // Model chunks per pipeline stage: v >= 2 with kInterleaved1F1B, 1 otherwise.
+  int virtual_stages = 1;
+  // Layers per model chunk in layer-index numbering, in model order; sums to num_layers + 2 (chunk
+  // 0 holds the embedding, the last chunk the head). p x v entries; for v = 1 one per stage.
   std::vector<int> stage_layers;
   std::vector<Strategy> layers;   // num_layers + 2 entries
   std::string origin;             // "search", "uniform:megatron ...", "file", ...
 
-  int pipeline_degree() const { return static_cast<int>(stage_layers.size()); }
+  // p: the number of stages (devices are split into p groups of N / p).
+  int pipeline_degree() const {
+    return static_cast<int>(stage_layers.size()) / (virtual_stages > 0 ? virtual_stages : 1);
+  }
+  // p x v model chunks.
+  int num_chunks() const { return static_cast<int>(stage_layers.size()); }
   int micro_batch() const { return num_micro_batches > 0 ? global_batch / num_micro_batches : 0; }
-  // First layer index of `stage` (stage in [0, pipeline_degree()]).
-  int FirstLayer(int stage) const;
-  // The stage holding layer `index`, or -1 when the stages do not cover it.
+  // First layer index of model chunk `chunk` (in [0, num_chunks()]); for v = 1 chunk = stage.
+  int FirstLayer(int chunk) const;
+  // The stage holding layer `index`, or -1 when the chunks do not cover it.
   int StageOf(int index) const;
+  // The model chunk holding layer `index`, or -1.
+  int ChunkOf(int index) const;
+  // Stage that runs model chunk `chunk`: chunk mod p.
+  int ChunkStage(int chunk) const { return chunk % pipeline_degree(); }
+  // Model chunk of stage `stage`'s local chunk `local` (0..v-1): local x p + stage.
+  int ModelChunk(int stage, int local) const { return local * pipeline_degree() + stage; }
 };
 
 // The kind of the layer at `index` for a model with `num_layers` blocks.

@@ -24,8 +24,12 @@ cairn::v1::DataParallelMode ToProto(DpMode mode) {
 }
 
 cairn::v1::PipelineSchedule ToProto(Schedule schedule) {
-  return schedule == Schedule::kGPipe ? cairn::v1::PIPELINE_SCHEDULE_GPIPE
-                                      : cairn::v1::PIPELINE_SCHEDULE_1F1B;
+  switch (schedule) {
+    case Schedule::k1F1B: return cairn::v1::PIPELINE_SCHEDULE_1F1B;
+    case Schedule::kGPipe: return cairn::v1::PIPELINE_SCHEDULE_GPIPE;
+    case Schedule::kInterleaved1F1B: return cairn::v1::PIPELINE_SCHEDULE_INTERLEAVED_1F1B;
+  }
+  return cairn::v1::PIPELINE_SCHEDULE_1F1B;
 }
 
 cairn::v1::LayerKind ToProto(LayerKind kind) {
@@ -55,7 +59,11 @@ DpMode FromProto(cairn::v1::DataParallelMode mode) {
 }
 
 Schedule FromProto(cairn::v1::PipelineSchedule schedule) {
-  return schedule == cairn::v1::PIPELINE_SCHEDULE_GPIPE ? Schedule::kGPipe : Schedule::k1F1B;
+  switch (schedule) {
+    case cairn::v1::PIPELINE_SCHEDULE_GPIPE: return Schedule::kGPipe;
+    case cairn::v1::PIPELINE_SCHEDULE_INTERLEAVED_1F1B: return Schedule::kInterleaved1F1B;
+    default: return Schedule::k1F1B;
+  }
 }
 
 LayerKind FromProto(cairn::v1::LayerKind kind) {
@@ -94,6 +102,7 @@ absl::StatusOr<PlanSpec> PlanSpecFromProto(const cairn::v1::Plan& plan) {
   s.global_batch = plan.global_batch_size();
   s.num_micro_batches = plan.num_micro_batches();
   s.schedule = FromProto(plan.schedule());
+  s.virtual_stages = plan.virtual_stages() > 1 ? plan.virtual_stages() : 1;
   s.origin = plan.provenance().origin().empty() ? "file" : plan.provenance().origin();
   int expected_first = 0;
   for (int i = 0; i < plan.stages_size(); ++i) {
@@ -106,9 +115,11 @@ absl::StatusOr<PlanSpec> PlanSpecFromProto(const cairn::v1::Plan& plan) {
     s.stage_layers.push_back(st.num_layers());
     expected_first += st.num_layers();
   }
-  if (plan.pipeline_degree() != 0 && plan.pipeline_degree() != plan.stages_size()) {
-    return absl::InvalidArgumentError(absl::StrCat("pipeline_degree ", plan.pipeline_degree(),
-                                                   " but ", plan.stages_size(), " stages"));
+  if (plan.pipeline_degree() != 0 &&
+      plan.pipeline_degree() * s.virtual_stages != plan.stages_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pipeline_degree ", plan.pipeline_degree(), " x virtual_stages ",
+                     s.virtual_stages, " but ", plan.stages_size(), " stages"));
   }
   for (int i = 0; i < plan.layers_size(); ++i) {
     const cairn::v1::LayerStrategy& l = plan.layers(i);
@@ -132,6 +143,7 @@ void FillPlanStrategy(const PlanSpec& spec, int num_layers, cairn::v1::Plan* out
   out->set_num_micro_batches(spec.num_micro_batches);
   out->set_pipeline_degree(spec.pipeline_degree());
   out->set_schedule(ToProto(spec.schedule));
+  out->set_virtual_stages(spec.virtual_stages > 1 ? spec.virtual_stages : 0);
   out->clear_stages();
   int first = 0;
   for (int n : spec.stage_layers) {

@@ -34,14 +34,14 @@ LayerKind FromProto(cairn::v1::LayerKind kind);
 // Mirror of `spec` (no validation: see CheckModel).
 ModelDims ModelDimsFromSpec(const cairn::v1::ModelSpec& spec);
 
-// The strategy part of `plan`: batch, micro-batches, schedule, stages, layers. Checks the format
-// version (FailedPrecondition for another major), contiguous stages in order, pipeline_degree
-// matching the stages and layer indices in order (InvalidArgument naming the field); whether the
+// The strategy part of `plan`: batch, micro-batches, schedule, virtual stages, stages (model
+// chunks), layers. Checks the format version (FailedPrecondition for another major), contiguous
+// stages in order, pipeline_degree x virtual_stages matching the stages and layer indices in order (InvalidArgument naming the field); whether the
 // plan fits a model and a world size is ValidatePlan's call. tp_degree 0 reads as 1.
 absl::StatusOr<PlanSpec> PlanSpecFromProto(const cairn::v1::Plan& plan);
 
 // Writes the strategy part of `spec` into `plan` (format_version, global_batch_size,
-// num_micro_batches, pipeline_degree, schedule, stages, layers with kinds for a model of
+// num_micro_batches, pipeline_degree, schedule, virtual_stages, stages, layers with kinds for a model of
 // `num_layers` blocks); other fields are left as they are.
 void FillPlanStrategy(const PlanSpec& spec, int num_layers, cairn::v1::Plan* plan);
 

@@ -34,6 +34,31 @@ TEST(PlanProtoTest, RoundTrip) {
   EXPECT_EQ(back.origin, "file");
 }
 
+TEST(PlanProtoTest, InterleavedRoundTrip) {
+  PlanSpec s;
+  s.global_batch = 8;
+  s.num_micro_batches = 4;
+  s.schedule = Schedule::kInterleaved1F1B;
+  s.virtual_stages = 2;
+  s.stage_layers = {2, 1, 1, 2};
+  s.layers.assign(6, Strategy{});
+  cairn::v1::Plan proto;
+  FillPlanStrategy(s, 4, &proto);
+  EXPECT_EQ(proto.schedule(), cairn::v1::PIPELINE_SCHEDULE_INTERLEAVED_1F1B);
+  EXPECT_EQ(proto.virtual_stages(), 2);
+  EXPECT_EQ(proto.pipeline_degree(), 2);
+  EXPECT_EQ(proto.stages_size(), 4);
+  ASSERT_OK_AND_ASSIGN(PlanSpec back, PlanSpecFromProto(proto));
+  EXPECT_EQ(back.schedule, Schedule::kInterleaved1F1B);
+  EXPECT_EQ(back.virtual_stages, 2);
+  EXPECT_EQ(back.stage_layers, s.stage_layers);
+  // pipeline_degree must match stages / virtual_stages.
+  proto.set_pipeline_degree(4);
+  EXPECT_THAT(PlanSpecFromProto(proto),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("pipeline_degree 4 x virtual_stages 2 but 4 stages")));
+}
+
 TEST(PlanProtoTest, RejectsMalformedPlans) {
   cairn::v1::Plan proto;
   proto.set_format_version(2);

@@ -112,18 +112,36 @@ std::vector<std::string> CheckAcrossLayers(const ModelDims& m, const PlanSpec& p
 std::vector<std::string> CheckPlanShape(const ModelDims& m, const PlanSpec& plan, int world_size,
                                         int seq_len) {
   const int L = m.num_layers;
-  const int p = plan.pipeline_degree();
+  const int v = plan.virtual_stages;
+  const int chunks = plan.num_chunks();
+  const bool interleaved = plan.schedule == Schedule::kInterleaved1F1B;
   std::vector<std::string> out;
   if (static_cast<int>(plan.layers.size()) != L + 2) {
     out.push_back(absl::StrCat("the plan has ", plan.layers.size(), " layer strategies but model ",
                                m.name, " needs ", L + 2, " (embedding, ", L, " blocks, head)"));
   }
+  if (interleaved && v < 2) {
+    out.push_back(absl::StrCat("the interleaved schedule needs at least 2 virtual stages per "
+                               "pipeline stage, got ", v));
+  } else if (!interleaved && v != 1) {
+    out.push_back(absl::StrCat(v, " virtual stages per pipeline stage need the interleaved 1F1B "
+                               "schedule, not ", ToString(plan.schedule)));
+  }
+  if (v >= 1 && chunks % v != 0) {
+    out.push_back(absl::StrCat(chunks, " model chunks do not split into ", v,
+                               " virtual stages per pipeline stage"));
+    return out;  // no pipeline degree to check the rest against
+  }
+  const int p = plan.pipeline_degree();
   if (p < 1 || world_size < 1 || world_size % p != 0) {
     out.push_back(absl::StrCat("pipeline degree ", p, " does not divide the ", world_size,
                                " devices"));
   } else {
-    for (int i = 0; i < p; ++i) {
-      if (plan.stage_layers[i] < 1) out.push_back(absl::StrCat("stage ", i, " has no layers"));
+    for (int i = 0; i < chunks; ++i) {
+      if (plan.stage_layers[i] >= 1) continue;
+      out.push_back(v == 1 ? absl::StrCat("stage ", i, " has no layers")
+                           : absl::StrCat("model chunk ", i, " (on stage ", i % p,
+                                          ") has no layers"));
     }
     const int sum = std::accumulate(plan.stage_layers.begin(), plan.stage_layers.end(), 0);
     if (sum != L + 2) {
@@ -135,6 +153,15 @@ std::vector<std::string> CheckPlanShape(const ModelDims& m, const PlanSpec& plan
       plan.global_batch % plan.num_micro_batches != 0) {
     out.push_back(absl::StrCat("global batch ", plan.global_batch, " does not split into ",
                                plan.num_micro_batches, " micro-batches"));
+  }
+  if (interleaved && v >= 2) {
+    if (p < 2) {
+      out.push_back("the interleaved schedule needs at least 2 pipeline stages");
+    } else if (plan.num_micro_batches % p != 0) {
+      out.push_back(absl::StrCat("the interleaved schedule runs micro-batches in groups of the ",
+                                 "pipeline degree: ", plan.num_micro_batches,
+                                 " micro-batches are not a multiple of ", p));
+    }
   }
   if (seq_len < 1 || seq_len > m.max_seq_len) {
     out.push_back(absl::StrCat("sequence length ", seq_len, " is outside [1, ", m.max_seq_len,

@@ -8,9 +8,11 @@
 //   CAIRN_RETURN_IF_ERROR(CheckPlan(model, plan, 8, 1024));  // the same as one InvalidArgument
 //
 // The rules, and why each exists:
-//  - shape: num_layers + 2 strategies; stages cover every layer once, none empty; the pipeline
-//    degree divides the devices; the global batch splits into the micro-batches; 1 <= seq_len <=
-//    max_seq_len.
+//  - shape: num_layers + 2 strategies; stages (model chunks with interleaving) cover every layer
+//    once, none empty; the pipeline degree divides the devices; the global batch splits into the
+//    micro-batches; 1 <= seq_len <= max_seq_len; virtual stages v >= 2 exactly with the
+//    interleaved schedule, which also needs p >= 2 and a multiple of p micro-batches (its order
+//    runs micro-batches in groups of p, common/plan/schedule.h).
 //  - per layer (CheckLayer): the degree is a power of two dividing the stage's devices (the cost
 //    model's placement rules assume powers of two); the micro-batch splits over the data-parallel
 //    ranks; TP groups on consecutive ranks (strided placement is costed by the planner's model but

@@ -51,6 +51,41 @@ TEST(ValidateTest, AnOddVocabularySplitsUnevenly) {
   EXPECT_THAT(ValidatePlan(m, p, 8, 1024), ElementsAre());
 }
 
+TEST(ValidateTest, InterleavedPlansNeedChunksOfEveryStageAndGroupsOfPMicroBatches) {
+  const ModelDims m = Gpt2Small();  // 12 blocks + embedding + head = 14 layers
+  PlanSpec p = Uniform(m, 64, 8, {4, 3, 3, 4}, Strategy{.tp = 2});
+  p.schedule = Schedule::kInterleaved1F1B;
+  p.virtual_stages = 2;
+  EXPECT_EQ(p.pipeline_degree(), 2);
+  EXPECT_EQ(p.StageOf(0), 0);
+  EXPECT_EQ(p.StageOf(4), 1);   // chunk 1
+  EXPECT_EQ(p.StageOf(7), 0);   // chunk 2 (layers 7-9) runs on stage 0 again
+  EXPECT_EQ(p.ChunkOf(13), 3);
+  EXPECT_THAT(ValidatePlan(m, p, 8, 1024), ElementsAre());
+  // 6 micro-batches on 4 stages: not a multiple of p.
+  PlanSpec q = Uniform(m, 48, 6, {2, 2, 2, 2, 2, 2, 1, 1}, Strategy{});
+  q.schedule = Schedule::kInterleaved1F1B;
+  q.virtual_stages = 2;
+  EXPECT_THAT(ValidatePlan(m, q, 8, 1024),
+              ElementsAre(HasSubstr("6 micro-batches are not a multiple of 4")));
+  // An empty chunk; v without the interleaved schedule; interleaving with one virtual stage.
+  p.stage_layers = {5, 0, 5, 4};
+  EXPECT_THAT(ValidatePlan(m, p, 8, 1024),
+              ElementsAre(HasSubstr("model chunk 1 (on stage 1) has no layers")));
+  p.stage_layers = {4, 3, 3, 4};
+  p.schedule = Schedule::k1F1B;
+  EXPECT_THAT(ValidatePlan(m, p, 8, 1024),
+              ElementsAre(HasSubstr("2 virtual stages per pipeline stage need the interleaved")));
+  p.schedule = Schedule::kInterleaved1F1B;
+  p.virtual_stages = 1;
+  p.stage_layers = {7, 7};
+  EXPECT_THAT(ValidatePlan(m, p, 8, 1024), ElementsAre(HasSubstr("at least 2 virtual stages")));
+  p.virtual_stages = 2;
+  p.stage_layers = {4, 3, 3};
+  EXPECT_THAT(ValidatePlan(m, p, 8, 1024),
+              ElementsAre(HasSubstr("3 model chunks do not split into 2 virtual stages")));
+}
+
 TEST(ValidateTest, ShapeViolationsComeFirstAndAlone) {
   const ModelDims m = Gpt2Small();
   PlanSpec p = Uniform(m, 64, 8, {7, 6}, Strategy{.tp = 3});

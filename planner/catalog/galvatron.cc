@@ -920,6 +920,10 @@ absl::StatusOr<PlanSpec> ImportGalvatronStrategyFile(const std::string& path,
 absl::StatusOr<std::string> ExportGalvatronStrategy(const PlanSpec& plan, const ModelDims& model,
                                                     int num_devices) {
   CAIRN_RETURN_IF_ERROR(CheckPlanShape(plan, model, num_devices));
+  if (plan.schedule == Schedule::kInterleaved1F1B) {
+    return absl::UnimplementedError(
+        "Galvatron has no interleaved (virtual-stage) pipeline schedule");
+  }
   const int L = model.num_layers;
   const int pp = plan.pipeline_degree();
   const Strategy& embedding = plan.layers.front();

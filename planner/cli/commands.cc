@@ -235,6 +235,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     RenderPlan(planner::ToPlanProto(pb, plan, *e, prov), out);
     for (const std::string& v : e->violations) out << "  VIOLATION: " << v << "\n";
     if (a.Has("explain")) {
+      out << "\nWhere each stage's step goes:\n" << planner::ExplainStages(*e);
       planner::SearchOptions opt;
       opt.with_baselines = false;
       absl::StatusOr<planner::SearchResult> r = planner::Search(pb, opt);
@@ -291,7 +292,8 @@ Commands:
                   [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
                   [--hardware-profile FILE.json] [--galvatron-hardware DIR]
                   [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
-                  [--dtype bf16|fp32] [--threads N] [--memory-quantum-mb Q] [--quiet]
+                  [--dtype bf16|fp32] [--runtime cairn|megatron-core] [--threads N]
+                  [--memory-quantum-mb Q] [--quiet]
   cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
                    --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])

@@ -22,7 +22,7 @@ std::set<std::string> ProblemFlags() {
     "model", "cluster", "nodes", "gpus-per-node", "global-batch", "batch-range", "seq-len",
     "memory-gb", "hardware-profile", "galvatron-hardware", "model-profile",
     "galvatron-model-profile", "dtype", "threads", "pp", "max-tp", "micro-batches", "schedules",
-    "dp-modes", "modes", "memory-quantum-mb"};
+    "dp-modes", "modes", "memory-quantum-mb", "runtime"};
 }
 
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s) {
@@ -44,7 +44,9 @@ absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s) {
 absl::StatusOr<planner::Schedule> ParseSchedule(absl::string_view s) {
   if (s == "1f1b") return planner::Schedule::k1F1B;
   if (s == "gpipe") return planner::Schedule::kGPipe;
-  return absl::InvalidArgumentError(absl::StrCat("unknown schedule '", s, "' (1f1b, gpipe)"));
+  if (s == "interleaved") return planner::Schedule::kInterleaved1F1B;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown schedule '", s, "' (1f1b, gpipe, interleaved)"));
 }
 
 
@@ -112,6 +114,9 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
     return absl::InvalidArgumentError("--dtype must be bf16 or fp32");
   }
   req.set_dtype_bytes(dtype == "fp32" ? 4 : 2);
+  // The runtime whose behaviour the cost model describes (planner/cost/runtime_traits.h); the
+  // request builder refuses an unknown name.
+  req.set_runtime(a.Get("runtime", "cairn"));
   if (a.Has("model-profile")) {
     CAIRN_ASSIGN_OR_RETURN(std::string text, planner::ReadTextFile(a.Get("model-profile")));
     CAIRN_RETURN_IF_ERROR(planner::ParseProtoJson(text, a.Get("model-profile"),

@@ -11,9 +11,6 @@
 #include "planner/cost/model_math.h"
 
 namespace cairn::planner {
-namespace {
-
-}  // namespace
 
 CostModel::CostModel(const SearchProblem& problem) : problem_(problem), hw_(problem.hardware) {}
 
@@ -37,7 +34,7 @@ bool CostModel::MeasuredCompute(LayerKind kind, int tp, int samples, double* for
   std::vector<const LayerTimingPoint*> pts;
   int best_tp = 0;
   for (const LayerTimingPoint& p : problem_.measured) {
-    if (p.kind != kind || p.seq_len != problem_.seq_len) continue;
+    if (p.kind != kind || p.seq_len != problem_.seq_len || p.forward_s <= 0) continue;
     if (best_tp == 0 || std::abs(std::log2(p.tp_degree) - std::log2(tp)) <
                             std::abs(std::log2(best_tp) - std::log2(tp))) {
       best_tp = p.tp_degree;
@@ -45,7 +42,10 @@ bool CostModel::MeasuredCompute(LayerKind kind, int tp, int samples, double* for
   }
   if (best_tp == 0) return false;
   for (const LayerTimingPoint& p : problem_.measured) {
-    if (p.kind == kind && p.seq_len == problem_.seq_len && p.tp_degree == best_tp) pts.push_back(&p);
+    if (p.kind == kind && p.seq_len == problem_.seq_len && p.tp_degree == best_tp &&
+        p.forward_s > 0) {
+      pts.push_back(&p);
+    }
   }
   std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) {
     return a->micro_batch_size < b->micro_batch_size;
@@ -82,53 +82,77 @@ void CostModel::Compute(LayerKind kind, const Strategy& s, int samples, double* 
                         double* backward_s) const {
   if (MeasuredCompute(kind, s.tp, samples, forward_s, backward_s)) return;
   const ModelDims& m = problem_.model;
-  const double dt = problem_.precision.activation_bytes;
+  const RuntimeTraits& rt = problem_.runtime;
+  const int dt = problem_.precision.activation_bytes;
   const double seq = problem_.seq_len;
-  const double h = m.hidden, f = m.ffn_hidden, kv = KvWidth(m), v = m.vocab;
+  const double h = m.hidden, f = m.ffn_hidden, v = m.vocab, d = HeadDim(m);
   const bool ulysses = s.mode == ParallelMode::kUlysses;
   // Megatron TP splits the weights and keeps all tokens; Ulysses keeps the weights and splits tokens.
   const double tokens = samples * seq / (ulysses ? s.tp : 1);
   const double w = ulysses ? 1.0 : s.tp;  // weight split
   const double outside = (s.tp > 1 && s.mode != ParallelMode::kTensor) ? s.tp : 1;  // seq split
   double fwd = 0, bwd = 0;
-  auto gemm = [&](double m_rows, double n_cols, double k) {
-    const double t = hw_.GemmTime(2.0 * m_rows * n_cols * k);
-    fwd += t;
-    bwd += 2.0 * t;  // data gradient + weight gradient, same shapes
+  // One linear layer: its GEMM forward and the two gradient GEMMs backward, at the shape the
+  // runtime issues (the GEMM table is read per shape).
+  auto gemm = [&](double rows, double cols, double inner) {
+    fwd += hw_.GemmTime(rows, cols, inner, dt);
+    bwd += hw_.GemmBackwardTime(rows, cols, inner, dt);
+  };
+  // Element-wise kernels: their bytes over the memory bandwidth, at least a launch each.
+  auto elementwise = [&](double bytes, int kernels, double* out) {
+    *out += std::max(hw_.MemoryTime(bytes), hw_.LaunchTime(kernels));
   };
   switch (kind) {
     case LayerKind::kBlock: {
-      gemm(tokens, (h + 2 * kv) / w, h);     // QKV
-      gemm(tokens, h, h / w);                // output projection
-      gemm(tokens, (m.swiglu ? 2 : 1) * f / w, h);  // up (+ gate)
-      gemm(tokens, h, f / w);                // down
-      // Causal attention on the local heads: QK^T and PV, half the square.
-      const double attn = 2.0 * samples * seq * seq * h / s.tp;
-      const double ta = hw_.AttentionTime(attn);
-      fwd += ta;
-      bwd += 2.5 * ta;  // flash backward recomputes P
+      // Local heads: h / t query heads; key/value heads split over t or replicated when t exceeds
+      // them (each rank keeps one); Ulysses projects all heads of its sequence shard.
+      const double q_cols = ulysses ? h : h / w;
+      const double kv_cols = ulysses ? KvWidth(m) : std::max(KvWidth(m) / w, d);
+      if (rt.fused_qkv) {
+        gemm(tokens, q_cols + 2 * kv_cols, h);
+      } else {
+        gemm(tokens, q_cols, h);
+        gemm(tokens, kv_cols, h);
+        gemm(tokens, kv_cols, h);
+      }
+      gemm(tokens, h, q_cols);                 // output projection
+      const double f_cols = f / w;
+      if (m.swiglu && rt.fused_gate_up) {
+        gemm(tokens, 2 * f_cols, h);
+      } else {
+        for (int i = 0; i < (m.swiglu ? 2 : 1); ++i) gemm(tokens, f_cols, h);
+      }
+      gemm(tokens, h, f_cols);                 // down
+      // Causal attention on the local heads over the whole sequence.
+      double af = 0, ab = 0;
+      hw_.AttentionTimes(samples * m.num_heads / static_cast<double>(s.tp), seq, d, &af, &ab);
+      fwd += af;
+      bwd += ab;
       // Element-wise: norms and residuals on the (possibly sequence-split) stream, RoPE on Q/K,
-      // the activation function on the MLP width.
+      // the activation function on the MLP width. Kernels (runtime/engine/layers.cc): forward 2
+      // norms, 2 residual adds, the activation (+ 2 RoPE); backward 2 norms, the activation
+      // (+ 2 RoPE).
       const double elem = samples * seq * dt *
-                          (10.0 * h / outside + 4.0 * (h + 2 * kv) / s.tp +
+                          (10.0 * h / outside + 4.0 * (h + 2 * KvWidth(m)) / s.tp +
                            (m.swiglu ? 3.0 : 2.0) * f / s.tp);
-      fwd += hw_.MemoryTime(elem);
-      bwd += 2.0 * hw_.MemoryTime(elem);
+      elementwise(elem, 5 + (m.rope ? 2 : 0), &fwd);
+      elementwise(2.0 * elem, 3 + (m.rope ? 2 : 0), &bwd);
       break;
     }
     case LayerKind::kEmbedding: {
       // Row gather (and masking for vocab-parallel), position add; backward scatter-adds in fp32.
       const double t = samples * seq * h / (ulysses ? s.tp : 1);
-      fwd += hw_.MemoryTime(t * dt * 3);
-      bwd += hw_.MemoryTime(t * (dt + 8));
+      elementwise(t * dt * 3, 1, &fwd);
+      elementwise(t * (dt + 8), 1, &bwd);
       break;
     }
     case LayerKind::kHead: {
-      gemm(tokens, v / w, h);                // LM head (vocab-parallel)
+      const double vocab_local = std::ceil(v / w);
+      gemm(tokens, vocab_local, h);            // LM head (vocab-parallel)
       // Final norm, then cross-entropy over fp32 logits (max, exp-sum, gradient): ~4 passes.
-      const double logits = tokens * (v / w);
-      fwd += hw_.MemoryTime(samples * seq * h * dt * 3 / outside + logits * 4.0 * 4);
-      bwd += hw_.MemoryTime(samples * seq * h * dt * 4 / outside + logits * dt * 2);
+      const double logits = tokens * vocab_local;
+      elementwise(samples * seq * h * dt * 3 / outside + logits * 4.0 * 4, 4, &fwd);
+      elementwise(samples * seq * h * dt * 4 / outside + logits * dt * 2, 2, &bwd);
       break;
     }
   }
@@ -139,51 +163,68 @@ void CostModel::Compute(LayerKind kind, const Strategy& s, int samples, double* 
 void CostModel::AddDataParallel(LayerKind kind, const Strategy& s, const StageContext& ctx,
                                 int64_t params_on_device, LayerCost* c) const {
   const Precision& pr = problem_.precision;
+  const RuntimeTraits& rt = problem_.runtime;
   const int dp = ctx.stage_devices / s.tp;
   // Ulysses replicates weights over its group too, so gradients are reduced over all n devices.
   const int shard_group = s.mode == ParallelMode::kUlysses ? ctx.stage_devices : dp;
   const int stride = s.mode == ParallelMode::kUlysses ? 1 : (s.tp_consecutive ? s.tp : 1);
-  const bool spans = hw_.SpansNodes(shard_group, stride);
+  const GroupPlacement place = hw_.Placement(shard_group, stride);
   const double grad_bytes = static_cast<double>(params_on_device) * pr.grad_bytes;
   const double weight_bytes = static_cast<double>(params_on_device) * pr.param_bytes;
   auto coll = [&](CollectiveOp op, double bytes) {
-    return hw_.CollectiveTime(op, shard_group, spans, bytes);
+    return hw_.CollectiveTime(op, shard_group, place, bytes);
+  };
+  // Communication x under compute phase t when the runtime overlaps them, else after it: the
+  // exposed part (incl. the slowdown of both) and the hidden part.
+  auto under = [&](bool overlapped, double t, double x, double* exposed, double* hidden) {
+    if (!overlapped) {
+      *exposed += x;
+      return;
+    }
+    *exposed += Overlap(t, x) - t;
+    *hidden += std::min(t, x);
   };
   const int m = ctx.num_micro_batches;
-  double exposed_per_micro_batch = 0;
-  double step_comm = 0;
+  double per_mb_exposed = 0, per_mb_hidden_f = 0, per_mb_hidden_b = 0;
+  double step_comm = 0, step_hidden = 0;
   if (shard_group > 1) {
     switch (s.dp) {
       case DpMode::kDdp: {
-        // One all-reduce per step, overlapped with the last micro-batch's backward.
-        const double ar = coll(CollectiveOp::kAllReduce, grad_bytes);
-        step_comm = Overlap(c->compute_backward_s, ar) - c->compute_backward_s;
+        // One all-reduce per step, under the backward of the last micro-batch (charged against
+        // this layer's backward: the next layer down's, for a stack of equal layers).
+        under(rt.overlap_grad_reduce, c->compute_backward_s,
+              coll(CollectiveOp::kAllReduce, grad_bytes), &step_comm, &step_hidden);
         break;
       }
-      case DpMode::kZero1: {
-        const double rs = coll(CollectiveOp::kReduceScatter, grad_bytes);
-        const double ag = coll(CollectiveOp::kAllGather, weight_bytes);
-        step_comm = Overlap(c->compute_backward_s, rs) - c->compute_backward_s + ag;
-        break;
-      }
+      case DpMode::kZero1:
       case DpMode::kZero2: {
-        // Reduce-scatter after every micro-batch's backward; gather updated weights after the step.
         const double rs = coll(CollectiveOp::kReduceScatter, grad_bytes);
-        const double b = Overlap(c->compute_backward_s, rs);
-        exposed_per_micro_batch = b - c->compute_backward_s;
-        c->backward_s += exposed_per_micro_batch;
-        step_comm = coll(CollectiveOp::kAllGather, weight_bytes);
+        if (s.dp == DpMode::kZero1) {
+          under(rt.overlap_grad_reduce, c->compute_backward_s, rs, &step_comm, &step_hidden);
+        } else {
+          // Reduce-scatter after every micro-batch's backward, one layer behind.
+          double exposed = 0;
+          under(true, c->compute_backward_s, rs, &exposed, &per_mb_hidden_b);
+          c->backward_s += exposed;
+          per_mb_exposed += exposed;
+        }
+        // The updated weights are gathered after the optimizer step, or under the next step's
+        // forward (once per step: the first micro-batch's).
+        under(rt.overlap_param_gather, c->compute_forward_s,
+              coll(CollectiveOp::kAllGather, weight_bytes), &step_comm, &step_hidden);
         break;
       }
       case DpMode::kZero3: {
-        // Gather weights before forward and again before backward; reduce-scatter gradients.
+        // Gather weights before forward and again before backward (prefetched one layer ahead);
+        // reduce-scatter gradients one layer behind.
         const double ag = coll(CollectiveOp::kAllGather, weight_bytes);
         const double rs = coll(CollectiveOp::kReduceScatter, grad_bytes);
-        const double f = Overlap(c->compute_forward_s, ag);
-        const double b = Overlap(c->compute_backward_s, ag + rs);
-        exposed_per_micro_batch = (f - c->compute_forward_s) + (b - c->compute_backward_s);
-        c->forward_s += f - c->compute_forward_s;
-        c->backward_s += b - c->compute_backward_s;
+        double ef = 0, eb = 0;
+        under(rt.prefetch_zero3, c->compute_forward_s, ag, &ef, &per_mb_hidden_f);
+        under(rt.prefetch_zero3, c->compute_backward_s, ag + rs, &eb, &per_mb_hidden_b);
+        c->forward_s += ef;
+        c->backward_s += eb;
+        per_mb_exposed += ef + eb;
         break;
       }
     }
@@ -196,7 +237,8 @@ void CostModel::AddDataParallel(LayerKind kind, const Strategy& s, const StageCo
       pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
   c->optimizer_s = hw_.MemoryTime(static_cast<double>(updated) * bytes_per_param);
   c->step_sync_s = step_comm + c->optimizer_s;
-  c->dp_comm_exposed_s = step_comm + m * exposed_per_micro_batch;
+  c->dp_comm_exposed_s = step_comm + m * per_mb_exposed;
+  c->dp_comm_hidden_s = step_hidden + m * (per_mb_hidden_f + per_mb_hidden_b);
   (void)kind;
 }
 
@@ -308,7 +350,7 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
 
   // Model-parallel collectives, bytes as nccl-tests counts them.
   if (s.tp > 1) {
-    const bool spans = hw_.SpansNodes(s.tp, s.tp_consecutive ? 1 : dp);
+    const GroupPlacement spans = hw_.Placement(s.tp, s.tp_consecutive ? 1 : dp);
     const double act = static_cast<double>(samples) * problem_.seq_len * m.hidden *
                        pr.activation_bytes;  // full micro-batch activation of one DP rank
     auto coll = [&](CollectiveOp op, double bytes) {
@@ -358,6 +400,12 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
       }
     }
   }
+  // The share the runtime hides under its GEMMs (RuntimeTraits::tp_comm_hidden).
+  const double tp_exposed = 1.0 - std::clamp(problem_.runtime.tp_comm_hidden, 0.0, 1.0);
+  c.tp_comm_hidden_s =
+      (1.0 - tp_exposed) * (c.tp_comm_forward_s + c.tp_comm_backward_s) * ctx.num_micro_batches;
+  c.tp_comm_forward_s *= tp_exposed;
+  c.tp_comm_backward_s *= tp_exposed;
   c.forward_s = c.compute_forward_s + c.tp_comm_forward_s;
   c.backward_s = c.compute_backward_s + c.tp_comm_backward_s;
 
@@ -420,8 +468,8 @@ TransitionCost CostModel::Transition(const Layout& from, const Layout& to,
     const int group = plan::RelocationGroupSize(a, b);
     if (group == 1) return 0.0;
     const double need = (1.0 / b.dp) * (b.seq_sharded ? 1.0 / b.tp : 1.0);
-    const bool spans = hw_.SpansNodes(group, std::min(a.tp, b.tp));
-    return hw_.CollectiveTime(CollectiveOp::kAllGather, group, spans, need * act);
+    return hw_.CollectiveTime(CollectiveOp::kAllGather, group,
+                              hw_.Placement(group, std::min(a.tp, b.tp)), need * act);
   };
   tc.forward_s = gather(from, to);
   tc.backward_s = gather(to, from);
@@ -437,10 +485,15 @@ int64_t CostModel::PipelineHopBytes(const StageContext& ctx) const {
 
 double CostModel::PipelineHop(const StageContext& ctx) const {
   if (ctx.pipeline_degree <= 1 || ctx.stage_index >= ctx.pipeline_degree - 1) return 0;
+  return PipelineHop(ctx, ctx.stage_index, ctx.stage_index + 1);
+}
+
+double CostModel::PipelineHop(const StageContext& ctx, int from, int to) const {
+  if (ctx.pipeline_degree <= 1 || from == to) return 0;
   const int n = ctx.stage_devices;
   const int g = hw_.hardware().devices_per_node;
-  // Device r of stage i talks to device r of stage i+1: same node only if both stages share one.
-  const bool spans = (ctx.stage_index * n) / g != ((ctx.stage_index + 1) * n) / g || n >= g;
+  // Device r of one stage talks to device r of the other: same node only if both stages share one.
+  const bool spans = (from * n) / g != (to * n) / g || n >= g;
   return hw_.CollectiveTime(CollectiveOp::kSendRecv, 2, spans,
                             static_cast<double>(PipelineHopBytes(ctx)));
 }

@@ -33,6 +33,10 @@ struct StageContext {
   int micro_batch = 1;         // samples per micro-batch, B / m (before data-parallel split)
   int num_micro_batches = 1;   // m
   int in_flight = 1;           // micro-batches whose activations the stage holds at its peak
+                               // (with interleaving: the largest count of one chunk's; the
+                               // search's per-layer bound)
+  Schedule schedule = Schedule::k1F1B;
+  int virtual_stages = 1;      // model chunks per stage
 };
 
 // The layout of an activation between two layers (the plan contract's ActLayout).
@@ -55,6 +59,8 @@ struct LayerCost {
   double step_sync_s = 0;
   double dp_comm_exposed_s = 0;    // the communication part of step_sync_s plus per-micro-batch
                                    // ZeRO exposure (x m), for the breakdown
+  double dp_comm_hidden_s = 0;     // data-parallel communication hidden under compute, per step
+  double tp_comm_hidden_s = 0;     // TP/SP communication hidden under GEMMs, per step
   double optimizer_s = 0;
 
   // Memory on one device.
@@ -115,6 +121,8 @@ class CostModel {
   TransitionCost Transition(const Layout& from, const Layout& to, const StageContext& ctx) const;
   // Point-to-point time of one micro-batch's activation (or gradient) between stage `i` and `i+1`.
   double PipelineHop(const StageContext& ctx) const;
+  // The same between any two stages (interleaving wraps from the last stage to the first).
+  double PipelineHop(const StageContext& ctx, int from_stage, int to_stage) const;
   // Bytes of one micro-batch's activation a device sends across a pipeline boundary.
   int64_t PipelineHopBytes(const StageContext& ctx) const;
 

@@ -90,6 +90,33 @@ TEST_F(CostModelTest, DdpSyncOverlapsBackward) {
   EXPECT_NEAR(c.optimizer_s, 11798528.0 * 30 / 1e12, 1e-12);
 }
 
+TEST_F(CostModelTest, RuntimeTraitsDecideWhatIsHidden) {
+  Strategy s;  // DDP over 8 devices, as above
+  const double ar = 10e-6 + 11798528.0 * 4 * (2 * 7.0 / 8) / 100e9;  // 1.652 ms
+  const LayerCost overlapped = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  // Cairn overlaps the all-reduce with the backward: the part under it is hidden.
+  EXPECT_NEAR(overlapped.dp_comm_hidden_s, std::min(overlapped.compute_backward_s, ar), 1e-12);
+  // A runtime that reduces after the backward: all of it exposed, nothing hidden.
+  SearchProblem pb = pb_;
+  pb.runtime.overlap_grad_reduce = false;
+  const CostModel cm(pb);
+  const LayerCost after = cm.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(after.step_sync_s - after.optimizer_s, ar, 1e-12);
+  EXPECT_EQ(after.dp_comm_hidden_s, 0.0);
+  // ZeRO-1: Cairn hides the gradient reduce-scatter under the backward and gathers the updated
+  // weights after AdamW (exposed); with only overlap_param_gather the gather hides under the
+  // forward and the reduce-scatter is exposed.
+  s.dp = DpMode::kZero1;
+  const double rs = 10e-6 + 11798528.0 * 4 * (7.0 / 8) / 100e9;
+  const double ag = 10e-6 + 11798528.0 * 2 * (7.0 / 8) / 100e9;
+  const LayerCost cairn = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(cairn.dp_comm_hidden_s, std::min(cairn.compute_backward_s, rs), 1e-12);
+  pb.runtime.overlap_param_gather = true;
+  const CostModel gather_hidden(pb);
+  const LayerCost g = gather_hidden.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(g.dp_comm_hidden_s, std::min(g.compute_forward_s, ag), 1e-12);
+}
+
 TEST_F(CostModelTest, TransitionGathersWhatIsMissing) {
   // From batch split over 8 to batch split over 4 (TP 2, activations replicated): each device
   // gathers the other half of its new batch slice, 1/4 of the 16 MiB micro-batch activation:

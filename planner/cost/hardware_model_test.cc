@@ -67,5 +67,36 @@ TEST(HardwareModelTest, SpansNodes) {
   EXPECT_TRUE(hw.SpansNodes(16, 1));
 }
 
+TEST(HardwareModelTest, HierarchicalCollectiveForGroupsWithSeveralRanksPerNode) {
+  HardwareModel hw(testing::RoundHardware(8, 2));
+  // 16 consecutive ranks on 2 nodes: 8 per node.
+  const GroupPlacement place = hw.Placement(16, 1);
+  EXPECT_TRUE(place.spans_nodes);
+  EXPECT_EQ(place.ranks_per_node, 8);
+  // All-reduce of 1 GB: reduce-scatter in the node (10 us + 1e9 * 7/8 / 100e9 = 8.76 ms), the
+  // all-reduce between 2 nodes on 1e9 / 8 bytes (20 us + 1.25e8 * 1 / 10e9 = 12.52 ms), all-gather
+  // in the node (8.76 ms): 30.04 ms, against 187.52 ms for the flat inter-node table.
+  EXPECT_NEAR(hw.CollectiveTime(CollectiveOp::kAllReduce, 16, place, 1e9), 0.03004, 1e-12);
+  EXPECT_NEAR(hw.CollectiveTime(CollectiveOp::kAllReduce, 16, true, 1e9), 0.18752, 1e-12);
+  // Strided by 8: one rank per node, the flat table.
+  EXPECT_EQ(hw.Placement(2, 8).ranks_per_node, 1);
+}
+
+TEST(HardwareModelTest, GemmShapesFromMeasuredPointsWithAMemoryFloor) {
+  Hardware h = testing::RoundHardware(8, 1);
+  h.gemm_shapes = {{1024, 1024, 1024, 1e-4, 0}};
+  HardwareModel shaped(h);
+  // On the measured shape: its time. Twice the rows at the same rate (one point): twice the time.
+  EXPECT_DOUBLE_EQ(shaped.GemmTime(1024, 1024, 1024, 2), 1e-4);
+  EXPECT_NEAR(shaped.GemmTime(2048, 1024, 1024, 2), 2e-4, 1e-15);
+  // No backward measured: its two gradient GEMMs looked up as shapes (both 1024^3 here).
+  EXPECT_NEAR(shaped.GemmBackwardTime(1024, 1024, 1024, 2), 2e-4, 1e-15);
+  // A thin GEMM on the FLOPs table (100 TFLOP/s): 2 x 4096^2 FLOPs take 0.34 us, but its bytes
+  // (4096 + 4096^2 + 4096) x 2 over 1 TB/s take 33.57 us.
+  HardwareModel table(testing::RoundHardware(8, 1));
+  EXPECT_NEAR(table.GemmTime(1, 4096, 4096, 2), (4096.0 + 4096.0 * 4096 + 4096) * 2 / 1e12,
+              1e-15);
+}
+
 }  // namespace
 }  // namespace cairn::planner

@@ -4,46 +4,60 @@
 #include <vector>
 
 namespace cairn::planner {
-PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<StageTimes>& st) {
-  const int p = static_cast<int>(st.size());
+
+PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<StageTimes>& st,
+                                const PipelineOptions& opt) {
+  const int v = std::max(1, opt.virtual_stages);
+  const int chunks = static_cast<int>(st.size());
+  const int p = chunks / v;
   PipelineResult r;
   std::vector<std::vector<PipelineOp>> order(p);
-  for (int i = 0; i < p; ++i) order[i] = StageSchedule(schedule, p, i, m);
+  for (int i = 0; i < p; ++i) order[i] = StageSchedule(schedule, p, i, m, v);
   constexpr double kNotYet = -1.0;
-  // End times of forward / backward of (stage, micro-batch).
-  std::vector<std::vector<double>> fend(p, std::vector<double>(m, kNotYet));
-  std::vector<std::vector<double>> bend(p, std::vector<double>(m, kNotYet));
+  // End times of forward / backward of (model chunk, micro-batch).
+  std::vector<std::vector<double>> fend(chunks, std::vector<double>(m, kNotYet));
+  std::vector<std::vector<double>> bend(chunks, std::vector<double>(m, kNotYet));
   std::vector<size_t> next(p, 0);
-  std::vector<double> free_at(p, 0.0);
-  size_t remaining = static_cast<size_t>(2) * p * m;
-  // Dependencies only point to neighbouring stages, so repeated sweeps make progress every pass.
+  std::vector<double> free_at(p, 0.0), busy(p, 0.0);
+  size_t remaining = 0;
+  for (const auto& o : order) remaining += o.size();
+  // Dependencies only point to neighbouring chunks, so repeated sweeps make progress every pass.
   while (remaining > 0) {
     bool progressed = false;
     for (int i = 0; i < p; ++i) {
       while (next[i] < order[i].size()) {
         const PipelineOp op = order[i][next[i]];
+        const int g = op.chunk * p + i;
+        const int j = op.micro_batch;
         double ready;
         if (op.forward) {
-          if (i == 0) {
+          if (g == 0) {
             ready = 0;
-          } else if (fend[i - 1][op.micro_batch] < 0) {
+          } else if (fend[g - 1][j] < 0) {
             break;
           } else {
-            ready = fend[i - 1][op.micro_batch] + st[i - 1].hop_s;
+            ready = fend[g - 1][j] + st[g - 1].hop_s;
           }
         } else {
-          if (i == p - 1) {
-            ready = fend[i][op.micro_batch];
-          } else if (bend[i + 1][op.micro_batch] < 0) {
+          if (g == chunks - 1) {
+            ready = fend[g][j];
+          } else if (bend[g + 1][j] < 0) {
             break;
           } else {
-            ready = bend[i + 1][op.micro_batch] + st[i].hop_s;
+            ready = bend[g + 1][j] + st[g].hop_s;
           }
         }
         const double start = std::max(free_at[i], ready);
-        const double end = start + (op.forward ? st[i].forward_s : st[i].backward_s);
-        (op.forward ? fend : bend)[i][op.micro_batch] = end;
-        free_at[i] = end;
+        const double end = start + (op.forward ? st[g].forward_s : st[g].backward_s);
+        (op.forward ? fend : bend)[g][j] = end;
+        // A blocking send keeps the stage busy for the transfer of its output.
+        double sending = 0;
+        if (opt.blocking_sends) {
+          if (op.forward && g < chunks - 1) sending = st[g].hop_s;
+          if (!op.forward && g > 0) sending = st[g - 1].hop_s;
+        }
+        free_at[i] = end + sending;
+        busy[i] += end + sending - start;
         ++next[i];
         --remaining;
         progressed = true;
@@ -52,17 +66,21 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
     if (!progressed) break;  // cannot happen for the schedules above; guards against a bad order
   }
   r.stage_end_s.resize(p);
+  r.stage_busy_s = busy;
+  r.stage_idle_s.resize(p);
+  std::vector<double> sync(p, 0.0);
+  for (int g = 0; g < chunks; ++g) sync[g % p] += st[g].step_sync_s;
   double busiest = -1;
   for (int i = 0; i < p; ++i) {
-    r.stage_end_s[i] = free_at[i] + st[i].step_sync_s;
+    r.stage_end_s[i] = free_at[i] + sync[i];
     r.step_time_s = std::max(r.step_time_s, r.stage_end_s[i]);
-    const double busy = m * (st[i].forward_s + st[i].backward_s);
-    if (busy > busiest) {
-      busiest = busy;
+    if (busy[i] > busiest) {
+      busiest = busy[i];
       r.bottleneck_stage = i;
     }
   }
-  r.bubble_s = std::max(0.0, r.step_time_s - busiest - st[r.bottleneck_stage].step_sync_s);
+  for (int i = 0; i < p; ++i) r.stage_idle_s[i] = std::max(0.0, r.step_time_s - busy[i] - sync[i]);
+  r.bubble_s = r.stage_idle_s[r.bottleneck_stage];
   return r;
 }
 

@@ -1,15 +1,17 @@
 // planner/cost/pipeline.h — simulates a pipeline schedule over micro-batches.
 //
-// Each stage runs its forward and backward micro-batch operations in schedule order (1F1B: p-i-1
-// warm-up forwards, then one-forward-one-backward, then the cool-down backwards; GPipe: all forwards
-// then all backwards). An operation starts when its stage is free and its input has arrived (the
-// previous stage's forward, or the next stage's backward, plus one point-to-point hop). After its
-// last backward a stage spends step_sync_s on unhidden gradient sync and the optimizer step. The
-// step ends when every stage is done. Uneven stages are therefore modelled exactly, not through a
-// closed form.
+// Each stage runs the forward and backward operations of its model chunks in the schedule's order
+// (common/plan/schedule.h: 1F1B, GPipe, interleaved 1F1B — the order the runtime executes). An
+// operation starts when its stage is free and its input has arrived: the previous chunk's forward
+// (or the next chunk's backward) plus one point-to-point hop. After its last operation a stage
+// spends its chunks' step_sync_s on unhidden gradient sync and the optimizer step. The step ends
+// when every stage is done. Uneven stages and chunks are modelled exactly, not through a closed
+// form.
 //
-//   std::vector<StageTimes> st = {{.forward_s = 1, .backward_s = 2}, {...}};
+//   std::vector<StageTimes> st = {{.forward_s = 1, .backward_s = 2}, {...}};   // one per chunk
 //   PipelineResult r = SimulatePipeline(Schedule::k1F1B, /*num_micro_batches=*/8, st);
+//   // interleaved: p x v chunks in model order, chunk c on stage c mod p
+//   PipelineResult q = SimulatePipeline(Schedule::kInterleaved1F1B, 8, chunks, {.virtual_stages = 2});
 #ifndef CAIRN_PLANNER_COST_PIPELINE_H_
 #define CAIRN_PLANNER_COST_PIPELINE_H_
 
@@ -20,23 +22,35 @@
 
 namespace cairn::planner {
 
+// Times of one model chunk (one stage without interleaving).
 struct StageTimes {
   double forward_s = 0;     // one micro-batch
   double backward_s = 0;    // one micro-batch
-  double step_sync_s = 0;   // once per step, after the stage's last backward
-  double hop_s = 0;         // point-to-point to the next stage, per micro-batch and direction
+  double step_sync_s = 0;   // once per step, after the stage's last operation
+  double hop_s = 0;         // point-to-point to the next chunk's stage, per micro-batch and
+                            // direction
+};
+
+struct PipelineOptions {
+  int virtual_stages = 1;   // chunks per stage (interleaved 1F1B); chunks.size() = p x v
+  // The sender of a pipeline message is busy for its transfer too (RuntimeTraits::blocking_sends);
+  // else only the receiver waits for it.
+  bool blocking_sends = false;
 };
 
 struct PipelineResult {
   double step_time_s = 0;
-  std::vector<double> stage_end_s;      // when each stage finished (including step_sync_s)
-  int bottleneck_stage = 0;             // stage with the largest busy time m * (F + B)
+  std::vector<double> stage_end_s;      // when each stage finished (including its sync)
+  int bottleneck_stage = 0;             // stage with the largest busy time
   double bubble_s = 0;                  // step time not spent busy on the bottleneck stage
+  std::vector<double> stage_busy_s;     // per stage: operations, incl. blocking sends
+  std::vector<double> stage_idle_s;     // per stage: step time - busy - sync (waiting)
 };
 
-// Requires num_micro_batches >= 1 and at least one stage.
+// Requires num_micro_batches >= 1 and p x v chunks (p >= 1).
 PipelineResult SimulatePipeline(Schedule schedule, int num_micro_batches,
-                                const std::vector<StageTimes>& stages);
+                                const std::vector<StageTimes>& chunks,
+                                const PipelineOptions& options = {});
 
 // The order of operations comes from the plan contract, shared with the runtime.
 using ::cairn::plan::InFlightMicroBatches;

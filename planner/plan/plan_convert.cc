@@ -187,9 +187,23 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
   std::vector<int> blocks(plan.stage_layers);
   blocks.front() -= 1;
   blocks.back() -= 1;
+  if (plan.schedule == Schedule::kInterleaved1F1B) {
+    // Megatron-LM's interleaved schedule cuts the blocks into equal model chunks.
+    for (int b : blocks) {
+      if (b != blocks.front() || b < 1) {
+        return absl::UnimplementedError(
+            "Megatron-LM's interleaved schedule needs the same number of blocks in every model "
+            "chunk; this plan's chunks differ");
+      }
+    }
+    absl::StrAppendFormat(&out, " --num-layers-per-virtual-pipeline-stage %d", blocks.front());
+    blocks.clear();  // the stage checks below are for one chunk per stage
+  }
   bool even_middle = true;
-  for (int i = 1; i + 1 < p; ++i) even_middle = even_middle && blocks[i] == blocks[1];
-  if (p > 1) {
+  for (int i = 1; i + 1 < static_cast<int>(blocks.size()); ++i) {
+    even_middle = even_middle && blocks[i] == blocks[1];
+  }
+  if (p > 1 && !blocks.empty()) {
     const bool all_even = even_middle && blocks.front() == blocks[p > 2 ? 1 : 0] &&
                           blocks.back() == blocks.front();
     if (!all_even) {

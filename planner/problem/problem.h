@@ -47,11 +47,28 @@ struct CommTable {
   double latency_s = 0;
   double busbw_bytes_per_s = 0;
   std::vector<CommPoint> points;  // sorted by bytes
+  // Spanning groups: ranks of the group on each node (0 or 1: one per node, the strided case).
+  int ranks_per_node = 0;
 };
 
 struct GemmRate {
   double flops = 0;               // 2*M*N*K of one GEMM
   double achieved_flops_per_s = 0;
+};
+
+// One measured GEMM shape (mirror of cairn.v1.GemmShapePoint): C[m, n] = A[m, k] B[k, n].
+struct GemmShapePoint {
+  double m = 0, n = 0, k = 0;
+  double forward_s = 0;           // the GEMM itself
+  double backward_s = 0;          // its two gradient GEMMs (dA, dB); 0: unknown
+};
+
+// One measured attention kernel (mirror of cairn.v1.AttentionPoint): causal self-attention of
+// `batch_heads` (batch x query heads) sequences of `seq_len` with head dimension `head_dim`.
+struct AttentionPoint {
+  double batch_heads = 0, seq_len = 0, head_dim = 0;
+  double forward_s = 0;
+  double backward_s = 0;          // 0: unknown
 };
 
 // One kind of node times num_nodes (mirror of cairn.v1.Cluster).
@@ -68,6 +85,9 @@ struct Hardware {
   int num_nodes = 1;
   std::vector<CommTable> collectives;
   double overlap_slowdown = 1.0;  // gamma >= 1
+  std::vector<GemmShapePoint> gemm_shapes;  // measured shapes (planner/cost/hardware_model.h)
+  std::vector<AttentionPoint> attention;    // measured attention kernels
+  double kernel_launch_s = 0;     // fixed cost of one kernel launch (0: unknown, not charged)
 
   int num_devices() const { return devices_per_node * num_nodes; }
 };
@@ -78,9 +98,18 @@ struct LayerTimingPoint {
   int tp_degree = 1;
   int micro_batch_size = 1;
   int seq_len = 0;
-  double forward_s = 0;
+  double forward_s = 0;           // 0: an activation-only entry (no time measured)
   double backward_s = 0;          // 0: unknown (2 x forward)
+  // Activation bytes saved for backward per micro-batch of `micro_batch_size` samples, measured
+  // on the runtime that produced the profile (0: unknown, the analytic value is used); and the
+  // same with full recomputation.
+  int64_t activation_bytes = 0;
+  int64_t recompute_activation_bytes = 0;
 };
+
+// Virtual-stage counts the interleaved schedule is searched with when the space names none:
+// v in [2, kMaxDefaultVirtualStages] that cut the blocks into p x v equal chunks.
+inline constexpr int kMaxDefaultVirtualStages = 8;
 
 // Which plans may be returned (mirror of cairn.v1.SearchSpace, defaults resolved).
 struct SearchSpace {
@@ -90,9 +119,46 @@ struct SearchSpace {
                                      ParallelMode::kUlysses};
   std::vector<DpMode> dp_modes = {DpMode::kDdp, DpMode::kZero1, DpMode::kZero2, DpMode::kZero3};
   bool allow_recompute = true;
-  std::vector<Schedule> schedules = {Schedule::k1F1B};
+  std::vector<Schedule> schedules = {Schedule::k1F1B, Schedule::kInterleaved1F1B};
   std::vector<int> micro_batch_counts;     // empty: all divisors of the global batch
+  // Virtual stages the interleaved schedule may use (empty: every v >= 2 that cuts the blocks
+  // into p x v equal chunks).
+  std::vector<int> virtual_stages;
   bool uniform_layers = false;
+};
+
+// What the runtime that will execute a plan does, as far as its cost is concerned: which
+// communication overlaps which compute, in which dtype gradients travel, how its layers issue
+// their GEMMs and kernels, what plans it can run. planner/cost/runtime_traits.h defines the
+// built-in runtimes (`cairn`, `megatron-core`) with the sources of every value.
+struct RuntimeTraits {
+  std::string name = "cairn";
+  // DDP / ZeRO-1 gradient reductions start layer by layer (bucket by bucket) during the last
+  // micro-batch's backward and run under the rest of it; false: after the backward, exposed.
+  bool overlap_grad_reduce = true;
+  // ZeRO-1/2: the all-gather of the updated weights runs under the next step's forward; false:
+  // after the optimizer step, exposed.
+  bool overlap_param_gather = false;
+  // ZeRO-3: a layer's weights are gathered while the previous layer computes; false: exposed.
+  bool prefetch_zero3 = true;
+  // Fraction of the TP/SP collectives' time hidden under the GEMMs (0: all exposed).
+  double tp_comm_hidden = 0;
+  // Pipeline sends block the sender until the receiver has the message (the hop is charged to
+  // both stages); false: sends are asynchronous, only the receiver waits.
+  bool blocking_sends = false;
+  // Layer structure: Q, K, V as one GEMM (else three) and the SwiGLU gate and up as one.
+  bool fused_qkv = false;
+  bool fused_gate_up = false;
+  // What plans the runtime runs.
+  bool per_layer_strategies = true;   // false: one strategy for every block
+  bool supports_ulysses = true;
+  bool supports_zero2 = true;
+  bool supports_zero3 = true;
+  bool supports_gpipe = true;
+  bool equal_chunks = false;          // interleaved chunks must hold equal block counts
+  // Gradient accumulation and reduction dtype the runtime allows (bytes; the request's choice must
+  // be one of these; the first is the default).
+  std::vector<int> grad_dtype_bytes = {4};
 };
 
 // Precision of the runtime the plan will run on.
@@ -117,6 +183,7 @@ struct SearchProblem {
   int64_t memory_budget_bytes = 0;         // per device
   SearchSpace space;
   Precision precision;
+  RuntimeTraits runtime;
   int top_k = 1;
   int64_t memory_quantum_bytes = 0;        // 0: budget / 2048
   int threads = 0;                         // 0: hardware concurrency

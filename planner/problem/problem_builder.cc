@@ -15,6 +15,7 @@
 #include "common/units.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/models.h"
+#include "planner/cost/runtime_traits.h"
 #include "planner/problem/proto_enums.h"
 
 namespace cairn::planner {
@@ -99,7 +100,14 @@ int64_t CountCombinations(const SearchProblem& pb) {
   const int n = pb.hardware.num_devices();
   int64_t pps = static_cast<int64_t>(pb.space.pipeline_degrees.size());
   if (pps == 0) pps = CountDivisorsUpTo(n, pb.model.num_layers);
-  const int64_t schedules = static_cast<int64_t>(pb.space.schedules.size());
+  // The interleaved schedule is tried with each of its virtual-stage counts.
+  int64_t schedules = 0;
+  for (Schedule s : pb.space.schedules) {
+    schedules += s != Schedule::kInterleaved1F1B ? 1
+                 : pb.space.virtual_stages.empty()
+                     ? kMaxDefaultVirtualStages - 1
+                     : static_cast<int64_t>(pb.space.virtual_stages.size());
+  }
   int64_t total = 0;
   for (int batch : pb.global_batch_sizes) {
     int64_t ms = 0;
@@ -229,7 +237,20 @@ absl::Status BuildSpace(const cairn::v1::SearchSpace& s, int num_devices, int nu
   CAIRN_ASSIGN_OR_RETURN(
       out->schedules, EnumList<cairn::v1::PipelineSchedule>(
                           s.schedules(), "space.schedules", &cairn::v1::PipelineSchedule_IsValid,
-                          "PIPELINE_SCHEDULE_1F1B, PIPELINE_SCHEDULE_GPIPE", out->schedules));
+                          "PIPELINE_SCHEDULE_1F1B, PIPELINE_SCHEDULE_GPIPE, "
+                          "PIPELINE_SCHEDULE_INTERLEAVED_1F1B",
+                          out->schedules));
+  std::set<int> virtual_stages;
+  for (int i = 0; i < s.virtual_stages_size(); ++i) {
+    const int v = s.virtual_stages(i);
+    if (v < 2 || v > num_layers) {
+      return Invalid(absl::StrCat("space.virtual_stages[", i, "]"),
+                     absl::StrCat("must be in [2, ", num_layers, "] (model chunks per pipeline "
+                                  "stage), got ", v));
+    }
+    virtual_stages.insert(v);
+  }
+  out->virtual_stages.assign(virtual_stages.begin(), virtual_stages.end());
   out->allow_recompute = !s.disable_recompute();
   out->uniform_layers = s.uniform_layers();
 
@@ -277,7 +298,9 @@ absl::Status BuildMeasured(const cairn::v1::ModelProfile& profile, const std::st
                                          t.backward_s(), ") and activation_bytes (",
                                          t.activation_bytes(), ") must be >= 0"));
     }
-    if (t.forward_s() == 0) continue;  // activation-only entry: no time measured
+    if (t.forward_s() == 0 && t.activation_bytes() == 0 && t.recompute_activation_bytes() == 0) {
+      continue;  // nothing measured
+    }
     LayerTimingPoint p;
     p.kind = FromProto(t.kind());
     p.tp_degree = t.tp_degree();
@@ -285,9 +308,13 @@ absl::Status BuildMeasured(const cairn::v1::ModelProfile& profile, const std::st
     p.seq_len = t.seq_len();
     p.forward_s = t.forward_s();
     p.backward_s = t.backward_s();
+    p.activation_bytes = t.activation_bytes();
+    p.recompute_activation_bytes = t.recompute_activation_bytes();
     problem->measured.push_back(p);
   }
-  if (!problem->measured.empty()) {
+  const bool timed = std::any_of(problem->measured.begin(), problem->measured.end(),
+                                 [](const LayerTimingPoint& p) { return p.forward_s > 0; });
+  if (timed) {
     problem->model_profile_name =
         profile.source().empty() ? absl::StrCat("measured:", profile.model_name())
                                  : profile.source();
@@ -328,6 +355,7 @@ Hardware ToHardware(const cairn::v1::Cluster& cluster) {
     t.spans_nodes = c.spans_nodes();
     t.latency_s = c.latency_s();
     t.busbw_bytes_per_s = c.busbw_bytes_per_s();
+    t.ranks_per_node = c.ranks_per_node();
     for (const cairn::v1::CommPoint& p : c.points()) {
       t.points.push_back(CommPoint{p.bytes(), p.time_s()});
     }
@@ -336,6 +364,18 @@ Hardware ToHardware(const cairn::v1::Cluster& cluster) {
     out.collectives.push_back(std::move(t));
   }
   out.overlap_slowdown = hw.overlap_slowdown() >= 1 ? hw.overlap_slowdown() : 1.0;
+  for (const cairn::v1::GemmShapePoint& g : d.gemm_shapes()) {
+    out.gemm_shapes.push_back(GemmShapePoint{static_cast<double>(g.m()), static_cast<double>(g.n()),
+                                             static_cast<double>(g.k()), g.forward_s(),
+                                             g.backward_s()});
+  }
+  for (const cairn::v1::AttentionPoint& a : d.attention()) {
+    out.attention.push_back(AttentionPoint{static_cast<double>(a.batch()) * a.heads(),
+                                           static_cast<double>(a.seq_len()),
+                                           static_cast<double>(a.head_dim()), a.forward_s(),
+                                           a.backward_s()});
+  }
+  out.kernel_launch_s = d.kernel_launch_s() > 0 ? d.kernel_launch_s() : 0;
   return out;
 }
 
@@ -445,11 +485,37 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
 
   CAIRN_RETURN_IF_ERROR(BuildSpace(r.space(), num_devices, problem.model.num_layers, max_batch,
                                    &problem.space));
+  absl::StatusOr<RuntimeTraits> runtime = RuntimeTraitsByName(r.runtime());
+  if (!runtime.ok()) return Invalid("runtime", runtime.status().message());
+  problem.runtime = *runtime;
+  RestrictSpaceToRuntime(problem.runtime, &problem.space);
+  if (problem.space.modes.empty() || problem.space.dp_modes.empty() ||
+      problem.space.schedules.empty()) {
+    return Invalid("space", absl::StrCat("nothing left to search: the ", problem.runtime.name,
+                                         " runtime runs none of the requested modes, "
+                                         "data-parallel modes or schedules"));
+  }
+  if (r.grad_reduce_dtype_bytes() != 0) {
+    const auto& allowed = problem.runtime.grad_dtype_bytes;
+    if (std::find(allowed.begin(), allowed.end(), r.grad_reduce_dtype_bytes()) == allowed.end()) {
+      return Invalid("grad_reduce_dtype_bytes",
+                     absl::StrCat("the ", problem.runtime.name, " runtime accumulates and reduces "
+                                  "gradients in ", allowed.size() == 1 ? "fp32 only" :
+                                  "fp32 (4) or bf16 (2)", ", got ", r.grad_reduce_dtype_bytes()));
+    }
+    problem.precision.grad_bytes = r.grad_reduce_dtype_bytes();
+    // The optimizer then keeps an fp32 copy of its shard of the gradients (Megatron-Core's
+    // distrib_optimizer.md: bf16 params and grads, 4 + 16/d bytes per parameter).
+    if (problem.precision.grad_bytes < 4 && problem.precision.master_bytes > 0) {
+      problem.precision.master_bytes += 4;
+    }
+  }
   CAIRN_RETURN_IF_ERROR(BuildMeasured(r.model_profile(), r.model().name(), &problem));
   if (const int64_t combos = CountCombinations(problem); combos > kMaxCombinations) {
     return Invalid("space", absl::StrCat("the search would consider more than ", kMaxCombinations,
                                          " (global batch, pipeline degree, micro-batch count, "
-                                         "schedule) combinations; narrow batch_range, "
+                                         "schedule, virtual stages) combinations; narrow "
+                                         "batch_range, "
                                          "space.pipeline_degrees or space.micro_batch_counts"));
   }
   return problem;

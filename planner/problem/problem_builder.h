@@ -11,8 +11,10 @@
 // dtype_bytes 0 or 2 -> Precision::Bf16Mixed(), 4 -> Precision::Fp32(); batch_range -> the list of
 // candidate global batches; space lists are sorted and deduplicated, and empty ones keep
 // SearchSpace's defaults (all modes, all data-parallel modes, 1F1B; empty pipeline degrees and
-// micro-batch counts and max_tp 0 keep their "search decides" meaning); model_profile timings with
-// forward_s > 0 become `measured` (forward_s = 0 marks an activation-only entry, skipped).
+// micro-batch counts and max_tp 0 keep their "search decides" meaning); runtime "" -> cairn, and
+// the space loses what that runtime cannot run (RestrictSpaceToRuntime); grad_reduce_dtype_bytes
+// 0 -> the runtime's default (fp32); model_profile timings become `measured` (forward_s = 0 marks
+// an activation-only entry: its bytes are used, no time; entries with neither are skipped).
 //
 // Thread-safe (pure functions).
 #ifndef CAIRN_PLANNER_PROBLEM_PROBLEM_BUILDER_H_
@@ -40,7 +42,9 @@ inline constexpr int kMaxBatchCandidates = 4096;
 //    memory_quantum_bytes in [0, budget); threads in [0, 1024]; top_k >= 0; dtype_bytes 0, 2 or 4;
 //  - space: pipeline degrees >= 1, dividing the device count and <= num_layers; max_tp_degree 0 or
 //    a power of 2 <= the device count; modes, dp_modes, schedules specified; micro-batch counts
-//    >= 1 and <= the largest global batch;
+//    >= 1 and <= the largest global batch; virtual stages in [2, num_layers];
+//  - runtime known (cairn, megatron-core), something left to search under it, and
+//    grad_reduce_dtype_bytes one it supports;
 //  - model_profile: for this model (model_name empty or equal), each timing with a kind,
 //    tp_degree, micro_batch_size, seq_len >= 1 and non-negative times and bytes.
 // Errors: InvalidArgument whose message starts with the request field, e.g. "seq_len 8192 exceeds

@@ -57,7 +57,10 @@ TEST(ProblemBuilderTest, BuildsTheDefaults) {
   EXPECT_EQ(p.precision.master_bytes, 4);
   EXPECT_EQ(p.space.modes.size(), 3u);
   EXPECT_EQ(p.space.dp_modes.size(), 4u);
-  EXPECT_THAT(p.space.schedules, ElementsAre(Schedule::k1F1B));
+  EXPECT_THAT(p.space.schedules, ElementsAre(Schedule::k1F1B, Schedule::kInterleaved1F1B));
+  EXPECT_TRUE(p.space.virtual_stages.empty());
+  EXPECT_EQ(p.runtime.name, "cairn");
+  EXPECT_EQ(p.precision.grad_bytes, 4);
   EXPECT_TRUE(p.space.pipeline_degrees.empty());
   EXPECT_TRUE(p.space.allow_recompute);
   EXPECT_TRUE(p.measured.empty());
@@ -100,7 +103,7 @@ TEST(ProblemBuilderTest, ResolvesBatchRangeDtypeAndSpaceLists) {
   EXPECT_TRUE(p.space.uniform_layers);
 }
 
-TEST(ProblemBuilderTest, MeasuredTimingsSkipActivationOnlyEntries) {
+TEST(ProblemBuilderTest, MeasuredTimingsKeepActivationOnlyEntries) {
   SearchRequest r = BaseRequest();
   auto* profile = r.mutable_model_profile();
   profile->set_model_name("llama2-7b");
@@ -112,12 +115,46 @@ TEST(ProblemBuilderTest, MeasuredTimingsSkipActivationOnlyEntries) {
   activation_only.set_activation_bytes(MiB(136));
   *profile->add_timings() = activation_only;
   ASSERT_OK_AND_ASSIGN(SearchProblem p, BuildSearchProblem(r));
-  ASSERT_EQ(p.measured.size(), 2u);
+  ASSERT_EQ(p.measured.size(), 3u);
   EXPECT_EQ(p.measured[0].kind, LayerKind::kBlock);
   EXPECT_EQ(p.measured[0].micro_batch_size, 8);
   EXPECT_DOUBLE_EQ(p.measured[0].forward_s, 0.031);
   EXPECT_EQ(p.measured[1].kind, LayerKind::kHead);
+  // The activation-only entry keeps its bytes (the cost model's memory reads them) and no time.
+  EXPECT_EQ(p.measured[2].tp_degree, 4);
+  EXPECT_EQ(p.measured[2].forward_s, 0.0);
+  EXPECT_EQ(p.measured[2].activation_bytes, MiB(136));
   EXPECT_EQ(p.model_profile_name, "galvatron:computation.json");
+}
+
+TEST(ProblemBuilderTest, RuntimeTraitsRestrictTheSpaceAndTheGradientDtype) {
+  SearchRequest r = BaseRequest();
+  r.set_runtime("megatron-core");
+  r.set_grad_reduce_dtype_bytes(2);
+  ASSERT_OK_AND_ASSIGN(SearchProblem p, BuildSearchProblem(r));
+  EXPECT_EQ(p.runtime.name, "megatron-core");
+  EXPECT_EQ(p.space.modes.size(), 2u);  // no Ulysses
+  EXPECT_EQ(p.space.dp_modes.size(), 2u);
+  EXPECT_TRUE(p.space.uniform_layers);
+  EXPECT_EQ(p.precision.grad_bytes, 2);
+  EXPECT_EQ(p.precision.master_bytes, 8);  // + the optimizer's fp32 gradient copy
+  r.set_runtime("cairn");
+  EXPECT_THAT(BuildSearchProblem(r),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("grad_reduce_dtype_bytes: the cairn runtime accumulates and "
+                                 "reduces gradients in fp32 only")));
+  r.set_runtime("jax");
+  EXPECT_THAT(BuildSearchProblem(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("runtime: unknown runtime 'jax'")));
+  r.set_runtime("megatron-core");
+  r.set_grad_reduce_dtype_bytes(0);
+  r.mutable_space()->add_modes(cairn::v1::PARALLEL_MODE_ULYSSES);
+  EXPECT_THAT(BuildSearchProblem(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("nothing left to search")));
+  r.clear_space();
+  r.mutable_space()->add_virtual_stages(1);
+  EXPECT_THAT(BuildSearchProblem(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("space.virtual_stages[0]")));
 }
 
 TEST(ProblemBuilderTest, ToHardwareSortsAndFillsDefaults) {

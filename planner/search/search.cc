@@ -56,8 +56,10 @@ struct Combo {
   int pp = 1;
   int m = 1;
   Schedule schedule = Schedule::k1F1B;
+  int v = 1;  // virtual stages (interleaved 1F1B)
   double lower_bound_per_sample = 0;
 };
+
 
 // Why a combination cannot hold any plan.
 enum class ComboStatus { kOk, kNoValidSplit, kDoesNotFit };
@@ -111,7 +113,7 @@ struct TopK {
       const PlanSpec& p = it.second.first;
       if (p.stage_layers == plan.stage_layers && p.layers == plan.layers &&
           p.num_micro_batches == plan.num_micro_batches && p.global_batch == plan.global_batch &&
-          p.schedule == plan.schedule) {
+          p.schedule == plan.schedule && p.virtual_stages == plan.virtual_stages) {
         return;
       }
     }
@@ -143,6 +145,11 @@ class Searcher {
   void Solve(const Combo& c);
   // Solve restricted to tied embeddings split `vocab_degree` ways (0: no restriction).
   void SolveVariant(const Combo& c, int vocab_degree);
+  // The same for the interleaved schedule: equal chunks, one DP per stage over its v chunks'
+  // blocks, the chunks then cut from its solution.
+  void SolveInterleaved(const Combo& c, int vocab_degree);
+  // The tied-embedding rule of SolveVariant for `vocab_degree` on `p` stages.
+  std::function<bool(const Strategy&)> VocabRule(int vocab_degree, int p) const;
   // The undominated strategies of a layer of `kind` in `ctx` that `allowed` accepts (all when
   // empty), with their layouts added to `layouts`.
   std::vector<DpOption> Options(LayerKind kind, const StageContext& ctx,
@@ -186,12 +193,30 @@ std::vector<Combo> Searcher::Combos() {
       for (int m : ms) {
         if (batch % m != 0 || m > kMaxMicroBatches) continue;
         for (Schedule s : pb_.space.schedules) {
-          if (p == 1 && s != pb_.space.schedules.front()) continue;  // identical for one stage
-          Combo c{batch, p, m, s, 0};
-          ComboStatus status;
-          c.lower_bound_per_sample = LowerBound(c, &status);
-          if (status != ComboStatus::kNoValidSplit) ++splittable_;
-          if (c.lower_bound_per_sample < kInf) out.push_back(c);
+          std::vector<int> vs = {1};
+          if (s == Schedule::kInterleaved1F1B) {
+            // Interleaving needs two stages, groups of p micro-batches and equal chunks.
+            vs.clear();
+            if (p < 2 || m % p != 0) continue;
+            for (int v = 2; v * p <= L; ++v) {
+              const bool listed = std::find(pb_.space.virtual_stages.begin(),
+                                            pb_.space.virtual_stages.end(),
+                                            v) != pb_.space.virtual_stages.end();
+              if (pb_.space.virtual_stages.empty() ? v > kMaxDefaultVirtualStages : !listed) {
+                continue;
+              }
+              if (L % (p * v) == 0) vs.push_back(v);
+            }
+          } else if (p == 1 && s != pb_.space.schedules.front()) {
+            continue;  // identical for one stage
+          }
+          for (int v : vs) {
+            Combo c{batch, p, m, s, v, 0};
+            ComboStatus status;
+            c.lower_bound_per_sample = LowerBound(c, &status);
+            if (status != ComboStatus::kNoValidSplit) ++splittable_;
+            if (c.lower_bound_per_sample < kInf) out.push_back(c);
+          }
         }
       }
     }
@@ -208,7 +233,13 @@ double Searcher::LowerBound(const Combo& c, ComboStatus* status) const {
   // Stage 0 holds the most micro-batches in flight under either schedule; the last stage the
   // fewest. Memory checks use the fewest (valid for every stage), time checks any stage's context
   // (costs do not depend on the stage index).
-  const StageContext ctx = MakeStageContext(pb_, c.pp, c.pp - 1, c.batch, c.m, c.schedule);
+  StageContext ctx = MakeStageContext(pb_, c.pp, c.pp - 1, c.batch, c.m, c.schedule, c.v);
+  if (c.v > 1) {
+    // The last stage's last chunk holds one micro-batch at a time.
+    const std::vector<int> k =
+        plan::InFlightPerChunk(c.schedule, c.pp, c.pp - 1, c.m, c.v);
+    ctx.in_flight = *std::min_element(k.begin(), k.end());
+  }
   const int n = ctx.stage_devices;
   if (c.pp > 1) {
     // Activations must split over a stage's devices to cross a boundary (plan contract).
@@ -252,8 +283,10 @@ double Searcher::LowerBound(const Combo& c, ComboStatus* status) const {
   // (X = per-micro-batch busy time). Over all splits of the total busy time S = sum X_j, the
   // smallest such maximum C equalises the terms: X_k = C (1-1/m)^k / m, hence
   // S = C (1 - (1-1/m)^p). Also, stage k ends no earlier than m X_k + Y_k, and these add up to at
-  // least `work`.
-  const double fill = 1.0 - std::pow(1.0 - 1.0 / c.m, c.pp);
+  // least `work`. With v chunks per stage the first micro-batch only has to cross 1/v of each
+  // earlier stage: the same argument over chunk operations of X_k / v gives
+  // S = C v (1 - (1 - 1/(m v))^p).
+  const double fill = c.v * (1.0 - std::pow(1.0 - 1.0 / (c.m * c.v), c.pp));
   return std::max(work / c.pp, busy / fill) / c.batch;
 }
 
@@ -312,24 +345,114 @@ std::vector<DpOption> Searcher::Options(LayerKind kind, const StageContext& ctx,
 
 void Searcher::Solve(const Combo& c) {
   const int p = c.pp;
-  const StageContext any = MakeStageContext(pb_, p, 0, c.batch, c.m, c.schedule);
-  for (int vocab_degree : VocabVariants(any.stage_devices)) SolveVariant(c, vocab_degree);
+  const StageContext any = MakeStageContext(pb_, p, 0, c.batch, c.m, c.schedule, c.v);
+  for (int vocab_degree : VocabVariants(any.stage_devices)) {
+    if (c.v > 1) {
+      SolveInterleaved(c, vocab_degree);
+    } else {
+      SolveVariant(c, vocab_degree);
+    }
+  }
+}
+
+std::function<bool(const Strategy&)> Searcher::VocabRule(int vocab_degree, int p) const {
+  // Tied embeddings: the embedding and the head split the vocabulary `vocab_degree` ways, and
+  // across stages keep unsharded gradients (plan contract, plan::CheckAcrossLayers).
+  const int n = pb_.hardware.num_devices() / p;
+  return [vocab_degree, p, n](const Strategy& s) {
+    if (vocab_degree == 0) return true;
+    if (plan::VocabDegree(s) != vocab_degree) return false;
+    if (p == 1) return true;
+    const int group = s.ulysses() ? n : n / s.tp;
+    return group == 1 || s.dp == DpMode::kDdp || s.dp == DpMode::kZero1;
+  };
+}
+
+void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
+  const int L = pb_.model.num_layers;
+  const int p = c.pp, v = c.v;
+  const int per_chunk = L / (p * v);
+  const std::function<bool(const Strategy&)> vocab_rule = VocabRule(vocab_degree, p);
+  // One DP per stage over its v x per_chunk blocks (+ embedding / head), with every layer's
+  // activations counted at the stage's average in-flight count per chunk (exact for a stage of
+  // equal layers; Evaluate checks the plan's exact bound, chunk by chunk, before it is offered).
+  // Both the charged and the hidden per-step sync variants are tried for stages after the first
+  // (short pipelines only, as in SolveVariant).
+  std::vector<StageDpSolution> charged(p), hidden(p);
+  for (int i = 0; i < p; ++i) {
+    if (Cancelled(opt_.cancelled)) return;
+    StageDpInput in;
+    in.ctx = MakeStageContext(pb_, p, i, c.batch, c.m, c.schedule, v);
+    const std::vector<int> k = plan::InFlightPerChunk(c.schedule, p, i, c.m, v);
+    in.ctx.in_flight = (std::accumulate(k.begin(), k.end(), 0) + v - 1) / v;
+    in.has_embedding = i == 0;
+    in.has_head = i == p - 1;
+    in.min_blocks = in.max_blocks = v * per_chunk;
+    in.layouts.push_back(cm_.BoundaryLayout(in.ctx));
+    in.boundary_layout = 0;
+    if (in.has_embedding) {
+      in.embedding = Options(LayerKind::kEmbedding, in.ctx, &in.layouts, vocab_rule);
+    }
+    in.block = Options(LayerKind::kBlock, in.ctx, &in.layouts);
+    if (in.has_head) in.head = Options(LayerKind::kHead, in.ctx, &in.layouts, vocab_rule);
+    in.budget_bytes = pb_.memory_budget_bytes - StageFixedBytes(cm_, in.ctx);
+    in.quantum_bytes = quantum_;
+    in.max_transient_caps = pb_.max_transient_caps;
+    in.cancelled = opt_.cancelled;
+    StageDpOutput o = SolveStage(cm_, in);
+    cells_ += o.cells;
+    if (o.cancelled || o.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
+    charged[i] = std::move(o.by_blocks[v * per_chunk]);
+    if (!charged[i].feasible) return;
+    if (i > 0 && p <= kMaxPipelineForSyncVariants) {  // as SolveVariant
+      in.sync_weight = 0.0;
+      StageDpOutput h = SolveStage(cm_, in);
+      cells_ += h.cells;
+      if (h.cancelled || h.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
+      hidden[i] = std::move(h.by_blocks[v * per_chunk]);
+    }
+  }
+  for (bool hide : {false, true}) {
+    PlanSpec plan;
+    plan.global_batch = c.batch;
+    plan.num_micro_batches = c.m;
+    plan.schedule = c.schedule;
+    plan.virtual_stages = v;
+    plan.origin = "search";
+    plan.layers.resize(L + 2);
+    bool complete = true;
+    for (int i = 0; i < p; ++i) {
+      const StageDpSolution& s = hide && i > 0 && hidden[i].feasible ? hidden[i] : charged[i];
+      if (!s.feasible) complete = false;
+      if (!complete) break;
+      // The stage's list: [embedding] + v x per_chunk blocks + [head]; chunk k takes blocks
+      // k per_chunk .. (k + 1) per_chunk - 1 of it.
+      const int skip = i == 0 ? 1 : 0;
+      if (i == 0) plan.layers.front() = s.layers.front();
+      if (i == p - 1) plan.layers.back() = s.layers.back();
+      for (int k = 0; k < v; ++k) {
+        const int g = k * p + i;  // model chunk
+        for (int b = 0; b < per_chunk; ++b) {
+          plan.layers[1 + g * per_chunk + b] = s.layers[skip + k * per_chunk + b];
+        }
+      }
+    }
+    if (!complete) continue;
+    for (int g = 0; g < p * v; ++g) {
+      plan.stage_layers.push_back(per_chunk + (g == 0) + (g == p * v - 1));
+    }
+    absl::StatusOr<Evaluation> e = Evaluate(cm_, plan);
+    ++evaluated_;
+    if (!e.ok() || !e->feasible) continue;  // the exact per-chunk bound may not fit
+    top_.Offer(e->step_time_s / c.batch, std::move(plan), *std::move(e));
+  }
 }
 
 void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
   const int L = pb_.model.num_layers;
   const int p = c.pp;
   const int max_depth = p == 1 ? L : std::min(L, 2 * ((L + p - 1) / p) + 2);
-  // Tied embeddings: the embedding and the head split the vocabulary `vocab_degree` ways, and
-  // across stages keep unsharded gradients (plan contract, plan::CheckAcrossLayers).
-  const std::function<bool(const Strategy&)> vocab_rule = [&](const Strategy& s) {
-    if (vocab_degree == 0) return true;
-    if (plan::VocabDegree(s) != vocab_degree) return false;
-    if (p == 1) return true;
-    const int n = pb_.hardware.num_devices() / p;
-    const int group = s.ulysses() ? n : n / s.tp;
-    return group == 1 || s.dp == DpMode::kDdp || s.dp == DpMode::kZero1;
-  };
+  const std::function<bool(const Strategy&)> vocab_rule = VocabRule(vocab_degree, p);
   // Per-stage tables: best solution for each block count. Stages after the first also get a
   // variant whose objective ignores the per-step sync, which the simulated schedule may hide
   // behind the earlier stages' drain; both variants are scored by Evaluate below.
@@ -475,8 +598,9 @@ SearchResult Searcher::Run() {
         const auto c0 = std::chrono::steady_clock::now();
         Solve(combos[i]);
         if (std::getenv("CAIRN_SEARCH_TRACE")) {
-          std::fprintf(stderr, "combo B=%d pp=%d m=%d %s: %.3f s, bound %.4g\n", combos[i].batch,
-                       combos[i].pp, combos[i].m, ToString(combos[i].schedule),
+          std::fprintf(stderr, "combo B=%d pp=%d v=%d m=%d %s: %.3f s, bound %.4g\n",
+                       combos[i].batch, combos[i].pp, combos[i].v, combos[i].m,
+                       ToString(combos[i].schedule),
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count(),
                        combos[i].lower_bound_per_sample * combos[i].batch);
         }

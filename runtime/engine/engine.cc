@@ -184,11 +184,28 @@ absl::Status Engine::Init() {
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c, world_->Split(g, name + "]"));
     if (c != nullptr) groups_[g] = std::move(c);
   }
+  pp_forward_ = pp_backward_ = world_;
+  if (topo_.num_chunks() > 1) {
+    std::vector<int> all(world_->size());
+    for (int r = 0; r < world_->size(); ++r) all[r] = r;
+    CAIRN_ASSIGN_OR_RETURN(owned_pp_forward_, world_->Split(all, "pipeline-forward"));
+    CAIRN_ASSIGN_OR_RETURN(owned_pp_backward_, world_->Split(all, "pipeline-backward"));
+    pp_forward_ = owned_pp_forward_.get();
+    pp_backward_ = owned_pp_backward_.get();
+  }
   CAIRN_ASSIGN_OR_RETURN(scalars_, F32(2));
   const int p = topo_.pipeline_degree();
   const bool tied_local = model_.tied_embeddings && p == 1;
   const float loss_scale = 1.0f / (static_cast<float>(plan_.global_batch) * seq_);
-  for (int i = topo_.first_layer(); i < topo_.first_layer() + topo_.num_layers(); ++i) {
+  std::vector<int> indices;
+  for (int c = 0; c < topo_.num_chunks(); ++c) {
+    chunk_begin_.push_back(indices.size());
+    for (int i = 0; i < topo_.chunk_num_layers(c); ++i) {
+      indices.push_back(topo_.chunk_first_layer(c) + i);
+    }
+  }
+  chunk_begin_.push_back(indices.size());
+  for (int i : indices) {
     auto l = std::make_unique<Layer>();
     l->place = topo_.Place(i);
     const bool owns_lm_head = !(l->place.kind == LayerKind::kHead && tied_local);
@@ -406,24 +423,23 @@ absl::StatusOr<MicroBatch> Engine::LoadMicroBatch(int64_t step, int j, const Sam
   return mb;
 }
 
-absl::Status Engine::ForwardMicroBatch(int j, const MicroBatch& mb) {
-  const int n = topo_.stage_devices();
+absl::Status Engine::ForwardMicroBatch(int j, int chunk, const MicroBatch& mb,
+                                       const std::vector<plan::SentMessage>& released) {
   const ActLayout boundary = topo_.BoundaryLayout();
+  const int g = topo_.model_chunk(chunk);
+  const size_t begin = chunk_begin_[chunk], end = chunk_begin_[chunk + 1];
   ArenaBuffer x;
   ActLayout cur = boundary;
   double t0 = Now();
-  if (!topo_.is_first_stage()) {
+  if (const int from = topo_.PreviousChunkRank(chunk); from >= 0) {
     const plan::Slice s = plan::SliceOf(boundary, topo_.local_rank(), topo_.micro_batch(), seq_);
     CAIRN_ASSIGN_OR_RETURN(x, W(s.elements() * model_.hidden));
-    CAIRN_RETURN_IF_ERROR(Finish(
-        world_->StartRecv(x.data(), x.count(), wd_, world_->rank() - n, 2 * j, stream_)));
-    if (plan_.schedule == plan::Schedule::k1F1B) {
-      CAIRN_RETURN_IF_ERROR(
-          Complete(&backward_sends_, j - (topo_.pipeline_degree() - topo_.stage()) - 1));
-    }
+    CAIRN_RETURN_IF_ERROR(Finish(pp_forward_->StartRecv(x.data(), x.count(), wd_, from,
+                                                        PipelineTag(true, g - 1, j), stream_)));
   }
+  CAIRN_RETURN_IF_ERROR(Complete(released));
   Gathered next;
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  for (size_t i = begin; i < end; ++i) {
     Layer& l = *layers_[i];
     if (l.place.kind != LayerKind::kEmbedding) {
       CAIRN_RETURN_IF_ERROR(Relocate(cur, l.place.layout, &x));
@@ -439,7 +455,7 @@ absl::Status Engine::ForwardMicroBatch(int j, const MicroBatch& mb) {
       CAIRN_ASSIGN_OR_RETURN(here, StartGather(l));
     }
     next = Gathered();
-    if (i + 1 < layers_.size()) {
+    if (i + 1 < end) {
       CAIRN_ASSIGN_OR_RETURN(next, StartGather(*layers_[i + 1]));
     }
     CAIRN_ASSIGN_OR_RETURN(const void* w, UseWeights(l, &here));
@@ -458,34 +474,37 @@ absl::Status Engine::ForwardMicroBatch(int j, const MicroBatch& mb) {
     compute_s_ += Now() - t0;
     t0 = Now();
   }
-  if (!topo_.is_last_stage()) {
+  if (const int to = topo_.NextChunkRank(chunk); to >= 0) {
     CAIRN_RETURN_IF_ERROR(Relocate(cur, boundary, &x));
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
-                           world_->StartSend(x.data(), x.count(), wd_, world_->rank() + n, 2 * j,
-                                             stream_));
-    forward_sends_[j] = PendingSend{std::move(h), std::move(x)};
+                           pp_forward_->StartSend(x.data(), x.count(), wd_, to,
+                                                  PipelineTag(true, g, j), stream_));
+    sends_[{true, chunk, j}] = PendingSend{std::move(h), std::move(x)};
   }
   comm_s_ += Now() - t0;
   return absl::OkStatus();
 }
 
-absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
-  const int n = topo_.stage_devices();
+absl::Status Engine::BackwardMicroBatch(int j, int chunk, const MicroBatch& mb,
+                                        const std::vector<plan::SentMessage>& released) {
   const ActLayout boundary = topo_.BoundaryLayout();
-  // The last backward of the step on this stage (both schedules end with micro-batch m - 1).
+  const int g = topo_.model_chunk(chunk);
+  const size_t begin = chunk_begin_[chunk], end = chunk_begin_[chunk + 1];
+  // The last backward of the step for this chunk's layers (every schedule runs a chunk's
+  // backwards in micro-batch order).
   const bool last = j == plan_.num_micro_batches - 1;
   ArenaBuffer dy;
   ActLayout cur = boundary;
   double t0 = Now();
-  if (!topo_.is_last_stage()) {
+  if (const int from = topo_.NextChunkRank(chunk); from >= 0) {
     const plan::Slice s = plan::SliceOf(boundary, topo_.local_rank(), topo_.micro_batch(), seq_);
     CAIRN_ASSIGN_OR_RETURN(dy, W(s.elements() * model_.hidden));
-    CAIRN_RETURN_IF_ERROR(Finish(
-        world_->StartRecv(dy.data(), dy.count(), wd_, world_->rank() + n, 2 * j + 1, stream_)));
-    CAIRN_RETURN_IF_ERROR(Complete(&forward_sends_, j));
+    CAIRN_RETURN_IF_ERROR(Finish(pp_backward_->StartRecv(dy.data(), dy.count(), wd_, from,
+                                                         PipelineTag(false, g + 1, j), stream_)));
   }
+  CAIRN_RETURN_IF_ERROR(Complete(released));
   Gathered next;
-  for (int i = static_cast<int>(layers_.size()) - 1; i >= 0; --i) {
+  for (size_t i = end; i-- > begin;) {
     Layer& l = *layers_[i];
     if (l.place.kind != LayerKind::kHead) {
       CAIRN_RETURN_IF_ERROR(Relocate(cur, l.place.layout, &dy));
@@ -500,12 +519,12 @@ absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
       CAIRN_ASSIGN_OR_RETURN(here, StartGather(l));
     }
     next = Gathered();
-    if (i > 0) {
+    if (i > begin) {
       CAIRN_ASSIGN_OR_RETURN(next, StartGather(*layers_[i - 1]));
     }
     CAIRN_ASSIGN_OR_RETURN(const void* w, UseWeights(l, &here));
     ArenaBuffer gtmp;
-    CAIRN_ASSIGN_OR_RETURN(float* g, GradTarget(l, &gtmp));
+    CAIRN_ASSIGN_OR_RETURN(float* gr, GradTarget(l, &gtmp));
     Layer* tied = nullptr;
     Gathered embedding;
     ArenaBuffer egtmp;
@@ -518,7 +537,7 @@ absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
       l.runner->SetTiedLmHead(static_cast<const char*>(ew) + off * DTypeSize(wd_), eg + off);
     }
     ArenaBuffer dx;
-    CAIRN_RETURN_IF_ERROR(l.runner->Backward(w, mb, &saved_[j][i], std::move(dy), &dx, g));
+    CAIRN_RETURN_IF_ERROR(l.runner->Backward(w, mb, &saved_[j][i], std::move(dy), &dx, gr));
     CAIRN_RETURN_IF_ERROR(AfterBackward(l, std::move(gtmp), last));
     // The tied head's share of the embedding gradient: the embedding's own backward (later in
     // this loop) starts the embedding's step reduction.
@@ -528,22 +547,30 @@ absl::Status Engine::BackwardMicroBatch(int j, const MicroBatch& mb) {
     t0 = Now();
   }
   CAIRN_RETURN_IF_ERROR(DrainReduceScatters(/*keep_newest=*/false));
-  if (!topo_.is_first_stage()) {
+  if (const int to = topo_.PreviousChunkRank(chunk); to >= 0) {
     CAIRN_RETURN_IF_ERROR(Relocate(cur, boundary, &dy));
     CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<CommHandle> h,
-                           world_->StartSend(dy.data(), dy.count(), wd_, world_->rank() - n,
-                                             2 * j + 1, stream_));
-    backward_sends_[j] = PendingSend{std::move(h), std::move(dy)};
+                           pp_backward_->StartSend(dy.data(), dy.count(), wd_, to,
+                                                   PipelineTag(false, g, j), stream_));
+    sends_[{false, chunk, j}] = PendingSend{std::move(h), std::move(dy)};
   }
   comm_s_ += Now() - t0;
   return absl::OkStatus();
 }
 
-absl::Status Engine::Complete(std::map<int, PendingSend>* sends, int up_to) {
-  while (!sends->empty() && sends->begin()->first <= up_to) {
-    CAIRN_RETURN_IF_ERROR(Finish(sends->begin()->second.handle.get()));
-    sends->erase(sends->begin());
+absl::Status Engine::Complete(const std::vector<plan::SentMessage>& released) {
+  for (const plan::SentMessage& m : released) {
+    auto it = sends_.find({m.forward, m.chunk, m.micro_batch});
+    if (it == sends_.end()) continue;
+    CAIRN_RETURN_IF_ERROR(Finish(it->second.handle.get()));
+    sends_.erase(it);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::CompleteAllSends() {
+  for (auto& [key, send] : sends_) CAIRN_RETURN_IF_ERROR(Finish(send.handle.get()));
+  sends_.clear();
   return absl::OkStatus();
 }
 
@@ -556,19 +583,27 @@ absl::Status Engine::RunSchedule(int64_t step, const Sampler* sampler) {
   batches_.clear();
   batches_.resize(m);
   for (auto& l : layers_) l->runner->ResetLossTokens();
-  for (const plan::PipelineOp& op :
-       plan::StageSchedule(plan_.schedule, topo_.pipeline_degree(), topo_.stage(), m)) {
+  const int p = topo_.pipeline_degree(), v = topo_.num_chunks();
+  const std::vector<plan::PipelineOp> ops =
+      plan::StageSchedule(plan_.schedule, p, topo_.stage(), m, v);
+  const std::vector<std::vector<plan::SentMessage>> released =
+      plan::SendReleases(plan_.schedule, p, topo_.stage(), m, v);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    const plan::PipelineOp& op = ops[k];
     const int j = op.micro_batch;
+    // A micro-batch enters a stage through its first chunk and leaves through it (backwards run
+    // the chunks in reverse).
     if (op.forward) {
-      CAIRN_ASSIGN_OR_RETURN(batches_[j], LoadMicroBatch(step, j, sampler));
-      CAIRN_RETURN_IF_ERROR(ForwardMicroBatch(j, batches_[j]));
+      if (op.chunk == 0) {
+        CAIRN_ASSIGN_OR_RETURN(batches_[j], LoadMicroBatch(step, j, sampler));
+      }
+      CAIRN_RETURN_IF_ERROR(ForwardMicroBatch(j, op.chunk, batches_[j], released[k]));
     } else {
-      CAIRN_RETURN_IF_ERROR(BackwardMicroBatch(j, batches_[j]));
-      batches_[j] = MicroBatch();
+      CAIRN_RETURN_IF_ERROR(BackwardMicroBatch(j, op.chunk, batches_[j], released[k]));
+      if (op.chunk == 0) batches_[j] = MicroBatch();
     }
   }
-  CAIRN_RETURN_IF_ERROR(Complete(&forward_sends_, m));
-  CAIRN_RETURN_IF_ERROR(Complete(&backward_sends_, m));
+  CAIRN_RETURN_IF_ERROR(CompleteAllSends());
   saved_.clear();
   batches_.clear();
   return absl::OkStatus();

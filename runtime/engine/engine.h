@@ -2,8 +2,9 @@
 //
 // The engine owns this rank's layers (those of its pipeline stage), their parameters, gradients
 // and AdamW states under each layer's data-parallel mode, and runs the plan's pipeline schedule
-// (common/plan/schedule.h, the order the planner simulates) over micro-batches: activations are
-// relocated between layers of different layouts and sent between stages point-to-point; gradients
+// (common/plan/schedule.h, the order the planner simulates; with the interleaved schedule each
+// rank holds v model chunks) over micro-batches: activations are relocated between layers of
+// different layouts and sent between stages point-to-point; gradients
 // are reduced (DDP all-reduce, ZeRO reduce-scatter, sums over TP ranks for sequence-parallel norms,
 // over twin stages for tied embeddings), clipped by their global norm, and AdamW updates each
 // rank's shard (ZeRO-1/2 then all-gather the weights).
@@ -38,10 +39,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/plan/plan.h"
+#include "common/plan/schedule.h"
 #include "runtime/checkpoint/checkpoint.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/compute/arena.h"
@@ -165,14 +168,23 @@ class Engine {
   absl::Status DrainReduceScatters(bool keep_newest);
 
   absl::Status Relocate(const ActLayout& from, const ActLayout& to, ArenaBuffer* data);
-  absl::Status ForwardMicroBatch(int j, const MicroBatch& mb);
-  absl::Status BackwardMicroBatch(int j, const MicroBatch& mb);
+  // The forward / backward of micro-batch `j` through local chunk `chunk`; after receiving its
+  // input, completes the sends `released` lists (plan::SendReleases).
+  absl::Status ForwardMicroBatch(int j, int chunk, const MicroBatch& mb,
+                                 const std::vector<plan::SentMessage>& released);
+  absl::Status BackwardMicroBatch(int j, int chunk, const MicroBatch& mb,
+                                  const std::vector<plan::SentMessage>& released);
+  // Point-to-point message tag of a pipeline message leaving model chunk `g` for micro-batch `j`.
+  int PipelineTag(bool forward, int g, int j) const {
+    return 2 * (g * plan_.num_micro_batches + j) + (forward ? 0 : 1);
+  }
   // Reduces gradients, computes the loss and the norm; with `update`, clips, steps AdamW and
   // zeroes the gradients (without, the reduced gradients stay for the caller).
   absl::Status ReduceAndUpdate(int64_t step, StepResult* result, bool update = true);
   absl::Status RunSchedule(int64_t step, const Sampler* sampler);
   absl::StatusOr<MicroBatch> LoadMicroBatch(int64_t step, int j, const Sampler* sampler);
-  absl::Status Complete(std::map<int, PendingSend>* sends, int up_to);
+  absl::Status Complete(const std::vector<plan::SentMessage>& released);
+  absl::Status CompleteAllSends();
   double LearningRate(int64_t step) const;
   absl::StatusOr<float> ReadScalar(const ArenaBuffer& b);
 
@@ -190,13 +202,19 @@ class Engine {
   Stream* stream_;
   std::map<std::vector<int>, std::unique_ptr<Communicator>> groups_;
   ArenaBuffer scalars_;  // fp32 [loss sum, squared gradient norm]
-  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::unique_ptr<Layer>> layers_;  // this rank's chunks' layers, chunk after chunk
+  std::vector<size_t> chunk_begin_;             // layers_ index of each local chunk, + the end
   std::vector<std::vector<Saved>> saved_;  // [micro-batch][layer]
   std::vector<MicroBatch> batches_;        // micro-batches in flight, by index
-  // Sends in flight, by micro-batch: a forward send is known to be received once the backward of
-  // that micro-batch arrives from the next stage; a backward send (1F1B) once the previous stage's
-  // forward of micro-batch j + (p - stage) + 1 arrives. Their buffers are freed then.
-  std::map<int, PendingSend> forward_sends_, backward_sends_;
+  // Pipeline sends in flight, by (forward, local chunk, micro-batch); freed where
+  // plan::SendReleases proves the peer received them (or at the end of the step).
+  std::map<std::tuple<bool, int, int>, PendingSend> sends_;
+  // Point-to-point between stages: the world communicator, or with interleaving one sub-group of
+  // every rank per direction (NCCL matches messages between two ranks in issue order whatever
+  // their tags; with one direction per communicator both ends issue them in the same order).
+  Communicator* pp_forward_ = nullptr;
+  Communicator* pp_backward_ = nullptr;
+  std::unique_ptr<Communicator> owned_pp_forward_, owned_pp_backward_;
   std::vector<PendingReduce> reduce_scatters_;  // ZeRO-2/3, at most two in flight
   std::vector<std::unique_ptr<CommHandle>> step_syncs_;  // DDP/ZeRO-1, waited for by the optimizer
   uint64_t relocation_counter_ = 0;  // same sequence on every rank of a stage: message tags

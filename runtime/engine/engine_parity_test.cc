@@ -40,6 +40,7 @@ struct Case {
   std::vector<Strategy> per_block;  // overrides `block` when set
   Schedule schedule = Schedule::k1F1B;
   int vocab = 64;
+  int virtual_stages = 1;  // > 1: interleaved 1F1B, `stages` lists blocks per model chunk
 };
 
 class ParityTest : public ::testing::TestWithParam<Case> {};
@@ -59,6 +60,7 @@ TEST_P(ParityTest, MatchesSingleRank) {
   const ModelDims model = c.llama ? testing::MicroLlama() : testing::MicroGpt(false, c.vocab);
   PlanSpec plan = Uniform(model, c.batch, c.micro, c.stages, c.block, c.eh);
   plan.schedule = c.schedule;
+  plan.virtual_stages = c.virtual_stages;
   for (size_t i = 0; i < c.per_block.size(); ++i) plan.layers[i + 1] = c.per_block[i];
   const RunResult got = Train(model, plan, c.world);
   ExpectParity(Reference(c.llama, c.batch, c.vocab), got, c.name);
@@ -99,7 +101,23 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"ulysses4_dp2_zero3_kv_replicated", true, 8, 8, 2, {4}, S(4, UL, DpMode::kZero3),
              S(4, UL, DpMode::kZero3)},
         Case{"gpt_mixed_tp_dp_8", false, 8, 8, 1, {4}, S(1), S(8, TP),
-             {S(4, TP), S(2, SP, DpMode::kZero3), S(4, UL, DpMode::kZero2, true), S(1)}}),
+             {S(4, TP), S(2, SP, DpMode::kZero3), S(4, UL, DpMode::kZero2, true), S(1)}},
+        // Interleaved 1F1B: p = 2 stages x v = 2 chunks of one block each (stage 0 runs blocks
+        // 1 and 3, stage 1 blocks 2 and 4), in steady state (m = 4) and all-warm-up (m = p = 2).
+        Case{"interleaved_pp2_v2", true, 2, 8, 4, {1, 1, 1, 1}, S(1), S(1), {},
+             Schedule::kInterleaved1F1B, 64, 2},
+        Case{"interleaved_pp2_v2_m2", true, 2, 8, 2, {1, 1, 1, 1}, S(1), S(1), {},
+             Schedule::kInterleaved1F1B, 64, 2},
+        // Two ranks per stage (TP+SP with ZeRO-1 overlapped reductions), uneven chunks: chunk 0
+        // holds only the embedding.
+        Case{"interleaved_pp2_v2_tp2_uneven", true, 4, 8, 4, {0, 2, 1, 1},
+             S(2, SP, DpMode::kZero1), S(2, SP, DpMode::kZero1), {},
+             Schedule::kInterleaved1F1B, 64, 2},
+        // p = 2 x v = 3 = 6 chunks, one layer each (the embedding and the head are chunks of
+        // their own), recomputation and ZeRO-3 prefetch inside chunks on 2 ranks per stage.
+        Case{"interleaved_pp2_v3_dp2_zero3_recompute", false, 4, 8, 4, {0, 1, 1, 1, 1, 0},
+             S(1, TP, DpMode::kZero3, true), S(1, TP, DpMode::kZero1), {},
+             Schedule::kInterleaved1F1B, 64, 3}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 TEST(ParityTiedTest, TiedEmbeddingsOnOneAndTwoStages) {
@@ -109,6 +127,8 @@ TEST(ParityTiedTest, TiedEmbeddingsOnOneAndTwoStages) {
   ExpectParity(ref, Train(model, Uniform(model, 8, 2, {2, 2}, S(1), S(1)), 2), "tied_pp2");
   ExpectParity(ref, Train(model, Uniform(model, 8, 2, {2, 2}, S(1), S(2, SP, DpMode::kZero1)), 4),
                "tied_pp2_tp2_zero1");
+  ExpectParity(ref, Train(model, testing::Interleaved(model, 8, 4, 2, {1, 1, 1, 1}, S(1), S(1)), 2),
+               "tied_interleaved_pp2_v2");
 }
 
 TEST(EngineTest, RejectsPlansThatCannotRunWithEveryReason) {

@@ -18,10 +18,20 @@ Topology::Topology(int world_size, int rank, const plan::PlanSpec& plan,
       n_(std::max(1, world_size / std::max(1, plan.pipeline_degree()))), seq_(seq_len),
       plan_(plan), model_(model) {
   const int s = std::min(stage(), p_ - 1);
-  for (int i = 0; i < s && i < static_cast<int>(plan.stage_layers.size()); ++i) {
-    first_ += plan.stage_layers[i];
+  for (int c = s; c < plan.num_chunks(); c += p_) {
+    chunk_first_.push_back(plan.FirstLayer(c));
+    chunk_count_.push_back(plan.stage_layers[c]);
   }
-  count_ = s < static_cast<int>(plan.stage_layers.size()) ? plan.stage_layers[s] : 0;
+}
+
+int Topology::PreviousChunkRank(int local_chunk) const {
+  const int g = model_chunk(local_chunk);
+  return g == 0 ? -1 : ((g - 1) % p_) * n_ + local_rank();
+}
+
+int Topology::NextChunkRank(int local_chunk) const {
+  const int g = model_chunk(local_chunk);
+  return g + 1 >= total_chunks() ? -1 : ((g + 1) % p_) * n_ + local_rank();
 }
 
 absl::Status Topology::Validate() const {
@@ -77,18 +87,19 @@ std::vector<std::vector<int>> Topology::AllGroups() const {
   auto add = [&](const std::vector<int>& g) {
     if (g.size() > 1 && seen.insert(g).second) out.push_back(g);
   };
-  int first = 0;
   for (int s = 0; s < p_; ++s) {
     add(StageGroup(s));
-    for (int i = first; i < first + plan_.stage_layers[s]; ++i) {
-      for (int local = 0; local < n_; ++local) {
-        const LayerPlace l = PlaceOn(i, s, local);
-        add(l.tp_group);
-        add(l.shard_group);
-        add(l.kv_group);
+    for (int c = s; c < plan_.num_chunks(); c += p_) {
+      const int first = plan_.FirstLayer(c);
+      for (int i = first; i < first + plan_.stage_layers[c]; ++i) {
+        for (int local = 0; local < n_; ++local) {
+          const LayerPlace l = PlaceOn(i, s, local);
+          add(l.tp_group);
+          add(l.shard_group);
+          add(l.kv_group);
+        }
       }
     }
-    first += plan_.stage_layers[s];
   }
   // Tied embeddings across the first and last stage: each device pairs with its twin.
   if (model_.tied_embeddings && p_ > 1) {

@@ -1,6 +1,10 @@
 // runtime/engine/topology.h — where each rank sits in a plan, and the process groups it needs.
 //
 // Ranks are numbered pipeline-outermost: stage i owns world ranks [i n, (i+1) n), n = world / p.
+// A stage runs one contiguous range of layers, or with the interleaved schedule v model chunks
+// (chunk c of the model on stage c mod p: common/plan/plan.h); local chunk k of stage i is model
+// chunk k p + i, and its activations come from the rank at the same local position of the stage
+// running model chunk k p + i - 1 and go to the one running k p + i + 1.
 // Inside a stage, a layer with model-parallel degree t puts its TP (or Ulysses) group innermost
 // (common/plan/layout.h): local rank l has tp_rank = l % t and dp_rank = l / t; its TP group is the
 // t consecutive ranks sharing dp_rank, its data-parallel group the d = n / t ranks sharing tp_rank
@@ -58,8 +62,18 @@ class Topology {
   int stage() const { return rank_ / n_; }
   int local_rank() const { return rank_ % n_; }
   int micro_batch() const { return plan_.micro_batch(); }
-  int first_layer() const { return first_; }
-  int num_layers() const { return count_; }
+  // This stage's model chunks (1 without interleaving), each a contiguous range of layers.
+  int num_chunks() const { return static_cast<int>(chunk_first_.size()); }
+  int chunk_first_layer(int local_chunk) const { return chunk_first_[local_chunk]; }
+  int chunk_num_layers(int local_chunk) const { return chunk_count_[local_chunk]; }
+  // Model chunk of local chunk `local_chunk`, and the whole model's chunk count (p x v).
+  int model_chunk(int local_chunk) const { return local_chunk * p_ + stage(); }
+  int total_chunks() const { return plan_.num_chunks(); }
+  // World ranks this rank exchanges local chunk `local_chunk`'s activations with: the rank that
+  // runs the previous model chunk (its input; -1 for model chunk 0) and the next one (its output;
+  // -1 for the last chunk).
+  int PreviousChunkRank(int local_chunk) const;
+  int NextChunkRank(int local_chunk) const;
   bool is_first_stage() const { return stage() == 0; }
   bool is_last_stage() const { return stage() == p_ - 1; }
   const plan::PlanSpec& plan() const { return plan_; }
@@ -77,7 +91,8 @@ class Topology {
   std::vector<std::vector<int>> AllGroups() const;
 
  private:
-  int world_, rank_, p_, n_, first_ = 0, count_ = 0, seq_;
+  int world_, rank_, p_, n_, seq_;
+  std::vector<int> chunk_first_, chunk_count_;
   plan::PlanSpec plan_;
   plan::ModelDims model_;
 };

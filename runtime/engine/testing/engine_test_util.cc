@@ -85,6 +85,15 @@ plan::PlanSpec Uniform(const plan::ModelDims& m, int batch, int micro,
   return p;
 }
 
+plan::PlanSpec Interleaved(const plan::ModelDims& m, int batch, int micro, int virtual_stages,
+                           std::vector<int> chunk_blocks, plan::Strategy block,
+                           plan::Strategy eh) {
+  plan::PlanSpec p = Uniform(m, batch, micro, std::move(chunk_blocks), block, eh);
+  p.schedule = plan::Schedule::kInterleaved1F1B;
+  p.virtual_stages = virtual_stages;
+  return p;
+}
+
 TrainOptions ParityOptions(int total_steps) {
   TrainOptions opt;
   opt.adamw.learning_rate = 1e-3f;

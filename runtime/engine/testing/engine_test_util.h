@@ -38,6 +38,11 @@ plan::Strategy S(int tp, plan::ParallelMode mode = plan::ParallelMode::kTensor,
 // stage (the embedding joins the first, the head the last).
 plan::PlanSpec Uniform(const plan::ModelDims& m, int batch, int micro,
                        std::vector<int> stage_blocks, plan::Strategy block, plan::Strategy eh);
+// The same with the interleaved 1F1B schedule: `chunk_blocks` blocks per model chunk (p x v
+// entries in model order; the embedding joins chunk 0, the head the last chunk).
+plan::PlanSpec Interleaved(const plan::ModelDims& m, int batch, int micro, int virtual_stages,
+                           std::vector<int> chunk_blocks, plan::Strategy block,
+                           plan::Strategy eh);
 
 struct RunResult {
   int first_step = 0;                                        // steps before it were not run
