@@ -9,7 +9,8 @@
 //
 // Launch: --nproc N forks N local workers that meet through a fresh directory store; without it,
 // RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun, Slurm, Kubernetes) make this process one rank
-// of a multi-host job; with neither it trains on one process. Rank 0 prints one line per step.
+// of a multi-host job (with CAIRN_RDZV_PLANNER, as cairn-agent starts workers, the ranks meet
+// through the planner daemon instead of rank 0's store); with neither it trains on one process. Rank 0 prints one line per step.
 // Exit status: 0 done, 1 training failed (the failing rank and reason are printed), 2 bad input
 // (reported before any worker starts).
 #include <cstdio>

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -17,6 +18,7 @@
 #include "runtime/comm/file_store.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
 #include "runtime/comm/launch_env.h"
+#include "runtime/comm/planner_store.h"
 #include "runtime/comm/tcp_store.h"
 #include "runtime/compute/cpu/cpu_backend.h"
 #include "runtime/data/token_shards.h"
@@ -212,6 +214,9 @@ absl::Status TrainLocally(const TrainerOptions& o) {
 }
 
 absl::Status TrainFromEnvironment(const TrainerOptions& o) {
+  if (const char* planner = std::getenv("CAIRN_RDZV_PLANNER"); planner != nullptr && *planner) {
+    return TrainThroughPlanner(o);
+  }
   CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromEnvironment());
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, env.local_rank));
   if (!o.make_world) {
@@ -224,6 +229,33 @@ absl::Status TrainFromEnvironment(const TrainerOptions& o) {
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> world,
                          MakeWorld(o, env.rank, std::shared_ptr<Store>(std::move(store)),
                                    backend.get()));
+  return TrainRank(o, world.get(), backend.get());
+}
+
+absl::Status TrainThroughPlanner(const TrainerOptions& o) {
+  // RANK, WORLD_SIZE and LOCAL_RANK as for any launch; MASTER_ADDR/MASTER_PORT mean nothing here
+  // (the planner is the rendezvous), so the launch checks are given a placeholder port.
+  const auto lookup = [](absl::string_view name) -> std::optional<std::string> {
+    const char* v = std::getenv(std::string(name).c_str());
+    if (v != nullptr) return std::string(v);
+    if (name == "MASTER_PORT") return std::string("1");
+    return std::nullopt;
+  };
+  CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromLookup(lookup));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<PlannerStore> planner_store,
+                         PlannerStore::FromEnvironment());
+  std::shared_ptr<Store> store(std::move(planner_store));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, env.local_rank));
+  std::unique_ptr<Communicator> world;
+  if (o.make_world) {
+    CAIRN_ASSIGN_OR_RETURN(world, MakeWorld(o, env.rank, store, backend.get()));
+  } else {
+    GlooOptions gloo;
+    if (const char* host = std::getenv("CAIRN_HOST_ADDRESS"); host != nullptr && *host) {
+      gloo.hostname = host;
+    }
+    CAIRN_ASSIGN_OR_RETURN(world, GlooCommunicator::Create(env.rank, o.world_size, store, gloo));
+  }
   return TrainRank(o, world.get(), backend.get());
 }
 
