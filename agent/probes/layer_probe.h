@@ -1,0 +1,40 @@
+// agent/probes/layer_probe.h — per-layer forward and backward time and saved activation bytes of
+// the models the planner is asked about, with the runtime's own kernels (runtime/train/
+// layer_timing.h, the code of cairn-profile-layers): the measured ModelProfile that replaces the
+// cost model's analytic compute for those models.
+//
+//   LayerProbeConfig config;
+//   config.models = {llama_tiny};
+//   config.seq_lens = {128};                 // the cost model matches profiles by exact seq_len
+//   CAIRN_RETURN_IF_ERROR(ProbeLayers(backend, config, &report));
+//
+// One "layer" Measurement per (model, kind, micro-batch, seq): params micro_batch, seq, tp (1),
+// forward_s, backward_s, activation_bytes; op is "embedding", "block" or "head"; name starts with
+// the model's name. Tensor-parallel degrees above 1 are derived by the planner (work / t), as for
+// cairn-profile-layers. Every local slot runs it at once (the probe's ranks), so the times include
+// the contention training sees.
+#ifndef CAIRN_AGENT_PROBES_LAYER_PROBE_H_
+#define CAIRN_AGENT_PROBES_LAYER_PROBE_H_
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "agent/probes/probe_report.pb.h"
+#include "common/plan/plan.h"
+#include "runtime/compute/compute_backend.h"
+
+namespace cairn::agent {
+
+struct LayerProbeConfig {
+  std::vector<plan::ModelDims> models;
+  std::vector<int> seq_lens = {128};
+  std::vector<int> micro_batches = {1, 2, 4, 8, 16};
+  int iterations = 5;
+};
+
+absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfig& config,
+                         ProbeReport* report);
+
+}  // namespace cairn::agent
+
+#endif  // CAIRN_AGENT_PROBES_LAYER_PROBE_H_
