@@ -16,7 +16,7 @@ DEMO_ARGS ?= plan --model llama2-7b --cluster h100-sxm --nodes 4 --global-batch 
 # Without the CUDA toolkit, leave out the targets tagged "cuda" (same rule as tools/run_tests.sh).
 # --test_tag_filters replaces the -gpu filter of .bazelrc, so it is repeated here.
 ifeq ($(wildcard /usr/local/cuda/bin/nvcc),)
-CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda
+CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda --define=cuda=off
 endif
 
 .DEFAULT_GOAL := build

@@ -45,7 +45,7 @@ done
 # Same rule as the Makefile: no nvcc, no CUDA targets. --test_tag_filters replaces .bazelrc's -gpu.
 if [ ! -x /usr/local/cuda/bin/nvcc ]; then
   echo "run_tests: warning: no /usr/local/cuda/bin/nvcc: skipping targets tagged \"cuda\"" >&2
-  flags+=(--build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda)
+  flags+=(--build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda --define=cuda=off)
 fi
 
 log=$(mktemp "${TMPDIR:-/tmp}/cairn-test.XXXXXX")

@@ -37,12 +37,5 @@ TEST(PipelineTest, HopsAddToTheCriticalPath) {
   EXPECT_DOUBLE_EQ(SimulatePipeline(Schedule::k1F1B, 1, st).step_time_s, 7);
 }
 
-TEST(PipelineTest, InFlightMicroBatches) {
-  EXPECT_EQ(InFlightMicroBatches(Schedule::k1F1B, 4, 0, 8), 4);
-  EXPECT_EQ(InFlightMicroBatches(Schedule::k1F1B, 4, 3, 8), 1);
-  EXPECT_EQ(InFlightMicroBatches(Schedule::k1F1B, 4, 0, 2), 2);
-  EXPECT_EQ(InFlightMicroBatches(Schedule::kGPipe, 4, 3, 8), 8);
-}
-
 }  // namespace
 }  // namespace cairn::planner

@@ -6,6 +6,11 @@
 //   cairn-train --model llama-tiny --plan auto --nproc 4 --global-batch 16 --seq-len 128
 //     --data data/ --steps 50 [--checkpoint-dir ckpt/ --checkpoint-every 10] [--resume ckpt/]
 //   cairn-train --model gpt2-tiny --plan plan.json --nproc 2 --data data/ --steps 20
+//   cairn-train --device cuda --model gpt2-124m --plan auto --global-batch 16 --seq-len 1024 ...
+//
+// Device: --device cuda trains in bf16 on the visible GPUs (the default when this build has CUDA
+// and a GPU is visible), rank r on GPU r % count: NCCL when every rank has its own GPU, else the
+// ranks sharing a GPU talk through a staged Gloo communicator. --device cpu: the fp32 CPU backend.
 //
 // Launch: --nproc N forks N local workers that meet through a fresh directory store; without it,
 // RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun, Slurm, Kubernetes) make this process one rank
@@ -30,6 +35,9 @@
 #include "planner/plan/plan_convert.h"
 #include "planner/plan/run_planning.h"
 #include "runtime/train/trainer.h"
+#ifdef CAIRN_WITH_CUDA
+#include "runtime/train/cuda_support.h"
+#endif
 
 namespace cairn::runtime {
 namespace {
@@ -45,7 +53,8 @@ int Main(int argc, char** argv) {
           a.Parse(std::vector<std::string>(argv + 1, argv + argc),
                   {"model", "plan", "data", "steps", "seed", "nproc", "seq-len", "global-batch",
                    "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
-                   "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile"},
+                   "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile",
+                   "device"},
                   {"quiet", "help"});
       !s.ok()) {
     return Fail(s);
@@ -57,7 +66,7 @@ int Main(int argc, char** argv) {
                  "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
                  "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
                  "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
-                 "[--model-profile PROFILE.json] [--quiet]\n");
+                 "[--model-profile PROFILE.json] [--device cuda|cpu] [--quiet]\n");
     return 2;
   }
   TrainerOptions opt;
@@ -110,14 +119,44 @@ int Main(int argc, char** argv) {
   }
   opt.world_size = world;
 
-  // The run as the planner sees it: the model on a CPU "cluster" of `world` fp32 workers.
+  // The device: CUDA (bf16) when asked for, or by default when this build has it and a GPU is
+  // visible; else the CPU (fp32).
+  std::string device = a.Get("device", "");
+  if (!device.empty() && device != "cpu" && device != "cuda") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--device must be cuda or cpu, got '", device, "'")));
+  }
   planner::RunRequest req;
+  req.cluster = "cpu";
+  req.dtype_bytes = 4;
+#ifdef CAIRN_WITH_CUDA
+  absl::StatusOr<GpuSetup> gpus = DetectGpus();
+  if (device.empty()) device = gpus.ok() ? "cuda" : "cpu";
+  if (device == "cuda") {
+    if (!gpus.ok()) return Fail(gpus.status());
+    req.cluster = CatalogClusterFor(gpus->name);
+    if (req.cluster.empty()) {
+      std::fprintf(stderr,
+                   "cairn-train: warning: no catalog profile for %s; planning with h100-sxm's\n",
+                   gpus->name.c_str());
+      req.cluster = "h100-sxm";
+    }
+    req.dtype_bytes = 2;
+    opt.make_backend = CudaBackendFactory(*gpus);
+    opt.make_world = CudaWorldFactory(*gpus, world);
+    opt.device_name = gpus->name;
+  }
+#else
+  if (device == "cuda") {
+    return Fail(absl::FailedPreconditionError(
+        "this cairn-train was built without CUDA (the toolkit was missing): use --device cpu"));
+  }
+  device = "cpu";
+#endif
   absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(a.Get("model", "llama-tiny"));
   if (!spec.ok()) return Fail(spec.status());
   req.model = *spec;
-  req.cluster = "cpu";
   req.world_size = world;
-  req.dtype_bytes = 4;
   req.memory_budget_bytes = static_cast<int64_t>(*mem_gb * kGiB);
   if (a.Has("model-profile")) {
     absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("model-profile"));
@@ -177,9 +216,10 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "cairn-train: warning: no prediction for this plan: %s\n",
                  std::string(predicted.status().message()).c_str());
   }
-  std::printf("training %s on %d CPU worker%s: global batch %d x seq %d, %d steps; predicted %s "
+  std::printf("training %s on %d %s worker%s: global batch %d x seq %d, %d steps; predicted %s "
               "per step, %s of tensors per rank\n",
-              opt.model.name.c_str(), world, world > 1 ? "s" : "", opt.plan.global_batch,
+              opt.model.name.c_str(), world, opt.device_name.c_str(), world > 1 ? "s" : "",
+              opt.plan.global_batch,
               opt.seq_len, opt.steps, FormatSeconds(opt.predicted.step_time_s).c_str(),
               FormatBytes(static_cast<double>(opt.predicted.peak_bytes)).c_str());
   std::fflush(stdout);

@@ -26,8 +26,10 @@
 //       BackendUnderTestName);
 //
 // and depend on //runtime/compute/testing:backend_ops_test_suite (alwayslink, so the TEST_Ps link).
-// A bf16 backend passes looser tolerances (and, when its working tensors stop being float, the
-// suite converts at upload/download: that is the one place to change).
+// Working-dtype ("(w)") arguments live in WorkingBuffers (uploaded and read back as fp32 through
+// ToWorking / FromWorking), fp32 ("(f32)") ones in DeviceBuffer<float>, exactly as
+// compute_backend.h marks them, so one suite serves fp32 and bf16 backends; a bf16 backend passes
+// looser tolerances.
 //
 // Adding an operation: add it to compute_backend.h, its oracle to reference/reference_ops.h (with a
 // finite-difference test in reference/reference_ops_test.cc), and here a TEST_P comparing the
@@ -38,19 +40,37 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "runtime/compute/compute_backend.h"
 
 namespace cairn::runtime::testing {
 
-// Relative-error bounds (see test_util.h's RelativeError) for one backend.
+// Relative-error bounds (see test_util.h's RelativeError) for one backend. The oracle always runs
+// on the inputs as the backend holds them (working-dtype inputs rounded first: test_util.h's
+// RoundTo), so the bounds measure the backend's own arithmetic and output rounding. The defaults
+// are the fp32 CPU backend's; a bf16 backend states its own values, with the reason for each, where
+// it instantiates the suite (cuda/cuda_backend_test.cc).
 struct Tolerances {
-  double forward = 1e-5;            // vs the double-precision oracle
-  double backward = 1e-5;           // vs the double-precision oracle
-  double finite_difference = 1e-3;  // vs central differences of the backend's forward (step 1e-2)
+  double forward = 1e-5;   // forward outputs vs the double-precision oracle
+  double backward = 1e-5;  // input and parameter gradients vs the double-precision oracle
+  // Operations whose inputs and outputs are all fp32 on every backend (AdamW, Scale, NormSquared,
+  // cross-entropy losses, fp32-output matmul): no working-dtype rounding anywhere.
+  double f32 = 1e-5;
+  double attention_forward = 1e-5;   // attention out and lse vs the oracle
+  double attention_backward = 1e-5;  // attention dq, dk, dv vs the oracle
+  // vs central differences of the backend's own forward (step 1e-2); std::nullopt skips those
+  // cases (a bf16 forward cannot resolve a step of 1e-2 on values near 1).
+  std::optional<double> finite_difference = 1e-3;
+  // The sharding identities compare the backend with itself (e.g. a kv-head gradient summed over
+  // two ranks vs computed at once). Exact up to fp32 rounding on an fp32 backend (the cases' own
+  // bounds, 1e-7 or 1e-6); this raises those bounds for a backend that rounds partial results to
+  // its working dtype.
+  double identity = 0.0;
 };
 
 struct BackendUnderTest {
@@ -71,6 +91,9 @@ class BackendOpsTest : public ::testing::TestWithParam<BackendUnderTest> {
 
   ComputeBackend& backend() { return *backend_; }
   const Tolerances& tolerances() const { return GetParam().tolerances; }
+  // `v` as a working-dtype tensor holds it (rounded on a bf16 backend): inputs of (w) arguments
+  // go through this, so that the oracle sees what the backend sees.
+  std::vector<float> W(std::vector<float> v);
 
  private:
   std::unique_ptr<ComputeBackend> backend_;

@@ -1,14 +1,15 @@
 // runtime/compute/testing/test_util.h — helpers for compute tests: random tensors, relative error,
 // central finite differences, and device buffers that work on any ComputeBackend.
 //
-//   std::vector<float> x = RandomVector(n, /*seed=*/1);
-//   DeviceBuffer<float> dx(backend, x);                 // Allocate + CopyToDevice
+//   std::vector<float> x = RoundTo(backend.working_dtype(), RandomVector(n, /*seed=*/1));
+//   WorkingBuffer dx(backend, x), dy(backend, n);       // (w) tensors: bf16 on a bf16 backend
+//   DeviceBuffer<float> rstd(backend, rows);            // (f32) tensors
 //   ASSERT_OK(backend.GeluForward(n, dx.get(), dy.get()));
 //   EXPECT_LT(RelativeError(dy.ToHost(), expected), 1e-5);
 //
 // RelativeError is max_i |actual_i - expected_i| / max_i |expected_i|: the error relative to the
 // tensor's scale (in the spirit of ggml test-backend-ops' normalised error), so near-zero elements
-// do not dominate. Test-only (testonly library); not thread-safe.
+// do not dominate; NaN and infinity never pass. Test-only (testonly library); not thread-safe.
 #ifndef CAIRN_RUNTIME_COMPUTE_TESTING_TEST_UTIL_H_
 #define CAIRN_RUNTIME_COMPUTE_TESTING_TEST_UTIL_H_
 
@@ -16,11 +17,13 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "common/logging.h"
 #include "runtime/compute/compute_backend.h"
+#include "runtime/dtype.h"
 
 namespace cairn::runtime::testing {
 
@@ -48,7 +51,18 @@ std::vector<To> Convert(const std::vector<From>& v) {
   return std::vector<To>(v.begin(), v.end());
 }
 
-// max |actual - expected| / max |expected| (absolute error when expected is all zero).
+// The values a tensor of `dtype` holds after an upload of `v`: unchanged for fp32, rounded to
+// nearest even for bf16. Tests feed the oracle these values, so that a bf16 backend is compared on
+// the inputs it actually sees (only its own arithmetic and output rounding count as error).
+inline std::vector<float> RoundTo(DType dtype, std::vector<float> v) {
+  if (dtype == DType::kBFloat16) {
+    for (float& x : v) x = FromBFloat16(ToBFloat16(x));
+  }
+  return v;
+}
+
+// max |actual - expected| / max |expected| (absolute error when expected is all zero). A NaN or
+// infinity anywhere gives infinity: it never passes a bound.
 template <typename A, typename E>
 double RelativeError(const std::vector<A>& actual, const std::vector<E>& expected) {
   CAIRN_CHECK(actual.size() == expected.size())
@@ -56,10 +70,30 @@ double RelativeError(const std::vector<A>& actual, const std::vector<E>& expecte
   double max_error = 0.0, max_expected = 0.0;
   for (size_t i = 0; i < actual.size(); ++i) {
     const double e = static_cast<double>(expected[i]);
-    max_error = std::max(max_error, std::fabs(static_cast<double>(actual[i]) - e));
+    const double a = static_cast<double>(actual[i]);
+    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
+    max_error = std::max(max_error, std::fabs(a - e));
     max_expected = std::max(max_expected, std::fabs(e));
   }
   return max_expected > 0.0 ? max_error / max_expected : max_error;
+}
+
+// ||actual - expected||_2 / ||expected||_2 (absolute when expected is all zero): METHOD.md's norm
+// error, less sensitive than RelativeError to one unlucky element of a long reduction.
+template <typename A, typename E>
+double RelativeL2Error(const std::vector<A>& actual, const std::vector<E>& expected) {
+  CAIRN_CHECK(actual.size() == expected.size())
+      << "sizes differ: " << actual.size() << " vs " << expected.size();
+  double error = 0.0, norm = 0.0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const double e = static_cast<double>(expected[i]);
+    const double a = static_cast<double>(actual[i]);
+    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
+    const double d = a - e;
+    error += d * d;
+    norm += e * e;
+  }
+  return norm > 0.0 ? std::sqrt(error / norm) : std::sqrt(error);
 }
 
 // Central differences d loss / d x_i = (loss(x + h e_i) - loss(x - h e_i)) / 2h for every i; `loss`
@@ -153,6 +187,10 @@ class WorkingBuffer {
 
   void* get() const { return ptr_; }
   int64_t size() const { return n_; }
+  // The address of element `i` (fused buffers: q, k and v at element offsets of one tensor).
+  void* at(int64_t i) const {
+    return static_cast<char*>(ptr_) + i * static_cast<int64_t>(DTypeSize(backend_.working_dtype()));
+  }
 
   void Upload(const std::vector<float>& host) {
     CAIRN_CHECK(static_cast<int64_t>(host.size()) == n_);
@@ -167,14 +205,20 @@ class WorkingBuffer {
   }
 
  private:
-  int64_t Bytes() const {
-    return n_ * static_cast<int64_t>(DTypeSize(backend_.working_dtype()));
-  }
+  int64_t Bytes() const { return n_ * static_cast<int64_t>(DTypeSize(backend_.working_dtype())); }
 
   ComputeBackend& backend_;
   int64_t n_;
   void* ptr_ = nullptr;
 };
+
+// Reads n working-dtype elements at any device pointer as fp32 (e.g. a logits gradient written in
+// place over fp32 logits).
+inline std::vector<float> ReadWorking(ComputeBackend& backend, const void* ptr, int64_t n) {
+  DeviceBuffer<float> f32(backend, n);
+  CAIRN_CHECK(backend.FromWorking(n, ptr, f32.get()).ok());
+  return f32.ToHost();
+}
 
 }  // namespace cairn::runtime::testing
 
