@@ -170,7 +170,10 @@ JobHostConfig Agent::HostConfig() const {
 absl::Status Agent::Register() {
   cairn::v1::RegisterAgentRequest req;
   req.set_hostname(facts_.hostname);
-  req.set_address(advertise_);
+  // HOST:PORT: the node's advertised address and the port the agent serves on (its metrics;
+  // workers take ports of their own at rendezvous). Without a metrics endpoint the port is only
+  // nominal (the planner requires one).
+  req.set_address(absl::StrCat(advertise_, ":", metrics_.port() > 0 ? metrics_.port() : 9465));
   req.set_num_devices(facts_.node.device_count());
   *req.mutable_fingerprint() = facts_.fingerprint;
   *req.mutable_node() = facts_.node;

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -178,7 +179,8 @@ absl::Status JobHost::Prepare(std::vector<std::vector<std::string>>* argvs, std:
                                      "--model", model,
                                      "--plan", plan_path,
                                      "--data", job.data_path(),
-                                     "--steps", absl::StrCat(job.steps())};
+                                     "--steps", absl::StrCat(job.steps()),
+                                     "--device", config_.gpus.empty() ? "cpu" : "cuda"};
     if (rank == 0) {
       metrics_path_ = *dir + "/metrics.jsonl";
       std::filesystem::remove(metrics_path_, ec);
@@ -309,7 +311,8 @@ void JobHost::Run() {
              {"CAIRN_HOST_ADDRESS", config_.advertise_address},
              {"OPENBLAS_NUM_THREADS", absl::StrCat(std::max(1, config_.threads_per_worker))}};
     if (!config_.gpus.empty()) {
-      s.env["CUDA_VISIBLE_DEVICES"] = absl::StrCat(config_.gpus[i % config_.gpus.size()]);
+      // The agent's GPUs, in order: LOCAL_RANK i takes the i-th (runtime/train/cuda_support.h).
+      s.env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(config_.gpus, ",");
     }
     log_paths_.push_back(s.log_path);
     log_offsets_.push_back(0);

@@ -53,7 +53,7 @@ struct JobHostConfig {
   std::string advertise_address;        // CAIRN_HOST_ADDRESS of the workers
   runtime::PlannerConnection planner;   // the workers' rendezvous
   int threads_per_worker = 1;           // OPENBLAS_NUM_THREADS (CPU workers)
-  std::vector<int> gpus;                // CUDA_VISIBLE_DEVICES per local rank (empty: CPU)
+  std::vector<int> gpus;                // the agent's GPUs (CUDA_VISIBLE_DEVICES); empty: CPU
   absl::Duration worker_grace = absl::Seconds(10);
   absl::Duration poll_interval = absl::Milliseconds(100);
   absl::Duration log_upload_interval = absl::Seconds(1);

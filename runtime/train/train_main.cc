@@ -143,7 +143,13 @@ int Main(int argc, char** argv) {
     }
     req.dtype_bytes = 2;
     opt.make_backend = CudaBackendFactory(*gpus);
-    opt.make_world = CudaWorldFactory(*gpus, world);
+    // Ranks on this host: all of them for --nproc; LOCAL_WORLD_SIZE when a launcher (torchrun,
+    // cairn-agent) starts this process as one rank of a multi-host job.
+    int per_host = world;
+    if (const char* local = std::getenv("LOCAL_WORLD_SIZE"); *nproc <= 0 && local != nullptr) {
+      (void)absl::SimpleAtoi(local, &per_host);
+    }
+    opt.make_world = CudaWorldFactory(*gpus, per_host);
     opt.device_name = gpus->name;
   }
 #else
