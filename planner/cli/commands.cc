@@ -306,9 +306,14 @@ Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST
                   --profile ID to use a stored hardware profile)
   profiles        list|show|export|import|delete [--kind hardware|model] [--id ID]
                   [--version N] [--file F] [--output F]
+                  diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
   plans           list [--model M] | show --id ID
-  agents          list
-  jobs            list | show --id ID | watch --id ID | cancel --id ID
+  agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
+  jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
+                  submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]
+                  [--global-batch B] [--seq-len S] [--dtype bf16|fp32] [--profile ID]
+                  [--nodes N] [--max-restarts R --checkpoint-dir DIR] [--watch]
+                  (auto: planned for the UP agents' measured profiles)
 
 Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
 )";
