@@ -142,9 +142,9 @@ int Agent::probes_done() const {
   return probes_done_;
 }
 
-JobHostConfig Agent::HostConfig() const {
+JobHostConfig Agent::HostConfigLocked() const {
   JobHostConfig c;
-  c.agent_id = agent_id();
+  c.agent_id = agent_id_;
   c.node_name = facts_.hostname;
   c.work_dir = options_.work_dir;
   c.train_binary =
@@ -383,7 +383,7 @@ void Agent::OnAssignment(const cairn::v1::Assignment& a) {
   }
   CAIRN_LOG(INFO) << "job " << a.job_id() << " attempt " << std::max(1, a.attempt()) << ": ranks "
                   << absl::StrJoin(a.ranks(), ",") << " of " << a.world_size();
-  auto host = std::make_unique<JobHost>(HostConfig(), planner_.get(), &metrics_, a);
+  auto host = std::make_unique<JobHost>(HostConfigLocked(), planner_.get(), &metrics_, a);
   JobHost* raw = host.get();
   jobs_[a.job_id()] = std::move(host);
   // A job that arrives while a probe runs starts when it ends (WorkLoop).

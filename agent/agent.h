@@ -88,7 +88,7 @@ class Agent {
   void WorkLoop();
   void OnAssignment(const cairn::v1::Assignment& a);
   void ReapJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  JobHostConfig HostConfig() const;
+  JobHostConfig HostConfigLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool stopping() const { return stop_.HasBeenNotified(); }
   // Sleeps `d` or until Shutdown; false when shutting down.
   bool Pause(absl::Duration d) const { return !stop_.WaitForNotificationWithTimeout(d); }
