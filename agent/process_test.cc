@@ -60,13 +60,16 @@ TEST(ProcessTest, TerminateStopsTheWholeGroupEvenWhenTermIsIgnored) {
 TEST(ProcessTest, ChildDiesWithTheThreadThatSpawnedIt) {
   pid_t pid = 0;
   std::unique_ptr<Process> p;
+  const std::string started = Temp("started");
   std::thread spawner([&] {
     SpawnOptions o;
-    o.argv = {"/bin/sh", "-c", "sleep 1000"};
+    o.argv = {"/bin/sh", "-c", absl::StrCat("touch ", started, "; sleep 1000")};
     absl::StatusOr<std::unique_ptr<Process>> s = Process::Spawn(o);
     ASSERT_TRUE(s.ok());
     p = *std::move(s);
     pid = p->pid();
+    // Past exec, so past the child's prctl: the thread may go now.
+    for (int i = 0; i < 30000 && access(started.c_str(), F_OK) != 0; ++i) usleep(1000);
   });
   spawner.join();  // the spawning thread is gone: PR_SET_PDEATHSIG kills the child
   ASSERT_GT(pid, 0);
