@@ -135,11 +135,11 @@ void AgentMetrics::SetDevices(const std::string& kind, int count) {
 void AgentMetrics::SetWorkersRunning(int n) { workers_->Set(n); }
 
 void AgentMetrics::JobStarted(const std::string& job) {
-  job_running_->Add({{"job", job}}).Set(1);
+  job_running_->Add({{"job_id", job}}).Set(1);
 }
 
 void AgentMetrics::RecordStep(const std::string& job, const StepSample& s) {
-  const std::map<std::string, std::string> l = {{"job", job}};
+  const std::map<std::string, std::string> l = {{"job_id", job}};
   job_step_->Add(l).Set(s.step);
   job_loss_->Add(l).Set(s.loss);
   job_step_time_->Add(l).Set(s.step_time_s);
@@ -152,7 +152,7 @@ void AgentMetrics::RecordStep(const std::string& job, const StepSample& s) {
 }
 
 void AgentMetrics::JobEnded(const std::string& job, const std::string& result) {
-  const std::map<std::string, std::string> l = {{"job", job}};
+  const std::map<std::string, std::string> l = {{"job_id", job}};
   for (prometheus::Family<prometheus::Gauge>* f :
        {job_running_, job_step_, job_loss_, job_step_time_, job_tokens_, job_mfu_, job_predicted_,
         job_ratio_, job_peak_, job_predicted_memory_}) {

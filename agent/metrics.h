@@ -6,16 +6,16 @@
 //   cairn_agent_registered                              gauge  1 once the planner accepted it
 //   cairn_agent_devices{kind}                           gauge  GPUs or CPU worker slots owned
 //   cairn_agent_workers_running                         gauge  worker processes alive
-//   cairn_agent_job_running{job}                        gauge  1 per job with workers here
-//   cairn_agent_job_step{job}                           gauge  last step reported
-//   cairn_agent_job_loss{job}                           gauge
-//   cairn_agent_job_step_time_seconds{job}              gauge  last step's time
-//   cairn_agent_job_tokens_per_second{job}              gauge
-//   cairn_agent_job_mfu{job}                            gauge  against the profile's peak
-//   cairn_agent_job_predicted_step_time_seconds{job}    gauge  the plan's prediction
-//   cairn_agent_job_measured_over_predicted{job}        gauge  mean step time / prediction
-//   cairn_agent_job_peak_memory_bytes{job}              gauge  measured (tensors, largest rank)
-//   cairn_agent_job_predicted_memory_bytes{job}         gauge
+//   cairn_agent_job_running{job_id}                        gauge  1 per job with workers here
+//   cairn_agent_job_step{job_id}                           gauge  last step reported
+//   cairn_agent_job_loss{job_id}                           gauge
+//   cairn_agent_job_step_time_seconds{job_id}              gauge  last step's time
+//   cairn_agent_job_tokens_per_second{job_id}              gauge
+//   cairn_agent_job_mfu{job_id}                            gauge  against the profile's peak
+//   cairn_agent_job_predicted_step_time_seconds{job_id}    gauge  the plan's prediction
+//   cairn_agent_job_measured_over_predicted{job_id}        gauge  mean step time / prediction
+//   cairn_agent_job_peak_memory_bytes{job_id}              gauge  measured (tensors, largest rank)
+//   cairn_agent_job_predicted_memory_bytes{job_id}         gauge
 //   cairn_agent_probe_last_success_timestamp_seconds    gauge  Unix time of the last probe upload
 //   cairn_agent_probe_age_seconds                       gauge  now minus that (refreshed per heartbeat)
 //   cairn_agent_probe_duration_seconds                  gauge  wall time of the last probe run
