@@ -113,7 +113,17 @@ absl::Status ProbeOverlap(runtime::Communicator* world, runtime::Communicator* c
   if (world->rank() != 0) return absl::OkStatus();
   const double c = Median(alone_c), m = Median(alone_m), cw = Median(with_c),
                mw = Median(with_m), b = Median(both);
-  const double gamma = std::max(1.0, 1.0 + (b - std::max(c, m)) / std::max(1e-12, std::min(c, m)));
+  // Gamma per sample (each sample's own alone/together times), then the median: a sample where
+  // the two sides came out unbalanced (noise on a shared machine) divides by a small min and
+  // would dominate a ratio of medians. Clamped to [1, kMaxGamma]; the raw median is kept too.
+  std::vector<double> gammas;
+  for (size_t i = 0; i < both.size(); ++i) {
+    const double lo = std::max(1e-12, std::min(alone_c[i], alone_m[i]));
+    gammas.push_back(1.0 + (both[i] - std::max(alone_c[i], alone_m[i])) / lo);
+  }
+  const double raw_gamma = Median(gammas);
+  constexpr double kMaxGamma = 3.0;
+  const double gamma = std::clamp(raw_gamma, 1.0, kMaxGamma);
   auto add = [&](const std::string& op, double rate, const std::string& unit, double time_s) {
     Measurement* x = report->add_measurements();
     x->set_probe("overlap");
@@ -126,6 +136,7 @@ absl::Status ProbeOverlap(runtime::Communicator* world, runtime::Communicator* c
     (*x->mutable_params())["comm_with_compute_s"] = mw;
     (*x->mutable_params())["both_s"] = b;
     (*x->mutable_params())["gemms"] = k;
+    (*x->mutable_params())["gamma_unclamped"] = raw_gamma;
     x->set_time_s(time_s);
     x->set_rate(rate);
     x->set_unit(unit);

@@ -10,7 +10,8 @@
 // (rank 0's report, times the slowest rank's, medians over samples):
 //   "overlap" op "compute": slowdown of the compute block while the collective runs beside it;
 //   "overlap" op "comm":    slowdown of the collective while compute runs beside it;
-//   "overlap" op "gamma":   1 + (both - max(c, m)) / min(c, m), the factor the profile carries.
+//   "overlap" op "gamma":   1 + (both - max(c, m)) / min(c, m) per sample, the median, clamped to
+//                           [1, 3]: the factor the profile carries (params: the unclamped value).
 #ifndef CAIRN_AGENT_PROBES_OVERLAP_PROBE_H_
 #define CAIRN_AGENT_PROBES_OVERLAP_PROBE_H_
 
