@@ -4,6 +4,8 @@
 #   make build   bazel build //...
 #   make test    bazel test //... and a final `N passed, N failed` line (tools/run_tests.sh)
 #   make demo    build the `cairn` CLI in opt mode and plan Llama-2 7B on 4 nodes of H100 SXM
+#   make demo-cluster  the agent loop on this machine: planner, 2 agents (probes, profiles), a job
+#                planned on their measured profile and trained on 4 CPU workers (tools/demo_cluster.sh)
 #   make bench   run the strategy-search benchmark (opt mode)
 #   make clean   bazel clean (the disk cache under ~/.cache/cairn-bazel-disk stays)
 #
@@ -20,7 +22,7 @@ CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda --define=c
 endif
 
 .DEFAULT_GOAL := build
-.PHONY: deps build test demo bench clean
+.PHONY: deps build test demo demo-cluster bench clean
 
 deps:
 	tools/install_deps.sh
@@ -34,6 +36,9 @@ test: deps
 demo: deps
 	$(BAZEL) build -c opt //planner/cli:cairn
 	bazel-bin/planner/cli/cairn $(DEMO_ARGS)
+
+demo-cluster: deps
+	BAZEL="$(BAZEL)" tools/demo_cluster.sh $(DEMO_CLUSTER_ARGS)
 
 bench: deps
 	$(BAZEL) run -c opt //planner/search:search_bench
