@@ -38,7 +38,7 @@ demo: deps
 	bazel-bin/planner/cli/cairn $(DEMO_ARGS)
 
 demo-cluster: deps
-	BAZEL="$(BAZEL)" tools/demo_cluster.sh $(DEMO_CLUSTER_ARGS)
+	BAZEL="$(BAZEL)" BAZEL_FLAGS="$(CUDA_FLAGS)" tools/demo_cluster.sh $(DEMO_CLUSTER_ARGS)
 
 bench: deps
 	$(BAZEL) run -c opt //planner/search:search_bench

@@ -27,9 +27,11 @@ while [ $# -gt 0 ]; do
 done
 
 BAZEL=${BAZEL:-bazel}
+# Without the CUDA toolkit the CUDA parts are left out (the Makefile passes the same flags).
+[ -x /usr/local/cuda/bin/nvcc ] || BAZEL_FLAGS=${BAZEL_FLAGS:---define=cuda=off --build_tag_filters=-cuda}
 if [ "$netns" != inside ]; then
   echo "== building (bazel build -c opt)"
-  $BAZEL build -c opt //planner/server:cairn-planner //agent:cairn-agent //agent/probes:cairn-probe \
+  $BAZEL build -c opt ${BAZEL_FLAGS:-} //planner/server:cairn-planner //agent:cairn-agent //agent/probes:cairn-probe \
       //runtime/train:cairn-train //runtime/data:cairn-data //planner/cli:cairn 2>&1 | tail -1
   if [ "$netns" = auto ] && tools/netns_cluster.sh --check 2 2>/dev/null; then
     echo "== network namespaces are allowed: each agent gets its own (10.77.0.2, 10.77.0.3), the"
