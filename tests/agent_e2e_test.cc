@@ -1,6 +1,9 @@
 // The whole loop on CPU with real processes: a cairn-planner and two cairn-agents (each its own
-// "node": its own CPU core when the machine has two, its own work directory and metrics port),
-// four cairn-train workers in all.
+// "node": its own network namespace where the machine allows it — tools/netns_cluster.sh, the
+// planner on the bridge at 10.77.0.1 and the agents at 10.77.0.2 and .3 — else separate ports on
+// loopback; its own CPU core when the machine has two; its own work directory), four cairn-train
+// workers in all. main() re-runs the test inside the namespaces when it can (CAIRN_E2E_NETNS=0
+// forces loopback); the first line of the output says which.
 //
 //   1. The agents register and probe (quick budget); the planner stores their measured
 //      HardwareProfile and llama-tiny ModelProfile; `cairn profiles diff` compares them with the
@@ -17,8 +20,11 @@
 //      agent, its workers die with it, the other agent's are stopped; the agent comes back with its
 //      id.
 // Everything binds port 0; every wait is bounded polling. Runtime: one to three minutes.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -108,6 +114,36 @@ std::vector<pid_t> FindProcesses(const std::vector<std::string>& needles) {
   return out;
 }
 
+bool InNamespaces() {
+  const char* v = std::getenv("CAIRN_E2E_NETNS");
+  return v != nullptr && std::string(v) == "inside";
+}
+
+// GET http://host:port/path (HTTP/1.0); the body, or "" on failure.
+std::string HttpGetFrom(const std::string& host, int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string req = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: ", host, "\r\n\r\n");
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[8192];
+      for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
+    }
+  }
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+std::map<std::string, double> Scrape(const std::string& host, int port) {
+  return ParsePrometheusText(HttpGetFrom(host, port, "/metrics"));
+}
+
 struct Daemon {
   std::unique_ptr<Process> process;
   std::string log;
@@ -136,20 +172,29 @@ class AgentE2eTest : public ::testing::Test {
     planner_ = new Daemon;
     planner_->log = Tmp() + "/planner.log";
     SpawnOptions o;
+    host_ = InNamespaces() ? "10.77.0.1" : "127.0.0.1";
+    for (int i = 0; i < 2; ++i) {
+      node_addr_[i] = InNamespaces() ? absl::StrCat("10.77.0.", i + 2) : "127.0.0.1";
+    }
+    std::printf("agent e2e: %s\n", InNamespaces()
+                                         ? "each agent in its own network namespace (10.77.0.2, "
+                                           "10.77.0.3), the planner on the bridge 10.77.0.1"
+                                         : "agents on loopback ports (no network namespaces)");
     o.argv = {RunfilePath("planner/server/cairn-planner"), "--db", Tmp() + "/planner.db",
-              "--listen", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0", "--agent-timeout",
+              "--listen", host_ + ":0", "--metrics-address", host_ + ":0", "--agent-timeout",
               "5", "--max-search-threads", "1"};
     o.log_path = planner_->log;
     auto pp = Process::Spawn(o);
     ASSERT_TRUE(pp.ok()) << pp.status();
     planner_->process = *std::move(pp);
-    const std::string port = WaitForInLog(planner_->log, "serving on 127\\.0\\.0\\.1:(\\d+)");
+    const std::string port = WaitForInLog(planner_->log, "serving on [0-9.]+:(\\d+)");
     ASSERT_FALSE(port.empty()) << Slurp(planner_->log);
     ASSERT_TRUE(absl::SimpleAtoi(port, &port_));
     const std::string mport =
-        WaitForInLog(planner_->log, "metrics on http://127\\.0\\.0\\.1:(\\d+)/metrics");
+        WaitForInLog(planner_->log, "metrics on http://[0-9.]+:(\\d+)/metrics");
     ASSERT_TRUE(absl::SimpleAtoi(mport, &planner_metrics_port_)) << Slurp(planner_->log);
-    channel_ = new std::shared_ptr<grpc::Channel>(Connect(port_));
+    channel_ = new std::shared_ptr<grpc::Channel>(
+        grpc::CreateChannel(absl::StrCat(host_, ":", port_), grpc::InsecureChannelCredentials()));
     for (int i = 0; i < 2; ++i) StartAgent(i);
   }
 
@@ -179,13 +224,15 @@ class AgentE2eTest : public ::testing::Test {
     agents_[i]->log = absl::StrCat(Tmp(), "/agent-", i, ".", absl::ToUnixMicros(absl::Now()),
                                    ".log");
     SpawnOptions o;
-    o.argv = {RunfilePath("agent/cairn-agent"),
-              "--planner", absl::StrCat("127.0.0.1:", port_),
+    if (InNamespaces()) o.argv = {"ip", "netns", "exec", absl::StrCat("node", i)};
+    const std::vector<std::string> agent = {
+              RunfilePath("agent/cairn-agent"),
+              "--planner", absl::StrCat(host_, ":", port_),
               "--node-name", absl::StrCat("node-", i),
               "--cpu-slots", "2",
               "--work-dir", WorkDir(i),
-              "--metrics-address", "127.0.0.1:0",
-              "--advertise-address", "127.0.0.1",
+              "--metrics-address", node_addr_[i] + ":0",
+              "--advertise-address", node_addr_[i],
               "--train-binary", RunfilePath("runtime/train/cairn-train"),
               "--probe-binary", RunfilePath("agent/probes/cairn-probe"),
               "--probe-budget", "quick",
@@ -194,6 +241,15 @@ class AgentE2eTest : public ::testing::Test {
               "--layer-seq-lens", "64",
               "--layer-micro-batches", "1,2,4,8",
               "--worker-grace-s", "3"};
+    o.argv.insert(o.argv.end(), agent.begin(), agent.end());
+    if (InNamespaces()) {
+      for (const char* ip : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+        if (access(ip, X_OK) == 0) {
+          o.argv[0] = ip;
+          break;
+        }
+      }
+    }
     // Each agent a node of its own core when there are two (a node owns its CPUs).
     if (std::thread::hardware_concurrency() >= 2) {
       o.argv.insert(o.argv.end(), {"--cpu-set", absl::StrCat(i % 2)});
@@ -267,6 +323,8 @@ class AgentE2eTest : public ::testing::Test {
   static inline Daemon* agents_[2] = {nullptr, nullptr};
   static inline std::string agent_ids_[2];
   static inline int port_ = 0;
+  static inline std::string host_ = "127.0.0.1";
+  static inline std::string node_addr_[2];
   static inline int planner_metrics_port_ = 0;
   static inline int agent_metrics_ports_[2] = {0, 0};
   static inline std::shared_ptr<grpc::Channel>* channel_ = nullptr;
@@ -305,7 +363,7 @@ TEST_F(AgentE2eTest, AgentsRegisterProbeAndThePlannerStoresTheirProfiles) {
 
   // The measured numbers against the catalog default they replace.
   SpawnOptions o;
-  o.argv = {RunfilePath("planner/cli/cairn"), "--planner", absl::StrCat("127.0.0.1:", port_),
+  o.argv = {RunfilePath("planner/cli/cairn"), "--planner", absl::StrCat(host_, ":", port_),
             "profiles", "diff", "--id", listed.id()};
   o.log_path = Tmp() + "/diff.txt";
   auto p = Process::Spawn(o);
@@ -319,7 +377,7 @@ TEST_F(AgentE2eTest, AgentsRegisterProbeAndThePlannerStoresTheirProfiles) {
 
   // The agents' endpoints: up, two devices, a probe done (or a fresh profile found).
   for (int i = 0; i < 2; ++i) {
-    std::map<std::string, double> m = ScrapeMetrics(agent_metrics_ports_[i]);
+    std::map<std::string, double> m = Scrape(node_addr_[i], agent_metrics_ports_[i]);
     EXPECT_EQ(m["cairn_agent_up"], 1) << i;
     EXPECT_EQ(m["cairn_agent_registered"], 1) << i;
     EXPECT_EQ(m["cairn_agent_devices{kind=\"cpu\"}"], 2) << i;
@@ -409,11 +467,11 @@ TEST_F(AgentE2eTest, JobPlannedOnTheMeasuredProfileTrainsOnBothNodes) {
   bool saw_steps = false;
   for (const auto& l : logs.logs()) saw_steps |= absl::StrContains(l.data(), "step ");
   EXPECT_TRUE(saw_steps);
-  std::map<std::string, double> pm = ScrapeMetrics(planner_metrics_port_);
+  std::map<std::string, double> pm = Scrape(host_, planner_metrics_port_);
   EXPECT_GE(pm["cairn_planner_jobs{state=\"succeeded\"}"], 1);
   EXPECT_EQ(pm["cairn_planner_agents{state=\"up\"}"], 2);
   for (int i = 0; i < 2; ++i) {
-    std::map<std::string, double> am = ScrapeMetrics(agent_metrics_ports_[i]);
+    std::map<std::string, double> am = Scrape(node_addr_[i], agent_metrics_ports_[i]);
     EXPECT_GE(am["cairn_agent_jobs_total{result=\"succeeded\"}"], 1) << i;
   }
   EXPECT_TRUE(Workers(job.job_id()).empty());
@@ -477,3 +535,23 @@ TEST_F(AgentE2eTest, KillingAnAgentFailsItsJobAndLeavesNothingRunning) {
 
 }  // namespace
 }  // namespace cairn::testing
+
+// Inside the network namespaces when this machine allows them (root, or user namespaces): the
+// test re-runs itself under tools/netns_cluster.sh, whose exit status is the test's.
+int main(int argc, char** argv) {
+  const char* mode = std::getenv("CAIRN_E2E_NETNS");
+  if (mode == nullptr || std::string(mode) == "auto") {
+    const std::string script = cairn::testing::RunfilePath("tools/netns_cluster.sh");
+    if (system((script + " --check 2 >/dev/null 2>&1").c_str()) == 0) {
+      setenv("CAIRN_E2E_NETNS", "inside", 1);
+      std::vector<char*> args = {const_cast<char*>(script.c_str()), const_cast<char*>("2")};
+      for (int i = 0; i < argc; ++i) args.push_back(argv[i]);
+      args.push_back(nullptr);
+      execv(script.c_str(), args.data());
+      std::perror("exec tools/netns_cluster.sh");  // fall through: loopback
+    }
+    setenv("CAIRN_E2E_NETNS", "0", 1);
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
