@@ -29,6 +29,10 @@ void RecordError(ProbeReport* report, const std::string& probe, const std::strin
   m->set_error(std::string(s.message()));
 }
 
+absl::Status Barrier(const ComputeProbeConfig& c) {
+  return c.case_barrier ? c.case_barrier() : absl::OkStatus();
+}
+
 int SeqLen(const ComputeProbeConfig& c, const plan::ModelDims& m) {
   if (c.seq_len > 0) return std::min(c.seq_len, m.max_seq_len);
   return std::min(m.max_seq_len, 1024);
@@ -143,6 +147,7 @@ absl::Status ProbeGemms(ComputeBackend* be, const ComputeProbeConfig& config,
       for (int b : config.micro_batches) {
         for (const GemmCase& c : LayerGemmShapes(model, tp, int64_t{b} * seq)) {
           if (!seen.insert({c.shape.m, c.shape.n, c.shape.k}).second) continue;
+          CAIRN_RETURN_IF_ERROR(Barrier(config));
           const std::string label = absl::StrFormat("%s tp=%d b=%d", model.name, tp, b);
           const absl::Status s = OneGemm(be, config, c, model.name, label,
                                          {{"tp", tp}, {"micro_batch", b}, {"seq", seq}}, report);
@@ -162,6 +167,7 @@ absl::Status ProbeAttention(ComputeBackend* be, const ComputeProbeConfig& config
       const AttentionShape shape = AttentionShape::AllHeads(b, seq, h, h, d);
       const int64_t n = b * seq * h * d;
       const std::string name = absl::StrFormat("attention b=%d s=%d heads=%d d=%d", b, seq, h, d);
+      CAIRN_RETURN_IF_ERROR(Barrier(config));
       auto run = [&]() -> absl::Status {
         CAIRN_ASSIGN_OR_RETURN(DeviceBuffer q, DeviceBuffer::Working(be, n, 0.01f));
         CAIRN_ASSIGN_OR_RETURN(DeviceBuffer k, DeviceBuffer::Working(be, n, 0.01f));
@@ -242,6 +248,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
     m->set_unit("B/s");
     m->set_correct(correct);
   };
+  CAIRN_RETURN_IF_ERROR(Barrier(config));
   {
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer src, DeviceBuffer::F32(be, n, 2.0f));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dst, DeviceBuffer::F32(be, n, 0.0f));
@@ -253,6 +260,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
                             sync, config.budget));
     record("copy", 2.0 * src.bytes(), t, ok);  // read + write
   }
+  CAIRN_RETURN_IF_ERROR(Barrier(config));
   {
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer a, DeviceBuffer::Working(be, n, 1.0f));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer b, DeviceBuffer::Working(be, n, 2.0f));
@@ -272,6 +280,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
     // bf16 ones (+ master 2 x 4, weights 2), over the measured time of the AdamW kernel (and, on a
     // bf16 backend, the refresh of the working copy). Its rate is the bandwidth the profile gives
     // the cost model's memory-bound terms.
+    CAIRN_RETURN_IF_ERROR(Barrier(config));
     const int64_t p = n / 4;
     const bool fp32 = be->working_dtype() == runtime::DType::kFloat32;
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer params, DeviceBuffer::F32(be, p, 1.0f));
@@ -302,6 +311,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
 absl::Status ProbeLaunch(ComputeBackend* be, const ComputeProbeConfig& config,
                          ProbeReport* report) {
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer x, DeviceBuffer::F32(be, 1, 1.0f));
+  CAIRN_RETURN_IF_ERROR(Barrier(config));
   ProbeBudget budget = config.budget;
   budget.min_iters = std::max(budget.min_iters, 100);
   CAIRN_ASSIGN_OR_RETURN(Timing t, TimeLocal([&] { return be->Scale(1, 1.0f, x.f32()); },

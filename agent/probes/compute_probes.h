@@ -28,6 +28,7 @@
 #ifndef CAIRN_AGENT_PROBES_COMPUTE_PROBES_H_
 #define CAIRN_AGENT_PROBES_COMPUTE_PROBES_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,10 @@ struct ComputeProbeConfig {
   // Largest buffer one GEMM case may allocate (A, B, C and the gradients); bigger cases skipped.
   int64_t max_case_bytes = int64_t{1} << 30;
   ProbeBudget budget;
+  // Called before every case (nullptr: nothing). The probe process passes a barrier over the
+  // node's ranks, so that all of them time the same case at the same time and each sees the
+  // contention training will (ranks drifting apart would time some cases alone on a shared core).
+  std::function<absl::Status()> case_barrier;
 
   // Defaults sized for each kind of device: small CPU shapes (seconds in all), or GPU shapes
   // (tensor-parallel degrees up to 8, sequences up to 8192).

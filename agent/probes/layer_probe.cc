@@ -13,6 +13,9 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
       for (plan::LayerKind kind :
            {plan::LayerKind::kEmbedding, plan::LayerKind::kBlock, plan::LayerKind::kHead}) {
         for (int b : config.micro_batches) {
+          if (config.case_barrier) {
+            if (absl::Status s = config.case_barrier(); !s.ok()) return s;
+          }
           const char* kind_name = plan::ToString(kind);
           Measurement* m = report->add_measurements();
           m->set_probe("layer");

@@ -16,6 +16,7 @@
 #ifndef CAIRN_AGENT_PROBES_LAYER_PROBE_H_
 #define CAIRN_AGENT_PROBES_LAYER_PROBE_H_
 
+#include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -30,6 +31,9 @@ struct LayerProbeConfig {
   std::vector<int> seq_lens = {128};
   std::vector<int> micro_batches = {1, 2, 4, 8, 16};
   int iterations = 5;
+  // Called before every case (nullptr: nothing): a barrier over the node's ranks, as
+  // ComputeProbeConfig::case_barrier.
+  std::function<absl::Status()> case_barrier;
 };
 
 absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfig& config,

@@ -202,6 +202,7 @@ absl::Status Run() {
   ComputeProbeConfig compute = kind == DeviceKind::kCpu ? ComputeProbeConfig::ForCpu(models)
                                                         : ComputeProbeConfig::ForGpu(models);
   compute.budget = budget;
+  if (control) compute.case_barrier = barrier;
   if (!absl::GetFlag(FLAGS_tp_degrees).empty()) {
     CAIRN_ASSIGN_OR_RETURN(compute.tp_degrees, IntList(absl::GetFlag(FLAGS_tp_degrees)));
   }
@@ -223,7 +224,8 @@ absl::Status Run() {
   layers.models = models;
   CAIRN_ASSIGN_OR_RETURN(layers.seq_lens, IntList(absl::GetFlag(FLAGS_layer_seq_lens)));
   CAIRN_ASSIGN_OR_RETURN(layers.micro_batches, IntList(absl::GetFlag(FLAGS_layer_micro_batches)));
-  layers.iterations = quick ? 2 : 5;
+  layers.iterations = quick ? 3 : 7;
+  if (control) layers.case_barrier = barrier;
   CAIRN_RETURN_IF_ERROR(
       suite("layers", [&] { return ProbeLayers(backend.get(), layers, &report); }));
   if (world != nullptr) {
