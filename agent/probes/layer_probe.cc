@@ -26,7 +26,8 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
           (*m->mutable_params())["seq"] = seq;
           (*m->mutable_params())["tp"] = 1;
           absl::StatusOr<runtime::LayerTime> t =
-              runtime::TimeLayer(model, kind, b, seq, config.iterations, backend);
+              runtime::TimeLayer(model, kind, b, seq, config.iterations, backend,
+                                 config.min_seconds);
           if (!t.ok()) {
             m->set_error(std::string(t.status().message()));
             continue;
@@ -35,7 +36,9 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
           (*m->mutable_params())["backward_s"] = t->backward_s;
           (*m->mutable_params())["activation_bytes"] = static_cast<double>(t->activation_bytes);
           m->set_time_s(t->forward_s + t->backward_s);
-          m->set_iterations(config.iterations);
+          m->set_iterations(t->iterations);
+          (*m->mutable_params())["forward_median_s"] = t->forward_median_s;
+          (*m->mutable_params())["backward_median_s"] = t->backward_median_s;
           m->set_bytes(static_cast<double>(t->activation_bytes));
           m->set_unit("s");
           m->set_correct(true);

@@ -31,6 +31,9 @@ struct LayerProbeConfig {
   std::vector<int> seq_lens = {128};
   std::vector<int> micro_batches = {1, 2, 4, 8, 16};
   int iterations = 5;
+  // Timed iterations continue until they add up to this (means over scheduler time slices on
+  // shared cores; runtime/train/layer_timing.h).
+  double min_seconds = 0.5;
   // Called before every case (nullptr: nothing): a barrier over the node's ranks, as
   // ComputeProbeConfig::case_barrier.
   std::function<absl::Status()> case_barrier;

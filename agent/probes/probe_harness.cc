@@ -26,8 +26,9 @@ int PerSample(const ProbeBudget& b, double one_op_s) {
 }  // namespace
 
 ProbeBudget ProbeBudget::Quick() {
+  // Samples of ~30 ms: several scheduler slices on a core shared by two workers.
   ProbeBudget b;
-  b.target_seconds = 0.03;
+  b.target_seconds = 0.1;
   b.samples = 3;
   b.min_iters = 3;
   b.max_iters = 200;

@@ -225,6 +225,7 @@ absl::Status Run() {
   CAIRN_ASSIGN_OR_RETURN(layers.seq_lens, IntList(absl::GetFlag(FLAGS_layer_seq_lens)));
   CAIRN_ASSIGN_OR_RETURN(layers.micro_batches, IntList(absl::GetFlag(FLAGS_layer_micro_batches)));
   layers.iterations = quick ? 3 : 7;
+  layers.min_seconds = quick ? 0.15 : 0.6;
   if (control) layers.case_barrier = barrier;
   CAIRN_RETURN_IF_ERROR(
       suite("layers", [&] { return ProbeLayers(backend.get(), layers, &report); }));

@@ -97,6 +97,7 @@ TEST(LayerProbeTest, TimesEveryLayerKindWithItsActivations) {
   c.seq_lens = {32};
   c.micro_batches = {1, 2};
   c.iterations = 1;
+  c.min_seconds = 0;
   ProbeReport r;
   ASSERT_THAT(ProbeLayers(be.get(), c, &r), IsOk());
   ExpectMeasured(r, "layer", 6);

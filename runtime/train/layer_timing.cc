@@ -36,7 +36,7 @@ absl::Status Fill(ComputeBackend* backend, DeviceArena* arena, const ArenaBuffer
 // allocates, to size the arena).
 absl::Status RunLayer(const plan::ModelDims& model, const LayerPlace& place,
                       const LayerParams& params, int b, int seq, int iterations,
-                      ComputeBackend* backend, DeviceArena* arena, bool real,
+                      double min_total_s, ComputeBackend* backend, DeviceArena* arena, bool real,
                       std::vector<double>* fwd_s, std::vector<double>* bwd_s,
                       int64_t* activation_bytes) {
   const DType wd = backend->working_dtype();
@@ -68,7 +68,10 @@ absl::Status RunLayer(const plan::ModelDims& model, const LayerPlace& place,
   }
   CAIRN_RETURN_IF_ERROR(backend->Zero(g.data(), g.bytes()));
   LayerRunner run(model, place, params, seq, b, backend, {}, arena, 1.0f / (b * seq), loss.f32());
-  for (int it = 0; it < iterations + 1; ++it) {
+  constexpr int kMaxIterations = 1000;
+  double total_s = 0;
+  for (int it = 0; it < kMaxIterations + 1; ++it) {
+    if (it > iterations && (total_s >= min_total_s || !real)) break;
     const int64_t live_before = arena->live_bytes();
     CAIRN_ASSIGN_OR_RETURN(ArenaBuffer x, arena->Allocate(run.ActivationCount(), wd));
     CAIRN_ASSIGN_OR_RETURN(ArenaBuffer dy, arena->Allocate(run.ActivationCount(), wd));
@@ -94,6 +97,7 @@ absl::Status RunLayer(const plan::ModelDims& model, const LayerPlace& place,
     if (!real) continue;
     fwd_s->push_back(t1 - t0);
     bwd_s->push_back(t2 - t1);
+    total_s += t2 - t0;
   }
   return absl::OkStatus();
 }
@@ -103,11 +107,17 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+double Mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+
 }  // namespace
 
 absl::StatusOr<LayerTime> TimeLayer(const plan::ModelDims& model, plan::LayerKind kind,
                                     int micro_batch, int seq, int iterations,
-                                    ComputeBackend* backend) {
+                                    ComputeBackend* backend, double min_total_s) {
   if (micro_batch < 1 || seq < 1 || iterations < 1) {
     return absl::InvalidArgumentError(
         "TimeLayer: micro-batch, sequence length and iterations must be >= 1");
@@ -128,15 +138,18 @@ absl::StatusOr<LayerTime> TimeLayer(const plan::ModelDims& model, plan::LayerKin
   std::unique_ptr<DeviceArena> planning = DeviceArena::ForPlanning();
   std::vector<double> f, bk;
   LayerTime out;
-  CAIRN_RETURN_IF_ERROR(RunLayer(model, place, params, micro_batch, seq, 0, &null_backend,
+  CAIRN_RETURN_IF_ERROR(RunLayer(model, place, params, micro_batch, seq, 0, 0, &null_backend,
                                  planning.get(), false, &f, &bk, &out.activation_bytes));
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<DeviceArena> arena,
                          DeviceArena::Create(backend, planning->extent_bytes()));
   int64_t ignored = 0;
-  CAIRN_RETURN_IF_ERROR(RunLayer(model, place, params, micro_batch, seq, iterations, backend,
-                                 arena.get(), true, &f, &bk, &ignored));
-  out.forward_s = Median(f);
-  out.backward_s = Median(bk);
+  CAIRN_RETURN_IF_ERROR(RunLayer(model, place, params, micro_batch, seq, iterations, min_total_s,
+                                 backend, arena.get(), true, &f, &bk, &ignored));
+  out.forward_s = Mean(f);
+  out.backward_s = Mean(bk);
+  out.forward_median_s = Median(f);
+  out.backward_median_s = Median(bk);
+  out.iterations = static_cast<int>(f.size());
   return out;
 }
 

@@ -11,8 +11,11 @@
 //
 // How: the layer runs alone on one rank (tensor-parallel degree 1, no communication) over a
 // DeviceArena sized by a dry run on a NullBackend first (as the engine plans its memory), with
-// weights initialised as training does and fixed token ids. One warm-up iteration, then
-// `iterations` timed ones, each bracketed by backend->Synchronize(); the medians are returned.
+// weights initialised as training does and fixed token ids. One warm-up iteration, then timed ones,
+// each bracketed by backend->Synchronize(): at least `iterations`, and more until they add up to
+// `min_total_s` (at most 1000). The means are returned, not the medians: on a core shared by
+// several workers (CPU slots) a short operation often runs inside one scheduler time slice, and
+// only the mean over many slices is the rate training sees; medians are kept beside them.
 // activation_bytes counts the arena bytes still held between forward and backward, beyond the
 // layer's input and output (the Saved buffers). Errors: InvalidArgument for sizes below 1, the
 // backend's errors (e.g. ResourceExhausted).
@@ -28,14 +31,17 @@
 namespace cairn::runtime {
 
 struct LayerTime {
-  double forward_s = 0;   // median of the timed iterations
+  double forward_s = 0;   // mean of the timed iterations
   double backward_s = 0;  // data and weight gradients, no recomputation
+  double forward_median_s = 0;
+  double backward_median_s = 0;
+  int iterations = 0;     // timed
   int64_t activation_bytes = 0;
 };
 
 absl::StatusOr<LayerTime> TimeLayer(const plan::ModelDims& model, plan::LayerKind kind,
                                     int micro_batch, int seq, int iterations,
-                                    ComputeBackend* backend);
+                                    ComputeBackend* backend, double min_total_s = 0);
 
 }  // namespace cairn::runtime
 
