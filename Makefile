@@ -7,6 +7,8 @@
 #   make demo-cluster  the agent loop on this machine: planner, 2 agents (probes, profiles), a job
 #                planned on their measured profile and trained on 4 CPU workers (tools/demo_cluster.sh)
 #   make bench   run the strategy-search benchmark (opt mode)
+#   make gpu-stage  build the GPU tests and cairn-train in opt mode and stage them into .device
+#   make test-gpu   on a GPU machine: the GPU checks from .device, then `N passed, N failed`
 #   make clean   bazel clean (the disk cache under ~/.cache/cairn-bazel-disk stays)
 #
 # Variables: BAZEL (default bazel), TARGETS (default //...) for build and test, DEMO_ARGS.
@@ -22,7 +24,7 @@ CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda --define=c
 endif
 
 .DEFAULT_GOAL := build
-.PHONY: deps build test demo demo-cluster bench clean
+.PHONY: deps build test demo demo-cluster bench clean gpu-stage test-gpu
 
 deps:
 	tools/install_deps.sh
@@ -42,6 +44,13 @@ demo-cluster: deps
 
 bench: deps
 	$(BAZEL) run -c opt //planner/search:search_bench
+
+gpu-stage: deps
+	tools/gpu/run_all.sh --stage
+
+# No deps step: the GPU machines run staged binaries and need no build packages.
+test-gpu:
+	tools/gpu/test_gpu.sh
 
 clean:
 	$(BAZEL) clean

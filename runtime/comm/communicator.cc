@@ -238,14 +238,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(const std::vec
     group_name = absl::StrCat(this->name(), "/[", absl::StrJoin(world, ","), "]");
   }
   if (std::find(ranks.begin(), ranks.end(), rank()) == ranks.end()) {
-    CAIRN_RETURN_IF_ERROR(SplitAsNonMember(ranks, group_name));
     return std::unique_ptr<Communicator>();
   }
   return SplitImpl(ranks, std::move(group_name));
-}
-
-absl::Status Communicator::SplitAsNonMember(const std::vector<int>&, const std::string&) {
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<CommHandle>> Communicator::AllToAllImpl(const void*, void*, size_t,

@@ -277,10 +277,8 @@ class Communicator {
   // new group's rank i is ranks[i]). Every member calls it with the same list, in the same order
   // relative to its other Split() calls with that list; ranks outside the list get nullptr. Members
   // rendezvous, so Split blocks until all members have called it (or the timeout).
-  // Portable rule (what the engine does): every rank of this group calls Split for every list, in
-  // the same order, members and non-members alike. NCCL needs it (ncclCommSplit is collective over
-  // the whole parent group: a non-member's call is its part of the split); Gloo and local do not
-  // (a non-member's call returns nullptr without communicating) but are fine with it. `name` labels the group in messages (default:
+  // A non-member's call returns nullptr without communicating (the engine calls Split for every
+  // list on every rank, which every implementation accepts). `name` labels the group in messages (default:
   // "<this name>/[world ranks]"). The sub-group is independent of this communicator: either may be
   // destroyed first, and operations on both may be in flight at once.
   // Errors: InvalidArgument for an empty list, duplicates or ranks out of range; the rendezvous
@@ -325,10 +323,6 @@ class Communicator {
   // `ranks` is validated and contains rank(); `name` is final.
   virtual absl::StatusOr<std::unique_ptr<Communicator>> SplitImpl(const std::vector<int>& ranks,
                                                                   std::string name) = 0;
-  // Called by Split() on a rank that is not in the (validated) `ranks`, before it returns nullptr:
-  // an implementation whose split is collective over the parent (NCCL) takes part here. Default:
-  // nothing, OK.
-  virtual absl::Status SplitAsNonMember(const std::vector<int>& ranks, const std::string& name);
 
   // "all_reduce #12 on group 'tp' (rank 1 of 4)": the prefix of an operation's error messages.
   std::string OpLabel(absl::string_view op, uint64_t sequence) const;

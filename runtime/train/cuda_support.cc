@@ -1,12 +1,18 @@
 #include "runtime/train/cuda_support.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <memory>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
 #include "runtime/comm/nccl/nccl_communicator.h"
@@ -16,8 +22,63 @@
 
 namespace cairn::runtime {
 
+namespace {
+
+// The device list, probed in a child process: a process that initialises CUDA and then forks
+// leaves its children without CUDA (cudaErrorInitializationError), and cairn-train forks its local
+// workers after choosing the device.
+absl::StatusOr<std::vector<cuda::DeviceInfo>> ProbeInChild() {
+  int fds[2];
+  if (pipe(fds) != 0) return absl::InternalError("cannot create a pipe to probe the GPUs");
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("cannot fork to probe the GPUs");
+  if (pid == 0) {
+    close(fds[0]);
+    absl::StatusOr<std::vector<cuda::DeviceInfo>> devices = cuda::ProbeDevices();
+    std::string text;
+    if (!devices.ok()) {
+      text = absl::StrCat("error\n", devices.status().message());
+    } else {
+      for (const cuda::DeviceInfo& d : *devices) {
+        absl::StrAppend(&text, d.total_memory_bytes, "\t", d.sm_count, "\t",
+                        d.compute_capability_major, "\t", d.compute_capability_minor, "\t",
+                        d.name, "\n");
+      }
+    }
+    const ssize_t written = write(fds[1], text.data(), text.size());
+    _exit(written == static_cast<ssize_t>(text.size()) ? 0 : 1);
+  }
+  close(fds[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof(buf))) > 0) text.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int wstatus = 0;
+  waitpid(pid, &wstatus, 0);
+  if (absl::StartsWith(text, "error\n")) {
+    return absl::FailedPreconditionError(text.substr(6));
+  }
+  std::vector<cuda::DeviceInfo> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> f = absl::StrSplit(line, absl::MaxSplits('\t', 4));
+    cuda::DeviceInfo d;
+    if (f.size() != 5 || !absl::SimpleAtoi(f[0], &d.total_memory_bytes) ||
+        !absl::SimpleAtoi(f[1], &d.sm_count) || !absl::SimpleAtoi(f[2], &d.compute_capability_major) ||
+        !absl::SimpleAtoi(f[3], &d.compute_capability_minor)) {
+      return absl::InternalError(absl::StrCat("cannot read the GPU probe's answer: ", line));
+    }
+    d.index = static_cast<int>(out.size());
+    d.name = f[4];
+    out.push_back(d);
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<GpuSetup> DetectGpus() {
-  absl::StatusOr<std::vector<cuda::DeviceInfo>> devices = cuda::ProbeDevices();
+  absl::StatusOr<std::vector<cuda::DeviceInfo>> devices = ProbeInChild();
   if (!devices.ok() || devices->empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "no CUDA device is visible (", devices.ok() ? "none found" : devices.status().message(),

@@ -70,6 +70,7 @@ absl::Status CheckTrainingInputs(const TrainerOptions& o) {
   if (o.checkpoint_every < 0) {
     return absl::InvalidArgumentError("the checkpoint interval must be >= 0");
   }
+  if (o.stop_at < 0) return absl::InvalidArgumentError("--stop-at must be >= 0");
   CAIRN_RETURN_IF_ERROR(plan::CheckPlan(o.model, o.plan, o.world_size, o.seq_len));
   CAIRN_ASSIGN_OR_RETURN(TokenDataset data, TokenDataset::Open(o.data_dir, "train"));
   return CheckData(o, data);
@@ -129,7 +130,8 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   double time_sum = 0;
   int timed = 0;
   int64_t peak = 0;
-  for (int64_t step = start; step < o.steps; ++step) {
+  const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  for (int64_t step = start; step < last; ++step) {
     if (rank == o.fault_rank && step == o.fault_step) {
       std::fprintf(stderr, "cairn-train: rank %d: injected failure at step %lld\n", rank,
                    static_cast<long long>(step));
@@ -172,9 +174,9 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
       CAIRN_RETURN_IF_ERROR(save(step + 1));
     }
   }
-  if (!o.checkpoint_dir.empty() &&
-      (o.checkpoint_every <= 0 || o.steps % o.checkpoint_every != 0)) {
-    CAIRN_RETURN_IF_ERROR(save(o.steps));
+  if (!o.checkpoint_dir.empty() && last > start &&
+      (o.checkpoint_every <= 0 || last % o.checkpoint_every != 0)) {
+    CAIRN_RETURN_IF_ERROR(save(last));
   }
   if (rank == 0 && timed > 0) {
     const double mean = time_sum / timed;
@@ -182,7 +184,8 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
     std::printf(
         "done: %d steps | mean step %s (predicted %s) | %s tokens/s%s | peak memory %s per rank "
         "(predicted %s, planned %s)\n",
-        o.steps, FormatSeconds(mean).c_str(), FormatSeconds(o.predicted.step_time_s).c_str(),
+        static_cast<int>(last), FormatSeconds(mean).c_str(),
+        FormatSeconds(o.predicted.step_time_s).c_str(),
         FormatCount(tokens / mean).c_str(),
         mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
         FormatBytes(static_cast<double>(peak)).c_str(),

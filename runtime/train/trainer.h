@@ -59,6 +59,9 @@ struct TrainerOptions {
   int world_size = 1;
   std::string data_dir;           // token shards written by cairn-data
   int steps = 10;                 // optimizer steps of the whole run (a resume continues to it)
+  // Stop after this step (0: at `steps`), saving a checkpoint there when checkpoint_dir is set:
+  // for time-limited allocations, a run cut into several jobs keeps one learning-rate schedule.
+  int stop_at = 0;
   TrainOptions train;
   std::string checkpoint_dir;     // empty: no checkpoints
   int checkpoint_every = 0;       // steps between checkpoints (0: at the end only)

@@ -2,8 +2,8 @@
 //
 // One NcclCommunicator per rank, one GPU per rank (a process per GPU, or a thread per GPU in tests).
 // Ranks meet through a Store (../store.h), as Gloo's do: rank 0 makes the NCCL unique id and Set()s
-// it, the others Get() it, then all call ncclCommInitRankConfig. Sub-groups from Split() come from
-// ncclCommSplit. Buffers are device memory of this rank's GPU (cudaMalloc, the CUDA backend's arena,
+// it, the others Get() it, then all call ncclCommInitRankConfig. Sub-groups from Split() are made
+// the same way by their members. Buffers are device memory of this rank's GPU (cudaMalloc, the CUDA backend's arena,
 // or managed memory). No CUDA or NCCL header is included here: dependents compile without them.
 //
 //   // Local launch: every rank opens the same fresh directory; rank r uses GPU r.
@@ -66,11 +66,12 @@
 // operation returns the first failure's code and message. Peers of an aborted rank fail at their
 // timeout (NCCL does not tell them). Abort(reason) does the same with Aborted.
 //
-// Sub-groups. Split() is collective over this whole group (ncclCommSplit): every rank of the group
-// must call Split for every list, in the same order, members and non-members alike (non-members
-// take part with NCCL_SPLIT_NOCOLOR and get nullptr). The engine's rule (communicator.h, Split)
-// already does this. Members get color 0 and key = their position in the list, so the new group's
-// rank i is ranks[i]. A sub-group has its own stream and fails independently of its parent.
+// Sub-groups. Split() makes a new NCCL communicator of the members only (its unique id exchanged
+// through this group's store under a key the members derive alike: this group's name, the world
+// rank list and how often that list was split before); non-members get nullptr without taking part.
+// (ncclCommSplit of a non-blocking communicator returned no communicator on NCCL 2.28 in a one-GPU
+// test on an H100, 2026-12-05.) The new group's rank i is ranks[i]. A sub-group has its own stream
+// and fails independently of its parent.
 //
 // NVLink multicast (NVLS) stays off: Create() sets NCCL_NVLS_ENABLE=0 in the process environment
 // (overriding any value) before its first NCCL call, unless CAIRN_ALLOW_NVLS=1 is set. NCCL reads
@@ -176,11 +177,15 @@ class NcclCommunicator final : public Communicator {
                                                        Stream* stream) override;
   absl::StatusOr<std::unique_ptr<Communicator>> SplitImpl(const std::vector<int>& ranks,
                                                           std::string name) override;
-  absl::Status SplitAsNonMember(const std::vector<int>& ranks, const std::string& name) override;
 
  private:
   NcclCommunicator(int rank, std::vector<int> world_ranks, std::string name,
                    std::shared_ptr<State> state);
+
+  // The rendezvous and NCCL initialisation of Create (and of sub-groups): the new state.
+  static absl::StatusOr<std::shared_ptr<State>> Join(int rank, int size,
+                                                     std::shared_ptr<Store> store,
+                                                     const NcclOptions& options);
 
   std::shared_ptr<State> state_;
   uint64_t next_collective_ = 0;

@@ -370,16 +370,4 @@ absl::StatusOr<std::unique_ptr<Communicator>> StagedCommunicator::SplitImpl(
       new StagedCommunicator(std::shared_ptr<Communicator>(std::move(child)), std::move(state)));
 }
 
-absl::Status StagedCommunicator::SplitAsNonMember(const std::vector<int>& ranks,
-                                                  const std::string& name) {
-  // The wrapped communicator may need the non-members' part (NCCL); it returns no group.
-  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> none, host_->Split(ranks, name));
-  if (none != nullptr) {
-    return absl::InternalError(absl::StrCat("split of group '", this->name(), "' into '", name,
-                                            "': the ", host_->backend(),
-                                            " communicator returned a group for a non-member"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace cairn::runtime

@@ -139,7 +139,6 @@ class StagedCommunicator final : public Communicator {
                                                        Stream* stream) override;
   absl::StatusOr<std::unique_ptr<Communicator>> SplitImpl(const std::vector<int>& ranks,
                                                           std::string name) override;
-  absl::Status SplitAsNonMember(const std::vector<int>& ranks, const std::string& name) override;
 
  private:
   StagedCommunicator(std::shared_ptr<Communicator> host, std::shared_ptr<State> state);
