@@ -231,6 +231,24 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
         series.emplace_back(m.bytes(), m.time_s());
       }
       std::sort(series.begin(), series.end());
+      // The cost model reads these points piecewise-linearly and continues past the largest with
+      // the last segment's slope: noise that makes a larger message faster than a smaller one
+      // would give negative or free bandwidth there. Times are made non-decreasing, and one point
+      // at 16x the largest size continues at the fitted bus bandwidth.
+      double floor_s = 0;
+      for (auto& [bytes, t] : series) {
+        t = std::max(t, floor_s);
+        floor_s = t;
+      }
+      if (!series.empty() && c.busbw_bytes_per_s() > 0) {
+        const double factor = c.op() == cairn::v1::COLLECTIVE_OP_SEND_RECV ? 1.0
+                              : c.op() == cairn::v1::COLLECTIVE_OP_ALL_REDUCE
+                                  ? 2.0 * (g - 1) / g
+                                  : (g - 1.0) / g;
+        const auto [last_bytes, last_s] = series.back();
+        series.emplace_back(16 * last_bytes,
+                            last_s + 15 * last_bytes * factor / c.busbw_bytes_per_s());
+      }
       for (const auto& [bytes, t] : series) {
         cairn::v1::CommPoint* p = c.add_points();
         p->set_bytes(bytes);

@@ -19,7 +19,10 @@
 //                               best measured GEMM rate (said so in the notes).
 //   collectives                 one CollectiveCost per (op, group size, spans nodes) from the
 //                               probe's fits (latency, busbw) and measured points (what the cost
-//                               model interpolates); the consecutive placement is kept when two
+//                               model interpolates; made non-decreasing in time, plus one point at
+//                               16x the largest size continuing at the fitted bandwidth, so the
+//                               model never extrapolates a noisy negative slope); the consecutive
+//                               placement is kept when two
 //                               placements share a key. Entries of `previous` (same fingerprint) not
 //                               measured this time are kept: a node-local re-probe keeps the
 //                               cross-node tables of an earlier coordinated probe.
