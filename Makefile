@@ -10,6 +10,8 @@
 #   make gpu-stage  build the GPU tests and cairn-train in opt mode and stage them into .device
 #   make test-gpu   on a GPU machine: the GPU checks from .device, then `N passed, N failed`
 #   make clean   bazel clean (the disk cache under ~/.cache/cairn-bazel-disk stays)
+#   make asan    the unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (ASAN_TARGETS)
+#   make fuzz    every fuzz target for FUZZ_SECONDS on its seeds (tools/fuzz.sh)
 #
 # Variables: BAZEL (default bazel), TARGETS (default //...) for build and test, DEMO_ARGS.
 
@@ -23,8 +25,17 @@ ifeq ($(wildcard /usr/local/cuda/bin/nvcc),)
 CUDA_FLAGS := --build_tag_filters=-cuda --test_tag_filters=-gpu,-cuda --define=cuda=off
 endif
 
+# The ASan/UBSan subset CI runs: everything that parses requests, files or user numbers (the
+# planner, data, checkpoints, the daemon's service tests). docs/reliability.md says why the rest
+# (runtime kernels and collectives; search_test's brute force, >300 s under ASan) is left out.
+ASAN_TARGETS ?= //planner/... -//planner/search:search_test //runtime/data/... //runtime/checkpoint/... \
+	//tests:planner_limits_test //tests:planner_reliability_test //tests:planner_service_test \
+	//tests:planner_security_test //tests:planner_daemon_test //tests:store_durability_test //tests:cli_test \
+	//tests:golden_plans_test
+FUZZ_SECONDS ?= 15
+
 .DEFAULT_GOAL := build
-.PHONY: deps build test demo demo-cluster bench clean gpu-stage test-gpu
+.PHONY: deps build test demo demo-cluster bench clean gpu-stage test-gpu asan fuzz
 
 deps:
 	tools/install_deps.sh
@@ -54,3 +65,9 @@ test-gpu:
 
 clean:
 	$(BAZEL) clean
+
+asan: deps
+	tools/run_tests.sh --config=asan --test_env=LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp $(ASAN_TARGETS)
+
+fuzz: deps
+	tools/fuzz.sh --seconds $(FUZZ_SECONDS)

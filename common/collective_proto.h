@@ -10,6 +10,10 @@ namespace cairn {
 
 cairn::v1::CollectiveOp ToProto(CollectiveOp op);
 CollectiveOp FromProto(cairn::v1::CollectiveOp op);
+// BusFactor (common/collective.h) of a cairn.v1 collective.
+inline double BusFactor(cairn::v1::CollectiveOp op, int group_size) {
+  return BusFactor(FromProto(op), group_size);
+}
 
 }  // namespace cairn
 

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -156,6 +157,36 @@ TEST(PlannerDaemonTest, StartupFailuresExitOneWithAMessage) {
             std::string::npos);
 }
 
+// Issue 12: two daemons on one database must not both start.
+TEST(PlannerDaemonTest, ASecondDaemonOnTheSameDatabaseExitsOne) {
+  const std::string db = TempDb("shared");
+  Daemon first = Spawn({"--db", db, "--listen", "127.0.0.1:0", "--metrics-address", ""});
+  ASSERT_GT(PortOf(FirstLine(first.stdout_fd)), 0);
+  Daemon second = Spawn({"--db", db, "--listen", "127.0.0.1:0", "--metrics-address", ""});
+  EXPECT_EQ(Stop(second, -1), 1);
+  EXPECT_NE(Slurp(second.stderr_path).find("is in use by another process"), std::string::npos)
+      << Slurp(second.stderr_path);
+  EXPECT_EQ(Stop(first), 0);
+  // Once the first one is gone, the file is free again.
+  Daemon third = Spawn({"--db", db, "--listen", "127.0.0.1:0", "--metrics-address", ""});
+  EXPECT_GT(PortOf(FirstLine(third.stdout_fd)), 0);
+  EXPECT_EQ(Stop(third), 0);
+}
+
+// Issue 12: a token file every user can read is refused, as ssh refuses such keys.
+TEST(PlannerDaemonTest, AWorldReadableTokenFileStopsTheDaemon) {
+  const std::string tokens = WriteTempFile("open-tokens", absl::StrCat("client ", kToken, "\n"));
+  ASSERT_EQ(chmod(tokens.c_str(), 0644), 0);
+  Daemon d = Spawn({"--db", TempDb("tok"), "--listen", "127.0.0.1:0", "--metrics-address", "",
+                    "--token-file", tokens});
+  EXPECT_EQ(Stop(d, -1), 1);
+  const std::string log = Slurp(d.stderr_path);
+  EXPECT_NE(log.find("is accessible by every user of this machine (mode 0644)"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find(kToken), std::string::npos);
+}
+
 // docs/planner-daemon.md's flag table names every flag of main.cc with its default.
 TEST(PlannerDaemonTest, TheFlagTableInTheDocsMatchesTheBinary) {
   Daemon d = Spawn({"--helpfull"});
@@ -186,7 +217,7 @@ TEST(PlannerDaemonTest, TheFlagTableInTheDocsMatchesTheBinary) {
     }
     ++checked;
   }
-  EXPECT_EQ(checked, 15);
+  EXPECT_EQ(checked, 18);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -36,6 +37,7 @@ std::string TempDb(const std::string& name) {
 std::string WriteTempFile(const std::string& name, const std::string& text) {
   const std::string path = absl::StrCat(TmpDir(), "/", name, "-", g_counter++);
   std::ofstream(path) << text;
+  chmod(path.c_str(), 0600);  // token files must not be readable by every user
   return path;
 }
 

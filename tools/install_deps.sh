@@ -23,6 +23,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgloo-dev libopenblas-dev
   nlohmann-json3-dev
+  clang-14 libclang-rt-14-dev
 )
 CUDA_HOME=/usr/local/cuda
 

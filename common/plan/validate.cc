@@ -43,6 +43,8 @@ std::string CheckModel(const ModelDims& m) {
 std::string CheckLayer(const ModelDims& m, LayerKind kind, const Strategy& s,
                        const StageShape& stage) {
   if (!IsPowerOfTwo(s.tp)) return absl::StrCat("degree ", s.tp, " is not a power of 2");
+  // A stage of no devices (a device count that overflowed int) would divide by zero below.
+  if (stage.devices < 1) return absl::StrCat("the stage has ", stage.devices, " devices");
   if (stage.devices % s.tp != 0) {
     return absl::StrCat("degree ", s.tp, " does not divide the ", stage.devices,
                         " devices of the stage");

@@ -32,9 +32,6 @@ constexpr int kCpuMaxWorkersPerNode = 64;
 // Largest group size of the derived inter-node tables (the planner extrapolates beyond).
 constexpr int kMaxInterNodeGroup = 16384;
 
-// nccl-tests bus factor of a cairn.v1 collective (common/collective.h).
-double BusFactor(CollectiveOp op, int g) { return ::cairn::BusFactor(::cairn::FromProto(op), g); }
-
 const char* OpName(CollectiveOp op) {
   switch (op) {
     case cairn::v1::COLLECTIVE_OP_ALL_REDUCE: return "all_reduce";

@@ -95,9 +95,6 @@ int ToInt(const std::string& digits) {
 // ---------------------------------------------------------------------------------------------
 // Hardware.
 
-// nccl-tests bus factor of a cairn.v1 collective (common/collective.h).
-double BusFactor(CollectiveOp op, int g) { return ::cairn::BusFactor(::cairn::FromProto(op), g); }
-
 using CommKey = std::tuple<int, int, bool>;  // op, group size, spans nodes
 
 CommKey KeyOf(const CollectiveCost& c) { return {c.op(), c.group_size(), c.spans_nodes()}; }

@@ -90,10 +90,20 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
     }
     req.set_global_batch_size(gb);
   }
+  // Range checks written so NaN fails them, and bounded so the conversion to bytes cannot overflow.
   CAIRN_ASSIGN_OR_RETURN(double mem_gb, a.GetDouble("memory-gb", 0));
-  if (mem_gb < 0) return absl::InvalidArgumentError("--memory-gb must be positive");
+  if (a.Has("memory-gb") && !(mem_gb > 0 && mem_gb <= 1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-gb must be a positive number of GiB per device (leave it out for the whole "
+        "device), got ", a.Get("memory-gb")));
+  }
   req.set_memory_budget_bytes(static_cast<int64_t>(mem_gb * kGiB));
   CAIRN_ASSIGN_OR_RETURN(double q_mb, a.GetDouble("memory-quantum-mb", 0));
+  if (!(q_mb >= 0 && q_mb <= 1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--memory-quantum-mb must be a number of MiB >= 0 (0 = automatic), got ",
+        a.Get("memory-quantum-mb")));
+  }
   req.set_memory_quantum_bytes(static_cast<int64_t>(q_mb * kMiB));
   CAIRN_ASSIGN_OR_RETURN(int threads, a.GetInt("threads", 0));
   req.set_threads(threads);

@@ -7,7 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/math.h"
 #include "common/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "common/units.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/models.h"
@@ -16,8 +19,133 @@
 namespace cairn::planner {
 namespace {
 
+// Limits that bound the work and memory of one search (docs/reliability.md lists them with what
+// each protects): sizes and counts that flow from a request into int arithmetic, loops and
+// per-micro-batch allocations are checked here, in 64 bits, before anything is computed from them.
+constexpr int64_t kMaxDevices = int64_t{1} << 20;     // num_nodes x devices_per_node
+constexpr int kMaxLayers = 1024;                      // transformer blocks
+constexpr int kMaxHidden = 1 << 17;                   // hidden_size
+constexpr int kMaxFfnHidden = 1 << 19;                // ffn_hidden_size
+constexpr int kMaxVocab = 1 << 22;                    // vocab_size
+constexpr int kMaxSeqLen = 1 << 22;                   // max_seq_len
+constexpr int kMaxGlobalBatch = 1 << 24;              // samples per step
+constexpr int64_t kMaxTokensPerStep = int64_t{1} << 32;  // global batch x seq_len
+constexpr int kMaxMicroBatches = 4096;                // also search.cc's bound on divisors
+constexpr int64_t kMaxCombinations = int64_t{1} << 18;   // (batch, pp, m, schedule) tuples
+constexpr int64_t kMaxDeviceMemoryBytes = int64_t{1} << 50;  // 1 PiB
+// layers x hidden x tokens per step: the activation bytes of a whole step (about 70 bytes per
+// token, hidden unit and layer) summed in int64 by the cost model and the DP stay below 2^63.
+constexpr double kMaxActivationScale = 0x1p55;
+
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+// The first float or double field of `m` (recursively, repeated and map fields included) that is
+// NaN or infinite, as "device.peak_flops_per_s = inf"; "" when every number is finite.
+std::string NonFiniteField(const google::protobuf::Message& m) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* r = m.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const int n = f->is_repeated() ? r->FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string name =
+          f->is_repeated() ? absl::StrCat(f->name(), "[", i, "]") : std::string(f->name());
+      double v = 0;
+      switch (f->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_DOUBLE:
+          v = f->is_repeated() ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f);
+          break;
+        case FieldDescriptor::CPPTYPE_FLOAT:
+          v = f->is_repeated() ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f);
+          break;
+        case FieldDescriptor::CPPTYPE_MESSAGE: {
+          const std::string inner = NonFiniteField(
+              f->is_repeated() ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
+          if (!inner.empty()) return absl::StrCat(name, ".", inner);
+          continue;
+        }
+        default:
+          continue;
+      }
+      if (!std::isfinite(v)) return absl::StrCat(name, " = ", v);
+    }
+  }
+  return "";
+}
+
+// Divisors of x >= 1 (O(sqrt(x)), 64-bit loop variable).
+int64_t CountDivisorsUpTo(int x, int limit) {
+  int64_t count = 0;
+  for (int64_t i = 1; i * i <= x; ++i) {
+    if (x % i != 0) continue;
+    if (i <= limit) ++count;
+    if (i * i != x && x / i <= limit) ++count;
+  }
+  return count;
+}
+
+absl::Status CheckModelLimits(const cairn::v1::ModelSpec& m) {
+  struct Dim {
+    const char* field;
+    int value;
+    int max;
+  };
+  for (const Dim& d : {Dim{"num_layers", m.num_layers(), kMaxLayers},
+                       Dim{"hidden_size", m.hidden_size(), kMaxHidden},
+                       Dim{"ffn_hidden_size", m.ffn_hidden_size(), kMaxFfnHidden},
+                       Dim{"num_heads", m.num_heads(), m.hidden_size()},
+                       Dim{"vocab_size", m.vocab_size(), kMaxVocab},
+                       Dim{"max_seq_len", m.max_seq_len(), kMaxSeqLen}}) {
+    if (d.value > d.max) {
+      return Invalid(absl::StrCat("model.", d.field),
+                     absl::StrCat(d.value, " exceeds the planner's limit of ", d.max));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Limits on the cluster beyond ValidateHardwareProfile: finite numbers, a device count that fits
+// the search's int arithmetic, a sane memory size.
+absl::Status CheckClusterLimits(const cairn::v1::Cluster& c) {
+  const std::string bad = NonFiniteField(c.hardware());
+  if (!bad.empty()) {
+    return Invalid("cluster.hardware", absl::StrCat(bad, ": every number must be finite"));
+  }
+  const int64_t devices = static_cast<int64_t>(c.hardware().devices_per_node()) * c.num_nodes();
+  if (devices > kMaxDevices) {
+    return Invalid("cluster", absl::StrCat(c.num_nodes(), " nodes x ",
+                                           c.hardware().devices_per_node(), " devices = ", devices,
+                                           " devices; the planner searches at most ", kMaxDevices));
+  }
+  if (c.hardware().device().memory_bytes() > kMaxDeviceMemoryBytes) {
+    return Invalid("cluster.hardware.device.memory_bytes",
+                   absl::StrCat(c.hardware().device().memory_bytes(), " exceeds the limit of ",
+                                kMaxDeviceMemoryBytes, " (1 PiB)"));
+  }
+  return absl::OkStatus();
+}
+
+// (batch, pipeline degree, micro-batch count, schedule) tuples the search would consider.
+int64_t CountCombinations(const SearchProblem& pb) {
+  const int n = pb.hardware.num_devices();
+  int64_t pps = static_cast<int64_t>(pb.space.pipeline_degrees.size());
+  if (pps == 0) pps = CountDivisorsUpTo(n, pb.model.num_layers);
+  const int64_t schedules = static_cast<int64_t>(pb.space.schedules.size());
+  int64_t total = 0;
+  for (int batch : pb.global_batch_sizes) {
+    int64_t ms = 0;
+    if (pb.space.micro_batch_counts.empty()) {
+      ms = CountDivisorsUpTo(batch, kMaxMicroBatches);
+    } else {
+      for (int m : pb.space.micro_batch_counts) ms += batch % m == 0 ? 1 : 0;
+    }
+    total += ms * pps * schedules;
+    if (total > kMaxCombinations) break;
+  }
+  return total;
 }
 
 // Checks a proto enum value before the (total) FromProto conversion: proto3 enums are open, and
@@ -45,8 +173,6 @@ absl::StatusOr<std::vector<Plain>> EnumList(const google::protobuf::RepeatedFiel
   return std::vector<Plain>(out.begin(), out.end());
 }
 
-bool IsPowerOfTwo(int x) { return x >= 1 && (x & (x - 1)) == 0; }
-
 const char* SourceWord(cairn::v1::ProfileSource source) {
   switch (source) {
     case cairn::v1::PROFILE_SOURCE_DEFAULT: return "default";
@@ -68,6 +194,11 @@ absl::Status BuildBatches(const cairn::v1::SearchRequest& r, std::vector<int>* o
                      absl::StrCat("must be positive (samples per optimizer step), got ",
                                   r.global_batch_size(), "; or set batch_range instead"));
     }
+    if (r.global_batch_size() > kMaxGlobalBatch) {
+      return Invalid("global_batch_size", absl::StrCat(r.global_batch_size(),
+                                                       " samples exceeds the planner's limit of ",
+                                                       kMaxGlobalBatch));
+    }
     out->push_back(r.global_batch_size());
     return absl::OkStatus();
   }
@@ -79,6 +210,10 @@ absl::Status BuildBatches(const cairn::v1::SearchRequest& r, std::vector<int>* o
   }
   if (b.step() < 1) {
     return Invalid("batch_range.step", absl::StrCat("must be >= 1, got ", b.step()));
+  }
+  if (b.max() > kMaxGlobalBatch) {
+    return Invalid("batch_range.max", absl::StrCat(b.max(), " samples exceeds the planner's limit of ",
+                                                   kMaxGlobalBatch));
   }
   const int64_t count = (static_cast<int64_t>(b.max()) - b.min()) / b.step() + 1;
   if (count > kMaxBatchCandidates) {
@@ -140,6 +275,10 @@ absl::Status BuildSpace(const cairn::v1::SearchSpace& s, int num_devices, int nu
     if (m > max_global_batch) {
       return Invalid(field, absl::StrCat(m, " exceeds the largest global batch ",
                                          max_global_batch));
+    }
+    if (m > kMaxMicroBatches) {
+      return Invalid(field, absl::StrCat(m, " exceeds the planner's limit of ", kMaxMicroBatches,
+                                         " micro-batches"));
     }
     counts.insert(m);
   }
@@ -241,6 +380,7 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
   }
   const absl::Status model_ok = ValidateModelSpec(r.model());
   if (!model_ok.ok()) return Invalid("model", model_ok.message());
+  CAIRN_RETURN_IF_ERROR(CheckModelLimits(r.model()));
   problem.model = ToModelDims(r.model());
 
   if (!r.has_cluster()) {
@@ -256,6 +396,7 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
   }
   const absl::Status hardware_ok = ValidateHardwareProfile(r.cluster().hardware());
   if (!hardware_ok.ok()) return Invalid("cluster.hardware", hardware_ok.message());
+  CAIRN_RETURN_IF_ERROR(CheckClusterLimits(r.cluster()));
   problem.hardware = ToHardware(r.cluster());
   const int num_devices = problem.hardware.num_devices();
 
@@ -273,6 +414,22 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
                                            r.model().name()));
   }
   problem.seq_len = r.seq_len();
+  const double scale = static_cast<double>(max_batch) * r.seq_len() * r.model().hidden_size() *
+                       (r.model().num_layers() + 2);
+  if (scale > kMaxActivationScale) {
+    return Invalid("global_batch_size",
+                   absl::StrCat(max_batch, " samples x seq_len ", r.seq_len(), " x hidden ",
+                                r.model().hidden_size(), " x ", r.model().num_layers() + 2,
+                                " layers is beyond what the planner's 64-bit memory arithmetic "
+                                "holds (2^55); use a smaller batch"));
+  }
+  if (static_cast<int64_t>(max_batch) * r.seq_len() > kMaxTokensPerStep) {
+    return Invalid("global_batch_size",
+                   absl::StrCat(max_batch, " samples x seq_len ", r.seq_len(), " = ",
+                                static_cast<int64_t>(max_batch) * r.seq_len(),
+                                " tokens per step exceeds the planner's limit of ",
+                                kMaxTokensPerStep));
+  }
 
   const int64_t device_memory = problem.hardware.device_memory_bytes;
   const int64_t reserved = problem.hardware.reserved_bytes;
@@ -323,6 +480,12 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
   CAIRN_RETURN_IF_ERROR(BuildSpace(r.space(), num_devices, problem.model.num_layers, max_batch,
                                    &problem.space));
   CAIRN_RETURN_IF_ERROR(BuildMeasured(r.model_profile(), r.model().name(), &problem));
+  if (const int64_t combos = CountCombinations(problem); combos > kMaxCombinations) {
+    return Invalid("space", absl::StrCat("the search would consider more than ", kMaxCombinations,
+                                         " (global batch, pipeline degree, micro-batch count, "
+                                         "schedule) combinations; narrow batch_range, "
+                                         "space.pipeline_degrees or space.micro_batch_counts"));
+  }
   return problem;
 }
 

@@ -1,5 +1,6 @@
 #include "planner/problem/problem_builder.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -292,6 +293,100 @@ TEST(ProblemBuilderTest, RejectsBadRequestsWithActionableMessages) {
              Timing(cairn::v1::LAYER_KIND_HEAD, 1, -1);
        },
        "forward_s (-1)"},
+  };
+  for (const BadRequest& c : kCases) {
+    SearchRequest r = BaseRequest();
+    c.mutate(&r);
+    EXPECT_THAT(BuildSearchProblem(r),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.what;
+  }
+}
+
+// Issue 12: sizes and counts that overflowed int, divided by zero or made the search allocate
+// without bound are refused up front, each valid alone.
+TEST(ProblemBuilderTest, RefusesWhatWouldOverflowOrExhaustTheSearch) {
+  const BadRequest kCases[] = {
+      {"int max batch", [](SearchRequest* r) { r->set_global_batch_size(2147483647); },
+       "global_batch_size: 2147483647 samples exceeds the planner's limit of 16777216"},
+      {"prime batch", [](SearchRequest* r) { r->set_global_batch_size(1000000007); },
+       "exceeds the planner's limit"},
+      {"tokens per step", [](SearchRequest* r) { r->set_global_batch_size(10000019); },
+       "tokens per step exceeds the planner's limit of 4294967296"},
+      {"range max",
+       [](SearchRequest* r) {
+         r->clear_global_batch_size();
+         r->mutable_batch_range()->set_min(1 << 24);
+         r->mutable_batch_range()->set_max(2147483647);
+         r->mutable_batch_range()->set_step(1 << 30);
+       },
+       "batch_range.max: 2147483647 samples exceeds"},
+      {"device count overflows int",
+       [](SearchRequest* r) {
+         r->mutable_cluster()->mutable_hardware()->set_devices_per_node(65536);
+         r->mutable_cluster()->set_num_nodes(65536);
+       },
+       "cluster: 65536 nodes x 65536 devices = 4294967296 devices; the planner searches at most "
+       "1048576"},
+      {"10k layers", [](SearchRequest* r) { r->mutable_model()->set_num_layers(10000); },
+       "model.num_layers: 10000 exceeds the planner's limit of 1024"},
+      {"hidden", [](SearchRequest* r) { r->mutable_model()->set_hidden_size(1 << 20); },
+       "model.hidden_size"},
+      {"activation bytes beyond int64",
+       [](SearchRequest* r) {
+         r->mutable_model()->set_num_layers(1024);
+         r->mutable_model()->set_hidden_size(1 << 17);
+         r->mutable_model()->set_ffn_hidden_size(1 << 19);
+         r->set_global_batch_size(1 << 20);
+         r->set_seq_len(4096);  // 2^32 tokens per step: within that limit
+       },
+       "64-bit memory arithmetic holds (2^55)"},
+      {"micro-batches", [](SearchRequest* r) {
+         r->set_global_batch_size(8192);
+         r->set_seq_len(128);
+         r->mutable_space()->add_micro_batch_counts(8192);
+       },
+       "space.micro_batch_counts[0]: 8192 exceeds the planner's limit of 4096 micro-batches"},
+      {"infinite peak",
+       [](SearchRequest* r) {
+         r->mutable_cluster()->mutable_hardware()->mutable_device()->set_peak_flops_per_s(
+             std::numeric_limits<double>::infinity());
+       },
+       "peak_flops_per_s"},
+      {"infinite bandwidth",
+       [](SearchRequest* r) {
+         r->mutable_cluster()->mutable_hardware()->mutable_device()->set_memory_bandwidth_bytes_per_s(
+             std::numeric_limits<double>::infinity());
+       },
+       "device.memory_bandwidth_bytes_per_s = inf: every number must be finite"},
+      {"infinite overlap",
+       [](SearchRequest* r) {
+         r->mutable_cluster()->mutable_hardware()->set_overlap_slowdown(
+             std::numeric_limits<double>::infinity());
+       },
+       "overlap_slowdown = inf"},
+      {"infinite latency",
+       [](SearchRequest* r) {
+         r->mutable_cluster()->mutable_hardware()->mutable_collectives(0)->set_latency_s(
+             std::numeric_limits<double>::infinity());
+       },
+       "collectives[0].latency_s = inf"},
+      {"nan timing",
+       [](SearchRequest* r) {
+         *r->mutable_model_profile()->add_timings() = Timing(
+             cairn::v1::LAYER_KIND_HEAD, 1, std::numeric_limits<double>::quiet_NaN());
+       },
+       "forward_s (nan)"},
+      {"too many combinations",
+       [](SearchRequest* r) {
+         // 3328 batch sizes, each a multiple of 5040 with dozens of divisors, on 16 devices.
+         r->clear_global_batch_size();
+         r->set_seq_len(256);
+         r->mutable_batch_range()->set_min(5040);
+         r->mutable_batch_range()->set_max(5040 * 3328);
+         r->mutable_batch_range()->set_step(5040);
+       },
+       "space: the search would consider more than 262144"},
   };
   for (const BadRequest& c : kCases) {
     SearchRequest r = BaseRequest();

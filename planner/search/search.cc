@@ -25,13 +25,27 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// Divisors of x, ascending. O(sqrt(x)) with 64-bit arithmetic: a loop `i <= x` over int never
+// ends for x = INT_MAX (i overflows, then x % 0).
 std::vector<int> Divisors(int x) {
-  std::vector<int> d;
-  for (int i = 1; i <= x; ++i) {
-    if (x % i == 0) d.push_back(i);
+  std::vector<int> small, large;
+  for (int64_t i = 1; i * i <= x; ++i) {
+    if (x % i != 0) continue;
+    small.push_back(static_cast<int>(i));
+    if (i * i != x) large.push_back(static_cast<int>(x / i));
   }
-  return d;
+  small.insert(small.end(), large.rbegin(), large.rend());
+  return small;
 }
+
+// Micro-batch counts above this are never searched (the pipeline simulator's time and memory grow
+// with p x m); problem_builder.cc refuses larger explicit space.micro_batch_counts.
+constexpr int kMaxMicroBatches = 4096;
+
+bool Cancelled(const std::atomic<bool>* flag) { return flag != nullptr && flag->load(); }
+
+std::vector<BaselineResult> Baselines(const SearchProblem& problem,
+                                      const std::atomic<bool>* cancelled);
 
 // Pipelines up to this depth also get the hidden-sync stage variants (every combination is
 // scored); deeper ones charge the per-step sync of every stage fully.
@@ -164,12 +178,13 @@ std::vector<Combo> Searcher::Combos() {
     }
   }
   for (int batch : pb_.global_batch_sizes) {
+    if (Cancelled(opt_.cancelled)) return {};
     std::vector<int> ms = pb_.space.micro_batch_counts;
     if (ms.empty()) ms = Divisors(batch);
     for (int p : pps) {
       if (N % p != 0 || p > L) continue;
       for (int m : ms) {
-        if (batch % m != 0) continue;
+        if (batch % m != 0 || m > kMaxMicroBatches) continue;
         for (Schedule s : pb_.space.schedules) {
           if (p == 1 && s != pb_.space.schedules.front()) continue;  // identical for one stage
           Combo c{batch, p, m, s, 0};
@@ -320,6 +335,7 @@ void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
   // behind the earlier stages' drain; both variants are scored by Evaluate below.
   std::vector<std::vector<StageDpSolution>> tables(p), hidden_sync(p);
   for (int i = 0; i < p; ++i) {
+    if (Cancelled(opt_.cancelled)) return;
     // Stages with the same context share a table (e.g. GPipe middle stages).
     StageDpInput in;
     in.ctx = MakeStageContext(pb_, p, i, c.batch, c.m, c.schedule);
@@ -337,6 +353,7 @@ void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
     in.budget_bytes = pb_.memory_budget_bytes - StageFixedBytes(cm_, in.ctx);
     in.quantum_bytes = quantum_;
     in.max_transient_caps = pb_.max_transient_caps;
+    in.cancelled = opt_.cancelled;
     StageDpOutput o = SolveStage(cm_, in);
     cells_ += o.cells;
     tables[i] = std::move(o.by_blocks);
@@ -368,6 +385,7 @@ void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
     std::vector<std::vector<int>> choice(p, std::vector<int>(L + 1, -1));
     for (double X : thresholds) {
       if ((c.m - 1) * X >= best_key) break;  // the max term alone already loses
+      if (Cancelled(opt_.cancelled)) return;
       std::fill(g.begin(), g.end(), kInf);
       g[0] = 0;
       for (int i = 0; i < p; ++i) {
@@ -413,6 +431,7 @@ void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
   }
   for (const std::vector<int>& part : partitions) {
     for (uint32_t mask : masks) {
+      if (Cancelled(opt_.cancelled)) return;
       PlanSpec plan;
       plan.global_batch = c.batch;
       plan.num_micro_batches = c.m;
@@ -481,7 +500,7 @@ SearchResult Searcher::Run() {
     // Galvatron's coarse mode: the best uniform plan replaces the per-layer search result.
     r.plans.clear();
     r.evaluations.clear();
-    std::vector<BaselineResult> all = EvaluateBaselines(pb_);
+    std::vector<BaselineResult> all = Baselines(pb_, opt_.cancelled);
     for (BaselineResult& b : all) {
       if (!b.feasible) continue;
       r.plans.push_back(b.plan);
@@ -494,20 +513,21 @@ SearchResult Searcher::Run() {
 }
 
 // Smallest per-device memory any plan in a memory-lean family needs on `problem`'s cluster.
-int64_t MinimumMemory(const SearchProblem& problem) {
+int64_t MinimumMemory(const SearchProblem& problem, const std::atomic<bool>* cancelled) {
   CostModel cm(problem);
   const int N = problem.hardware.num_devices();
   const int L = problem.model.num_layers;
   int64_t best = std::numeric_limits<int64_t>::max();
   const int max_tp = std::min(N, problem.hardware.devices_per_node);
   for (int batch : problem.global_batch_sizes) {
+    if (Cancelled(cancelled)) break;
     for (int p : Divisors(N)) {
       if (p > L) continue;
       const int n = N / p;
       for (int t = 1; t <= std::min(n, max_tp); t *= 2) {
         if (n % t != 0) continue;
         const int m = batch / std::gcd(batch, n / t) ;  // smallest micro-batch that splits
-        if (m < 1 || batch % m != 0) continue;
+        if (m < 1 || m > kMaxMicroBatches || batch % m != 0) continue;
         for (ParallelMode mode : {ParallelMode::kTensorSequence, ParallelMode::kTensor}) {
           Strategy s;
           s.tp = t;
@@ -530,7 +550,8 @@ int64_t MinimumMemory(const SearchProblem& problem) {
   return best;
 }
 
-std::string InfeasibleReason(const SearchProblem& pb, int64_t combos) {
+std::string InfeasibleReason(const SearchProblem& pb, int64_t combos,
+                             const std::atomic<bool>* cancelled) {
   if (combos == 0) {
     return absl::StrCat("no way to split global batch ",
                         pb.global_batch_sizes.empty() ? 0 : pb.global_batch_sizes.front(),
@@ -539,10 +560,10 @@ std::string InfeasibleReason(const SearchProblem& pb, int64_t combos) {
                         "number of samples per micro-batch; use a global batch divisible by the "
                         "device count (or by devices / tensor-parallel degree)");
   }
-  const int64_t need = MinimumMemory(pb);
+  const int64_t need = MinimumMemory(pb, cancelled);
   std::string out = absl::StrCat("no plan fits in ", FormatBytes(pb.memory_budget_bytes),
                                  " per device on ", pb.hardware.num_devices(), " devices");
-  if (need != std::numeric_limits<int64_t>::max()) {
+  if (need > 0 && need != std::numeric_limits<int64_t>::max()) {
     absl::StrAppend(&out, "; the leanest plan (ZeRO-3 + recomputation + tensor parallelism) needs ",
                     FormatBytes(need), " per device");
   }
@@ -550,8 +571,8 @@ std::string InfeasibleReason(const SearchProblem& pb, int64_t combos) {
   for (int k = 2; k <= 64; k *= 2) {
     SearchProblem bigger = pb;
     bigger.hardware.num_nodes = pb.hardware.num_nodes * k;
-    const int64_t m = MinimumMemory(bigger);
-    if (m <= pb.memory_budget_bytes) {
+    const int64_t m = MinimumMemory(bigger, cancelled);
+    if (m > 0 && m <= pb.memory_budget_bytes) {  // 0: no valid evaluation (never "needs 0 B")
       absl::StrAppend(&out, "; with ", bigger.hardware.num_nodes, " nodes (",
                       bigger.hardware.num_devices(), " devices) it would need ", FormatBytes(m));
       break;
@@ -582,6 +603,12 @@ bool MakeUniformPlan(const SearchProblem& problem, int global_batch, int pp, int
 }
 
 std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
+  return Baselines(problem, nullptr);
+}
+
+namespace {
+std::vector<BaselineResult> Baselines(const SearchProblem& problem,
+                                      const std::atomic<bool>* cancelled) {
   CostModel cm(problem);
   const int N = problem.hardware.num_devices();
   const int L = problem.model.num_layers;
@@ -605,6 +632,7 @@ std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
     double best_key = kInf;
     int64_t least_memory = std::numeric_limits<int64_t>::max();
     for (int batch : problem.global_batch_sizes) {
+      if (Cancelled(cancelled)) return out;
       for (int p : f.pipeline_and_tp ? Divisors(N) : std::vector<int>{1}) {
         if (p > L) continue;
         const int n = N / p;
@@ -612,6 +640,7 @@ std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
         for (int t = 1; t <= max_tp; t *= 2) {
           if (n % t != 0) continue;
           for (int m : Divisors(batch)) {
+            if (m > kMaxMicroBatches) break;
             if (p > 1 && m < p) continue;
             Strategy s;
             s.tp = t;
@@ -652,6 +681,7 @@ std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem) {
   }
   return out;
 }
+}  // namespace
 
 absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOptions& options) {
   if (problem.global_batch_sizes.empty()) {
@@ -662,9 +692,13 @@ absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOp
   }
   Searcher searcher(problem, options);
   SearchResult r = searcher.Run();
-  if (r.plans.empty()) r.infeasible_reason = InfeasibleReason(problem, searcher.splittable());
+  // Stopped: the caller discards the answer, so spend no more time on it.
+  if (Cancelled(options.cancelled)) return r;
+  if (r.plans.empty()) {
+    r.infeasible_reason = InfeasibleReason(problem, searcher.splittable(), options.cancelled);
+  }
   if (options.with_baselines) {
-    r.baselines = EvaluateBaselines(problem);
+    r.baselines = Baselines(problem, options.cancelled);
     double best_baseline = kInf;
     for (const BaselineResult& b : r.baselines) {
       if (b.feasible) {

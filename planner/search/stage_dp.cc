@@ -58,7 +58,12 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     }
   }
   auto T = [&](int a, int b) { return trans[static_cast<size_t>(a) * K + b]; };
-  const int64_t q = std::max<int64_t>(1, in.quantum_bytes);
+  const int64_t base_quantum = std::max<int64_t>(1, in.quantum_bytes);
+  auto stopped = [&] {
+    if (in.cancelled == nullptr || !in.cancelled->load(std::memory_order_relaxed)) return false;
+    out.cancelled = true;
+    return true;
+  };
 
   // Exact memory of an assignment: persistent bytes add up, transient buffers take the maximum.
   auto fits = [&](const std::vector<const DpOption*>& opts) {
@@ -107,6 +112,7 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     passes.push_back({Mode::kReal, *it});
   }
   for (size_t pi = 0; pi < passes.size(); ++pi) {
+    if (stopped()) return out;
     const Mode mode = passes[pi].first;
     const int64_t cap = passes[pi].second;
     const bool memory_free = mode != Mode::kReal;
@@ -127,9 +133,24 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     }
     const int64_t room = memory_free ? 0 : in.budget_bytes - cap;
     if (room < 0) continue;
-    const int U = memory_free ? 0 : static_cast<int>(std::min<int64_t>(room / q, 1 << 22));
+    // Memory units of this pass: at most 2^22, and few enough that the backtracking tables of
+    // every layer of the stage fit max_table_bytes (see the header).
+    const int64_t tables_count = 2 + static_cast<int64_t>(in.max_blocks);
+    const int64_t width = std::max<size_t>({size_t{1}, in.embedding.size(), in.block.size(),
+                                            in.head.size()});
+    const int64_t max_units = std::max<int64_t>(
+        1, std::min<int64_t>(int64_t{1} << 22,
+                             in.max_table_bytes /
+                                     (tables_count * width * int64_t{sizeof(uint16_t)}) -
+                                 1));
+    int64_t q = base_quantum;
+    if (!memory_free && room / q > max_units) q = room / max_units + 1;
+    out.largest_quantum_bytes = std::max(out.largest_quantum_bytes, q);
+    const int U = memory_free ? 0 : static_cast<int>(std::min<int64_t>(room / q, max_units));
+    // Rounded up; anything above the pass's U counts as U + 1 (does not fit).
     auto units_of = [&](int64_t bytes) {
-      return memory_free ? 0 : static_cast<int>((bytes + q - 1) / q);
+      return memory_free ? 0
+                         : static_cast<int>(std::min<int64_t>((bytes + q - 1) / q, int64_t{U} + 1));
     };
     auto filter = [&](const std::vector<DpOption>& list, const std::vector<bool>& keep) {
       std::vector<int> idx;
@@ -172,6 +193,7 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
         std::fill(&into[static_cast<size_t>(v) * K], &into[static_cast<size_t>(v + 1) * K], kInf);
       }
       for (int v = prev.first_row; v <= U; ++v) {
+        if (stopped()) return;
         const float* fp = &prev.f[static_cast<size_t>(v) * prev.width];
         const float* xp = &prev.x[static_cast<size_t>(v) * prev.width];
         std::fill(bl.begin(), bl.end(), kInf);
@@ -223,6 +245,7 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
         cur.first_row = std::min(cur.first_row, prev.first_row + units[c]);
       }
       for (int v = cur.first_row; v <= U; ++v) {
+        if (stopped()) return;
         float* f = &cur.f[static_cast<size_t>(v) * cur.width];
         float* x = &cur.x[static_cast<size_t>(v) * cur.width];
         uint16_t* pr = &cur.pred[static_cast<size_t>(v) * cur.width];
@@ -329,12 +352,14 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
 
     if (in.has_embedding) {
       advance(in.embedding, emb);
+      if (out.cancelled) return out;
       lists.push_back(&in.embedding);
     }
     if (in.min_blocks == 0) read_out(0);
     for (int n = 1; n <= in.max_blocks; ++n) {
       if (blk.empty()) break;
       advance(in.block, blk);
+      if (out.cancelled) return out;
       lists.push_back(&in.block);
       if (n >= in.min_blocks) read_out(n);
     }

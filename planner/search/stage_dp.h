@@ -11,9 +11,16 @@
 // transient buffers are handled by enumerating a cap on them (see docs/search.md).
 // Transitions depend only on layouts, so the inner minimum runs over layouts, not strategies:
 // O(depth x units x (options + layouts^2)) per cap.
+//
+// Bounded: the backtracking tables of one pass take (units + 1) x options x depth x 2 bytes; when
+// that would exceed `max_table_bytes`, the pass counts memory in a coarser quantum (every layer is
+// still rounded up, so what it returns still fits, only a plan that needs the last fraction of the
+// budget may be missed). `cancelled` is read once per table row, so a stop takes effect within
+// microseconds to a few milliseconds; the output is then partial and must be discarded.
 #ifndef CAIRN_PLANNER_SEARCH_STAGE_DP_H_
 #define CAIRN_PLANNER_SEARCH_STAGE_DP_H_
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -47,6 +54,10 @@ struct StageDpInput {
   // Objective of a layer = m x busy_s + sync_weight x sync_s. 1 charges the per-step sync fully
   // (exact for one stage); 0 assumes it hides behind other stages' drain (see docs/search.md).
   double sync_weight = 1.0;
+  // Set from another thread to stop early (may be null).
+  const std::atomic<bool>* cancelled = nullptr;
+  // Most bytes the backtracking tables of one pass may take (see the overview).
+  int64_t max_table_bytes = int64_t{256} << 20;
 };
 
 // Best assignment for one block count.
@@ -60,6 +71,8 @@ struct StageDpSolution {
 struct StageDpOutput {
   std::vector<StageDpSolution> by_blocks;  // index n = number of blocks, 0..max_blocks
   int64_t cells = 0;
+  int64_t largest_quantum_bytes = 0;  // the coarsest memory quantum a pass used
+  bool cancelled = false;             // stopped by `cancelled`: by_blocks is partial
 };
 
 StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in);

@@ -1,5 +1,6 @@
 #include "planner/server/auth.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -8,9 +9,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/logging.h"
 
 namespace cairn::planner {
 namespace {
@@ -83,6 +86,23 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, absl::strin
 }
 
 absl::StatusOr<TokenTable> TokenTable::LoadFile(const std::string& path) {
+  // Like ssh with private keys: secrets every user of the machine can read are refused.
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    const unsigned mode = st.st_mode & 07777;
+    if ((mode & 0007) != 0) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "token file %s is accessible by every user of this machine (mode %04o): the tokens are "
+          "secrets; run chmod 600 %s (Kubernetes: defaultMode: 0400 on the Secret volume)",
+          path, mode, path));
+    }
+    if ((mode & 0070) != 0) {
+      CAIRN_LOG(WARNING) << "token file " << path << " is accessible by its group (mode "
+                         << absl::StrFormat("%04o", mode)
+                         << "): every member of that group can read the planner's tokens; "
+                            "chmod 600 it unless that is intended";
+    }
+  }
   std::ifstream in(path);
   if (!in) {
     if (access(path.c_str(), F_OK) != 0) {

@@ -46,7 +46,9 @@ class TokenTable {
   // Parses the file format above. InvalidArgument naming `source` and the line for an unknown role,
   // a line without exactly two fields, a short token, a repeated token, or a file without tokens.
   static absl::StatusOr<TokenTable> Parse(absl::string_view text, absl::string_view source);
-  // NotFound / FailedPrecondition (unreadable) for the file, then Parse's errors.
+  // NotFound / FailedPrecondition (unreadable; or readable or writable by every user of the
+  // machine, mode & 0007, refused as ssh refuses such keys) for the file, then Parse's errors.
+  // A file its group may read is accepted with a warning in the log.
   static absl::StatusOr<TokenTable> LoadFile(const std::string& path);
 
   // The role of `token`; nullopt when unknown. Compares in time independent of where the tokens

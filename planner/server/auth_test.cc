@@ -1,5 +1,9 @@
 #include "planner/server/auth.h"
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -66,6 +70,24 @@ TEST(TokenTableTest, RejectsBadFilesNamingTheLineNeverTheToken) {
 TEST(TokenTableTest, MissingFileIsNotFound) {
   EXPECT_THAT(TokenTable::LoadFile("/nonexistent/cairn-tokens"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("/nonexistent/cairn-tokens")));
+}
+
+// Issue 12: like ssh with keys, a token file every user can read is refused.
+TEST(TokenTableTest, AFileEveryUserCanReadIsRefused) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/tokens";
+  std::ofstream(path) << "admin 0123456789abcdef0123456789abcdef\n";
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  EXPECT_THAT(TokenTable::LoadFile(path),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is accessible by every user of this machine (mode 0644)")));
+  ASSERT_EQ(chmod(path.c_str(), 0602), 0);
+  EXPECT_THAT(TokenTable::LoadFile(path), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                   HasSubstr("chmod 600 " + path)));
+  ASSERT_EQ(chmod(path.c_str(), 0640), 0);  // group-readable: accepted (with a warning)
+  EXPECT_OK(TokenTable::LoadFile(path).status());
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  ASSERT_OK_AND_ASSIGN(TokenTable t, TokenTable::LoadFile(path));
+  EXPECT_EQ(t.size(), 1);
 }
 
 TEST(AuthorizerTest, DisabledAllowsEverything) {

@@ -35,9 +35,6 @@ class RealClock final : public Clock {
 // the strings order like the times they name (the store compares them as strings).
 std::string Rfc3339(absl::Time t);
 
-// Parses what Rfc3339() writes (and any RFC 3339 time); InfinitePast() for an empty or bad string.
-absl::Time ParseRfc3339(const std::string& text);
-
 }  // namespace cairn::planner
 
 #endif  // CAIRN_PLANNER_SERVER_CLOCK_H_

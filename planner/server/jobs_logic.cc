@@ -375,6 +375,7 @@ absl::StatusOr<WatchId> JobsLogic::WatchJob(const cairn::v1::WatchJobRequest& re
   CAIRN_RETURN_IF_ERROR(ValidateWatchJobRequest(request));
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("the planner is shutting down; watch again");
+  CAIRN_RETURN_IF_ERROR(CheckWatchLimitLocked());
   cairn::v1::JobEvent event;
   auto it = active_.find(request.job_id());
   if (it == active_.end()) {
@@ -396,6 +397,7 @@ absl::StatusOr<WatchId> JobsLogic::WatchAssignments(
   CAIRN_RETURN_IF_ERROR(agents_->Get(request.agent_id()).status());
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("the planner is shutting down; watch again");
+  CAIRN_RETURN_IF_ERROR(CheckWatchLimitLocked());
   for (const auto& [job_id, a] : active_) {
     if (a.job.state() != cairn::v1::JOB_STATE_ASSIGNED &&
         a.job.state() != cairn::v1::JOB_STATE_RUNNING) {
@@ -415,6 +417,14 @@ absl::StatusOr<WatchId> JobsLogic::WatchAssignments(
   const WatchId id = next_watch_++;
   assignment_watchers_.emplace(id, Watcher<cairn::v1::Assignment>{request.agent_id(), sink});
   return id;
+}
+
+absl::Status JobsLogic::CheckWatchLimitLocked() const {
+  const size_t streams = job_watchers_.size() + assignment_watchers_.size();
+  if (streams < static_cast<size_t>(kMaxWatchStreams)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      streams, " WatchJob and WatchAssignments streams are open, the most the planner keeps (",
+      kMaxWatchStreams, "); close some, or poll GetJob"));
 }
 
 void JobsLogic::Unwatch(WatchId id) {

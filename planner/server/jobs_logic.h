@@ -72,7 +72,8 @@ class JobsLogic final : public AgentsLogic::Listener {
       const cairn::v1::ReportJobStatusRequest& request);
 
   // Streams. The sink gets the current state at once (the job; the agent's current assignments),
-  // then every change. A job's stream is closed (OK) after the event of its final state.
+  // then every change. A job's stream is closed (OK) after the event of its final state. At most
+  // kMaxWatchStreams (validation.h) are open at once (RESOURCE_EXHAUSTED beyond).
   absl::StatusOr<WatchId> WatchJob(const cairn::v1::WatchJobRequest& request,
                                    EventSink<cairn::v1::JobEvent>* sink);
   absl::StatusOr<WatchId> WatchAssignments(const cairn::v1::WatchAssignmentsRequest& request,
@@ -116,6 +117,8 @@ class JobsLogic final : public AgentsLogic::Listener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<cairn::v1::Job> LoadEnded(const std::string& job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RESOURCE_EXHAUSTED when kMaxWatchStreams streams are open.
+  absl::Status CheckWatchLimitLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   PlannerLogic* const planner_;

@@ -65,6 +65,13 @@ ABSL_FLAG(int, max_search_threads, kDefaults.max_search_threads,
           "threads per search; 0 = every core");
 ABSL_FLAG(int, max_request_bytes, kDefaults.max_request_bytes,
           "largest request accepted, bytes (RESOURCE_EXHAUSTED beyond)");
+ABSL_FLAG(int, worker_threads, kDefaults.worker_threads,
+          "threads that run the calls' database work and plan-cache lookups off gRPC's threads");
+ABSL_FLAG(int, worker_queue, kDefaults.worker_queue,
+          "calls that may wait for a worker thread; more are refused (RESOURCE_EXHAUSTED)");
+ABSL_FLAG(bool, read_only, false,
+          "serve a database this process may not write: reads and cached plans only, every "
+          "write refused (FAILED_PRECONDITION); without it a read-only --db is refused at start");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS (with --tls-key)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -111,6 +118,8 @@ int main(int argc, char** argv) {
   options.max_search_time = absl::Seconds(absl::GetFlag(FLAGS_max_search_seconds));
   options.max_search_threads = absl::GetFlag(FLAGS_max_search_threads);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.worker_queue = absl::GetFlag(FLAGS_worker_queue);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
@@ -125,8 +134,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // One daemon per database: the file stays locked (flock) while this process runs.
+  cairn::planner::SqliteOptions store_options;
+  store_options.lock_file = true;
+  store_options.read_only = absl::GetFlag(FLAGS_read_only);
   absl::StatusOr<std::unique_ptr<cairn::planner::SqliteStore>> store =
-      cairn::planner::SqliteStore::Open(db);
+      cairn::planner::SqliteStore::Open(db, store_options);
   if (!store.ok()) {
     std::cerr << "cairn-planner: cannot open --db " << db << ": " << store.status().message()
               << "\n";

@@ -66,9 +66,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                      .Add({});
   cache_misses_ = &prometheus::BuildCounter()
                        .Name("cairn_planner_plan_cache_misses_total")
-                       .Help("Plan requests not in the plan cache (a search was queued)")
+                       .Help("Searches queued for Plan requests not in the plan cache (refused "
+                             "requests and requests that joined a running search not counted)")
                        .Register(*registry_)
                        .Add({});
+  searches_joined_ = &prometheus::BuildCounter()
+                          .Name("cairn_planner_plan_searches_joined_total")
+                          .Help("Plan requests answered by an identical search already queued or "
+                                "running (single flight)")
+                          .Register(*registry_)
+                          .Add({});
   auto& agents = prometheus::BuildGauge()
                      .Name("cairn_planner_agents")
                      .Help("Registered agents by state")
@@ -107,6 +114,8 @@ void Metrics::RecordSearch(double seconds) {
 
 void Metrics::RecordCacheHit() { cache_hits_->Increment(); }
 void Metrics::RecordCacheMiss() { cache_misses_->Increment(); }
+
+void Metrics::RecordSearchJoined() { searches_joined_->Increment(); }
 
 void Metrics::SetAgents(int up, int down) {
   agents_up_->Set(up);

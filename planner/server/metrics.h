@@ -9,7 +9,8 @@
 //   cairn_planner_search_duration_seconds                 histogram fresh searches, wall time
 //   cairn_planner_plans_searched_total                    counter   fresh searches completed
 //   cairn_planner_plan_cache_hits_total                   counter   Plan answered from the cache
-//   cairn_planner_plan_cache_misses_total                 counter   Plan that had to search
+//   cairn_planner_plan_cache_misses_total                 counter   searches run for Plan cache misses
+//   cairn_planner_plan_searches_joined_total              counter   Plan that joined an identical running search
 //   cairn_planner_agents{state}                           gauge     agents by state (up, down)
 //   cairn_planner_jobs{state}                             gauge     jobs by state (pending, ...)
 //   cairn_planner_db_operation_duration_seconds{op}       histogram Store calls by method
@@ -51,6 +52,7 @@ class Metrics {
   void RecordSearch(double seconds);
   void RecordCacheHit();
   void RecordCacheMiss();
+  void RecordSearchJoined();
   void SetAgents(int up, int down);
   // Count of jobs in `state` (every state the JobState enum has except UNSPECIFIED is exported,
   // zero until set).
@@ -68,6 +70,7 @@ class Metrics {
   prometheus::Counter* plans_searched_;
   prometheus::Counter* cache_hits_;
   prometheus::Counter* cache_misses_;
+  prometheus::Counter* searches_joined_;
   prometheus::Gauge* agents_up_;
   prometheus::Gauge* agents_down_;
   std::map<int, prometheus::Gauge*> jobs_;  // by JobState; filled in the constructor

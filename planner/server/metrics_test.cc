@@ -23,6 +23,7 @@ TEST(MetricsTest, ExportsEveryFamilyWithConventionalNames) {
   m.RecordCacheHit();
   m.RecordCacheMiss();
   m.RecordCacheMiss();
+  m.RecordSearchJoined();
   m.SetAgents(3, 1);
   m.SetJobs(cairn::v1::JOB_STATE_RUNNING, 2);
   m.RecordDbOperation("PutPlan", 0.002);
@@ -37,6 +38,7 @@ TEST(MetricsTest, ExportsEveryFamilyWithConventionalNames) {
   EXPECT_THAT(text, HasSubstr("cairn_planner_plans_searched_total 1"));
   EXPECT_THAT(text, HasSubstr("cairn_planner_plan_cache_hits_total 1"));
   EXPECT_THAT(text, HasSubstr("cairn_planner_plan_cache_misses_total 2"));
+  EXPECT_THAT(text, HasSubstr("cairn_planner_plan_searches_joined_total 1"));
   EXPECT_THAT(text, HasSubstr("cairn_planner_agents{state=\"up\"} 3"));
   EXPECT_THAT(text, HasSubstr("cairn_planner_agents{state=\"down\"} 1"));
   EXPECT_THAT(text, HasSubstr("cairn_planner_jobs{state=\"running\"} 2"));
@@ -66,7 +68,7 @@ TEST(MetricsTest, TheOperatorDocumentationListsEveryMetric) {
     EXPECT_THAT(doc.str(), HasSubstr("`" + name + "`")) << name << " is not in the docs";
     ++families;
   }
-  EXPECT_EQ(families, 10);
+  EXPECT_EQ(families, 11);
 }
 
 TEST(MetricsTest, JobStateLabels) {

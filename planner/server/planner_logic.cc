@@ -88,33 +88,139 @@ cairn::v1::PlanSummary Summarize(const cairn::v1::SearchResponse& result,
 
 }  // namespace
 
+// --- Flight ---------------------------------------------------------------------------------
+
+// One search, queued or running, on behalf of every caller that asked for it (single flight).
+class Flight {
+ public:
+  enum class Stop { kNone = 0, kCancelled, kDeadline, kShutdown };
+
+  Flight(std::string key, absl::Duration limit) : key_(std::move(key)), limit_(limit) {}
+  const std::string& key() const { return key_; }
+  const std::atomic<bool>* cancelled_flag() const { return &cancelled_; }
+  Stop stop_reason() const { return static_cast<Stop>(stop_.load()); }
+
+  // Adds a caller; false when the flight ended or is stopping (start a new one then).
+  bool Join(const std::shared_ptr<SearchTicket>& ticket) {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || stop_reason() != Stop::kNone) return false;
+    members_.push_back(ticket);
+    return true;
+  }
+  // `ticket` leaves. Another caller remains: it is removed and answered CANCELLED now. It was the
+  // last: it stays, and the stopped search answers it once the worker is free.
+  void Leave(SearchTicket* ticket) {
+    std::shared_ptr<SearchTicket> gone;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      auto it = std::find_if(members_.begin(), members_.end(),
+                             [ticket](const auto& m) { return m.get() == ticket; });
+      if (it == members_.end()) return;
+      if (members_.size() > 1) {
+        gone = *it;
+        members_.erase(it);
+      }
+    }
+    if (gone) {
+      gone->Finish(absl::CancelledError("the search was cancelled by the client"));
+    } else {
+      StopWith(Stop::kCancelled);
+    }
+  }
+  void StopWith(Stop reason) {
+    int none = static_cast<int>(Stop::kNone);
+    stop_.compare_exchange_strong(none, static_cast<int>(reason));
+    cancelled_.store(true);
+    SearchPool* pool = nullptr;
+    TaskId task = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      pool = pool_;
+      task = task_;
+    }
+    // Still queued: take it out now so it stops holding a queue slot (its drop finishes it).
+    if (pool != nullptr) pool->Remove(task);
+  }
+  void set_task(SearchPool* pool, TaskId id) {
+    absl::MutexLock lock(&mu_);
+    pool_ = pool;
+    task_ = id;
+  }
+  void Progress(int64_t done, int64_t total) {
+    std::vector<std::shared_ptr<SearchTicket>> members;
+    {
+      absl::MutexLock lock(&mu_);
+      members = members_;
+    }
+    for (const auto& m : members) {
+      if (m->progress()) m->progress()(done, total);
+    }
+  }
+  // Answers every caller. Once.
+  void FinishAll(const absl::StatusOr<cairn::v1::PlanResponse>& result) {
+    std::vector<std::shared_ptr<SearchTicket>> members;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      members.swap(members_);
+    }
+    for (const auto& m : members) m->Finish(result);
+  }
+  // The status for a search stopped by stop_reason().
+  absl::Status StoppedStatus() const {
+    switch (stop_reason()) {
+      case Stop::kDeadline:
+        return absl::DeadlineExceededError(absl::StrCat(
+            "the search did not finish within the planner's limit of ",
+            absl::FormatDuration(limit_),
+            " (--max-search-seconds); narrow the search: fewer global batch sizes (batch_range), "
+            "space.pipeline_degrees or space.micro_batch_counts, or a lower space.max_tp_degree"));
+      case Stop::kShutdown:
+        return absl::UnavailableError("the planner is shutting down; retry when it is back");
+      case Stop::kCancelled:
+      case Stop::kNone:
+        break;
+    }
+    return absl::CancelledError("the search was cancelled by the client");
+  }
+
+ private:
+  const std::string key_;
+  const absl::Duration limit_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> stop_{0};
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<SearchTicket>> members_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  SearchPool* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
+  TaskId task_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // --- SearchTicket ---------------------------------------------------------------------------
 
-SearchTicket::SearchTicket(ProgressFn progress, DoneFn done, absl::Duration limit)
-    : progress_(std::move(progress)), limit_(limit), done_(std::move(done)) {}
+SearchTicket::SearchTicket(ProgressFn progress, DoneFn done)
+    : progress_(std::move(progress)), done_(std::move(done)) {}
 
-void SearchTicket::Cancel() { StopWith(Stop::kCancelled); }
-
-void SearchTicket::set_task(SearchPool* pool, TaskId id) {
+void SearchTicket::set_flight(const std::shared_ptr<Flight>& flight) {
   absl::MutexLock lock(&mu_);
-  pool_ = pool;
-  task_ = id;
+  flight_ = flight;
 }
 
-void SearchTicket::StopWith(Stop reason) {
-  int none = static_cast<int>(Stop::kNone);
-  stop_.compare_exchange_strong(none, static_cast<int>(reason));
-  cancelled_.store(true);
-  SearchPool* pool = nullptr;
-  TaskId task = 0;
+void SearchTicket::Cancel() {
+  std::shared_ptr<Flight> flight;
   {
     absl::MutexLock lock(&mu_);
     if (finished_) return;
-    pool = pool_;
-    task = task_;
+    flight = flight_.lock();
   }
-  // Still queued: take it out now so it stops holding a queue slot (its drop finishes it).
-  if (pool != nullptr) pool->Remove(task);
+  if (flight) {
+    flight->Leave(this);
+  } else {
+    Finish(absl::CancelledError("the search was cancelled by the client"));
+  }
 }
 
 bool SearchTicket::Finish(absl::StatusOr<cairn::v1::PlanResponse> result) {
@@ -127,22 +233,6 @@ bool SearchTicket::Finish(absl::StatusOr<cairn::v1::PlanResponse> result) {
   }
   done(std::move(result));
   return true;
-}
-
-absl::Status SearchTicket::StoppedStatus() const {
-  switch (stop_reason()) {
-    case Stop::kDeadline:
-      return absl::DeadlineExceededError(absl::StrCat(
-          "the search did not finish within the planner's limit of ", absl::FormatDuration(limit_),
-          " (--max-search-seconds); narrow the search: fewer global batch sizes (batch_range), "
-          "space.pipeline_degrees or space.micro_batch_counts, or a lower space.max_tp_degree"));
-    case Stop::kShutdown:
-      return absl::UnavailableError("the planner is shutting down; retry when it is back");
-    case Stop::kCancelled:
-    case Stop::kNone:
-      break;
-  }
-  return absl::CancelledError("the search was cancelled by the client");
 }
 
 // --- PlannerLogic ---------------------------------------------------------------------------
@@ -226,8 +316,7 @@ absl::StatusOr<ResolvedPlanRequest> PlannerLogic::Resolve(const cairn::v1::PlanR
 std::shared_ptr<SearchTicket> PlannerLogic::Plan(const cairn::v1::PlanRequest& request,
                                                  SearchTicket::ProgressFn progress,
                                                  SearchTicket::DoneFn done) {
-  auto ticket = std::make_shared<SearchTicket>(std::move(progress), std::move(done),
-                                               options_.max_search_time);
+  auto ticket = std::make_shared<SearchTicket>(std::move(progress), std::move(done));
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) {
@@ -261,65 +350,81 @@ std::shared_ptr<SearchTicket> PlannerLogic::Plan(const cairn::v1::PlanRequest& r
       ticket->Finish(std::move(response));
       return ticket;
     }
-    metrics_->RecordCacheMiss();
   }
+  std::shared_ptr<Flight> flight;
   {
     absl::MutexLock lock(&mu_);
-    live_.insert(ticket);
+    if (shutting_down_) {
+      ticket->Finish(absl::UnavailableError("the planner is shutting down; retry when it is back"));
+      return ticket;
+    }
+    if (!request.no_cache()) {
+      auto it = flights_.find(resolved->cache_key);
+      if (it != flights_.end() && it->second->Join(ticket)) {
+        ticket->set_flight(it->second);
+        metrics_->RecordSearchJoined();
+        return ticket;
+      }
+    }
+    flight = std::make_shared<Flight>(request.no_cache() ? "" : resolved->cache_key,
+                                      options_.max_search_time);
+    flight->Join(ticket);
+    ticket->set_flight(flight);
+    live_.insert(flight);
+    if (!flight->key().empty()) flights_[flight->key()] = flight;
   }
   PoolTask task;
-  task.run = [this, ticket, r = *std::move(resolved), p = *std::move(problem)] {
-    return RunSearch(ticket, r, p);
+  task.run = [this, flight, r = *std::move(resolved), p = *std::move(problem)] {
+    return RunSearch(flight, r, p);
   };
-  task.drop = [this, ticket] {
-    ticket->Finish(ticket->stop_reason() == SearchTicket::Stop::kNone
-                       ? absl::UnavailableError("the planner is shutting down; retry later")
-                       : ticket->StoppedStatus());
-    Forget(ticket);
+  task.drop = [this, flight] {
+    Forget(flight);
+    flight->FinishAll(flight->stop_reason() == Flight::Stop::kNone
+                          ? absl::UnavailableError("the planner is shutting down; retry later")
+                          : flight->StoppedStatus());
   };
   absl::StatusOr<TaskId> id = pool_.Submit(std::move(task));
   if (!id.ok()) {
-    Forget(ticket);
-    ticket->Finish(id.status());
+    Forget(flight);
+    flight->FinishAll(id.status());
     return ticket;
   }
-  ticket->set_task(&pool_, *id);
+  if (!request.no_cache()) metrics_->RecordCacheMiss();  // a search will run for it
+  flight->set_task(&pool_, *id);
   // Cancelled between Submit and set_task: StopWith could not remove the task yet.
-  if (ticket->cancelled_flag()->load()) pool_.Remove(*id);
+  if (flight->cancelled_flag()->load()) pool_.Remove(*id);
   return ticket;
 }
 
-std::function<void()> PlannerLogic::RunSearch(const std::shared_ptr<SearchTicket>& ticket,
+std::function<void()> PlannerLogic::RunSearch(const std::shared_ptr<Flight>& flight,
                                               const ResolvedPlanRequest& resolved,
                                               const SearchProblem& problem) {
-  auto finish = [this, ticket](absl::StatusOr<cairn::v1::PlanResponse> response) {
-    return [this, ticket, response = std::move(response)]() mutable {
-      Forget(ticket);
-      ticket->Finish(std::move(response));
+  auto finish = [this, flight](absl::StatusOr<cairn::v1::PlanResponse> response) {
+    return [this, flight, response = std::move(response)]() mutable {
+      Forget(flight);
+      flight->FinishAll(response);
     };
   };
-  if (ticket->cancelled_flag()->load()) return finish(ticket->StoppedStatus());
-  std::weak_ptr<SearchTicket> weak = ticket;
+  if (flight->cancelled_flag()->load()) return finish(flight->StoppedStatus());
+  std::weak_ptr<Flight> weak = flight;
   const TimerId deadline = timers_->Schedule(options_.max_search_time, [weak] {
-    if (auto t = weak.lock()) t->StopWith(SearchTicket::Stop::kDeadline);
+    if (auto f = weak.lock()) f->StopWith(Flight::Stop::kDeadline);
   });
   const auto start = std::chrono::steady_clock::now();
   SearchOptions opts;
-  opts.cancelled = ticket->cancelled_flag();
-  if (ticket->progress()) {
-    SearchTicket* t = ticket.get();
-    opts.progress = [t](int64_t done, int64_t total) {
-      if (!t->cancelled_flag()->load()) t->progress()(done, total);
-    };
-  }
+  opts.cancelled = flight->cancelled_flag();
+  Flight* f = flight.get();
+  opts.progress = [f](int64_t done, int64_t total) {
+    if (!f->cancelled_flag()->load()) f->Progress(done, total);
+  };
   absl::StatusOr<SearchResult> result =
       options_.search ? options_.search(problem, opts) : Search(problem, opts);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   timers_->Cancel(deadline);
   absl::StatusOr<cairn::v1::PlanResponse> response;
-  if (ticket->cancelled_flag()->load()) {
-    response = ticket->StoppedStatus();
+  if (flight->cancelled_flag()->load()) {
+    response = flight->StoppedStatus();
     CAIRN_LOG(INFO) << "search stopped after " << seconds << " s: " << response.status();
   } else if (!result.ok()) {
     response = Prefixed("search.", result.status());
@@ -347,9 +452,11 @@ std::function<void()> PlannerLogic::RunSearch(const std::shared_ptr<SearchTicket
   return finish(std::move(response));
 }
 
-void PlannerLogic::Forget(const std::shared_ptr<SearchTicket>& ticket) {
+void PlannerLogic::Forget(const std::shared_ptr<Flight>& flight) {
   absl::MutexLock lock(&mu_);
-  live_.erase(ticket);
+  live_.erase(flight);
+  auto it = flights_.find(flight->key());
+  if (it != flights_.end() && it->second == flight) flights_.erase(it);
 }
 
 absl::StatusOr<cairn::v1::PlanResponse> PlannerLogic::PlanAndWait(
@@ -400,13 +507,13 @@ absl::StatusOr<cairn::v1::ListPlansResponse> PlannerLogic::ListPlans(
 }
 
 void PlannerLogic::Shutdown() {
-  std::set<std::shared_ptr<SearchTicket>> live;
+  std::set<std::shared_ptr<Flight>> live;
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
     live = live_;
   }
-  for (const auto& t : live) t->StopWith(SearchTicket::Stop::kShutdown);
+  for (const auto& f : live) f->StopWith(Flight::Stop::kShutdown);
   pool_.Shutdown();
 }
 

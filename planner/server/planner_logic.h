@@ -15,11 +15,15 @@
 //     cleared: they do not change the answer) plus the profile ids and versions used and
 //     kCairnVersion, so a new profile version or a new planner version never hits an old plan.
 //     A hit is answered on the calling thread (cached = true).
-//  4. Otherwise the search is queued on the pool (RESOURCE_EXHAUSTED when --search-queue searches
-//     already wait), runs with SearchOptions.cancelled wired to Cancel(), to the time limit
-//     (DEADLINE_EXCEEDED after --max-search-seconds of searching) and to Shutdown (UNAVAILABLE),
-//     and its SearchResponse is stored as a new plan (also when nothing fits: the response then has
-//     no plans and says why).
+//  4. Single flight: an identical request (same cache key) whose search is already queued or
+//     running joins it instead of searching again, and gets the same answer and plan id.
+//  5. Otherwise the search is queued on the pool (RESOURCE_EXHAUSTED when --search-queue searches
+//     already wait), runs with SearchOptions.cancelled wired to its callers' Cancel() (it stops
+//     when every caller left), to the time limit (DEADLINE_EXCEEDED after --max-search-seconds of
+//     searching) and to Shutdown (UNAVAILABLE), and its SearchResponse is stored as a new plan
+//     (also when nothing fits: the response then has no plans and says why).
+// Metrics: a cache miss is counted for each search accepted by the pool (not for requests that
+// joined one, were refused, or skipped the cache with no_cache).
 //
 // Thread-safe. Store errors are passed on as they are (INTERNAL/UNAVAILABLE).
 #ifndef CAIRN_PLANNER_SERVER_PLANNER_LOGIC_H_
@@ -28,6 +32,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -62,38 +67,32 @@ struct ResolvedPlanRequest {
   std::string cache_key;
 };
 
-// A queued or running search; shared by the caller (to cancel) and the pool.
+class Flight;
+
+// One caller's Plan: how it hears about progress and the answer, and how it leaves.
 class SearchTicket {
  public:
   using ProgressFn = std::function<void(int64_t done, int64_t total)>;
   using DoneFn = std::function<void(absl::StatusOr<cairn::v1::PlanResponse>)>;
 
-  // Stops the search; `done` gets CANCELLED unless it already ran. Any thread, any time.
+  // This caller leaves; `done` gets CANCELLED unless it already ran. The search stops when no
+  // caller is left (its last caller's `done` then runs once the worker is free again, within
+  // milliseconds); it goes on for the others otherwise. Any thread, any time.
   void Cancel();
 
   // Internal (PlannerLogic).
-  enum class Stop { kNone = 0, kCancelled, kDeadline, kShutdown };
-  SearchTicket(ProgressFn progress, DoneFn done, absl::Duration limit);
-  void StopWith(Stop reason);
+  SearchTicket(ProgressFn progress, DoneFn done);
   // Runs `done` unless it already ran; true if this call ran it.
   bool Finish(absl::StatusOr<cairn::v1::PlanResponse> result);
-  // The status for a search stopped by `stop_reason()`.
-  absl::Status StoppedStatus() const;
-  Stop stop_reason() const { return static_cast<Stop>(stop_.load()); }
-  const std::atomic<bool>* cancelled_flag() const { return &cancelled_; }
   const ProgressFn& progress() const { return progress_; }
-  void set_task(SearchPool* pool, TaskId id);
+  void set_flight(const std::shared_ptr<Flight>& flight);
 
  private:
-  std::atomic<bool> cancelled_{false};
-  std::atomic<int> stop_{0};
   const ProgressFn progress_;
-  const absl::Duration limit_;
   absl::Mutex mu_;
   DoneFn done_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  SearchPool* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
-  TaskId task_ ABSL_GUARDED_BY(mu_) = 0;
+  std::weak_ptr<Flight> flight_ ABSL_GUARDED_BY(mu_);
 };
 
 class PlannerLogic {
@@ -127,10 +126,10 @@ class PlannerLogic {
   int searches_queued() const { return pool_.queued(); }
 
  private:
-  // Runs on a worker; returns the call of the ticket's `done`, made once the worker is free.
-  std::function<void()> RunSearch(const std::shared_ptr<SearchTicket>& ticket,
+  // Runs on a worker; returns the calls of the callers' `done`, made once the worker is free.
+  std::function<void()> RunSearch(const std::shared_ptr<Flight>& flight,
                                   const ResolvedPlanRequest& resolved, const SearchProblem& problem);
-  void Forget(const std::shared_ptr<SearchTicket>& ticket);
+  void Forget(const std::shared_ptr<Flight>& flight);
 
   Store* const store_;
   TimerThread* const timers_;
@@ -141,7 +140,9 @@ class PlannerLogic {
 
   absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<std::shared_ptr<SearchTicket>> live_ ABSL_GUARDED_BY(mu_);
+  std::set<std::shared_ptr<Flight>> live_ ABSL_GUARDED_BY(mu_);
+  // Joinable flights (not no_cache) by cache key.
+  std::map<std::string, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cairn::planner

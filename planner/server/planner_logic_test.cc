@@ -307,6 +307,83 @@ TEST_F(PlannerLogicTest, ProgressIsForwarded) {
   EXPECT_EQ(seen.front(), std::make_pair(int64_t{1}, int64_t{2}));
 }
 
+// Issue 12: identical uncached searches requested concurrently run once; the cache-miss metric
+// counts searches run, not requests that joined one or were refused.
+TEST_F(PlannerLogicTest, IdenticalConcurrentSearchesRunOnce) {
+  auto gate = std::make_shared<Gate>();
+  PlannerOptions o = GatedOptions(gate);
+  o.search_workers = 1;
+  o.search_queue = 0;
+  auto planner = Make(o);
+  constexpr int kCallers = 5;
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<cairn::v1::PlanResponse>> answers;
+  absl::Notification all_done;
+  auto done = [&](absl::StatusOr<cairn::v1::PlanResponse> r) {
+    absl::MutexLock lock(&mu);
+    answers.push_back(std::move(r));
+    if (answers.size() == kCallers) all_done.Notify();
+  };
+  planner->Plan(TinyRequest(), nullptr, done);
+  gate->started.WaitForNotification();
+  // The worker is busy and the queue holds nothing, yet identical requests are accepted: they
+  // join the running search instead of needing a slot.
+  for (int i = 1; i < kCallers; ++i) planner->Plan(TinyRequest(), nullptr, done);
+  // A different request still needs a slot of its own.
+  EXPECT_THAT(planner->PlanAndWait(TinyRequest(32)),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("search queue is full")));
+  gate->release.Notify();
+  all_done.WaitForNotification();
+  EXPECT_EQ(gate->calls, 1);
+  absl::MutexLock lock(&mu);
+  for (const auto& a : answers) {
+    ASSERT_OK(a.status());
+    EXPECT_EQ(a->plan_id(), answers[0]->plan_id());
+    EXPECT_FALSE(a->cached());
+  }
+  const std::string m = MetricsText();
+  EXPECT_THAT(m, HasSubstr("cairn_planner_plan_cache_misses_total 1\n"));
+  EXPECT_THAT(m, HasSubstr("cairn_planner_plan_searches_joined_total 4\n"));
+  EXPECT_THAT(m, HasSubstr("cairn_planner_plans_searched_total 1\n"));
+}
+
+TEST_F(PlannerLogicTest, ASearchGoesOnUntilItsLastCallerLeaves) {
+  auto gate = std::make_shared<Gate>();
+  auto planner = Make(GatedOptions(gate));
+  absl::Notification first_done, second_done;
+  absl::StatusOr<cairn::v1::PlanResponse> first, second;
+  std::shared_ptr<SearchTicket> t1 = planner->Plan(TinyRequest(), nullptr, [&](auto r) {
+    first = std::move(r);
+    first_done.Notify();
+  });
+  gate->started.WaitForNotification();
+  std::shared_ptr<SearchTicket> t2 = planner->Plan(TinyRequest(), nullptr, [&](auto r) {
+    second = std::move(r);
+    second_done.Notify();
+  });
+  t1->Cancel();  // answered at once; the search goes on for t2
+  ASSERT_TRUE(first_done.HasBeenNotified());
+  EXPECT_THAT(first.status(), StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
+  gate->release.Notify();
+  second_done.WaitForNotification();
+  EXPECT_OK(second.status());
+  EXPECT_EQ(gate->calls, 1);
+
+  // The last caller leaving stops the search.
+  auto gate2 = std::make_shared<Gate>();
+  auto planner2 = Make(GatedOptions(gate2));
+  absl::Notification third_done;
+  absl::Status third;
+  std::shared_ptr<SearchTicket> t3 = planner2->Plan(TinyRequest(64), nullptr, [&](auto r) {
+    third = r.status();
+    third_done.Notify();
+  });
+  gate2->started.WaitForNotification();
+  t3->Cancel();
+  third_done.WaitForNotification();  // the gated search saw the flag (never released)
+  EXPECT_THAT(third, StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
+}
+
 TEST_F(PlannerLogicTest, StoreErrorsArePassedOn) {
   auto planner = Make();
   store_.FailNext(absl::UnavailableError("database is locked"));

@@ -10,9 +10,16 @@
 //
 // Wait completes at once when every key is already set; otherwise it registers the waiter and a
 // timer (TimerThread) and returns. Set completes every waiter whose last missing key it provides.
-// A timeout gives DEADLINE_EXCEEDED naming the keys still missing. Keys belong to a job that must
-// exist (NOT_FOUND otherwise); values are at most 64 KiB. Setting a key again replaces its value.
-// Callbacks run without the logic's lock held. Thread-safe.
+// A timeout gives DEADLINE_EXCEEDED naming the keys still missing (the first
+// kMaxKeysNamedInMessages of them, and how many more). Keys belong to a job that must exist
+// (NOT_FOUND otherwise) and still run: Set and Wait on a job that ended are FAILED_PRECONDITION
+// (Get still reads). Setting a key again replaces its value.
+//
+// Bounded (validation.h): values at most 64 KiB, at most kMaxRendezvousKeysPerJob keys and
+// kMaxRendezvousBytesPerJob bytes of values per job, kMaxRendezvousWaitKeys keys per Wait,
+// kMaxRendezvousWaiters pending waits (kMaxRendezvousWaitersPerJob per job); beyond any of them
+// RESOURCE_EXHAUSTED saying which limit. Callbacks run without the logic's lock held.
+// Thread-safe.
 #ifndef CAIRN_PLANNER_SERVER_RENDEZVOUS_LOGIC_H_
 #define CAIRN_PLANNER_SERVER_RENDEZVOUS_LOGIC_H_
 
@@ -62,7 +69,8 @@ class RendezvousLogic {
     TimerId timer = 0;
     WaitDone done;
   };
-  absl::Status CheckJob(const std::string& job_id);
+  // NOT_FOUND for an unknown job; with `running`, FAILED_PRECONDITION for one that ended.
+  absl::Status CheckJob(const std::string& job_id, bool running);
   // Removes the waiter and returns its callback (empty when already gone).
   WaitDone TakeLocked(WaitId id, Waiter* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -1,10 +1,13 @@
 #include "planner/server/rendezvous_logic.h"
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
+#include "planner/server/validation.h"
 #include "planner/store/testing/memory_store.h"
 
 namespace cairn::planner {
@@ -122,6 +125,83 @@ TEST_F(RendezvousLogicTest, UnknownJobAndBadRequests) {
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kNotFound, HasSubstr("job 'job-404' not found")));
   rdzv_.Wait(WaitFor({"a"}, /*timeout_s=*/0), [&](WaitResult x) { result = std::move(x); });
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timeout_s")));
+}
+
+// Issue 12: a wait on 1024 missing keys built an 11 KB status message (clients then failed with
+// RESOURCE_EXHAUSTED "metadata too large" instead of seeing DEADLINE_EXCEEDED).
+TEST_F(RendezvousLogicTest, TimeoutNamesAFewMissingKeysNotAll) {
+  cairn::v1::RendezvousWaitRequest r = WaitFor({}, 0.01);
+  for (int i = 0; i < kMaxRendezvousWaitKeys; ++i) r.add_keys(absl::StrCat("rank_", 1000 + i));
+  absl::Notification done;
+  WaitResult result;
+  rdzv_.Wait(r, [&](WaitResult w) {
+    result = std::move(w);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                               HasSubstr("still missing: rank_1000, rank_1001, rank_1002, "
+                                         "rank_1003, rank_1004, rank_1005, rank_1006, rank_1007, "
+                                         "rank_1008, rank_1009 and 1014 more")));
+  EXPECT_LT(result.status().message().size(), 400u);
+}
+
+// Issue 12: 5000 x 64 KiB keys on one job were all accepted (328 MiB of database).
+TEST_F(RendezvousLogicTest, KeysAndBytesPerJobAreBounded) {
+  const std::string value(64 * 1024, 'v');
+  int accepted = 0;
+  absl::Status refused;
+  for (int i = 0; i < 1000 && refused.ok(); ++i) {
+    refused = Set(absl::StrCat("k", i), value);
+    if (refused.ok()) ++accepted;
+  }
+  EXPECT_EQ(accepted, kMaxRendezvousBytesPerJob / static_cast<int64_t>(value.size()));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
+                                HasSubstr("bytes of rendezvous values, more than the 16777216")));
+  // Replacing a key counts its new size instead of the old.
+  EXPECT_OK(Set("k0", "small"));
+  EXPECT_OK(Set("k0", value));
+
+  cairn::v1::Job other;
+  job_ = store_.CreateJob(other, "2026-01-01T00:00:00Z").value().job_id();
+  for (int i = 0; i < kMaxRendezvousKeysPerJob; ++i) ASSERT_OK(Set(absl::StrCat("k", i), "x"));
+  EXPECT_THAT(Set("one-more", "x"),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("already has 4096")));
+  EXPECT_OK(Set("k7", "replaced"));
+}
+
+// Issue 12: Set succeeded on a cancelled job.
+TEST_F(RendezvousLogicTest, AnEndedJobTakesNoKeysAndNoWaits) {
+  ASSERT_OK(Set("addr", "10.0.0.1:4000"));
+  cairn::v1::Job job = store_.GetJob(job_).value();
+  job.set_state(cairn::v1::JOB_STATE_CANCELLED);
+  ASSERT_OK(store_.UpdateJob(job, "2026-01-01T00:00:01Z").status());
+  EXPECT_THAT(Set("addr", "x"), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("already ended (JOB_STATE_CANCELLED)")));
+  WaitResult result;
+  EXPECT_EQ(rdzv_.Wait(WaitFor({"other"}), [&](WaitResult w) { result = std::move(w); }), 0u);
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ended")));
+  cairn::v1::RendezvousGetRequest get;
+  get.set_job_id(job_);
+  get.set_key("addr");
+  EXPECT_OK(rdzv_.Get(get).status());  // what was set can still be read
+}
+
+TEST_F(RendezvousLogicTest, PendingWaitsAreBounded) {
+  std::vector<absl::Status> results;
+  int pending = 0;
+  for (int i = 0; i <= kMaxRendezvousWaitersPerJob; ++i) {
+    const WaitId id = rdzv_.Wait(WaitFor({"never"}), [&](WaitResult w) {
+      results.push_back(w.status());
+    });
+    if (id != 0) ++pending;
+  }
+  EXPECT_EQ(pending, kMaxRendezvousWaitersPerJob);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_THAT(results[0], StatusIs(absl::StatusCode::kResourceExhausted,
+                                   HasSubstr("rendezvous waits pending, the most a job may have")));
+  EXPECT_EQ(rdzv_.waiting(), kMaxRendezvousWaitersPerJob);
+  rdzv_.Shutdown();
 }
 
 }  // namespace

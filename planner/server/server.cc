@@ -51,6 +51,11 @@ absl::Status CheckOptions(const ServerOptions& o) {
   if (o.agent_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--agent-timeout must be > 0");
   }
+  if (o.worker_threads < 1) return absl::InvalidArgumentError("--worker-threads must be >= 1");
+  if (o.worker_queue < 0) return absl::InvalidArgumentError("--worker-queue must be >= 0");
+  if (o.max_stream_events < 1 || o.max_stream_bytes < 1) {
+    return absl::InvalidArgumentError("stream queue limits must be >= 1");
+  }
   return absl::OkStatus();
 }
 
@@ -88,6 +93,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
   s->metrics_ = std::make_unique<Metrics>();
   s->store_ = std::make_unique<TimedStore>(std::move(store), s->metrics_.get());
   s->timers_ = std::make_unique<TimerThread>();
+  s->executor_ = std::make_unique<Executor>(options.worker_threads, options.worker_queue);
   PlannerOptions planner_options;
   planner_options.search_workers = options.search_workers;
   planner_options.search_queue = options.search_queue;
@@ -110,7 +116,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const ServerOption
 
   s->env_ = ServiceEnv{&s->auth_,          s->metrics_.get(), s->planner_.get(),
                        s->profiles_.get(), s->agents_.get(),  s->jobs_.get(),
-                       s->rendezvous_.get()};
+                       s->rendezvous_.get(), s->executor_.get()};
+  s->env_.max_stream_events = options.max_stream_events;
+  s->env_.max_stream_bytes = options.max_stream_bytes;
   s->planner_service_ = std::make_unique<PlannerService>(s->env_);
   s->profiles_service_ = std::make_unique<ProfilesService>(s->env_);
   s->agents_service_ = std::make_unique<AgentsService>(s->env_);
@@ -173,6 +181,7 @@ void Server::Shutdown() {
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
     grpc_server_->Wait();
   }
+  if (executor_) executor_->Stop();
   if (agents_) {
     agents_->SetListener(nullptr);
     agents_->StopSweeper();

@@ -13,8 +13,9 @@
 // Shutdown, in order: health turns NOT_SERVING; searches are cancelled (their callers get
 // UNAVAILABLE) and the workers joined; every stream and rendezvous wait is closed with
 // UNAVAILABLE; the gRPC server stops accepting and gives in-flight unary calls
-// `shutdown_grace` to finish (then cancels them); the sweeper, timers and metrics endpoint stop;
-// the store is closed (SQLite flushes its WAL). Thread-safe; Shutdown is idempotent.
+// `shutdown_grace` to finish (then cancels them); the worker threads finish what is queued; the
+// sweeper, timers and metrics endpoint stop; the store is closed (SQLite flushes its WAL).
+// Thread-safe; Shutdown is idempotent.
 #ifndef CAIRN_PLANNER_SERVER_SERVER_H_
 #define CAIRN_PLANNER_SERVER_SERVER_H_
 
@@ -26,6 +27,7 @@
 #include "grpcpp/grpcpp.h"
 #include "planner/server/agents_logic.h"
 #include "planner/server/auth.h"
+#include "planner/server/executor.h"
 #include "planner/server/jobs_logic.h"
 #include "planner/server/metrics.h"
 #include "planner/server/planner_logic.h"
@@ -64,6 +66,7 @@ class Server {
   AgentsLogic* agents() { return agents_.get(); }
   PlannerLogic* planner() { return planner_.get(); }
   Metrics* metrics() { return metrics_.get(); }
+  Executor* executor() { return executor_.get(); }
 
  private:
   Server() = default;
@@ -76,6 +79,7 @@ class Server {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<TimerThread> timers_;
+  std::unique_ptr<Executor> executor_;
   Authorizer auth_;
   std::unique_ptr<PlannerLogic> planner_;
   std::unique_ptr<ProfilesLogic> profiles_;

@@ -5,6 +5,7 @@
 #ifndef CAIRN_PLANNER_SERVER_SERVER_OPTIONS_H_
 #define CAIRN_PLANNER_SERVER_SERVER_OPTIONS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/time/time.h"
@@ -33,6 +34,15 @@ struct ServerOptions {
   int max_search_threads = 0;
   // Largest request gRPC accepts, bytes (RESOURCE_EXHAUSTED beyond).
   int max_request_bytes = 4 << 20;
+
+  // Threads that run the logic of every call (store reads and writes, plan-cache lookups) off
+  // gRPC's callback threads, and calls that may wait for one of them (then RESOURCE_EXHAUSTED).
+  int worker_threads = 4;
+  int worker_queue = 1024;
+  // Per WatchJob / WatchAssignments stream: events (and bytes) queued for a client that does not
+  // read; beyond that the stream ends with RESOURCE_EXHAUSTED and its memory is freed.
+  int max_stream_events = 1024;
+  int64_t max_stream_bytes = int64_t{4} << 20;
 
   // TLS: PEM files. Both cert and key, or neither (plaintext). With a client CA, clients must present
   // a certificate it signed (mTLS).

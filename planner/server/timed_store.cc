@@ -95,6 +95,10 @@ absl::Status TimedStore::RendezvousSet(const std::string& job_id, const std::str
                                        const std::string& value) {
   return Timed("RendezvousSet", [&] { return store_->RendezvousSet(job_id, key, value); });
 }
+absl::StatusOr<Store::RendezvousUsage> TimedStore::GetRendezvousUsage(const std::string& job_id,
+                                                                     const std::string& key) {
+  return Timed("GetRendezvousUsage", [&] { return store_->GetRendezvousUsage(job_id, key); });
+}
 absl::StatusOr<std::string> TimedStore::RendezvousGet(const std::string& job_id,
                                                       const std::string& key) {
   return Timed("RendezvousGet", [&] { return store_->RendezvousGet(job_id, key); });

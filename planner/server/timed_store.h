@@ -59,6 +59,8 @@ class TimedStore final : public Store {
                                                        cairn::v1::JobState state) override;
   absl::Status RendezvousSet(const std::string& job_id, const std::string& key,
                              const std::string& value) override;
+  absl::StatusOr<RendezvousUsage> GetRendezvousUsage(const std::string& job_id,
+                                                     const std::string& key) override;
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id,
                                             const std::string& key) override;
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -78,11 +79,82 @@ absl::Status CheckStep(absl::string_view field, const cairn::v1::StepMetrics& s)
   return absl::OkStatus();
 }
 
+// Walks every set field of `m`: `visit(field path, descriptor, message, index)` for scalars (index
+// -1 for singular fields) returns a non-empty problem to stop at.
+template <typename Visit>
+std::string Walk(const google::protobuf::Message& m, const std::string& prefix, Visit& visit) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* r = m.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const int n = f->is_repeated() ? r->FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string path =
+          absl::StrCat(prefix, prefix.empty() ? "" : ".", f->name(),
+                       f->is_repeated() ? absl::StrCat("[", i, "]") : "");
+      const int index = f->is_repeated() ? i : -1;
+      if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        const google::protobuf::Message& inner =
+            index < 0 ? r->GetMessage(m, f) : r->GetRepeatedMessage(m, f, index);
+        std::string problem = Walk(inner, path, visit);
+        if (!problem.empty()) return problem;
+        continue;
+      }
+      std::string problem = visit(path, f, m, index);
+      if (!problem.empty()) return problem;
+    }
+  }
+  return "";
+}
+
 }  // namespace
+
+absl::Status ValidateRequestLimits(const google::protobuf::Message& request) {
+  using google::protobuf::FieldDescriptor;
+  auto visit = [](const std::string& path, const FieldDescriptor* f,
+                  const google::protobuf::Message& m, int index) -> std::string {
+    if (f->cpp_type() != FieldDescriptor::CPPTYPE_STRING) return "";
+    const google::protobuf::Reflection* r = m.GetReflection();
+    std::string scratch;
+    const std::string& value = index < 0 ? r->GetStringReference(m, f, &scratch)
+                                         : r->GetRepeatedStringReference(m, f, index, &scratch);
+    const size_t limit = f->type() == FieldDescriptor::TYPE_BYTES ? kMaxBytesFieldBytes
+                         : f->name() == "notes"                   ? kMaxNotesBytes
+                                                                  : kMaxStringBytes;
+    if (value.size() <= limit) return "";
+    return absl::StrCat(path, " is ", value.size(), " bytes; at most ", limit);
+  };
+  const std::string problem = Walk(request, "", visit);
+  if (problem.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(problem);
+}
+
+absl::Status CheckFinite(const google::protobuf::Message& message, absl::string_view prefix) {
+  using google::protobuf::FieldDescriptor;
+  auto visit = [](const std::string& path, const FieldDescriptor* f,
+                  const google::protobuf::Message& m, int index) -> std::string {
+    const google::protobuf::Reflection* r = m.GetReflection();
+    double v = 0;
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
+      v = index < 0 ? r->GetDouble(m, f) : r->GetRepeatedDouble(m, f, index);
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
+      v = index < 0 ? r->GetFloat(m, f) : r->GetRepeatedFloat(m, f, index);
+    } else {
+      return "";
+    }
+    if (std::isfinite(v)) return "";
+    return absl::StrCat(path, " = ", v, ": must be a finite number");
+  };
+  const std::string problem = Walk(message, std::string(prefix), visit);
+  if (problem.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(problem);
+}
 
 int EffectivePageSize(int page_size) { return page_size == 0 ? kDefaultPageSize : page_size; }
 
 absl::Status ValidatePlanRequest(const cairn::v1::PlanRequest& r) {
+  CAIRN_RETURN_IF_ERROR(CheckFinite(r.search(), "search"));
   const bool inline_model = r.search().has_model();
   if (inline_model && !r.model_name().empty()) {
     return Invalid("model_name", "and search.model are both set; set only one");
@@ -138,6 +210,7 @@ absl::Status ValidateListPlansRequest(const cairn::v1::ListPlansRequest& r) {
 
 absl::Status ValidatePutHardwareProfileRequest(const cairn::v1::PutHardwareProfileRequest& r) {
   if (!r.has_profile()) return Invalid("profile", "is required");
+  CAIRN_RETURN_IF_ERROR(CheckFinite(r.profile(), "profile"));
   if (r.profile().fingerprint().device_model().empty()) {
     return Invalid("profile.fingerprint.device_model",
                    "is required: profiles are keyed by their fingerprint (device model, memory, "
@@ -150,6 +223,7 @@ absl::Status ValidatePutHardwareProfileRequest(const cairn::v1::PutHardwareProfi
 
 absl::Status ValidatePutModelProfileRequest(const cairn::v1::PutModelProfileRequest& r) {
   if (!r.has_profile()) return Invalid("profile", "is required");
+  CAIRN_RETURN_IF_ERROR(CheckFinite(r.profile(), "profile"));
   const cairn::v1::ModelProfile& p = r.profile();
   if (p.model_name().empty()) {
     return Invalid("profile.model_name", "is required (the ModelSpec name the timings are for)");

@@ -14,10 +14,13 @@
 #ifndef CAIRN_PLANNER_SERVER_VALIDATION_H_
 #define CAIRN_PLANNER_SERVER_VALIDATION_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
 #include "proto/cairn/v1/service.pb.h"
 
 namespace cairn::planner {
@@ -30,7 +33,16 @@ inline constexpr int kMaxRendezvousKeyBytes = 256;
 inline constexpr int kMaxRendezvousValueBytes = 64 * 1024;
 inline constexpr int kMaxRendezvousWaitKeys = 1024;
 inline constexpr double kMaxRendezvousWaitS = 3600;
+inline constexpr int kMaxRendezvousKeysPerJob = 4096;
+inline constexpr int64_t kMaxRendezvousBytesPerJob = int64_t{16} << 20;
+inline constexpr int kMaxRendezvousWaiters = 4096;        // waits pending at once, all jobs
+inline constexpr int kMaxRendezvousWaitersPerJob = 1024;
+inline constexpr int kMaxKeysNamedInMessages = 10;        // a timeout names this many missing keys
+inline constexpr int kMaxWatchStreams = 4096;             // WatchJob + WatchAssignments streams
 inline constexpr int kMaxJobMessageBytes = 4096;
+inline constexpr int kMaxStringBytes = 4096;         // any other string field of a request
+inline constexpr int kMaxNotesBytes = 64 * 1024;     // HardwareProfile.notes
+inline constexpr int kMaxBytesFieldBytes = 1 << 20;  // any bytes field (rendezvous values: 64 KiB)
 
 // page_size 0 -> kDefaultPageSize (call after validation).
 int EffectivePageSize(int page_size);
@@ -43,6 +55,16 @@ std::string TrimToPage(std::vector<T>* rows, int limit, IdOf id_of) {
   rows->resize(limit);
   return id_of(rows->back());
 }
+
+// Every request, before its own check: no string field longer than kMaxStringBytes (notes:
+// kMaxNotesBytes), no bytes field longer than kMaxBytesFieldBytes, at any depth. The message
+// names the field path ("search.model.name is 5000 bytes; at most 4096").
+absl::Status ValidateRequestLimits(const google::protobuf::Message& request);
+
+// Every float and double field of `message` (at any depth) is finite; otherwise INVALID_ARGUMENT
+// "<prefix>.<path> = inf: must be a finite number". Profiles with infinite rates are refused
+// before they are stored.
+absl::Status CheckFinite(const google::protobuf::Message& message, absl::string_view prefix);
 
 absl::Status ValidatePlanRequest(const cairn::v1::PlanRequest& r);
 absl::Status ValidateGetPlanRequest(const cairn::v1::GetPlanRequest& r);

@@ -4,6 +4,7 @@
 #include "planner/server/validation.h"
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -322,6 +323,50 @@ TEST(ValidationTest, GoodRequestsPass) {
   EXPECT_OK(ValidateReportJobStatusRequest(step_only));
   EXPECT_EQ(EffectivePageSize(0), 50);
   EXPECT_EQ(EffectivePageSize(7), 7);
+}
+
+// Issue 12: a 3 MB data_path was accepted; every string of every request is now bounded, at any
+// depth, and the message names the field path.
+TEST(ValidationTest, EveryStringAndBytesFieldIsBounded) {
+  SubmitJobRequest submit = GoodSubmit();
+  submit.set_data_path(std::string(3 << 20, 'd'));
+  EXPECT_THAT(ValidateRequestLimits(submit),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("data_path is 3145728 bytes; at most 4096")));
+  PlanRequest deep = GoodPlan();
+  deep.mutable_search()->mutable_model()->set_name(std::string(5000, 'n'));
+  EXPECT_THAT(ValidateRequestLimits(deep),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("search.model.name is 5000 bytes; at most 4096")));
+  cairn::v1::RendezvousWaitRequest wait;
+  wait.add_keys("a");
+  wait.add_keys(std::string(4097, 'k'));
+  EXPECT_THAT(ValidateRequestLimits(wait),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("keys[1] is 4097 bytes")));
+  cairn::v1::PutHardwareProfileRequest notes;
+  notes.mutable_profile()->set_notes(std::string(60000, 'x'));  // notes may be longer
+  EXPECT_OK(ValidateRequestLimits(notes));
+  EXPECT_OK(ValidateRequestLimits(GoodSubmit()));
+}
+
+TEST(ValidationTest, NonFiniteNumbersAreNamedWithTheirPath) {
+  cairn::v1::PutHardwareProfileRequest hw;
+  hw.mutable_profile()->mutable_device()->add_gemm()->set_flops(1e9);
+  hw.mutable_profile()->mutable_device()->add_gemm()->set_achieved_flops_per_s(
+      std::numeric_limits<double>::infinity());
+  EXPECT_THAT(CheckFinite(hw.profile(), "profile"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("profile.device.gemm[1].achieved_flops_per_s = inf: must be a "
+                                 "finite number")));
+  EXPECT_THAT(ValidatePutHardwareProfileRequest(hw),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("= inf")));
+  PlanRequest plan = GoodPlan();
+  plan.mutable_search()->mutable_model_profile()->add_timings()->set_forward_s(
+      std::numeric_limits<double>::quiet_NaN());
+  EXPECT_THAT(ValidatePlanRequest(plan),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("search.model_profile.timings[0].forward_s = nan")));
+  EXPECT_OK(CheckFinite(GoodPlan(), ""));
 }
 
 }  // namespace

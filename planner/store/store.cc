@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "common/hash.h"
 
 namespace cairn::planner {
 namespace {
@@ -27,17 +28,6 @@ class CanonicalWriter {
   std::string bytes_;
 };
 
-// 64-bit FNV-1a (Fowler/Noll/Vo; offset basis and prime from the reference,
-// http://www.isthe.com/chongo/tech/comp/fnv/). Not cryptographic: ids name profiles, they do not
-// authenticate them; the store detects the (about 1 in 3e12 for 10,000 profiles) collision.
-uint64_t Fnv1a64(absl::string_view bytes) {
-  uint64_t hash = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) {
-    hash ^= c;
-    hash *= 0x100000001b3ull;
-  }
-  return hash;
-}
 
 }  // namespace
 

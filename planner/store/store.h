@@ -20,6 +20,7 @@
 #ifndef CAIRN_PLANNER_STORE_STORE_H_
 #define CAIRN_PLANNER_STORE_STORE_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -104,6 +105,15 @@ class Store {
   // NotFound when the key is not set yet.
   virtual absl::StatusOr<std::string> RendezvousGet(const std::string& job_id,
                                                     const std::string& key) = 0;
+  // What a job's keys take, for the per-job limits: how many keys, their values' bytes, and the
+  // bytes of `key`'s value (-1 when `key` is not set). All 0 (and -1) for a job without keys.
+  struct RendezvousUsage {
+    int64_t keys = 0;
+    int64_t bytes = 0;
+    int64_t key_bytes = -1;
+  };
+  virtual absl::StatusOr<RendezvousUsage> GetRendezvousUsage(const std::string& job_id,
+                                                             const std::string& key) = 0;
 };
 
 // The id of a profile: a short hex digest of its fingerprint (device model, memory, driver, CUDA,

@@ -243,6 +243,11 @@ class ComputeBackend {
   // operations are ordered after the compute enqueued so far (communicator.h). nullptr on
   // backends that run synchronously (CPU).
   virtual Stream* default_stream() { return nullptr; }
+  // Device memory the backend holds besides what Allocate returned: library workspaces and the
+  // high-water mark of its short-lived scratch (CUDA: the cuBLASLt workspaces and the scratch pool's
+  // peak reservation). The runtime reports it next to the arena's peak, so that the memory a run
+  // claims is all the memory it used. 0 on backends that keep none (CPU).
+  virtual int64_t ScratchHighWaterBytes() const { return 0; }
 
   // ---- Memory ---------------------------------------------------------------------------------
   // Device memory of `bytes` bytes (>= 0), aligned to 256 bytes; contents undefined. The runtime's

@@ -46,8 +46,10 @@ int main(int argc, char** argv) {
       output = v;
     } else if (a == "--val-fraction") {
       const char* v = value("--val-fraction");
-      if (!v || !absl::SimpleAtod(v, &val_fraction) || val_fraction < 0 || val_fraction >= 1) {
-        std::fprintf(stderr, "cairn-data: --val-fraction must be in [0, 1)\n");
+      // Written so that NaN fails too (every comparison with NaN is false).
+      if (!v || !absl::SimpleAtod(v, &val_fraction) || !(val_fraction >= 0 && val_fraction < 1)) {
+        std::fprintf(stderr, "cairn-data: --val-fraction must be in [0, 1), got %s\n",
+                     v ? v : "nothing");
         return 2;
       }
     } else if (a == "--shard-tokens") {

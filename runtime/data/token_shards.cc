@@ -77,8 +77,11 @@ absl::StatusOr<std::vector<uint32_t>> ReadShard(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": shard version ", h.version, ", this Cairn reads ", kShardVersion));
   }
+  // The count is compared by division: count x bytes_per_token wraps for a count near 2^63 (a
+  // 32-byte file claiming 2^63 tokens once passed and made the vector below throw length_error).
+  const uint64_t data_bytes = static_cast<uint64_t>(size) - sizeof(h);
   if ((h.bytes_per_token != 2 && h.bytes_per_token != 4) ||
-      size != static_cast<int64_t>(sizeof(h) + h.count * h.bytes_per_token)) {
+      data_bytes % h.bytes_per_token != 0 || h.count != data_bytes / h.bytes_per_token) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": header says ", h.count, " tokens of ", h.bytes_per_token,
         " bytes but the file has ", size - static_cast<int64_t>(sizeof(h)), " bytes of data"));

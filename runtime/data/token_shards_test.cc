@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "common/testing/status_matchers.h"
@@ -37,6 +38,24 @@ TEST(TokenShardsTest, RejectsCorruptFiles) {
   std::ofstream(TempDir() + "/trunc.bin", std::ios::app) << "x";
   EXPECT_THAT(ReadShard(TempDir() + "/trunc.bin"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("header says 4 tokens")));
+}
+
+// Regression (issue 12): a 32-byte file whose header claims 2^63 tokens of 2 bytes passed the size
+// check (2^63 x 2 wraps to 0) and cairn-train died of std::length_error instead of exiting 2.
+TEST(TokenShardsTest, RejectsACountWhoseByteSizeWraps) {
+  for (const uint64_t count : {uint64_t{1} << 63, (uint64_t{1} << 63) + 1, ~uint64_t{0}}) {
+    char header[32] = {};
+    std::memcpy(header, kShardMagic, 8);
+    const uint32_t version = kShardVersion, width = count == ~uint64_t{0} ? 4 : 2;
+    std::memcpy(header + 8, &version, 4);
+    std::memcpy(header + 12, &width, 4);
+    std::memcpy(header + 16, &count, 8);
+    const std::string path = TempDir() + "/wrap.bin";
+    std::ofstream(path, std::ios::binary).write(header, sizeof(header));
+    EXPECT_THAT(ReadShard(path), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("but the file has 0 bytes of data")))
+        << count;
+  }
 }
 
 TEST(TokenShardsTest, SamplesAreDeterministicWindows) {

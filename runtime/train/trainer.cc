@@ -107,14 +107,21 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
       std::fflush(stdout);
     }
   }
+  // Each step in its own directory; rank 0 commits it (manifest, then `latest`) once every rank's
+  // file is on disk, and keeps the newest 3 (runtime/checkpoint/checkpoint.h).
   auto save = [&](int64_t done) -> absl::Status {
     CAIRN_ASSIGN_OR_RETURN(TensorRecords records, engine->Snapshot());
-    CAIRN_RETURN_IF_ERROR(WriteRankFile(o.checkpoint_dir, rank, records));
+    const std::string step_dir = StepDirectory(o.checkpoint_dir, done);
+    CAIRN_RETURN_IF_ERROR(WriteRankFile(step_dir, rank, records));
     CAIRN_RETURN_IF_ERROR(world->Barrier());
     if (rank == 0) {
-      CAIRN_RETURN_IF_ERROR(WriteMeta(o.checkpoint_dir, {done, o.model.name, o.world_size, 1}));
+      const std::string plan = absl::StrCat("pp=", o.plan.pipeline_degree(), " m=",
+                                            o.plan.num_micro_batches, " batch=",
+                                            o.plan.global_batch);
+      CAIRN_RETURN_IF_ERROR(CommitCheckpoint(
+          o.checkpoint_dir, {done, o.model.name, o.world_size, 2, plan}, /*keep_last=*/3));
       std::printf("checkpoint: step %lld saved to %s\n", static_cast<long long>(done),
-                  o.checkpoint_dir.c_str());
+                  step_dir.c_str());
       std::fflush(stdout);
     }
     return absl::OkStatus();
@@ -148,11 +155,18 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
     }
     const double mfu = Mfu(o, tokens / r.step_time_s);
     if (rank == 0 && !o.quiet) {
+      // The compute/communication split is host time: exact where the backend runs synchronously
+      // (CPU), only the time to enqueue on an asynchronous one (CUDA), so it is not printed there.
+      const std::string split =
+          backend->default_stream() != nullptr
+              ? ""
+              : absl::StrFormat(" (compute %s, comm %s)", FormatSeconds(r.compute_s),
+                                FormatSeconds(r.comm_s));
       std::printf(
-          "step %5lld/%d | loss %.4f | %s (compute %s, comm %s) | %s tokens/s%s | peak %s | "
+          "step %5lld/%d | loss %.4f | %s%s | %s tokens/s%s | peak %s | "
           "lr %.2e | norm %.3f\n",
           static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
-          FormatSeconds(r.compute_s).c_str(), FormatSeconds(r.comm_s).c_str(),
+          split.c_str(),
           FormatCount(tokens / r.step_time_s).c_str(),
           mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
           FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm);
@@ -163,10 +177,11 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
           "{\"step\": %d, \"loss\": %.6f, \"step_time_s\": %.6f, \"tokens_per_s\": %.1f, "
           "\"peak_memory_bytes\": %d, \"planned_memory_bytes\": %d, \"learning_rate\": %.6g, "
           "\"grad_norm\": %.6f, \"compute_s\": %.6f, \"comm_s\": %.6f, \"mfu\": %.4f, "
-          "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d}\n",
+          "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d, "
+          "\"backend_scratch_bytes\": %d}\n",
           step + 1, r.loss, r.step_time_s, tokens / r.step_time_s, worst, planned,
           r.learning_rate, r.grad_norm, r.compute_s, r.comm_s, mfu, o.predicted.step_time_s,
-          o.predicted.peak_bytes);
+          o.predicted.peak_bytes, backend->ScratchHighWaterBytes());
       metrics->flush();
     }
     if (!o.checkpoint_dir.empty() && o.checkpoint_every > 0 &&
@@ -183,14 +198,15 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
     const double mfu = Mfu(o, tokens / mean);
     std::printf(
         "done: %d steps | mean step %s (predicted %s) | %s tokens/s%s | peak memory %s per rank "
-        "(predicted %s, planned %s)\n",
+        "(predicted %s, planned %s) + backend scratch %s\n",
         static_cast<int>(last), FormatSeconds(mean).c_str(),
         FormatSeconds(o.predicted.step_time_s).c_str(),
         FormatCount(tokens / mean).c_str(),
         mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
         FormatBytes(static_cast<double>(peak)).c_str(),
         FormatBytes(static_cast<double>(o.predicted.peak_bytes)).c_str(),
-        FormatBytes(static_cast<double>(planned)).c_str());
+        FormatBytes(static_cast<double>(planned)).c_str(),
+        FormatBytes(static_cast<double>(backend->ScratchHighWaterBytes())).c_str());
     std::fflush(stdout);
   }
   return world->Barrier();

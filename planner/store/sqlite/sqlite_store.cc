@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -419,6 +420,10 @@ constexpr const char* kSetRendezvous =
     "ON CONFLICT (job_id, key) DO UPDATE SET value = excluded.value";
 constexpr const char* kGetRendezvous =
     "SELECT value FROM rendezvous WHERE job_id = ?1 AND key = ?2";
+constexpr const char* kRendezvousUsage =
+    "SELECT count(*), coalesce(sum(length(value)), 0), "
+    "coalesce(sum(CASE WHEN key = ?2 THEN length(value) END), -1) "
+    "FROM rendezvous WHERE job_id = ?1";
 
 template <typename Message>
 absl::Status WriteAgent(Connection& conn, const Message& info, int64_t heartbeat_us) {
@@ -539,13 +544,62 @@ int SqliteSchemaVersion() { return kMigrations[std::size(kMigrations) - 1].versi
 
 // --- Open.
 
+// Opens `path` and takes an flock on it (exclusive, or shared for a read-only store); the returned
+// descriptor must stay open until SQLite has closed the file (closing any descriptor of a file
+// drops the process's POSIX locks on it, SQLite's included).
+absl::StatusOr<int> LockDatabaseFile(const std::string& path, bool read_only) {
+  const int fd =
+      read_only ? open(path.c_str(), O_RDONLY | O_CLOEXEC)
+                : open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    if (!read_only && (err == EACCES || err == EROFS || err == EPERM)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " cannot be opened for writing (", std::strerror(err),
+          "): the planner writes its database; fix the permissions, or serve it read-only "
+          "(--read-only)"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(err)));
+  }
+  if (flock(fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " is in use by another process (another cairn-planner?): two daemons on one "
+          "database would each keep their own agents, jobs and waiters; stop the other one, or "
+          "give this one its own --db"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
+  }
+  return fd;
+}
+
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
                                                                const SqliteOptions& options) {
   CAIRN_RETURN_IF_ERROR(ValidateOptions(path, options));
   const bool in_memory = path == ":memory:";
-  CAIRN_ASSIGN_OR_RETURN(
-      std::unique_ptr<Connection> writer,
-      Connection::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options.busy_timeout_ms));
+  int lock_fd = -1;
+  if (options.lock_file && !in_memory) {
+    CAIRN_ASSIGN_OR_RETURN(lock_fd, LockDatabaseFile(path, options.read_only));
+  }
+  // Released on every early return below; handed to the store at the end.
+  std::unique_ptr<int, void (*)(int*)> lock_guard(&lock_fd, [](int* fd) {
+    if (*fd >= 0) close(*fd);
+  });
+  const int open_flags =
+      options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> writer,
+                         Connection::Open(path, open_flags, options.busy_timeout_ms));
+  // SQLite silently falls back to read-only when it cannot write the file; the first write would
+  // then fail long after startup.
+  if (!options.read_only && !in_memory && sqlite3_db_readonly(writer->handle(), "main") == 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is read-only (file permissions or a read-only file system): the planner writes "
+        "its database; fix that, or serve it read-only (--read-only)"));
+  }
 
   // The first read of the file: a non-database fails here with SQLITE_NOTADB (DataLoss).
   CAIRN_ASSIGN_OR_RETURN(const int64_t user_version,
@@ -554,8 +608,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
 
   if (!in_memory) {
     // journal_mode is persistent in the file; the PRAGMA answers the mode now in effect.
-    CAIRN_ASSIGN_OR_RETURN(Statement st,
-                           writer->Prepare("PRAGMA journal_mode = WAL", "enabling WAL"));
+    CAIRN_ASSIGN_OR_RETURN(Statement st, writer->Prepare(options.read_only
+                                                             ? "PRAGMA journal_mode"
+                                                             : "PRAGMA journal_mode = WAL",
+                                                         "enabling WAL"));
     CAIRN_ASSIGN_OR_RETURN(const bool row, st.Step());
     const std::string mode = row ? st.ColumnText(0) : "";
     if (mode != "wal") {
@@ -581,20 +637,32 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
         "this SQLite library was built without foreign key support (PRAGMA foreign_keys stays 0)");
   }
 
-  CAIRN_RETURN_IF_ERROR(Migrate(*writer));
+  if (options.read_only) {
+    if (user_version != SqliteSchemaVersion()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " has schema version ", user_version, " and needs migrating to ",
+          SqliteSchemaVersion(), "; start the planner once without --read-only"));
+    }
+  } else {
+    CAIRN_RETURN_IF_ERROR(Migrate(*writer));
+  }
 
   std::vector<std::unique_ptr<Connection>> readers;
   const int num_readers = in_memory ? 0 : options.read_connections;
   for (int i = 0; i < num_readers; ++i) {
-    CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> reader,
-                           Connection::Open(path, SQLITE_OPEN_READWRITE, options.busy_timeout_ms));
+    CAIRN_ASSIGN_OR_RETURN(
+        std::unique_ptr<Connection> reader,
+        Connection::Open(path, options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE,
+                         options.busy_timeout_ms));
     // Read/write open (a read-only one could not create the WAL index), but refusing writes.
     CAIRN_RETURN_IF_ERROR(
         reader->ExecScript("PRAGMA query_only = ON", "making a reader query-only"));
     readers.push_back(std::move(reader));
   }
+  const int fd = lock_fd;
+  lock_fd = -1;
   return std::unique_ptr<SqliteStore>(
-      new SqliteStore(path, options, std::move(writer), std::move(readers)));
+      new SqliteStore(path, options, std::move(writer), std::move(readers), fd));
 }
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
@@ -605,9 +673,10 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
 
 SqliteStore::SqliteStore(std::string path, const SqliteOptions& options,
                          std::unique_ptr<Connection> writer,
-                         std::vector<std::unique_ptr<Connection>> readers)
+                         std::vector<std::unique_ptr<Connection>> readers, int lock_fd)
     : path_(std::move(path)),
       options_(options),
+      lock_fd_(lock_fd),
       writer_(std::move(writer)),
       readers_(std::move(readers)) {
   for (const auto& reader : readers_) free_readers_.push_back(reader.get());
@@ -615,14 +684,26 @@ SqliteStore::SqliteStore(std::string path, const SqliteOptions& options,
 
 // Readers close first; the writer's close, the last connection, checkpoints and removes the WAL.
 SqliteStore::~SqliteStore() {
-  absl::MutexLock lock(&readers_mu_);
-  CAIRN_CHECK(free_readers_.size() == readers_.size()) << "SqliteStore destroyed during a read";
-  free_readers_.clear();
-  readers_.clear();
+  {
+    absl::MutexLock lock(&readers_mu_);
+    CAIRN_CHECK(free_readers_.size() == readers_.size()) << "SqliteStore destroyed during a read";
+    free_readers_.clear();
+    readers_.clear();
+  }
+  {
+    absl::MutexLock lock(&writer_mu_);
+    writer_.reset();
+  }
+  if (lock_fd_ >= 0) close(lock_fd_);  // after SQLite closed the file (see LockDatabaseFile)
 }
 
 absl::Status SqliteStore::Write(const char* operation,
                                 const std::function<absl::Status(Connection&)>& body) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        operation, ": the database is open read-only (--read-only); this planner serves reads "
+        "and cached plans only"));
+  }
   absl::MutexLock lock(&writer_mu_);
   Connection& conn = *writer_;
   return conn.Transaction(/*write=*/true, operation, [&] { return body(conn); });
@@ -1011,6 +1092,25 @@ absl::Status SqliteStore::RendezvousSet(const std::string& job_id, const std::st
     st.BindBlob(3, value);
     return st.StepDone();
   });
+}
+
+absl::StatusOr<Store::RendezvousUsage> SqliteStore::GetRendezvousUsage(const std::string& job_id,
+                                                                      const std::string& key) {
+  CAIRN_RETURN_IF_ERROR(RequireNonEmpty("job_id", job_id));
+  RendezvousUsage u;
+  CAIRN_RETURN_IF_ERROR(Read("GetRendezvousUsage", [&](Connection& conn) -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(Statement st, conn.Prepare(kRendezvousUsage, "counting the keys"));
+    st.BindText(1, job_id);
+    st.BindText(2, key);
+    CAIRN_ASSIGN_OR_RETURN(const bool row, st.Step());
+    if (row) {
+      u.keys = st.ColumnInt64(0);
+      u.bytes = st.ColumnInt64(1);
+      u.key_bytes = st.ColumnInt64(2);
+    }
+    return absl::OkStatus();
+  }));
+  return u;
 }
 
 absl::StatusOr<std::string> SqliteStore::RendezvousGet(const std::string& job_id,

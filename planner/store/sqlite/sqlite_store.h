@@ -93,6 +93,17 @@ struct SqliteOptions {
   // PRAGMA wal_autocheckpoint: the WAL is copied back into the database file after this many pages
   // (4 KiB each) have been appended. SQLite's default.
   int wal_autocheckpoint_pages = 1000;
+
+  // Hold a lock on the database file (flock, beside SQLite's own locks) for the store's lifetime:
+  // exclusive, or shared when read_only. A second store asking for a conflicting lock fails at
+  // Open with FailedPrecondition, so two daemons never serve one file (each would keep its own
+  // agents, jobs and rendezvous waiters). The daemon sets it; tests that open a file twice do not.
+  bool lock_file = false;
+
+  // Open the file read-only: no migrations (the schema must be current), every write fails with
+  // FailedPrecondition. Without it, a file the process cannot write is refused at Open
+  // (FailedPrecondition) instead of failing at the first write.
+  bool read_only = false;
 };
 
 // The version of the newest schema this build knows (PRAGMA user_version after migrations).
@@ -104,9 +115,10 @@ class SqliteStore final : public Store {
   // foreign keys, synchronous and the busy timeout, and applies the missing migrations, each in its
   // own transaction (a crash mid-migration leaves the previous version intact).
   // Errors: FailedPrecondition when the file's schema version is newer than SqliteSchemaVersion()
-  // ("written by a newer Cairn"), when it belongs to another application, or when the file cannot
-  // be opened or created; DataLoss when it is not a SQLite database; InvalidArgument for bad
-  // options.
+  // ("written by a newer Cairn"), when it belongs to another application, when the file cannot
+  // be opened or created, when it is read-only and options.read_only is not set, or when
+  // options.lock_file is set and another process holds the file; DataLoss when it is not a SQLite
+  // database; InvalidArgument for bad options.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path,
                                                            const SqliteOptions& options = {});
   ~SqliteStore() override;
@@ -154,6 +166,8 @@ class SqliteStore final : public Store {
                              const std::string& value) override;
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id,
                                             const std::string& key) override;
+  absl::StatusOr<RendezvousUsage> GetRendezvousUsage(const std::string& job_id,
+                                                     const std::string& key) override;
 
   // --- Operations.
 
@@ -179,7 +193,7 @@ class SqliteStore final : public Store {
  private:
   SqliteStore(std::string path, const SqliteOptions& options,
               std::unique_ptr<sqlite::Connection> writer,
-              std::vector<std::unique_ptr<sqlite::Connection>> readers);
+              std::vector<std::unique_ptr<sqlite::Connection>> readers, int lock_fd);
 
   // Runs `body` in one write transaction on the writer connection (serialised by writer_mu_).
   absl::Status Write(const char* operation,
@@ -193,6 +207,7 @@ class SqliteStore final : public Store {
 
   const std::string path_;
   const SqliteOptions options_;
+  int lock_fd_ = -1;  // held open (and flock'ed) until the connections are closed
 
   absl::Mutex writer_mu_;
   std::unique_ptr<sqlite::Connection> writer_ ABSL_GUARDED_BY(writer_mu_);

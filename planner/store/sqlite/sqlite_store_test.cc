@@ -5,6 +5,8 @@
 #include "planner/store/sqlite/sqlite_store.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -757,6 +759,113 @@ TEST_F(SqliteStoreTest, Rendezvous) {
               StatusIs(absl::StatusCode::kInvalidArgument, "key is empty"));
   EXPECT_THAT(store_->RendezvousSet("", "k", "v"),
               StatusIs(absl::StatusCode::kInvalidArgument, "job_id is empty"));
+}
+
+TEST_F(SqliteStoreTest, RendezvousUsageCountsKeysAndBytesOfOneJob) {
+  ASSERT_OK_AND_ASSIGN(auto job, store_->CreateJob(Job("j", cairn::v1::JOB_STATE_ASSIGNED), At(0)));
+  ASSERT_OK_AND_ASSIGN(auto other,
+                       store_->CreateJob(Job("k", cairn::v1::JOB_STATE_ASSIGNED), At(0)));
+  ASSERT_OK_AND_ASSIGN(Store::RendezvousUsage none, store_->GetRendezvousUsage(job.job_id(), "a"));
+  EXPECT_EQ(none.keys, 0);
+  EXPECT_EQ(none.bytes, 0);
+  EXPECT_EQ(none.key_bytes, -1);
+  ASSERT_OK(store_->RendezvousSet(job.job_id(), "a", "12345"));
+  ASSERT_OK(store_->RendezvousSet(job.job_id(), "b", std::string(100, '\0')));
+  ASSERT_OK(store_->RendezvousSet(other.job_id(), "a", "elsewhere"));
+  ASSERT_OK_AND_ASSIGN(Store::RendezvousUsage u, store_->GetRendezvousUsage(job.job_id(), "a"));
+  EXPECT_EQ(u.keys, 2);
+  EXPECT_EQ(u.bytes, 105);
+  EXPECT_EQ(u.key_bytes, 5);
+  ASSERT_OK_AND_ASSIGN(u, store_->GetRendezvousUsage(job.job_id(), "c"));
+  EXPECT_EQ(u.key_bytes, -1);
+}
+
+// --- Locking the file and read-only files (issue 12).
+
+TEST_F(SqliteStoreTest, ALockedFileCannotBeOpenedByASecondStore) {
+  SqliteOptions locked;
+  locked.lock_file = true;
+  Reopen(locked);
+  EXPECT_THAT(SqliteStore::Open(path_, locked),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is in use by another process (another cairn-planner?)")));
+  SqliteOptions shared = locked;
+  shared.read_only = true;
+  EXPECT_THAT(SqliteStore::Open(path_, shared),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("in use")));
+  // The lock goes with the store, and SQLite's own locks survive it (the writes still commit).
+  ASSERT_OK(store_->PutHardwareProfile(Hardware("H100"), At(0)).status());
+  store_.reset();
+  ASSERT_OK_AND_ASSIGN(auto again, SqliteStore::Open(path_, locked));
+  ASSERT_OK(again->PutHardwareProfile(Hardware("H100"), At(1)).status());
+  EXPECT_OK(again->CheckIntegrity());
+}
+
+TEST_F(SqliteStoreTest, ReadOnlyModeServesReadsAndRefusesWrites) {
+  ASSERT_OK(store_->PutHardwareProfile(Hardware("H100"), At(0)).status());
+  store_.reset();
+  SqliteOptions ro;
+  ro.read_only = true;
+  ro.lock_file = true;
+  ASSERT_OK_AND_ASSIGN(auto a, SqliteStore::Open(path_, ro));
+  ASSERT_OK_AND_ASSIGN(auto b, SqliteStore::Open(path_, ro));  // shared locks coexist
+  ASSERT_OK_AND_ASSIGN(auto listed, a->ListHardwareProfiles(10, ""));
+  EXPECT_THAT(listed, SizeIs(1));
+  EXPECT_THAT(b->PutHardwareProfile(Hardware("A100"), At(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("open read-only")));
+  SqliteOptions rw;
+  rw.lock_file = true;
+  EXPECT_THAT(SqliteStore::Open(path_, rw),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("in use")));
+}
+
+// A file this process cannot write is refused at start, not at the first write. Run in a child
+// that drops to an unprivileged user when the test runs as root (root may write any file).
+TEST_F(SqliteStoreTest, AReadOnlyFileIsRefusedUnlessReadOnlyIsAsked) {
+  store_.reset();
+  // Under /tmp: the unprivileged child cannot traverse root's home, where TEST_TMPDIR may be.
+  char tmpl[] = "/tmp/cairn-ro-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  const std::string path = dir + "/planner.db";
+  RemoveDatabase(path);
+  {
+    ASSERT_OK_AND_ASSIGN(auto s, SqliteStore::Open(path));
+    ASSERT_OK(s->PutHardwareProfile(Hardware("H100"), At(0)).status());
+  }
+  ASSERT_EQ(chmod(path.c_str(), 0444), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(10);
+    SqliteOptions locked;
+    locked.lock_file = true;
+    absl::StatusOr<std::unique_ptr<SqliteStore>> rw = SqliteStore::Open(path, locked);
+    if (rw.ok() || rw.status().code() != absl::StatusCode::kFailedPrecondition ||
+        rw.status().message().find("--read-only") == absl::string_view::npos) {
+      _exit(11);
+    }
+    SqliteOptions plain;  // no lock: the check after SQLite's open
+    rw = SqliteStore::Open(path, plain);
+    if (rw.ok() || rw.status().message().find("is read-only") == absl::string_view::npos) {
+      std::fprintf(stderr, "plain open: %s\n", rw.status().ToString().c_str());
+      _exit(12);
+    }
+    SqliteOptions ro;
+    ro.read_only = true;
+    ro.lock_file = true;
+    absl::StatusOr<std::unique_ptr<SqliteStore>> s = SqliteStore::Open(path, ro);
+    if (!s.ok()) _exit(13);
+    if (!(*s)->ListHardwareProfiles(10, "").ok()) _exit(14);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  RemoveDatabase(path);
+  rmdir(dir.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 // --- Persistence, storage errors, operations.

@@ -41,8 +41,14 @@ int MemoryStore::calls() const {
   return calls_;
 }
 
+void MemoryStore::SetCallHook(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  hook_ = std::move(hook);
+}
+
 absl::Status MemoryStore::Enter() {
   ++calls_;
+  if (hook_) hook_();
   if (!fail_next_) return absl::OkStatus();
   absl::Status s = *fail_next_;
   fail_next_.reset();
@@ -303,6 +309,20 @@ absl::Status MemoryStore::RendezvousSet(const std::string& job_id, const std::st
   if (jobs_.count(job_id) == 0) return absl::NotFoundError(absl::StrCat("job ", job_id));
   rendezvous_[{job_id, key}] = value;
   return absl::OkStatus();
+}
+
+absl::StatusOr<Store::RendezvousUsage> MemoryStore::GetRendezvousUsage(const std::string& job_id,
+                                                                      const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Enter(); !s.ok()) return s;
+  RendezvousUsage u;
+  for (auto it = rendezvous_.lower_bound({job_id, ""});
+       it != rendezvous_.end() && it->first.first == job_id; ++it) {
+    ++u.keys;
+    u.bytes += static_cast<int64_t>(it->second.size());
+    if (it->first.second == key) u.key_bytes = static_cast<int64_t>(it->second.size());
+  }
+  return u;
 }
 
 absl::StatusOr<std::string> MemoryStore::RendezvousGet(const std::string& job_id,

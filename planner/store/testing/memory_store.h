@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include <functional>
+
 #include "absl/synchronization/mutex.h"
 #include "planner/store/store.h"
 
@@ -28,6 +30,9 @@ class MemoryStore final : public Store {
   void FailNext(absl::Status status);
   // Number of Store calls so far (to check that a cache hit did not write, etc.).
   int calls() const;
+  // Runs `hook` at the start of every later Store call, with the store's lock held (tests: block
+  // a call to see which threads wait for it). Empty: none.
+  void SetCallHook(std::function<void()> hook);
 
   absl::StatusOr<cairn::v1::StoredHardwareProfile> PutHardwareProfile(
       const cairn::v1::HardwareProfile& profile, const std::string& now) override;
@@ -64,6 +69,8 @@ class MemoryStore final : public Store {
                                                        cairn::v1::JobState state) override;
   absl::Status RendezvousSet(const std::string& job_id, const std::string& key,
                              const std::string& value) override;
+  absl::StatusOr<RendezvousUsage> GetRendezvousUsage(const std::string& job_id,
+                                                     const std::string& key) override;
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id,
                                             const std::string& key) override;
 
@@ -76,6 +83,7 @@ class MemoryStore final : public Store {
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::optional<absl::Status> fail_next_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> hook_ ABSL_GUARDED_BY(mu_);
   // id -> version -> record.
   std::map<std::string, std::map<int, cairn::v1::StoredHardwareProfile>> hardware_
       ABSL_GUARDED_BY(mu_);

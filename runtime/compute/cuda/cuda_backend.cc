@@ -286,6 +286,20 @@ CudaBackend::~CudaBackend() = default;
 
 Stream* CudaBackend::default_stream() { return impl_->default_stream.get(); }
 
+int64_t CudaBackend::ScratchHighWaterBytes() const {
+  int64_t bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    bytes += static_cast<int64_t>(impl_->workspaces.size()) * impl_->options.cublas_workspace_bytes;
+  }
+  uint64_t pool_high = 0;
+  if (cudaMemPoolGetAttribute(impl_->pool, cudaMemPoolAttrReservedMemHigh, &pool_high) ==
+      cudaSuccess) {
+    bytes += static_cast<int64_t>(pool_high);
+  }
+  return bytes;
+}
+
 absl::StatusOr<Stream*> CudaBackend::CreateStream() {
   CAIRN_RETURN_IF_ERROR(impl_->Activate());
   cudaStream_t stream = nullptr;

@@ -108,6 +108,7 @@ class CudaBackend final : public ComputeBackend {
   std::string name() const override { return "cuda"; }
   DType working_dtype() const override { return DType::kBFloat16; }
   Stream* default_stream() override;
+  int64_t ScratchHighWaterBytes() const override;
 
   // Another non-blocking stream on this device, owned by the backend (valid while it lives).
   absl::StatusOr<Stream*> CreateStream();

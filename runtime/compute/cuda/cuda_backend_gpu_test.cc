@@ -8,7 +8,8 @@
 //     in fp32), and elements a call does not own (other parts of a fused buffer) must stay NaN;
 //   * index math past 2^31 elements (GELU, RMSNorm, cross-entropy, matmul outputs, embedding);
 //   * ResourceExhausted with the numbers on an absurd Allocate; work on a second stream; the LM
-//     head's fp32-output matmul with bias at gpt2's vocabulary (odd leading dimension).
+//     head's fp32-output matmul with bias at gpt2's vocabulary (odd leading dimension); the
+//     scratch high-water mark (cuBLASLt workspaces and the scratch pool's peak).
 //
 // Built twice: against the GPU backend (tags "cuda", "gpu") and against the CPU emulation build
 // (cuda_backend_emulated; CAIRN_GPU_TEST_EMULATED), where the long-sequence and large-tensor cases
@@ -763,6 +764,31 @@ TEST(CudaBackendGpuTest, WorksOnASecondStream) {
   reference::MatmulForward<double>(s, ad.data(), bd.data(), nullptr, expected.data(), false);
   reference::GeluForward<double>(s.m * s.n, expected.data(), expected.data());
   EXPECT_LT(RelativeError(c.ToHost(), expected), 1e-2);
+}
+
+// The scratch outside the arena is reported: a stream's cuBLASLt workspace once it has run a
+// matmul, then the pool's peak once a bias gradient has drawn its partial sums from it.
+TEST(CudaBackendGpuTest, ScratchHighWaterCountsWorkspacesAndThePoolPeak) {
+  auto be = MakeBackend();
+  const int64_t before = be->ScratchHighWaterBytes();
+  const MatmulShape s = MatmulShape::Linear(kEmulated ? 70 : 4096, 64, kEmulated ? 45 : 1024);
+  const auto a = Bf16(RandomVector(s.m * s.k, 1)), b = Bf16(RandomVector(s.n * s.k, 2));
+  WorkingBuffer a_(*be, a), b_(*be, b), c(*be, s.m * s.n);
+  ASSERT_OK(be->MatmulForward(s, a_.get(), b_.get(), nullptr, c.get(), false));
+  ASSERT_OK(be->Synchronize());
+  const int64_t after_matmul = be->ScratchHighWaterBytes();
+  EXPECT_GE(after_matmul, before);
+  EXPECT_GE(after_matmul, CudaBackendOptions().cublas_workspace_bytes);
+  DeviceBuffer<float> dbias(*be, s.n);
+  ASSERT_OK(be->Zero(dbias.get(), s.n * 4));
+  ASSERT_OK(
+      be->MatmulBackward(s, nullptr, nullptr, c.get(), nullptr, nullptr, dbias.get(), false));
+  ASSERT_OK(be->Synchronize());
+  const int64_t after_bias = be->ScratchHighWaterBytes();
+  EXPECT_GT(after_bias, after_matmul) << "the bias gradient's partial sums come from the pool";
+  // A high-water mark never falls once the scratch is returned.
+  ASSERT_OK(be->Synchronize());
+  EXPECT_EQ(be->ScratchHighWaterBytes(), after_bias);
 }
 
 // gpt2's LM head: [8 x 1024, 768] x wte[50257, 768]^T -> fp32 logits with an fp32 bias; the

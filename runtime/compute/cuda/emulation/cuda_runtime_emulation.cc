@@ -14,6 +14,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -31,6 +32,14 @@ std::mutex mu;
 std::map<const void*, size_t> allocations;  // guarded by mu
 size_t allocated = 0;                       // guarded by mu
 std::map<const void*, int> shared_limits;   // guarded by mu
+
+// A memory pool's accounting: the bytes its live allocations hold and their peak (what
+// cudaMemPoolAttrReservedMem{Current,High} report; the emulator reserves exactly what is live).
+struct Pool {
+  size_t reserved = 0;
+  size_t reserved_high = 0;
+};
+std::map<const void*, Pool*> pool_of;  // allocation -> its pool; guarded by mu
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local int current_device = 0;
 
@@ -220,28 +229,64 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
 }
 
 cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps*) {
-  *pool = reinterpret_cast<cudaMemPool_t>(new char);
+  *pool = reinterpret_cast<cudaMemPool_t>(new Pool);
   return cudaSuccess;
 }
 
 cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool) {
-  delete reinterpret_cast<char*>(pool);
+  delete reinterpret_cast<Pool*>(pool);
   return cudaSuccess;
 }
 
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
 
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  const Pool* p = reinterpret_cast<const Pool*>(pool);
+  if (p == nullptr || value == nullptr) return Fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(mu);
+  uint64_t result = 0;
+  switch (attr) {
+    case cudaMemPoolAttrReservedMemCurrent:
+    case cudaMemPoolAttrUsedMemCurrent:
+      result = p->reserved;
+      break;
+    case cudaMemPoolAttrReservedMemHigh:
+    case cudaMemPoolAttrUsedMemHigh:
+      result = p->reserved_high;
+      break;
+    default:
+      return Fail(cudaErrorInvalidValue);
+  }
+  *static_cast<uint64_t*>(value) = result;
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
 
-cudaError_t cudaMallocFromPoolAsync(void** ptr, size_t bytes, cudaMemPool_t, cudaStream_t) {
+cudaError_t cudaMallocFromPoolAsync(void** ptr, size_t bytes, cudaMemPool_t pool, cudaStream_t) {
   *ptr = AllocateBytes(bytes);
   if (*ptr == nullptr) return Fail(cudaErrorMemoryAllocation);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    Pool* p = reinterpret_cast<Pool*>(pool);
+    p->reserved += allocations[*ptr];
+    if (p->reserved > p->reserved_high) p->reserved_high = p->reserved;
+    pool_of[*ptr] = p;
+  }
   // Scratch starts as garbage on a GPU: make that visible (NaN as fp32 and bf16).
   std::memset(*ptr, 0xff, bytes);
   return cudaSuccess;
 }
 
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = pool_of.find(ptr);
+    if (it != pool_of.end()) {
+      it->second->reserved -= allocations[ptr];
+      pool_of.erase(it);
+    }
+  }
   FreeBytes(ptr);
   return cudaSuccess;
 }
