@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -114,29 +115,49 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
       if (format == "megatron") return planner::MegatronFlags(pb, p);
       return planner::ExportGalvatronStrategy(p, pb.model, pb.hardware.num_devices());
     };
-    std::vector<std::pair<double, std::pair<const PlanSpec*, std::string>>> candidates;
+    struct Candidate {
+      double per_sample_s;
+      PlanSpec plan;
+      std::string label;
+    };
+    std::vector<Candidate> candidates;
     for (size_t i = 0; i < r->plans.size(); ++i) {
-      candidates.push_back({r->evaluations[i].step_time_s / r->plans[i].global_batch,
-                            {&r->plans[i], i == 0 ? "the best plan" : "search plan"}});
+      candidates.push_back({r->evaluations[i].step_time_s / r->plans[i].global_batch, r->plans[i],
+                            i == 0 ? "the best plan" : "search plan"});
     }
     for (const auto& b : r->baselines) {
       if (!b.feasible) continue;
-      candidates.push_back({b.evaluation.step_time_s / b.plan.global_batch,
-                            {&b.plan, b.family + " (" + b.description + ")"}});
+      candidates.push_back({b.evaluation.step_time_s / b.plan.global_batch, b.plan,
+                            b.family + " (" + b.description + ")"});
+    }
+    if (format == "megatron") {
+      // Megatron-LM wants equal middle stages; a plan split otherwise also comes re-split that
+      // way (the fastest such split that fits), scored again.
+      const size_t n = candidates.size();
+      for (size_t i = 0; i < n; ++i) {
+        if (planner::MegatronFlags(pb, candidates[i].plan).ok()) continue;
+        Evaluation e;
+        absl::StatusOr<PlanSpec> q = planner::MegatronStageSplit(pb, candidates[i].plan, &e);
+        if (!q.ok()) continue;
+        candidates.push_back({e.step_time_s / q->global_batch, *q,
+                              candidates[i].label + " with stages re-split for Megatron-LM"});
+      }
     }
     std::stable_sort(candidates.begin(), candidates.end(),
-                     [](const auto& x, const auto& y) { return x.first < y.first; });
+                     [](const Candidate& x, const Candidate& y) {
+                       return x.per_sample_s < y.per_sample_s;
+                     });
     absl::Status first_error;
-    for (const auto& c : candidates) {
-      absl::StatusOr<std::string> text = convert(*c.second.first);
+    for (const Candidate& c : candidates) {
+      absl::StatusOr<std::string> text = convert(c.plan);
       if (!text.ok()) {
         if (first_error.ok()) first_error = text.status();
         continue;
       }
-      if (c.second.first != &best) {
+      if (c.label != "the best plan") {
         err << "cairn: the best plan is not expressible in " << format << " ("
-            << first_error.message() << "); printing " << c.second.second << ", "
-            << FormatSeconds(c.first * c.second.first->global_batch) << " per step vs "
+            << first_error.message() << "); printing " << c.label << ", "
+            << FormatSeconds(c.per_sample_s * c.plan.global_batch) << " per step vs "
             << FormatSeconds(be.step_time_s) << "\n";
       }
       out << *text << "\n";
@@ -144,11 +165,68 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
     }
     err << "cairn: no plan that fits is expressible in " << format << ": "
         << first_error.message() << "\n";
+    for (const auto& b : r->baselines) {
+      if (!b.feasible && format == "megatron" && absl::StartsWith(b.family, "megatron")) {
+        err << "  " << b.family << " baseline: " << b.reason << "\n";
+      }
+    }
     return 1;
   }
   RenderSearchResponse(planner::ToSearchResponse(pb, *r, prov), a.Has("explain"), out);
   if (a.Has("output")) out << "Plan written to " << a.Get("output") << "\n";
   return 0;
+}
+
+// `cairn evaluate --plan FILE`: the plan fixes the model, the cluster shape, the batch and the
+// sequence length. Flags may repeat them; a flag that contradicts the plan is an error naming both
+// values (scoring the plan on another problem would answer a question nobody asked).
+absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& path, Args* a) {
+  auto reconcile = [&](const std::string& flag, const std::string& field,
+                       const std::string& value) -> absl::Status {
+    if (value.empty() || value == "0") return absl::OkStatus();  // not recorded in the plan
+    if (a->Has(flag) && a->Get(flag) != value) {
+      int given = 0, want = 0;
+      if (absl::SimpleAtoi(a->Get(flag), &given) && absl::SimpleAtoi(value, &want) &&
+          given == want) {
+        return absl::OkStatus();
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, " ", a->Get(flag), " contradicts the plan's ", field, " ", value, " (", path,
+          "); leave --", flag, " out to use the plan's"));
+    }
+    a->Set(flag, value);
+    return absl::OkStatus();
+  };
+  if (a->Has("batch-range")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch-range does not apply to --plan: the plan's global batch is ",
+        plan.global_batch_size()));
+  }
+  const std::string model = a->Get("model");
+  const bool model_file = absl::EndsWith(model, ".json");
+  if (!model_file) {
+    CAIRN_RETURN_IF_ERROR(reconcile("model", "model_name", plan.model_name()));
+  }  // A model file is checked by name when the plan is read against it.
+  CAIRN_RETURN_IF_ERROR(reconcile("nodes", "num_nodes", absl::StrCat(plan.num_nodes())));
+  CAIRN_RETURN_IF_ERROR(
+      reconcile("gpus-per-node", "devices_per_node", absl::StrCat(plan.devices_per_node())));
+  CAIRN_RETURN_IF_ERROR(
+      reconcile("global-batch", "global_batch_size", absl::StrCat(plan.global_batch_size())));
+  CAIRN_RETURN_IF_ERROR(reconcile("seq-len", "seq_len", absl::StrCat(plan.seq_len())));
+  // The cluster: named in the provenance as "NAME (built-in default)" when the plan was made for a
+  // catalog cluster; any other hardware (a profile file, a stored profile) must be given again.
+  const std::string& hw = plan.provenance().hardware_profile();
+  constexpr absl::string_view kBuiltIn = " (built-in default)";
+  if (a->Has("hardware-profile")) return absl::OkStatus();
+  if (absl::EndsWith(hw, kBuiltIn)) {
+    return reconcile("cluster", "cluster", hw.substr(0, hw.size() - kBuiltIn.size()));
+  }
+  if (!a->Has("cluster")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the plan in ", path, " was made for hardware '", hw,
+        "', not a built-in cluster: pass --hardware-profile FILE.json (or --cluster NAME)"));
+  }
+  return absl::OkStatus();
 }
 
 int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
@@ -160,16 +238,23 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
       !s.ok()) {
     return Fail(err, s);
   }
-  absl::StatusOr<Loaded> loaded = LoadProblem(a);
-  if (!loaded.ok()) return Fail(err, loaded.status());
-  const SearchProblem& pb = loaded->problem;
-  PlanSpec plan;
+  cairn::v1::Plan plan_proto;
   if (a.Has("plan")) {
     absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("plan"));
     if (!text.ok()) return Fail(err, text.status());
     absl::StatusOr<cairn::v1::Plan> proto = planner::PlanFromJson(*text);
     if (!proto.ok()) return Fail(err, proto.status());
-    absl::StatusOr<PlanSpec> spec = planner::PlanSpecFromProto(pb, *proto);
+    plan_proto = *std::move(proto);
+    if (absl::Status s = TakeProblemFromPlan(plan_proto, a.Get("plan"), &a); !s.ok()) {
+      return Fail(err, s);
+    }
+  }
+  absl::StatusOr<Loaded> loaded = LoadProblem(a);
+  if (!loaded.ok()) return Fail(err, loaded.status());
+  const SearchProblem& pb = loaded->problem;
+  PlanSpec plan;
+  if (a.Has("plan")) {
+    absl::StatusOr<PlanSpec> spec = planner::PlanSpecFromProto(pb, plan_proto);
     if (!spec.ok()) return Fail(err, spec.status());
     plan = *spec;
   } else if (a.Has("galvatron-strategy")) {
@@ -214,8 +299,11 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     // No step time or MFU for a plan that cannot run: its violations, each once.
     err << "cairn: " << plan.origin << " cannot run on " << pb.hardware.num_devices()
         << " devices:\n";
-    for (const std::string& v : e->violations) err << "  " << v << "\n";
-    return 1;
+    std::set<std::string> seen;
+    for (const std::string& v : e->violations) {
+      if (seen.insert(v).second) err << "  " << v << "\n";
+    }
+    return 2;
   }
   if (a.Has("json")) {
     planner::ProvenanceInfo prov;
