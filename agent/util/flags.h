@@ -13,8 +13,8 @@
 
 namespace cairn::agent {
 
-// Rewrites argv's flag names and calls absl::ParseCommandLine; returns the positional arguments.
-// Exits (as Abseil does) on an unknown flag or --help.
+// cairn::ParseFlagsOrExit (common/cli_flags.h) under the program's own name: returns the positional
+// arguments; exits 0 after --help or --version, 2 on an unknown flag or a bad value.
 std::vector<char*> ParseDashedCommandLine(int argc, char** argv);
 
 }  // namespace cairn::agent

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "common/version.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/galvatron.h"
 #include "planner/catalog/json_io.h"
@@ -386,7 +387,8 @@ Commands:
                   plus the model/cluster flags of `plan`; [--json] [--explain]
   cairn models    list the built-in models
   cairn clusters  list the built-in clusters
-  cairn help      this text
+  cairn help      this text (`cairn COMMAND --help`: one command's)
+  cairn --version the version and build kind (opt, fastbuild or debug)
 
 Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST:PORT):
   cairn --planner HOST:PORT [--token-file F] [--tls-ca CA.pem] [--timeout S] COMMAND
@@ -407,6 +409,29 @@ Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
 )";
 }
 
+std::string CommandUsage(const std::string& command) {
+  // The command's entry in Usage(): its first line ("  cairn plan ..." or, for the daemon's
+  // commands, "  profiles ...") and the lines indented under it.
+  const std::string text = Usage();
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  std::string out;
+  bool in = false;
+  for (const std::string& line : lines) {
+    const bool entry = line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ';
+    if (entry) {
+      in = absl::StartsWith(line, absl::StrCat("  cairn ", command, " ")) ||
+           absl::StartsWith(line, absl::StrCat("  ", command, " "));
+    } else if (!line.empty() && line[0] != ' ') {
+      in = false;
+    }
+    if (in) absl::StrAppend(&out, line, "\n");
+  }
+  if (out.empty()) return "";
+  return absl::StrCat("usage:\n", out,
+                      "\nExit status: 0 ok, 1 nothing fits (the message says what would), 2 bad "
+                      "input. Every flag with its default: docs/cli.md.\n");
+}
+
 int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
   // Global flags before the command: the planner daemon to talk to.
   Connection conn;
@@ -418,7 +443,7 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
     if (eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
-    } else if (name != "help" && i + 1 < all_args.size()) {
+    } else if (name != "help" && name != "version" && i + 1 < all_args.size()) {
       value = all_args[++i];
     }
     if (name == "planner") {
@@ -435,6 +460,9 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
     } else if (name == "help") {
       out << Usage();
       return 0;
+    } else if (name == "version") {
+      out << VersionLine("cairn") << "\n";
+      return 0;
     } else {
       err << "cairn: unknown global flag --" << name
           << " (global flags: --planner, --token-file, --tls-ca, --timeout)\n";
@@ -442,6 +470,22 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
     }
   }
   const std::vector<std::string> argv(all_args.begin() + i, all_args.end());
+  // `cairn COMMAND --help` (or -h) anywhere after the command: that command's usage, exit 0, for
+  // local and daemon commands alike; --version likewise.
+  if (!argv.empty()) {
+    for (size_t j = 1; j < argv.size(); ++j) {
+      if (argv[j] == "--help" || argv[j] == "-h") {
+        const std::string usage = CommandUsage(argv[0]);
+        if (usage.empty()) break;  // an unknown command: reported below
+        out << usage;
+        return 0;
+      }
+      if (argv[j] == "--version") {
+        out << VersionLine("cairn") << "\n";
+        return 0;
+      }
+    }
+  }
   const std::set<std::string> remote_only = {"profiles", "plans", "agents", "jobs"};
   if (!argv.empty() && remote_only.count(argv[0]) && conn.address.empty()) {
     err << "cairn: '" << argv[0]

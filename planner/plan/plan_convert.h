@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/plan/plan_proto.h"
+#include "common/version.h"
 #include "planner/cost/evaluate.h"
 #include "planner/problem/problem.h"
 #include "planner/search/search.h"
@@ -23,8 +24,8 @@
 namespace cairn::planner {
 
 using ::cairn::plan::kPlanFormatVersion;
-// Version string recorded in every plan's provenance.
-inline constexpr const char* kCairnVersion = "0.1.0";
+// Version string recorded in every plan's provenance (common/version.h).
+using ::cairn::kCairnVersion;
 
 struct ProvenanceInfo {
   std::string hardware_profile;   // e.g. "h100-sxm (default)"

@@ -30,6 +30,7 @@
 #include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "common/version.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
 #include "planner/plan/plan_convert.h"
@@ -47,7 +48,28 @@ int Fail(const absl::Status& s) {
   return 2;
 }
 
+constexpr const char* kUsage =
+    "usage: cairn-train --model NAME|FILE.json --plan PLAN.json|auto --data DIR "
+    "[--nproc N] [--steps N] [--seed S] [--global-batch B --seq-len S (plan auto)] "
+    "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
+    "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
+    "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
+    "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--quiet] "
+    "[--help] [--version]\n"
+    "Exit status: 0 done, 1 training failed, 2 bad input. See docs/runtime.md.\n";
+
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("%s\n", VersionLine("cairn-train").c_str());
+      return 0;
+    }
+  }
   Args a;
   if (absl::Status s =
           a.Parse(std::vector<std::string>(argv + 1, argv + argc),
@@ -55,18 +77,12 @@ int Main(int argc, char** argv) {
                    "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
                    "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile",
                    "device", "stop-at"},
-                  {"quiet", "help"});
+                  {"quiet"});
       !s.ok()) {
     return Fail(s);
   }
-  if (a.Has("help") || !a.Has("data")) {
-    std::fprintf(stderr,
-                 "usage: cairn-train --model NAME|FILE.json --plan PLAN.json|auto --data DIR "
-                 "[--nproc N] [--steps N] [--seed S] [--global-batch B --seq-len S (plan auto)] "
-                 "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
-                 "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
-                 "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
-                 "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--quiet]\n");
+  if (!a.Has("data")) {
+    std::fprintf(stderr, "cairn-train: --data is required\n%s", kUsage);
     return 2;
   }
   TrainerOptions opt;
