@@ -18,6 +18,7 @@
 // through the planner daemon instead of rank 0's store); with neither it trains on one process. Rank 0 prints one line per step.
 // Exit status: 0 done, 1 training failed (the failing rank and reason are printed), 2 bad input
 // (reported before any worker starts).
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -35,6 +36,7 @@
 #include "planner/catalog/models.h"
 #include "planner/plan/plan_convert.h"
 #include "planner/plan/run_planning.h"
+#include "runtime/train/launcher.h"
 #include "runtime/train/trainer.h"
 #ifdef CAIRN_WITH_CUDA
 #include "runtime/train/cuda_support.h"
@@ -251,7 +253,15 @@ int Main(int argc, char** argv) {
 
   absl::Status s;
   if (*nproc > 0 || env_world == nullptr) {
-    s = TrainLocally(opt);
+    s = TrainLocally(opt);  // removes its store directory on every return
+    if (const int sig = LauncherStopSignal(); sig != 0) {
+      // Stopped from outside: the workers are gone and the directory removed; exit as asked.
+      std::fprintf(stderr, "cairn-train: %s\n", std::string(s.message()).c_str());
+      std::fflush(stderr);
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+      return 128 + sig;
+    }
     if (!s.ok()) {
       std::fprintf(stderr, "cairn-train: training failed: %s\n", std::string(s.message()).c_str());
       return 1;
