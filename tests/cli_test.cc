@@ -49,6 +49,44 @@ TEST(CliTest, ListsModelsAndClusters) {
   }
 }
 
+TEST(CliTest, CatalogEntriesAsJsonAreUsableAsInputFiles) {
+  CliRun m = Cairn({"models", "--json", "llama3-8b"});
+  ASSERT_EQ(m.status, 0) << m.err;
+  EXPECT_THAT(m.out, HasSubstr("\"num_layers\": 32"));
+  CliRun c = Cairn({"clusters", "--json", "a100-80g-sxm"});
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_THAT(c.out, HasSubstr("\"devices_per_node\": 8"));
+  const std::string model = TempPath("model_entry.json"), hw = TempPath("cluster_entry.json");
+  std::ofstream(model) << m.out;
+  std::ofstream(hw) << c.out;
+  // The files give the same plan as the names.
+  const std::vector<std::string> rest = {"--nodes", "1", "--global-batch", "32", "--seq-len",
+                                         "2048", "--quiet", "--json"};
+  std::vector<std::string> by_name = {"plan", "--model", "llama3-8b", "--cluster", "a100-80g-sxm"};
+  std::vector<std::string> by_file = {"plan", "--model", model, "--hardware-profile", hw};
+  by_name.insert(by_name.end(), rest.begin(), rest.end());
+  by_file.insert(by_file.end(), rest.begin(), rest.end());
+  CliRun a = Cairn(by_name), b = Cairn(by_file);
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  auto pa = planner::PlanFromJson(a.out), pb = planner::PlanFromJson(b.out);
+  ASSERT_TRUE(pa.ok() && pb.ok());
+  EXPECT_DOUBLE_EQ(pa->prediction().step_time_s(), pb->prediction().step_time_s());
+  // Unknown names list the valid ones; stray arguments are errors.
+  CliRun bad = Cairn({"clusters", "--json", "tpu-v9"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_THAT(bad.err, HasSubstr("h100-sxm"));
+  EXPECT_EQ(Cairn({"models", "--frobnicate"}).status, 2);
+}
+
+TEST(CliTest, ClustersShowEveryPeakInAUnitThatIsNotZero) {
+  CliRun r = Cairn({"clusters"});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, Not(HasSubstr(" 0 TFLOP/s")));
+  EXPECT_THAT(r.out, HasSubstr("59.2 GFLOP/s peak"));  // cpu: half a Zen 4 core, fp32
+  EXPECT_THAT(r.out, HasSubstr("989 TFLOP/s peak"));   // h100-sxm, dense bf16
+}
+
 TEST(CliTest, PlansAndReportsEverythingAUserNeeds) {
   CliRun r = Cairn({"plan", "--model", "llama2-7b", "--cluster", "h100-sxm", "--nodes", "1",
                  "--global-batch", "64", "--seq-len", "2048", "--quiet", "--explain"});

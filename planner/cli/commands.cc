@@ -340,7 +340,27 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   return 0;
 }
 
-int CmdModels(std::ostream& out) {
+// `models`/`clusters` take [--json NAME]: the catalog entry as JSON, a starting file for
+// --model FILE.json / --hardware-profile FILE.json.
+absl::StatusOr<std::string> CatalogJsonName(const std::vector<std::string>& argv) {
+  if (argv.empty()) return std::string();
+  if (argv.size() == 2 && argv[0] == "--json") return argv[1];
+  if (argv.size() == 1 && argv[0].rfind("--json=", 0) == 0) return argv[0].substr(7);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unexpected arguments '", absl::StrJoin(argv, " "), "' (usage: [--json NAME])"));
+}
+
+int CmdModels(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
+  if (!json_name.ok()) return Fail(err, json_name.status());
+  if (!json_name->empty()) {
+    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel(*json_name);
+    if (!spec.ok()) return Fail(err, spec.status());
+    absl::StatusOr<std::string> json = planner::ProtoToJson(*spec);
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+    return 0;
+  }
   out << absl::StrFormat("%-14s %7s %7s %7s %6s %4s %7s %6s %9s\n", "name", "layers", "hidden",
                          "ffn", "heads", "kv", "vocab", "seq", "params");
   for (const std::string& name : planner::ModelNames()) {
@@ -351,18 +371,39 @@ int CmdModels(std::ostream& out) {
                            spec->num_kv_heads(), spec->vocab_size(), spec->max_seq_len(),
                            FormatCount(planner::ParameterCount(*spec)));
   }
+  out << "(cairn models --json NAME: one entry as a starting file for --model FILE.json)\n";
   return 0;
 }
 
-int CmdClusters(std::ostream& out) {
+// 989 TFLOP/s, 59.2 GFLOP/s: three significant figures in the largest unit below the value.
+std::string FormatFlopRate(double flops_per_s) {
+  if (flops_per_s >= 1e12) return absl::StrFormat("%.0f TFLOP/s", flops_per_s / 1e12);
+  if (flops_per_s >= 1e9) return absl::StrFormat("%.1f GFLOP/s", flops_per_s / 1e9);
+  return absl::StrFormat("%.1f MFLOP/s", flops_per_s / 1e6);
+}
+
+int CmdClusters(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
+  if (!json_name.ok()) return Fail(err, json_name.status());
+  if (!json_name->empty()) {
+    absl::StatusOr<cairn::v1::HardwareProfile> hw = planner::LookupHardware(*json_name);
+    if (!hw.ok()) return Fail(err, hw.status());
+    absl::StatusOr<std::string> json = planner::ProtoToJson(*hw);
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+    return 0;
+  }
   for (const std::string& name : planner::ClusterNames()) {
     auto hw = planner::LookupHardware(name);
     if (!hw.ok()) continue;
-    out << absl::StrFormat("%-14s %d x %s, %s per device, %.0f TFLOP/s peak; %s\n", name,
+    out << absl::StrFormat("%-14s %d x %s, %s per device, %s peak; %s\n", name,
                            hw->devices_per_node(), hw->fingerprint().device_model(),
                            FormatBytes(hw->device().memory_bytes()),
-                           hw->device().peak_flops_per_s() / 1e12, hw->fingerprint().topology());
+                           FormatFlopRate(hw->device().peak_flops_per_s()),
+                           hw->fingerprint().topology());
   }
+  out << "(cairn clusters --json NAME: one entry as a starting file for --hardware-profile "
+         "FILE.json)\n";
   return 0;
 }
 
@@ -385,8 +426,9 @@ Commands:
                    --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
-  cairn models    list the built-in models
-  cairn clusters  list the built-in clusters
+  cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
+  cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
+                  FILE.json)
   cairn help      this text (`cairn COMMAND --help`: one command's)
   cairn --version the version and build kind (opt, fastbuild or debug)
 
@@ -502,8 +544,8 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "plan") return CmdPlan(rest, out, err);
   if (argv[0] == "evaluate") return CmdEvaluate(rest, out, err);
-  if (argv[0] == "models") return CmdModels(out);
-  if (argv[0] == "clusters") return CmdClusters(out);
+  if (argv[0] == "models") return CmdModels(rest, out, err);
+  if (argv[0] == "clusters") return CmdClusters(rest, out, err);
   err << "cairn: unknown command '" << argv[0] << "'\n" << Usage();
   return 2;
 }
