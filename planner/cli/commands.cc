@@ -24,6 +24,7 @@
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
 #include "common/args.h"
+#include "planner/cli/export.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/remote.h"
 #include "planner/cli/render.h"
@@ -110,68 +111,8 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
     return 0;
   }
   if (format == "galvatron" || format == "megatron") {
-    // The best plan the other framework can express: the search's plans first, then the uniform
-    // baselines, fastest first.
-    auto convert = [&](const PlanSpec& p) -> absl::StatusOr<std::string> {
-      if (format == "megatron") return planner::MegatronFlags(pb, p);
-      return planner::ExportGalvatronStrategy(p, pb.model, pb.hardware.num_devices());
-    };
-    struct Candidate {
-      double per_sample_s;
-      PlanSpec plan;
-      std::string label;
-    };
-    std::vector<Candidate> candidates;
-    for (size_t i = 0; i < r->plans.size(); ++i) {
-      candidates.push_back({r->evaluations[i].step_time_s / r->plans[i].global_batch, r->plans[i],
-                            i == 0 ? "the best plan" : "search plan"});
-    }
-    for (const auto& b : r->baselines) {
-      if (!b.feasible) continue;
-      candidates.push_back({b.evaluation.step_time_s / b.plan.global_batch, b.plan,
-                            b.family + " (" + b.description + ")"});
-    }
-    if (format == "megatron") {
-      // Megatron-LM wants equal middle stages; a plan split otherwise also comes re-split that
-      // way (the fastest such split that fits), scored again.
-      const size_t n = candidates.size();
-      for (size_t i = 0; i < n; ++i) {
-        if (planner::MegatronFlags(pb, candidates[i].plan).ok()) continue;
-        Evaluation e;
-        absl::StatusOr<PlanSpec> q = planner::MegatronStageSplit(pb, candidates[i].plan, &e);
-        if (!q.ok()) continue;
-        candidates.push_back({e.step_time_s / q->global_batch, *q,
-                              candidates[i].label + " with stages re-split for Megatron-LM"});
-      }
-    }
-    std::stable_sort(candidates.begin(), candidates.end(),
-                     [](const Candidate& x, const Candidate& y) {
-                       return x.per_sample_s < y.per_sample_s;
-                     });
-    absl::Status first_error;
-    for (const Candidate& c : candidates) {
-      absl::StatusOr<std::string> text = convert(c.plan);
-      if (!text.ok()) {
-        if (first_error.ok()) first_error = text.status();
-        continue;
-      }
-      if (c.label != "the best plan") {
-        err << "cairn: the best plan is not expressible in " << format << " ("
-            << first_error.message() << "); printing " << c.label << ", "
-            << FormatSeconds(c.per_sample_s * c.plan.global_batch) << " per step vs "
-            << FormatSeconds(be.step_time_s) << "\n";
-      }
-      out << *text << "\n";
-      return 0;
-    }
-    err << "cairn: no plan that fits is expressible in " << format << ": "
-        << first_error.message() << "\n";
-    for (const auto& b : r->baselines) {
-      if (!b.feasible && format == "megatron" && absl::StartsWith(b.family, "megatron")) {
-        err << "  " << b.family << " baseline: " << b.reason << "\n";
-      }
-    }
-    return 1;
+    return PrintExport(pb, planner::ToSearchResponse(pb, *r, prov), format,
+                       /*allow_resplit=*/true, out, err);
   }
   RenderSearchResponse(planner::ToSearchResponse(pb, *r, prov), a.Has("explain"), out);
   if (a.Has("output")) out << "Plan written to " << a.Get("output") << "\n";

@@ -14,6 +14,7 @@
 #include "planner/catalog/json_io.h"
 #include "common/args.h"
 #include "planner/catalog/clusters.h"
+#include "planner/cli/export.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/profile_diff.h"
 #include "planner/cli/render.h"
@@ -139,7 +140,7 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
                std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "profile"});
+  valued.insert({"top", "output", "profile", "format"});
   if (absl::Status s = a.Parse(argv, valued, {"explain", "json", "no-recompute", "uniform-layers",
                                               "quiet", "no-cache"});
       !s.ok()) {
@@ -147,6 +148,12 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   }
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
+  // The same output forms as the local search (--json is --format json).
+  const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
+    return Fail(err, absl::InvalidArgumentError(
+                         "--format must be text, json, megatron or galvatron"));
+  }
   cairn::v1::PlanRequest req;
   *req.mutable_search() = loaded->request;
   req.set_no_cache(a.Has("no-cache"));
@@ -183,9 +190,20 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
     f << *json;
     if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
   }
-  if (a.Has("json")) {
-    out << Json(response) << "\n";
+  if (format == "json") {
+    // The best Plan, exactly as the local `cairn plan --json` prints it; the daemon's plan id (for
+    // `jobs submit --plan ID`, `plans show`) goes to stderr.
+    absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+    err << "cairn: plan id " << response.plan_id()
+        << (response.cached() ? " (from the plan cache)" : "") << "\n";
     return 0;
+  }
+  if (format == "megatron" || format == "galvatron") {
+    // Re-splitting scores plans with the local cost model: only when it has the daemon's hardware
+    // (not for a stored --profile).
+    return PrintExport(loaded->problem, r, format, /*allow_resplit=*/!a.Has("profile"), out, err);
   }
   RenderSearchResponse(r, a.Has("explain"), out);
   out << "Plan id " << response.plan_id() << (response.cached() ? " (from the plan cache)" : "")

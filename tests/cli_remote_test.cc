@@ -1,0 +1,96 @@
+// `cairn --planner HOST:PORT plan` takes the same flags and prints the same output forms as the
+// local `cairn plan` (docs/cli.md): --format megatron/galvatron and --json, against a real daemon.
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "planner/cli/commands.h"
+#include "planner/plan/plan_convert.h"
+#include "tests/planner_test_util.h"
+
+namespace cairn::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CliRun {
+  int status;
+  std::string out, err;
+};
+
+CliRun Cairn(const std::vector<std::string>& argv) {
+  std::ostringstream out, err;
+  const int status = cli::RunCommand(argv, out, err);
+  return {status, out.str(), err.str()};
+}
+
+class CliRemoteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = StartPlanner(TestOptions(), TempDb("cli_remote"));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+  // The same command locally and through the daemon.
+  std::pair<CliRun, CliRun> Both(const std::vector<std::string>& plan_args) {
+    std::vector<std::string> local = {"plan"};
+    local.insert(local.end(), plan_args.begin(), plan_args.end());
+    std::vector<std::string> remote = {"--planner", absl::StrCat("127.0.0.1:", server_->port())};
+    remote.insert(remote.end(), local.begin(), local.end());
+    return {Cairn(local), Cairn(remote)};
+  }
+  std::unique_ptr<planner::Server> server_;
+};
+
+const std::vector<std::string> kProblem = {"--model", "gpt2-355m", "--cluster", "h100-sxm",
+                                           "--nodes", "1", "--global-batch", "64", "--seq-len",
+                                           "1024", "--quiet"};
+
+TEST_F(CliRemoteTest, MegatronAndGalvatronFormatsMatchTheLocalOnes) {
+  for (const char* format : {"megatron", "galvatron"}) {
+    std::vector<std::string> args = kProblem;
+    args.insert(args.end(), {"--format", format});
+    auto [local, remote] = Both(args);
+    ASSERT_EQ(local.status, 0) << local.err;
+    ASSERT_EQ(remote.status, 0) << format << ": " << remote.err;
+    EXPECT_EQ(remote.out, local.out) << format;
+  }
+  // The uneven-stage re-split works through the daemon as well (restricted to pp=16 of 24 blocks).
+  std::vector<std::string> args = {"--model", "gpt2-355m", "--cluster", "h100-sxm", "--nodes", "2",
+                                   "--global-batch", "64", "--seq-len", "1024", "--quiet", "--pp",
+                                   "16", "--dp-modes", "ddp,zero1", "--uniform-layers", "--format",
+                                   "megatron"};
+  auto [local, remote] = Both(args);
+  ASSERT_EQ(local.status, 0) << local.err;
+  ASSERT_EQ(remote.status, 0) << remote.err;
+  EXPECT_THAT(remote.out, HasSubstr("--pipeline-model-parallel-size 16"));
+  EXPECT_EQ(remote.out, local.out);
+}
+
+TEST_F(CliRemoteTest, JsonIsTheSamePlanEitherWay) {
+  std::vector<std::string> args = kProblem;
+  args.push_back("--json");
+  auto [local, remote] = Both(args);
+  ASSERT_EQ(local.status, 0) << local.err;
+  ASSERT_EQ(remote.status, 0) << remote.err;
+  auto l = planner::PlanFromJson(local.out), r = planner::PlanFromJson(remote.out);
+  ASSERT_TRUE(l.ok()) << l.status();
+  ASSERT_TRUE(r.ok()) << r.status() << "\n" << remote.out;
+  EXPECT_DOUBLE_EQ(r->prediction().step_time_s(), l->prediction().step_time_s());
+  EXPECT_EQ(r->layers_size(), l->layers_size());
+  EXPECT_THAT(remote.err, HasSubstr("plan id "));
+}
+
+TEST_F(CliRemoteTest, UnknownFormatIsBadInput) {
+  std::vector<std::string> args = kProblem;
+  args.insert(args.end(), {"--format", "deepspeed"});
+  auto [local, remote] = Both(args);
+  EXPECT_EQ(local.status, 2);
+  EXPECT_EQ(remote.status, 2);
+}
+
+}  // namespace
+}  // namespace cairn::testing
