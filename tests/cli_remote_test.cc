@@ -1,5 +1,6 @@
 // `cairn --planner HOST:PORT plan` takes the same flags and prints the same output forms as the
 // local `cairn plan` (docs/cli.md): --format megatron/galvatron and --json, against a real daemon.
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -82,6 +83,49 @@ TEST_F(CliRemoteTest, JsonIsTheSamePlanEitherWay) {
   EXPECT_DOUBLE_EQ(r->prediction().step_time_s(), l->prediction().step_time_s());
   EXPECT_EQ(r->layers_size(), l->layers_size());
   EXPECT_THAT(remote.err, HasSubstr("plan id "));
+}
+
+TEST_F(CliRemoteTest, PlansShowTakesFormatAndOutput) {
+  std::vector<std::string> args = kProblem;
+  args.push_back("--json");
+  auto [local_json, remote_json] = Both(args);
+  ASSERT_EQ(remote_json.status, 0) << remote_json.err;
+  const size_t at = remote_json.err.find("plan id ");
+  ASSERT_NE(at, std::string::npos) << remote_json.err;
+  const std::string id =
+      remote_json.err.substr(at + 8, remote_json.err.find_first_of(" \n", at + 8) - at - 8);
+  const std::vector<std::string> show = {"--planner", absl::StrCat("127.0.0.1:", server_->port()),
+                                         "plans", "show", "--id", id};
+  // --format megatron: the problem comes from the stored plan; the same line as `plan --format`.
+  // The CLI sent the cluster's hardware in the request, which the plan cannot name as a built-in
+  // cluster: it must be said again (and is checked against nothing else in the plan).
+  std::vector<std::string> megatron = show;
+  megatron.insert(megatron.end(), {"--format", "megatron"});
+  CliRun m = Cairn(megatron);
+  EXPECT_EQ(m.status, 2);
+  EXPECT_THAT(m.err, HasSubstr("--cluster"));
+  megatron.insert(megatron.end(), {"--cluster", "h100-sxm"});
+  m = Cairn(megatron);
+  ASSERT_EQ(m.status, 0) << m.err;
+  std::vector<std::string> local = {"plan"};
+  local.insert(local.end(), kProblem.begin(), kProblem.end());
+  local.insert(local.end(), {"--format", "megatron"});
+  EXPECT_EQ(m.out, Cairn(local).out);
+  // --format json: the best Plan; --output writes it too.
+  const std::string path = WriteTempFile("shown_plan.json", "");
+  std::vector<std::string> json = show;
+  json.insert(json.end(), {"--format", "json", "--output", path});
+  CliRun j = Cairn(json);
+  ASSERT_EQ(j.status, 0) << j.err;
+  auto plan = planner::PlanFromJson(j.out);
+  ASSERT_TRUE(plan.ok()) << plan.status() << "\n" << j.out;
+  std::ifstream f(path);
+  std::stringstream written;
+  written << f.rdbuf();
+  EXPECT_EQ(written.str() + "\n", j.out);
+  std::vector<std::string> bad = show;
+  bad.insert(bad.end(), {"--format", "toml"});
+  EXPECT_EQ(Cairn(bad).status, 2);
 }
 
 TEST_F(CliRemoteTest, UnknownFormatIsBadInput) {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -381,11 +382,15 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
   Args a;
   if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
                                                          argv.end()),
-                               {"id", "model"}, {"json", "explain"});
+                               {"id", "model", "format", "output", "cluster", "hardware-profile"},
+                               {"json", "explain"});
       !s.ok()) {
     return Fail(err, s);
   }
   auto ctx = c.Context();
+  if (verb == "list" && (a.Has("format") || a.Has("output"))) {
+    return Fail(err, absl::InvalidArgumentError("--format and --output are for `plans show`"));
+  }
   if (verb == "list") {
     cairn::v1::ListPlansRequest req;
     req.set_page_size(1000);
@@ -409,14 +414,56 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
     if (auto s = c.Check(c.planner_->GetPlan(ctx.get(), req, &resp)); !s.ok()) {
       return Fail(err, s);
     }
+    const cairn::v1::SearchResponse& r = resp.result();
+    const std::string format = a.Get("format", "text");
+    if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
+      return Fail(err, absl::InvalidArgumentError(
+                           "--format must be text, json, megatron or galvatron"));
+    }
+    if ((a.Has("output") || format != "text") && r.plans_size() == 0) {
+      err << "cairn: plan " << req.plan_id() << " has no plan: " << r.infeasible_reason() << "\n";
+      return 1;
+    }
+    if (a.Has("output")) {
+      absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+      if (!json.ok()) return Fail(err, json.status());
+      std::ofstream f(a.Get("output"));
+      f << *json;
+      if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+    }
     if (a.Has("json")) {
-      out << Json(resp) << "\n";
+      out << Json(resp) << "\n";  // the stored PlanResponse, id and all
+    } else if (format == "json") {
+      absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+      if (!json.ok()) return Fail(err, json.status());
+      out << *json << "\n";
+    } else if (format == "megatron" || format == "galvatron") {
+      // The problem the plan was made for, from the plan itself (model, cluster, shape, batch,
+      // sequence); --model/--cluster/--hardware-profile only where the plan cannot name them.
+      Args problem_args;
+      for (const char* flag : {"model", "cluster", "hardware-profile"}) {
+        if (a.Has(flag)) problem_args.Set(flag, a.Get(flag));
+      }
+      if (absl::Status s = TakeProblemFromPlan(r.plans(0), "plan " + req.plan_id(), &problem_args);
+          !s.ok()) {
+        return Fail(err, s);
+      }
+      absl::StatusOr<Loaded> loaded = LoadProblem(problem_args);
+      if (!loaded.ok()) return Fail(err, loaded.status());
+      const bool built_in =
+          absl::EndsWith(r.plans(0).provenance().hardware_profile(), " (built-in default)");
+      return PrintExport(loaded->problem, r, format, /*allow_resplit=*/built_in, out, err);
     } else {
-      RenderSearchResponse(resp.result(), a.Has("explain"), out);
+      RenderSearchResponse(r, a.Has("explain"), out);
+    }
+    if (a.Has("output") && format == "text" && !a.Has("json")) {
+      out << "Plan written to " << a.Get("output") << "\n";
     }
     return 0;
   }
-  return Fail(err, absl::InvalidArgumentError("usage: cairn plans list [--model M] | show --id ID"));
+  return Fail(err, absl::InvalidArgumentError(
+                       "usage: cairn plans list [--model M] | show --id ID [--format "
+                       "text|json|megatron|galvatron] [--output FILE] [--explain] [--json]"));
 }
 
 int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
