@@ -172,6 +172,28 @@ TEST(CliTest, EvaluatesAUniformConfigurationFromFlags) {
   EXPECT_THAT(r.out, HasSubstr("stage 1"));
 }
 
+TEST(CliTest, EvaluateTakesMegatronsMicroBatchSize) {
+  // 16 devices, tp=4 pp=2: dp=2; batch 128 at 4 samples per device = 16 micro-batches of 8.
+  CliRun r = Cairn({"evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes", "2",
+                    "--global-batch", "128", "--seq-len", "4096", "--tp", "4", "--pp", "2",
+                    "--micro-batch-size", "4", "--recompute"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("16 micro-batches of 8 samples (micro-batch size 4 per device)"));
+  // The same as --micro-batches 16; a contradiction or an impossible size is bad input.
+  CliRun same = Cairn({"evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes",
+                       "2", "--global-batch", "128", "--seq-len", "4096", "--tp", "4", "--pp", "2",
+                       "--micro-batches", "16", "--recompute"});
+  EXPECT_EQ(same.out, r.out);
+  r = Cairn({"evaluate", "--model", "llama2-13b", "--nodes", "2", "--global-batch", "128", "--tp",
+             "4", "--pp", "2", "--micro-batch-size", "4", "--micro-batches", "8"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("contradicts --micro-batch-size 4"));
+  r = Cairn({"evaluate", "--model", "llama2-13b", "--nodes", "2", "--global-batch", "128", "--tp",
+             "4", "--pp", "2", "--micro-batch-size", "3"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("does not divide global batch 128 over 2 data-parallel ranks"));
+}
+
 TEST(CliTest, MegatronFormat) {
   CliRun r = Cairn({"plan", "--model", "llama2-7b", "--cluster", "h100-sxm", "--nodes", "1",
                  "--global-batch", "64", "--seq-len", "2048", "--quiet", "--format", "megatron"});

@@ -122,7 +122,8 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
 int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top"});
+  valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
+                 "micro-batch-size"});
   if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
                                               "uniform-layers", "quiet"});
       !s.ok()) {
@@ -174,7 +175,29 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     eh.recompute = false;
     const int p = pp->empty() ? 1 : pp->front();
     const int batch = pb.global_batch_sizes.front();
-    const int m = ms->empty() ? std::max(1, p) : ms->front();
+    int m = ms->empty() ? std::max(1, p) : ms->front();
+    if (a.Has("micro-batch-size")) {
+      // Megatron's --micro-batch-size: samples per device per micro-batch, so
+      // m = batch / (dp x size) with dp = devices / (pp x tp).
+      absl::StatusOr<int> mbs = a.GetInt("micro-batch-size", 1);
+      if (!mbs.ok()) return Fail(err, mbs.status());
+      const int n = pb.hardware.num_devices();
+      const int dp = p > 0 && s.tp > 0 ? n / p / s.tp : 0;
+      if (*mbs < 1 || dp < 1 || batch % (dp * *mbs) != 0) {
+        return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                             "--micro-batch-size ", a.Get("micro-batch-size"),
+                             " does not divide global batch ", batch, " over ", std::max(dp, 0),
+                             " data-parallel ranks (", n, " devices / pp ", p, " / tp ", s.tp,
+                             ")")));
+      }
+      const int from_size = batch / (dp * *mbs);
+      if (!ms->empty() && ms->front() != from_size) {
+        return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                             "--micro-batches ", ms->front(), " contradicts --micro-batch-size ",
+                             *mbs, " (which means ", from_size, " micro-batches)")));
+      }
+      m = from_size;
+    }
     if (!planner::MakeUniformPlan(pb, batch, p, m, *sched, s, eh, &plan)) {
       return Fail(err, absl::InvalidArgumentError(absl::StrCat(
                            "pp=", p, " micro-batches=", m, " is not a valid shape for ",
@@ -312,7 +335,8 @@ Commands:
                   [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
                   [--dtype bf16|fp32] [--threads N] [--memory-quantum-mb Q] [--quiet]
   cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
-                   --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
+                   --tp T --pp P (--micro-batches M | --micro-batch-size PER_DEVICE)
+                   [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
   cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
