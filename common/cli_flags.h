@@ -23,8 +23,8 @@ namespace cairn {
 // --help/-h/--helpfull/--helpshort: prints the usage message and the program's flags (name, help,
 // default) to stdout, exits 0; --version: prints VersionLine(program), exits 0; an unknown flag or a
 // bad value: says which on stderr, exits 2. Otherwise calls absl::ParseCommandLine and returns the
-// positional arguments (argv[0] first). Flags inside --flagfile files are checked by Abseil only
-// (exit 1 on a mistake there).
+// positional arguments (argv[0] first). --flagfile=FILE[,FILE] is expanded here, in place: one flag
+// per line, '#' comments, dashed names, the same checks and exit status (an unreadable file: 2).
 std::vector<char*> ParseFlagsOrExit(const std::string& program, int argc, char** argv);
 
 // The flag listing --help prints: for each source file outside Abseil, "Flags from FILE:" then

@@ -109,5 +109,32 @@ TEST(CommandLinesTest, FlagTyposExitTwo) {
   EXPECT_THAT(r.output, HasSubstr("--log-level must be"));
 }
 
+TEST(CommandLinesTest, FlagfilesTakeDashedNamesAndTheirTyposExitTwo) {
+  // The shipped configuration parses (dashed names); the typo after it is what fails.
+  Result r = RunBinary("agent/cairn-agent",
+                       absl::StrCat("--flagfile=", RunfilePath("deploy/systemd/cairn-agent.conf"),
+                                    " --frobnicate=1"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown flag --frobnicate"));
+  EXPECT_THAT(r.output, Not(HasSubstr("token-file")));
+  // A typo inside a file, a bad value inside a file, a missing file: exit 2, naming the flag.
+  r = RunBinary("agent/cairn-agent",
+                "--flagfile=" + WriteTempFile("typo.conf", "# config\n--planner=h:1\n--cpu-slot=4\n"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown flag --cpu-slot"));
+  r = RunBinary("planner/server/cairn-planner",
+                "--flagfile=" + WriteTempFile("bad.conf", "--search-workers=lots\n"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--search-workers"));
+  r = RunBinary("planner/server/cairn-planner", "--flagfile=/nonexistent/planner.conf");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("cannot be read"));
+  // Values from a file are applied: --log-level from the file reaches the daemon's own check.
+  r = RunBinary("planner/server/cairn-planner",
+                "--flagfile=" + WriteTempFile("level.conf", "--log-level=loud\n"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--log-level must be"));
+}
+
 }  // namespace
 }  // namespace cairn::testing
