@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -138,6 +139,7 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   int timed = 0;
   int64_t peak = 0;
   const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  const auto loop_start = std::chrono::steady_clock::now();
   for (int64_t step = start; step < last; ++step) {
     if (rank == o.fault_rank && step == o.fault_step) {
       std::fprintf(stderr, "cairn-train: rank %d: injected failure at step %lld\n", rank,
@@ -162,14 +164,21 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
               ? ""
               : absl::StrFormat(" (compute %s, comm %s)", FormatSeconds(r.compute_s),
                                 FormatSeconds(r.comm_s));
+      // Elapsed wall time of this run's steps, and the steps left at the mean step time so far
+      // (the warm-up step alone until there is a second).
+      const double elapsed_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+      const double per_step_s = timed > 0 ? time_sum / timed : r.step_time_s;
+      const double eta_s = per_step_s * static_cast<double>(last - step - 1);
       std::printf(
           "step %5lld/%d | loss %.4f | %s%s | %s tokens/s%s | peak %s | "
-          "lr %.2e | norm %.3f\n",
+          "lr %.2e | norm %.3f | elapsed %s | ETA %s\n",
           static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
           split.c_str(),
           FormatCount(tokens / r.step_time_s).c_str(),
           mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
-          FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm);
+          FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm,
+          FormatSeconds(elapsed_s).c_str(), FormatSeconds(eta_s).c_str());
       std::fflush(stdout);
     }
     if (metrics) {

@@ -207,6 +207,22 @@ TEST_F(TrainTest, DeadWorkerFailsTheRunFast) {
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("step     5/5")));
 }
 
+TEST_F(TrainTest, StepLinesSayElapsedAndEta) {
+  const Result r = Sh(Train("--nproc 1 --steps 3 --plan " + PlanFile("one", 1, "\"tp_degree\": 1")));
+  ASSERT_EQ(r.status, 0) << r.output;
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(r.output, '\n')) {
+    if (line.substr(0, 5) != "step ") continue;
+    ++lines;
+    EXPECT_THAT(std::string(line), HasSubstr("| elapsed ")) << line;
+    EXPECT_THAT(std::string(line), HasSubstr("| ETA ")) << line;
+  }
+  EXPECT_EQ(lines, 3) << r.output;
+  // Nothing left after the last step.
+  EXPECT_THAT(r.output, HasSubstr("step     3/3"));
+  EXPECT_THAT(r.output.substr(r.output.find("step     3/3")), HasSubstr("| ETA 0"));
+}
+
 TEST_F(TrainTest, FaultInjectionExistsOnlyInTheTestingBuild) {
   const Result r = Sh("CAIRN_FAULT_EXIT=0:0 " + Train("--nproc 1 --steps 1"));
   EXPECT_EQ(r.status, 0) << r.output;
