@@ -7,9 +7,11 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
 #include "common/args.h"
 #include "planner/cli/commands.h"
 #include "planner/cli/problem_flags.h"
+#include "planner/cli/render.h"
 #include "planner/search/search.h"
 #include "planner/plan/plan_convert.h"
 
@@ -192,6 +194,25 @@ TEST(CliTest, EvaluateTakesMegatronsMicroBatchSize) {
              "4", "--pp", "2", "--micro-batch-size", "3"});
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("does not divide global batch 128 over 2 data-parallel ranks"));
+}
+
+TEST(CliTest, SearchProgressIsOneLineOnATerminalAndPlainLinesOtherwise) {
+  std::ostringstream tty, log;
+  for (int done : {1, 2, 3}) {
+    cli::PrintProgress(tty, true, absl::StrCat("searching: ", done, "/3"), done == 3);
+    cli::PrintProgress(log, false, absl::StrCat("searching: ", done, "/3"), done == 3);
+  }
+  EXPECT_EQ(tty.str(),
+            "\rsearching: 1/3\033[K\rsearching: 2/3\033[K\rsearching: 3/3\033[K\n");
+  EXPECT_EQ(log.str(), "searching: 1/3\nsearching: 2/3\nsearching: 3/3\n");
+  // Not a terminal: a string stream, whatever stderr is.
+  EXPECT_FALSE(cli::IsTerminal(log));
+  // A real search reports in plain lines here (the stream is not a terminal).
+  CliRun r = Cairn({"plan", "--model", "gpt2-124m", "--cluster", "h100-sxm", "--nodes", "1",
+                    "--global-batch", "64", "--seq-len", "1024"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("searching: "));
+  EXPECT_THAT(r.err, Not(HasSubstr("\r")));
 }
 
 TEST(CliTest, MegatronFormat) {

@@ -78,13 +78,17 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   std::mutex mu;
   auto last = std::chrono::steady_clock::now();
   const bool show_progress = !a.Has("quiet");
+  const bool tty = IsTerminal(err);
   if (show_progress) {
     opt.progress = [&](int64_t done, int64_t total) {
       std::lock_guard<std::mutex> lock(mu);
       const auto now = std::chrono::steady_clock::now();
       if (done != total && now - last < std::chrono::milliseconds(500)) return;
       last = now;
-      err << "searching: " << done << "/" << total << " (batch, pp, micro-batch) combinations\n";
+      PrintProgress(err, tty,
+                    absl::StrCat("searching: ", done, "/", total,
+                                 " (batch, pp, micro-batch) combinations"),
+                    done == total);
     };
   }
   absl::StatusOr<planner::SearchResult> r = planner::Search(pb, opt);

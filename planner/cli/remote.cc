@@ -168,15 +168,23 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   cairn::v1::PlanProgress progress;
   cairn::v1::PlanResponse response;
   bool done = false;
+  const bool tty = IsTerminal(err);
+  bool open_line = false;
   while (reader->Read(&progress)) {
     if (progress.has_response()) {
       response = progress.response();
       done = true;
     } else if (!a.Has("quiet")) {
-      err << "searching on " << c.connection_.address << ": " << progress.combinations_done()
-          << "/" << progress.combinations_total() << " combinations\n";
+      const bool last = progress.combinations_done() == progress.combinations_total();
+      PrintProgress(err, tty,
+                    absl::StrCat("searching on ", c.connection_.address, ": ",
+                                 progress.combinations_done(), "/",
+                                 progress.combinations_total(), " combinations"),
+                    last);
+      open_line = tty && !last;
     }
   }
+  if (open_line) err << "\n";  // the terminal's progress line ended without its final report
   if (absl::Status s = c.Check(reader->Finish()); !s.ok()) return Fail(err, s);
   if (!done) return Fail(err, absl::InternalError("the planner closed the stream without a result"));
   const cairn::v1::SearchResponse& r = response.result();

@@ -1,6 +1,9 @@
 #include "planner/cli/render.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <iostream>
 
 #include "absl/strings/str_format.h"
 #include "common/units.h"
@@ -141,5 +144,15 @@ void RenderSearchResponse(const cairn::v1::SearchResponse& r, bool explain, std:
                          static_cast<int>(r.candidates_evaluated()), prov.model_profile());
   if (explain && !r.explanation().empty()) out << "\n" << r.explanation();
 }
+
+void PrintProgress(std::ostream& err, bool tty, const std::string& text, bool last) {
+  if (tty) {
+    err << "\r" << text << "\033[K" << (last ? "\n" : "") << std::flush;
+  } else {
+    err << text << "\n";
+  }
+}
+
+bool IsTerminal(const std::ostream& err) { return &err == &std::cerr && isatty(2) == 1; }
 
 }  // namespace cairn::cli
