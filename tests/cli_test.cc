@@ -324,6 +324,9 @@ TEST(CliTest, MegatronStageSplitKeepsMiddleStagesEqual) {
   absl::StatusOr<std::string> flags = planner::MegatronFlags(l->problem, *q);
   ASSERT_TRUE(flags.ok()) << flags.status();
   EXPECT_THAT(*flags, HasSubstr("--decoder-first-pipeline-num-layers"));
+  // GPipe plans are not re-split (Megatron cannot run them however they are split).
+  plan.schedule = planner::Schedule::kGPipe;
+  EXPECT_FALSE(planner::MegatronStageSplit(l->problem, plan, &e).ok());
 }
 
 TEST(CliTest, GalvatronStrategyExportImport) {

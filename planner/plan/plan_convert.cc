@@ -242,6 +242,11 @@ absl::StatusOr<PlanSpec> MegatronStageSplit(const SearchProblem& problem, const 
   const int L = problem.model.num_layers;
   const int p = plan.pipeline_degree();
   if (p < 2) return absl::NotFoundError("one stage: nothing to re-split");
+  // Megatron runs 1F1B (GPipe is not expressible at all); an interleaved plan's stage_layers are
+  // model chunks, which this split does not know how to keep equal.
+  if (plan.schedule != Schedule::k1F1B) {
+    return absl::NotFoundError("only 1F1B plans are re-split for Megatron-LM");
+  }
   for (int i = 2; i <= L; ++i) {
     if (plan.layers[i] != plan.layers[1]) {
       return absl::NotFoundError("the plan mixes strategies over its blocks");

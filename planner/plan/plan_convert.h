@@ -65,7 +65,7 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
 // equal middle stages, the remainder on the first and last (--decoder-first/last-pipeline-num-
 // layers); of those splits, the one the cost model scores fastest among those that fit. Only the
 // stage split changes. `evaluation` receives its score. NotFound when the plan mixes strategies
-// over its blocks, has one stage, or no such split fits.
+// over its blocks, has one stage, is not 1F1B, or no such split fits.
 absl::StatusOr<PlanSpec> MegatronStageSplit(const SearchProblem& problem, const PlanSpec& plan,
                                             Evaluation* evaluation);
 
