@@ -4,6 +4,8 @@
 #   make build   bazel build //...
 #   make test    bazel test //... and a final `N passed, N failed` line (tools/run_tests.sh)
 #   make demo    build the `cairn` CLI in opt mode and plan Llama-2 7B on 4 nodes of H100 SXM
+#   make demo-cluster  the agent loop on this machine: planner, 2 agents (probes, profiles), a job
+#                planned on their measured profile and trained on 4 CPU workers (tools/demo_cluster.sh)
 #   make bench   run the strategy-search benchmark (opt mode)
 #   make gpu-stage  build the GPU tests and cairn-train in opt mode and stage them into .device
 #   make test-gpu   on a GPU machine: the GPU checks from .device, then `N passed, N failed`
@@ -33,7 +35,7 @@ ASAN_TARGETS ?= //planner/... -//planner/search:search_test //runtime/data/... /
 FUZZ_SECONDS ?= 15
 
 .DEFAULT_GOAL := build
-.PHONY: deps build test demo bench clean gpu-stage test-gpu asan fuzz
+.PHONY: deps build test demo demo-cluster bench clean gpu-stage test-gpu asan fuzz
 
 deps:
 	tools/install_deps.sh
@@ -47,6 +49,9 @@ test: deps
 demo: deps
 	$(BAZEL) build -c opt //planner/cli:cairn
 	bazel-bin/planner/cli/cairn $(DEMO_ARGS)
+
+demo-cluster: deps
+	BAZEL="$(BAZEL)" BAZEL_FLAGS="$(CUDA_FLAGS)" tools/demo_cluster.sh $(DEMO_CLUSTER_ARGS)
 
 bench: deps
 	$(BAZEL) run -c opt //planner/search:search_bench

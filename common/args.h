@@ -24,6 +24,8 @@ class Args {
   absl::Status Parse(const std::vector<std::string>& argv, const std::set<std::string>& valued,
                      const std::set<std::string>& booleans);
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  // Sets a flag as if it had been given (e.g. a value taken from a plan file).
+  void Set(const std::string& name, const std::string& value) { values_[name] = value; }
   std::string Get(const std::string& name, const std::string& fallback = "") const;
   absl::StatusOr<int> GetInt(const std::string& name, int fallback) const;
   absl::StatusOr<double> GetDouble(const std::string& name, double fallback) const;

@@ -7,13 +7,19 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
+#include "common/args.h"
 #include "planner/cli/commands.h"
+#include "planner/cli/problem_flags.h"
+#include "planner/cli/render.h"
+#include "planner/search/search.h"
 #include "planner/plan/plan_convert.h"
 
 namespace cairn {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct CliRun {
   int status;
@@ -43,6 +49,44 @@ TEST(CliTest, ListsModelsAndClusters) {
   for (const char* name : {"h100-sxm", "h200-sxm", "a100-80g-sxm", "cpu"}) {
     EXPECT_THAT(r.out, HasSubstr(name));
   }
+}
+
+TEST(CliTest, CatalogEntriesAsJsonAreUsableAsInputFiles) {
+  CliRun m = Cairn({"models", "--json", "llama3-8b"});
+  ASSERT_EQ(m.status, 0) << m.err;
+  EXPECT_THAT(m.out, HasSubstr("\"num_layers\": 32"));
+  CliRun c = Cairn({"clusters", "--json", "a100-80g-sxm"});
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_THAT(c.out, HasSubstr("\"devices_per_node\": 8"));
+  const std::string model = TempPath("model_entry.json"), hw = TempPath("cluster_entry.json");
+  std::ofstream(model) << m.out;
+  std::ofstream(hw) << c.out;
+  // The files give the same plan as the names.
+  const std::vector<std::string> rest = {"--nodes", "1", "--global-batch", "32", "--seq-len",
+                                         "2048", "--quiet", "--json"};
+  std::vector<std::string> by_name = {"plan", "--model", "llama3-8b", "--cluster", "a100-80g-sxm"};
+  std::vector<std::string> by_file = {"plan", "--model", model, "--hardware-profile", hw};
+  by_name.insert(by_name.end(), rest.begin(), rest.end());
+  by_file.insert(by_file.end(), rest.begin(), rest.end());
+  CliRun a = Cairn(by_name), b = Cairn(by_file);
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  auto pa = planner::PlanFromJson(a.out), pb = planner::PlanFromJson(b.out);
+  ASSERT_TRUE(pa.ok() && pb.ok());
+  EXPECT_DOUBLE_EQ(pa->prediction().step_time_s(), pb->prediction().step_time_s());
+  // Unknown names list the valid ones; stray arguments are errors.
+  CliRun bad = Cairn({"clusters", "--json", "tpu-v9"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_THAT(bad.err, HasSubstr("h100-sxm"));
+  EXPECT_EQ(Cairn({"models", "--frobnicate"}).status, 2);
+}
+
+TEST(CliTest, ClustersShowEveryPeakInAUnitThatIsNotZero) {
+  CliRun r = Cairn({"clusters"});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, Not(HasSubstr(" 0 TFLOP/s")));
+  EXPECT_THAT(r.out, HasSubstr("59.2 GFLOP/s peak"));  // cpu: half a Zen 4 core, fp32
+  EXPECT_THAT(r.out, HasSubstr("989 TFLOP/s peak"));   // h100-sxm, dense bf16
 }
 
 TEST(CliTest, PlansAndReportsEverythingAUserNeeds) {
@@ -78,6 +122,49 @@ TEST(CliTest, JsonPlanRoundTripsThroughEvaluate) {
   EXPECT_DOUBLE_EQ(again->prediction().step_time_s(), plan->prediction().step_time_s());
 }
 
+TEST(CliTest, EvaluateTakesTheProblemFromThePlanFile) {
+  // A plan made for 2 nodes, batch 96, sequence 2048 (not the defaults: 1 node, sequence 1024 for
+  // gpt2-355m, h100-sxm).
+  const std::string path = TempPath("plan_problem.json");
+  CliRun r = Cairn({"plan", "--model", "gpt2-355m", "--cluster", "a100-80g-sxm", "--nodes", "2",
+                    "--global-batch", "96", "--seq-len", "1024", "--quiet", "--output", path});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream f(path);
+  std::stringstream text;
+  text << f.rdbuf();
+  auto plan = planner::PlanFromJson(text.str());
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // No problem flags at all: everything comes from the plan, and the score is the plan's own.
+  CliRun e = Cairn({"evaluate", "--plan", path, "--json"});
+  ASSERT_EQ(e.status, 0) << e.err;
+  auto again = planner::PlanFromJson(e.out);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->num_nodes(), 2);
+  EXPECT_EQ(again->seq_len(), 1024);
+  EXPECT_EQ(again->global_batch_size(), 96);
+  EXPECT_DOUBLE_EQ(again->prediction().step_time_s(), plan->prediction().step_time_s());
+  // Flags that repeat the plan are fine.
+  e = Cairn({"evaluate", "--plan", path, "--nodes", "2", "--seq-len", "1024", "--model",
+             "gpt2-355m", "--cluster", "a100-80g-sxm", "--global-batch", "96"});
+  EXPECT_EQ(e.status, 0) << e.err;
+  // Flags that contradict it are errors naming both values.
+  e = Cairn({"evaluate", "--plan", path, "--seq-len", "4096"});
+  EXPECT_EQ(e.status, 2);
+  EXPECT_THAT(e.err, HasSubstr("--seq-len 4096 contradicts the plan's seq_len 1024"));
+  e = Cairn({"evaluate", "--plan", path, "--nodes", "1"});
+  EXPECT_EQ(e.status, 2);
+  EXPECT_THAT(e.err, HasSubstr("--nodes 1 contradicts the plan's num_nodes 2"));
+  e = Cairn({"evaluate", "--plan", path, "--global-batch", "64"});
+  EXPECT_EQ(e.status, 2);
+  EXPECT_THAT(e.err, HasSubstr("global_batch_size 96"));
+  e = Cairn({"evaluate", "--plan", path, "--cluster", "h100-sxm"});
+  EXPECT_EQ(e.status, 2);
+  EXPECT_THAT(e.err, HasSubstr("--cluster h100-sxm contradicts the plan's cluster a100-80g-sxm"));
+  e = Cairn({"evaluate", "--plan", path, "--model", "llama2-7b"});
+  EXPECT_EQ(e.status, 2);
+  EXPECT_THAT(e.err, HasSubstr("gpt2-355m"));
+}
+
 TEST(CliTest, EvaluatesAUniformConfigurationFromFlags) {
   CliRun r = Cairn({"evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes", "2",
                  "--global-batch", "128", "--seq-len", "4096", "--tp", "4", "--pp", "2",
@@ -87,12 +174,159 @@ TEST(CliTest, EvaluatesAUniformConfigurationFromFlags) {
   EXPECT_THAT(r.out, HasSubstr("stage 1"));
 }
 
+TEST(CliTest, EvaluateTakesMegatronsMicroBatchSize) {
+  // 16 devices, tp=4 pp=2: dp=2; batch 128 at 4 samples per device = 16 micro-batches of 8.
+  CliRun r = Cairn({"evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes", "2",
+                    "--global-batch", "128", "--seq-len", "4096", "--tp", "4", "--pp", "2",
+                    "--micro-batch-size", "4", "--recompute"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("16 micro-batches of 8 samples (micro-batch size 4 per device)"));
+  // The same as --micro-batches 16; a contradiction or an impossible size is bad input.
+  CliRun same = Cairn({"evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes",
+                       "2", "--global-batch", "128", "--seq-len", "4096", "--tp", "4", "--pp", "2",
+                       "--micro-batches", "16", "--recompute"});
+  EXPECT_EQ(same.out, r.out);
+  r = Cairn({"evaluate", "--model", "llama2-13b", "--nodes", "2", "--global-batch", "128", "--tp",
+             "4", "--pp", "2", "--micro-batch-size", "4", "--micro-batches", "8"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("contradicts --micro-batch-size 4"));
+  r = Cairn({"evaluate", "--model", "llama2-13b", "--nodes", "2", "--global-batch", "128", "--tp",
+             "4", "--pp", "2", "--micro-batch-size", "3"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("does not divide global batch 128 over 2 data-parallel ranks"));
+}
+
+TEST(CliTest, SearchProgressIsOneLineOnATerminalAndPlainLinesOtherwise) {
+  std::ostringstream tty, log;
+  for (int done : {1, 2, 3}) {
+    cli::PrintProgress(tty, true, absl::StrCat("searching: ", done, "/3"), done == 3);
+    cli::PrintProgress(log, false, absl::StrCat("searching: ", done, "/3"), done == 3);
+  }
+  EXPECT_EQ(tty.str(),
+            "\rsearching: 1/3\033[K\rsearching: 2/3\033[K\rsearching: 3/3\033[K\n");
+  EXPECT_EQ(log.str(), "searching: 1/3\nsearching: 2/3\nsearching: 3/3\n");
+  // Not a terminal: a string stream, whatever stderr is.
+  EXPECT_FALSE(cli::IsTerminal(log));
+  // A real search reports in plain lines here (the stream is not a terminal).
+  CliRun r = Cairn({"plan", "--model", "gpt2-124m", "--cluster", "h100-sxm", "--nodes", "1",
+                    "--global-batch", "64", "--seq-len", "1024"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("searching: "));
+  EXPECT_THAT(r.err, Not(HasSubstr("\r")));
+}
+
 TEST(CliTest, MegatronFormat) {
   CliRun r = Cairn({"plan", "--model", "llama2-7b", "--cluster", "h100-sxm", "--nodes", "1",
                  "--global-batch", "64", "--seq-len", "2048", "--quiet", "--format", "megatron"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("--tensor-model-parallel-size"));
   EXPECT_THAT(r.out, HasSubstr("--global-batch-size 64"));
+}
+
+TEST(CliTest, MegatronFlagsCarryTheModelAndWhatThePlanAssumes) {
+  // --pp 1 --max-tp 1: tp=1 pp=1 dp=8, so the data-parallel gradient reduction the cost model
+  // overlaps with the backward must be asked of Megatron too.
+  CliRun r = Cairn({"plan", "--model", "llama3-8b", "--cluster", "h100-sxm", "--nodes", "1",
+                    "--global-batch", "64", "--seq-len", "2048", "--quiet", "--format",
+                    "megatron", "--pp", "1", "--max-tp", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* flag :
+       {"--tensor-model-parallel-size 1 ", "--pipeline-model-parallel-size 1 ",
+        "--num-layers 32 ", "--hidden-size 4096 ", "--ffn-hidden-size 14336 ",
+        "--num-attention-heads 32 ", "--group-query-attention --num-query-groups 8 ",
+        "--seq-length 2048 ", "--max-position-embeddings 8192 ", "--vocab-size 128256 ",
+        "--normalization RMSNorm ", "--swiglu ", "--position-embedding-type rope ",
+        "--untie-embeddings-and-output-weights ", "--disable-bias-linear ",
+        "--overlap-grad-reduce ", "--use-distributed-optimizer ", "--bf16"}) {
+    EXPECT_THAT(r.out, HasSubstr(flag));
+  }
+  // GPT-2: Megatron's defaults (LayerNorm, GELU, learned positions, tied embeddings, biases).
+  r = Cairn({"plan", "--model", "gpt2-355m", "--cluster", "h100-sxm", "--nodes", "1",
+             "--global-batch", "64", "--seq-len", "1024", "--quiet", "--format", "megatron"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--num-layers 24 --hidden-size 1024 --ffn-hidden-size 4096"));
+  for (const char* flag : {"--swiglu", "RMSNorm", "rope", "--untie", "--disable-bias-linear",
+                           "--group-query-attention"}) {
+    EXPECT_THAT(r.out, Not(HasSubstr(flag)));
+  }
+  // fp32 plans are not bf16.
+  r = Cairn({"plan", "--model", "gpt2-124m", "--cluster", "h100-sxm", "--nodes", "1",
+             "--global-batch", "64", "--seq-len", "1024", "--quiet", "--format", "megatron",
+             "--dtype", "fp32"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("--bf16")));
+}
+
+TEST(CliTest, SearchRestrictionsAlsoRestrictTheBaselinesAndTheMegatronSubstitute) {
+  // Before: the best plans need ZeRO-2/3 or mixed strategies, so the export fell back to the
+  // unrestricted megatron baseline and printed --pipeline-model-parallel-size 4.
+  const std::vector<std::string> problem = {
+      "plan", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes", "1",
+      "--global-batch", "64", "--seq-len", "4096", "--quiet", "--pp", "1", "--max-tp", "1"};
+  CliRun text = Cairn(problem);
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_THAT(text.out, Not(HasSubstr("pp=4")));
+  EXPECT_THAT(text.out, Not(HasSubstr("pp=2")));
+  EXPECT_THAT(text.out, Not(HasSubstr("tp=2")));
+  std::vector<std::string> megatron = problem;
+  megatron.insert(megatron.end(), {"--format", "megatron"});
+  CliRun r = Cairn(megatron);
+  EXPECT_THAT(r.out, Not(HasSubstr("--pipeline-model-parallel-size 4")));
+  if (r.status == 0) {
+    EXPECT_THAT(r.out, HasSubstr("--tensor-model-parallel-size 1 --pipeline-model-parallel-size 1"));
+  } else {
+    EXPECT_EQ(r.status, 1);
+    EXPECT_THAT(r.err, HasSubstr("megatron baseline: "));  // says why the Megatron family fails
+  }
+  // Excluded families say so instead of appearing.
+  CliRun ddp_only = Cairn({"plan", "--model", "gpt2-124m", "--cluster", "h100-sxm", "--nodes",
+                           "1", "--global-batch", "64", "--seq-len", "1024", "--quiet",
+                           "--dp-modes", "ddp,zero1", "--no-recompute"});
+  ASSERT_EQ(ddp_only.status, 0) << ddp_only.err;
+  EXPECT_THAT(ddp_only.out, HasSubstr("excludes zero3 (--dp-modes)"));
+  EXPECT_THAT(ddp_only.out, HasSubstr("excludes recomputation (--no-recompute)"));
+}
+
+TEST(CliTest, MegatronExportReSplitsUnevenStages) {
+  // The case from issue 13: 126 blocks over 8 stages. The uniform baseline splits 16,16,16,16,16,
+  // 16,15,15 (+ embedding, head), which Megatron cannot express; re-split as equal middle stages
+  // with --decoder-first/last-pipeline-num-layers it is exportable.
+  CliRun r = Cairn({"plan", "--model", "llama3-405b", "--cluster", "h200-sxm", "--nodes", "128",
+                    "--global-batch", "2048", "--seq-len", "8192", "--quiet", "--format",
+                    "megatron"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--pipeline-model-parallel-size"));
+  EXPECT_THAT(r.out, HasSubstr("--num-layers 126"));
+}
+
+TEST(CliTest, MegatronStageSplitKeepsMiddleStagesEqual) {
+  Args a;
+  ASSERT_TRUE(a.Parse({"--model", "llama2-13b", "--nodes", "2", "--global-batch", "64",
+                       "--seq-len", "2048"},
+                      cli::ProblemFlags(), {})
+                  .ok());
+  absl::StatusOr<cli::Loaded> l = cli::LoadProblem(a);
+  ASSERT_TRUE(l.ok()) << l.status();
+  planner::Strategy s;  // tp=1
+  planner::PlanSpec plan;
+  // 40 blocks over 16 stages: 3 on the first eight, 2 on the rest: uneven middle stages.
+  ASSERT_TRUE(planner::MakeUniformPlan(l->problem, 64, 16, 16, planner::Schedule::k1F1B, s, s,
+                                       &plan));
+  EXPECT_FALSE(planner::MegatronFlags(l->problem, plan).ok());
+  planner::Evaluation e;
+  absl::StatusOr<planner::PlanSpec> q = planner::MegatronStageSplit(l->problem, plan, &e);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_TRUE(e.feasible);
+  int blocks = 0;
+  for (int i = 0; i < 16; ++i) blocks += q->stage_layers[i];
+  EXPECT_EQ(blocks, 40 + 2);
+  for (int i = 2; i < 15; ++i) EXPECT_EQ(q->stage_layers[i], q->stage_layers[1]);
+  absl::StatusOr<std::string> flags = planner::MegatronFlags(l->problem, *q);
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_THAT(*flags, HasSubstr("--decoder-first-pipeline-num-layers"));
+  // GPipe plans are not re-split (Megatron cannot run them however they are split).
+  plan.schedule = planner::Schedule::kGPipe;
+  EXPECT_FALSE(planner::MegatronStageSplit(l->problem, plan, &e).ok());
 }
 
 TEST(CliTest, GalvatronStrategyExportImport) {
@@ -155,7 +389,7 @@ namespace {
 TEST(CliTest, InvalidPlanGetsItsViolationsOnceAndNoScore) {
   CliRun r = Cairn({"evaluate", "--model", "llama3-70b", "--nodes", "1", "--global-batch", "64",
                     "--tp", "3"});
-  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.status, 2);  // bad input, not "nothing fits"
   EXPECT_THAT(r.err, ::testing::HasSubstr("layers 1-80 (block, tp=3"));
   EXPECT_THAT(r.err, ::testing::HasSubstr("is not a power of 2"));
   EXPECT_THAT(r.out + r.err, ::testing::Not(::testing::HasSubstr("MFU")));

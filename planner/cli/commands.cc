@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -17,11 +18,13 @@
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "common/version.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/galvatron.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
 #include "common/args.h"
+#include "planner/cli/export.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/remote.h"
 #include "planner/cli/render.h"
@@ -75,13 +78,17 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   std::mutex mu;
   auto last = std::chrono::steady_clock::now();
   const bool show_progress = !a.Has("quiet");
+  const bool tty = IsTerminal(err);
   if (show_progress) {
     opt.progress = [&](int64_t done, int64_t total) {
       std::lock_guard<std::mutex> lock(mu);
       const auto now = std::chrono::steady_clock::now();
       if (done != total && now - last < std::chrono::milliseconds(500)) return;
       last = now;
-      err << "searching: " << done << "/" << total << " (batch, pp, micro-batch) combinations\n";
+      PrintProgress(err, tty,
+                    absl::StrCat("searching: ", done, "/", total,
+                                 " (batch, pp, micro-batch) combinations"),
+                    done == total);
     };
   }
   absl::StatusOr<planner::SearchResult> r = planner::Search(pb, opt);
@@ -108,43 +115,8 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
     return 0;
   }
   if (format == "galvatron" || format == "megatron") {
-    // The best plan the other framework can express: the search's plans first, then the uniform
-    // baselines, fastest first.
-    auto convert = [&](const PlanSpec& p) -> absl::StatusOr<std::string> {
-      if (format == "megatron") return planner::MegatronFlags(pb, p);
-      return planner::ExportGalvatronStrategy(p, pb.model, pb.hardware.num_devices());
-    };
-    std::vector<std::pair<double, std::pair<const PlanSpec*, std::string>>> candidates;
-    for (size_t i = 0; i < r->plans.size(); ++i) {
-      candidates.push_back({r->evaluations[i].step_time_s / r->plans[i].global_batch,
-                            {&r->plans[i], i == 0 ? "the best plan" : "search plan"}});
-    }
-    for (const auto& b : r->baselines) {
-      if (!b.feasible) continue;
-      candidates.push_back({b.evaluation.step_time_s / b.plan.global_batch,
-                            {&b.plan, b.family + " (" + b.description + ")"}});
-    }
-    std::stable_sort(candidates.begin(), candidates.end(),
-                     [](const auto& x, const auto& y) { return x.first < y.first; });
-    absl::Status first_error;
-    for (const auto& c : candidates) {
-      absl::StatusOr<std::string> text = convert(*c.second.first);
-      if (!text.ok()) {
-        if (first_error.ok()) first_error = text.status();
-        continue;
-      }
-      if (c.second.first != &best) {
-        err << "cairn: the best plan is not expressible in " << format << " ("
-            << first_error.message() << "); printing " << c.second.second << ", "
-            << FormatSeconds(c.first * c.second.first->global_batch) << " per step vs "
-            << FormatSeconds(be.step_time_s) << "\n";
-      }
-      out << *text << "\n";
-      return 0;
-    }
-    err << "cairn: no plan that fits is expressible in " << format << ": "
-        << first_error.message() << "\n";
-    return 1;
+    return PrintExport(pb, planner::ToSearchResponse(pb, *r, prov), format,
+                       /*allow_resplit=*/true, out, err);
   }
   RenderSearchResponse(planner::ToSearchResponse(pb, *r, prov), a.Has("explain"), out);
   if (a.Has("output")) out << "Plan written to " << a.Get("output") << "\n";
@@ -154,22 +126,30 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
 int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top"});
+  valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
+                 "micro-batch-size"});
   if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
                                               "uniform-layers", "quiet"});
       !s.ok()) {
     return Fail(err, s);
+  }
+  cairn::v1::Plan plan_proto;
+  if (a.Has("plan")) {
+    absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("plan"));
+    if (!text.ok()) return Fail(err, text.status());
+    absl::StatusOr<cairn::v1::Plan> proto = planner::PlanFromJson(*text);
+    if (!proto.ok()) return Fail(err, proto.status());
+    plan_proto = *std::move(proto);
+    if (absl::Status s = TakeProblemFromPlan(plan_proto, a.Get("plan"), &a); !s.ok()) {
+      return Fail(err, s);
+    }
   }
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
   const SearchProblem& pb = loaded->problem;
   PlanSpec plan;
   if (a.Has("plan")) {
-    absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("plan"));
-    if (!text.ok()) return Fail(err, text.status());
-    absl::StatusOr<cairn::v1::Plan> proto = planner::PlanFromJson(*text);
-    if (!proto.ok()) return Fail(err, proto.status());
-    absl::StatusOr<PlanSpec> spec = planner::PlanSpecFromProto(pb, *proto);
+    absl::StatusOr<PlanSpec> spec = planner::PlanSpecFromProto(pb, plan_proto);
     if (!spec.ok()) return Fail(err, spec.status());
     plan = *spec;
   } else if (a.Has("galvatron-strategy")) {
@@ -199,7 +179,29 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     eh.recompute = false;
     const int p = pp->empty() ? 1 : pp->front();
     const int batch = pb.global_batch_sizes.front();
-    const int m = ms->empty() ? std::max(1, p) : ms->front();
+    int m = ms->empty() ? std::max(1, p) : ms->front();
+    if (a.Has("micro-batch-size")) {
+      // Megatron's --micro-batch-size: samples per device per micro-batch, so
+      // m = batch / (dp x size) with dp = devices / (pp x tp).
+      absl::StatusOr<int> mbs = a.GetInt("micro-batch-size", 1);
+      if (!mbs.ok()) return Fail(err, mbs.status());
+      const int n = pb.hardware.num_devices();
+      const int dp = p > 0 && s.tp > 0 ? n / p / s.tp : 0;
+      if (*mbs < 1 || dp < 1 || batch % (dp * *mbs) != 0) {
+        return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                             "--micro-batch-size ", a.Get("micro-batch-size"),
+                             " does not divide global batch ", batch, " over ", std::max(dp, 0),
+                             " data-parallel ranks (", n, " devices / pp ", p, " / tp ", s.tp,
+                             ")")));
+      }
+      const int from_size = batch / (dp * *mbs);
+      if (!ms->empty() && ms->front() != from_size) {
+        return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                             "--micro-batches ", ms->front(), " contradicts --micro-batch-size ",
+                             *mbs, " (which means ", from_size, " micro-batches)")));
+      }
+      m = from_size;
+    }
     if (!planner::MakeUniformPlan(pb, batch, p, m, *sched, s, eh, &plan)) {
       return Fail(err, absl::InvalidArgumentError(absl::StrCat(
                            "pp=", p, " micro-batches=", m, " is not a valid shape for ",
@@ -214,8 +216,11 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     // No step time or MFU for a plan that cannot run: its violations, each once.
     err << "cairn: " << plan.origin << " cannot run on " << pb.hardware.num_devices()
         << " devices:\n";
-    for (const std::string& v : e->violations) err << "  " << v << "\n";
-    return 1;
+    std::set<std::string> seen;
+    for (const std::string& v : e->violations) {
+      if (seen.insert(v).second) err << "  " << v << "\n";
+    }
+    return 2;
   }
   if (a.Has("json")) {
     planner::ProvenanceInfo prov;
@@ -252,7 +257,27 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   return 0;
 }
 
-int CmdModels(std::ostream& out) {
+// `models`/`clusters` take [--json NAME]: the catalog entry as JSON, a starting file for
+// --model FILE.json / --hardware-profile FILE.json.
+absl::StatusOr<std::string> CatalogJsonName(const std::vector<std::string>& argv) {
+  if (argv.empty()) return std::string();
+  if (argv.size() == 2 && argv[0] == "--json") return argv[1];
+  if (argv.size() == 1 && argv[0].rfind("--json=", 0) == 0) return argv[0].substr(7);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unexpected arguments '", absl::StrJoin(argv, " "), "' (usage: [--json NAME])"));
+}
+
+int CmdModels(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
+  if (!json_name.ok()) return Fail(err, json_name.status());
+  if (!json_name->empty()) {
+    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel(*json_name);
+    if (!spec.ok()) return Fail(err, spec.status());
+    absl::StatusOr<std::string> json = planner::ProtoToJson(*spec);
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+    return 0;
+  }
   out << absl::StrFormat("%-14s %7s %7s %7s %6s %4s %7s %6s %9s\n", "name", "layers", "hidden",
                          "ffn", "heads", "kv", "vocab", "seq", "params");
   for (const std::string& name : planner::ModelNames()) {
@@ -263,18 +288,39 @@ int CmdModels(std::ostream& out) {
                            spec->num_kv_heads(), spec->vocab_size(), spec->max_seq_len(),
                            FormatCount(planner::ParameterCount(*spec)));
   }
+  out << "(cairn models --json NAME: one entry as a starting file for --model FILE.json)\n";
   return 0;
 }
 
-int CmdClusters(std::ostream& out) {
+// 989 TFLOP/s, 59.2 GFLOP/s: three significant figures in the largest unit below the value.
+std::string FormatFlopRate(double flops_per_s) {
+  if (flops_per_s >= 1e12) return absl::StrFormat("%.0f TFLOP/s", flops_per_s / 1e12);
+  if (flops_per_s >= 1e9) return absl::StrFormat("%.1f GFLOP/s", flops_per_s / 1e9);
+  return absl::StrFormat("%.1f MFLOP/s", flops_per_s / 1e6);
+}
+
+int CmdClusters(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
+  if (!json_name.ok()) return Fail(err, json_name.status());
+  if (!json_name->empty()) {
+    absl::StatusOr<cairn::v1::HardwareProfile> hw = planner::LookupHardware(*json_name);
+    if (!hw.ok()) return Fail(err, hw.status());
+    absl::StatusOr<std::string> json = planner::ProtoToJson(*hw);
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+    return 0;
+  }
   for (const std::string& name : planner::ClusterNames()) {
     auto hw = planner::LookupHardware(name);
     if (!hw.ok()) continue;
-    out << absl::StrFormat("%-14s %d x %s, %s per device, %.0f TFLOP/s peak; %s\n", name,
+    out << absl::StrFormat("%-14s %d x %s, %s per device, %s peak; %s\n", name,
                            hw->devices_per_node(), hw->fingerprint().device_model(),
                            FormatBytes(hw->device().memory_bytes()),
-                           hw->device().peak_flops_per_s() / 1e12, hw->fingerprint().topology());
+                           FormatFlopRate(hw->device().peak_flops_per_s()),
+                           hw->fingerprint().topology());
   }
+  out << "(cairn clusters --json NAME: one entry as a starting file for --hardware-profile "
+         "FILE.json)\n";
   return 0;
 }
 
@@ -295,12 +341,15 @@ Commands:
                   [--dtype bf16|fp32] [--runtime cairn|megatron-core] [--threads N]
                   [--memory-quantum-mb Q] [--quiet]
   cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
-                   --tp T --pp P --micro-batches M [--mode tp|tp+sp|ulysses]
+                   --tp T --pp P (--micro-batches M | --micro-batch-size PER_DEVICE)
+                   [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
-  cairn models    list the built-in models
-  cairn clusters  list the built-in clusters
-  cairn help      this text
+  cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
+  cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
+                  FILE.json)
+  cairn help      this text (`cairn COMMAND --help`: one command's)
+  cairn --version the version and build kind (opt, fastbuild or debug)
 
 Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST:PORT):
   cairn --planner HOST:PORT [--token-file F] [--tls-ca CA.pem] [--timeout S] COMMAND
@@ -308,12 +357,41 @@ Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST
                   --profile ID to use a stored hardware profile)
   profiles        list|show|export|import|delete [--kind hardware|model] [--id ID]
                   [--version N] [--file F] [--output F]
-  plans           list [--model M] | show --id ID
-  agents          list
-  jobs            list | show --id ID | watch --id ID | cancel --id ID
+                  diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
+  plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron]
+                  [--output FILE] [--explain] [--json]
+  agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
+  jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
+                  submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]
+                  [--global-batch B] [--seq-len S] [--dtype bf16|fp32] [--profile ID]
+                  [--nodes N] [--max-restarts R --checkpoint-dir DIR] [--watch]
+                  (auto: planned for the UP agents' measured profiles)
 
 Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
 )";
+}
+
+std::string CommandUsage(const std::string& command) {
+  // The command's entry in Usage(): its first line ("  cairn plan ..." or, for the daemon's
+  // commands, "  profiles ...") and the lines indented under it.
+  const std::string text = Usage();
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  std::string out;
+  bool in = false;
+  for (const std::string& line : lines) {
+    const bool entry = line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ';
+    if (entry) {
+      in = absl::StartsWith(line, absl::StrCat("  cairn ", command, " ")) ||
+           absl::StartsWith(line, absl::StrCat("  ", command, " "));
+    } else if (!line.empty() && line[0] != ' ') {
+      in = false;
+    }
+    if (in) absl::StrAppend(&out, line, "\n");
+  }
+  if (out.empty()) return "";
+  return absl::StrCat("usage:\n", out,
+                      "\nExit status: 0 ok, 1 nothing fits (the message says what would), 2 bad "
+                      "input. Every flag with its default: docs/cli.md.\n");
 }
 
 int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
@@ -327,7 +405,7 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
     if (eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
-    } else if (name != "help" && i + 1 < all_args.size()) {
+    } else if (name != "help" && name != "version" && i + 1 < all_args.size()) {
       value = all_args[++i];
     }
     if (name == "planner") {
@@ -344,6 +422,9 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
     } else if (name == "help") {
       out << Usage();
       return 0;
+    } else if (name == "version") {
+      out << VersionLine("cairn") << "\n";
+      return 0;
     } else {
       err << "cairn: unknown global flag --" << name
           << " (global flags: --planner, --token-file, --tls-ca, --timeout)\n";
@@ -351,6 +432,22 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
     }
   }
   const std::vector<std::string> argv(all_args.begin() + i, all_args.end());
+  // `cairn COMMAND --help` (or -h) anywhere after the command: that command's usage, exit 0, for
+  // local and daemon commands alike; --version likewise.
+  if (!argv.empty()) {
+    for (size_t j = 1; j < argv.size(); ++j) {
+      if (argv[j] == "--help" || argv[j] == "-h") {
+        const std::string usage = CommandUsage(argv[0]);
+        if (usage.empty()) break;  // an unknown command: reported below
+        out << usage;
+        return 0;
+      }
+      if (argv[j] == "--version") {
+        out << VersionLine("cairn") << "\n";
+        return 0;
+      }
+    }
+  }
   const std::set<std::string> remote_only = {"profiles", "plans", "agents", "jobs"};
   if (!argv.empty() && remote_only.count(argv[0]) && conn.address.empty()) {
     err << "cairn: '" << argv[0]
@@ -367,8 +464,8 @@ int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std:
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "plan") return CmdPlan(rest, out, err);
   if (argv[0] == "evaluate") return CmdEvaluate(rest, out, err);
-  if (argv[0] == "models") return CmdModels(out);
-  if (argv[0] == "clusters") return CmdClusters(out);
+  if (argv[0] == "models") return CmdModels(rest, out, err);
+  if (argv[0] == "clusters") return CmdClusters(rest, out, err);
   err << "cairn: unknown command '" << argv[0] << "'\n" << Usage();
   return 2;
 }

@@ -19,6 +19,10 @@ int RunCommand(const std::vector<std::string>& argv, std::ostream& out, std::ost
 // The text `cairn help` prints.
 std::string Usage();
 
+// The part of Usage() about one command (what `cairn COMMAND --help` prints); empty for an unknown
+// command.
+std::string CommandUsage(const std::string& command);
+
 }  // namespace cairn::cli
 
 #endif  // CAIRN_PLANNER_CLI_COMMANDS_H_

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -155,6 +156,59 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   out.request = req;
   out.hardware_label = label;
   return out;
+}
+
+
+// `cairn evaluate --plan FILE`: the plan fixes the model, the cluster shape, the batch and the
+// sequence length. Flags may repeat them; a flag that contradicts the plan is an error naming both
+// values (scoring the plan on another problem would answer a question nobody asked).
+absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& path, Args* a) {
+  auto reconcile = [&](const std::string& flag, const std::string& field,
+                       const std::string& value) -> absl::Status {
+    if (value.empty() || value == "0") return absl::OkStatus();  // not recorded in the plan
+    if (a->Has(flag) && a->Get(flag) != value) {
+      int given = 0, want = 0;
+      if (absl::SimpleAtoi(a->Get(flag), &given) && absl::SimpleAtoi(value, &want) &&
+          given == want) {
+        return absl::OkStatus();
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, " ", a->Get(flag), " contradicts the plan's ", field, " ", value, " (", path,
+          "); leave --", flag, " out to use the plan's"));
+    }
+    a->Set(flag, value);
+    return absl::OkStatus();
+  };
+  if (a->Has("batch-range")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch-range does not apply to --plan: the plan's global batch is ",
+        plan.global_batch_size()));
+  }
+  const std::string model = a->Get("model");
+  const bool model_file = absl::EndsWith(model, ".json");
+  if (!model_file) {
+    CAIRN_RETURN_IF_ERROR(reconcile("model", "model_name", plan.model_name()));
+  }  // A model file is checked by name when the plan is read against it.
+  CAIRN_RETURN_IF_ERROR(reconcile("nodes", "num_nodes", absl::StrCat(plan.num_nodes())));
+  CAIRN_RETURN_IF_ERROR(
+      reconcile("gpus-per-node", "devices_per_node", absl::StrCat(plan.devices_per_node())));
+  CAIRN_RETURN_IF_ERROR(
+      reconcile("global-batch", "global_batch_size", absl::StrCat(plan.global_batch_size())));
+  CAIRN_RETURN_IF_ERROR(reconcile("seq-len", "seq_len", absl::StrCat(plan.seq_len())));
+  // The cluster: named in the provenance as "NAME (built-in default)" when the plan was made for a
+  // catalog cluster; any other hardware (a profile file, a stored profile) must be given again.
+  const std::string& hw = plan.provenance().hardware_profile();
+  constexpr absl::string_view kBuiltIn = " (built-in default)";
+  if (a->Has("hardware-profile")) return absl::OkStatus();
+  if (absl::EndsWith(hw, kBuiltIn)) {
+    return reconcile("cluster", "cluster", hw.substr(0, hw.size() - kBuiltIn.size()));
+  }
+  if (!a->Has("cluster")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the plan in ", path, " was made for hardware '", hw,
+        "', not a built-in cluster: pass --hardware-profile FILE.json (or --cluster NAME)"));
+  }
+  return absl::OkStatus();
 }
 
 

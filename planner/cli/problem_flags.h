@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/args.h"
 #include "planner/problem/problem.h"
+#include "proto/cairn/v1/plan.pb.h"
 #include "proto/cairn/v1/search.pb.h"
 
 namespace cairn::cli {
@@ -27,6 +28,14 @@ struct Loaded {
 
 // Builds and validates the search from the flags; InvalidArgument/NotFound name the flag and the fix.
 absl::StatusOr<Loaded> LoadProblem(const Args& args);
+
+// Sets the problem flags a plan fixes (model, cluster, nodes, gpus-per-node, global-batch, seq-len)
+// from `plan`, so LoadProblem builds the problem the plan was made for. A flag already given must
+// repeat the plan's value: InvalidArgument naming both otherwise ("--seq-len 4096 contradicts the
+// plan's seq_len 8192 (PLAN)"); also for --batch-range, and when the plan names no built-in
+// cluster and neither --cluster nor --hardware-profile is given. `source` names the plan in
+// messages (a path, a plan id).
+absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& source, Args* a);
 
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s);
 absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s);

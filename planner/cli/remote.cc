@@ -4,14 +4,20 @@
 #include <memory>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
 #include "planner/catalog/json_io.h"
 #include "common/args.h"
+#include "planner/catalog/clusters.h"
+#include "planner/cli/export.h"
 #include "planner/cli/problem_flags.h"
+#include "planner/cli/profile_diff.h"
 #include "planner/cli/render.h"
 #include "planner/plan/plan_convert.h"
 #include "proto/cairn/v1/service.grpc.pb.h"
@@ -103,6 +109,17 @@ std::string Json(const google::protobuf::Message& m) {
   return out;
 }
 
+// Leading arguments that are not flags ("cairn jobs logs JOB", "cairn agents probe NODE1 NODE2"),
+// split from the flags after them.
+std::vector<std::string> TakePositional(std::vector<std::string>* argv) {
+  std::vector<std::string> out;
+  while (!argv->empty() && argv->front().rfind("--", 0) != 0) {
+    out.push_back(argv->front());
+    argv->erase(argv->begin());
+  }
+  return out;
+}
+
 const char* JobStateName(cairn::v1::JobState s) {
   switch (s) {
     case cairn::v1::JOB_STATE_PENDING: return "pending";
@@ -124,7 +141,7 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
                std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "profile"});
+  valued.insert({"top", "output", "profile", "format"});
   if (absl::Status s = a.Parse(argv, valued, {"explain", "json", "no-recompute", "uniform-layers",
                                               "quiet", "no-cache"});
       !s.ok()) {
@@ -132,6 +149,12 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   }
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
+  // The same output forms as the local search (--json is --format json).
+  const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
+    return Fail(err, absl::InvalidArgumentError(
+                         "--format must be text, json, megatron or galvatron"));
+  }
   cairn::v1::PlanRequest req;
   *req.mutable_search() = loaded->request;
   req.set_no_cache(a.Has("no-cache"));
@@ -145,15 +168,23 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   cairn::v1::PlanProgress progress;
   cairn::v1::PlanResponse response;
   bool done = false;
+  const bool tty = IsTerminal(err);
+  bool open_line = false;
   while (reader->Read(&progress)) {
     if (progress.has_response()) {
       response = progress.response();
       done = true;
     } else if (!a.Has("quiet")) {
-      err << "searching on " << c.connection_.address << ": " << progress.combinations_done()
-          << "/" << progress.combinations_total() << " combinations\n";
+      const bool last = progress.combinations_done() == progress.combinations_total();
+      PrintProgress(err, tty,
+                    absl::StrCat("searching on ", c.connection_.address, ": ",
+                                 progress.combinations_done(), "/",
+                                 progress.combinations_total(), " combinations"),
+                    last);
+      open_line = tty && !last;
     }
   }
+  if (open_line) err << "\n";  // the terminal's progress line ended without its final report
   if (absl::Status s = c.Check(reader->Finish()); !s.ok()) return Fail(err, s);
   if (!done) return Fail(err, absl::InternalError("the planner closed the stream without a result"));
   const cairn::v1::SearchResponse& r = response.result();
@@ -168,9 +199,20 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
     f << *json;
     if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
   }
-  if (a.Has("json")) {
-    out << Json(response) << "\n";
+  if (format == "json") {
+    // The best Plan, exactly as the local `cairn plan --json` prints it; the daemon's plan id (for
+    // `jobs submit --plan ID`, `plans show`) goes to stderr.
+    absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+    if (!json.ok()) return Fail(err, json.status());
+    out << *json << "\n";
+    err << "cairn: plan id " << response.plan_id()
+        << (response.cached() ? " (from the plan cache)" : "") << "\n";
     return 0;
+  }
+  if (format == "megatron" || format == "galvatron") {
+    // Re-splitting scores plans with the local cost model: only when it has the daemon's hardware
+    // (not for a stored --profile).
+    return PrintExport(loaded->problem, r, format, /*allow_resplit=*/!a.Has("profile"), out, err);
   }
   RenderSearchResponse(r, a.Has("explain"), out);
   out << "Plan id " << response.plan_id() << (response.cached() ? " (from the plan cache)" : "")
@@ -184,7 +226,7 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
   Args a;
   if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
                                                          argv.end()),
-                               {"id", "version", "file", "output", "kind"}, {"json"});
+                               {"id", "version", "file", "output", "kind", "against"}, {"json"});
       !s.ok()) {
     return Fail(err, s);
   }
@@ -281,6 +323,50 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
     }
     return 0;
   }
+  if (verb == "diff") {
+    // A measured profile against the catalog default it replaces (--against CLUSTER), or against
+    // another stored profile (--against ID or ID@VERSION).
+    if (!hw) return Fail(err, absl::InvalidArgumentError("diff compares hardware profiles"));
+    cairn::v1::ProfileKey key;
+    key.set_id(a.Get("id"));
+    absl::StatusOr<int> version = a.GetInt("version", 0);
+    if (!version.ok()) return Fail(err, version.status());
+    key.set_version(*version);
+    if (key.id().empty()) return Fail(err, absl::InvalidArgumentError("--id is required"));
+    cairn::v1::StoredHardwareProfile mine;
+    if (auto st = c.Check(c.profiles_->GetHardwareProfile(c.Context().get(), key, &mine));
+        !st.ok()) {
+      return Fail(err, st);
+    }
+    std::string against = a.Get("against", DefaultClusterFor(mine.profile()));
+    if (against.empty()) {
+      return Fail(err, absl::InvalidArgumentError(
+                           "no catalog cluster matches this device: pass --against CLUSTER|ID"));
+    }
+    cairn::v1::HardwareProfile other;
+    std::string other_label;
+    absl::StatusOr<cairn::v1::Cluster> builtin =
+        planner::MakeCluster(against, 1, against == "cpu" ? mine.profile().devices_per_node() : 0);
+    if (builtin.ok()) {
+      other = builtin->hardware();
+      other_label = absl::StrCat(against, " (built-in)");
+    } else {
+      cairn::v1::ProfileKey k2;
+      const size_t at = against.find('@');
+      k2.set_id(against.substr(0, at));
+      if (at != std::string::npos) k2.set_version(std::atoi(against.c_str() + at + 1));
+      cairn::v1::StoredHardwareProfile stored;
+      if (auto st = c.Check(c.profiles_->GetHardwareProfile(c.Context().get(), k2, &stored));
+          !st.ok()) {
+        return Fail(err, st);
+      }
+      other = stored.profile();
+      other_label = absl::StrCat(stored.id(), "@", stored.version());
+    }
+    RenderProfileDiff(mine.profile(), absl::StrCat(mine.id(), "@", mine.version()), other,
+                      other_label, out);
+    return 0;
+  }
   if (verb == "delete") {
     cairn::v1::DeleteProfileRequest req;
     req.set_id(a.Get("id"));
@@ -294,8 +380,9 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
     return 0;
   }
   return Fail(err, absl::InvalidArgumentError(
-                       "usage: cairn profiles list|show|export|import|delete [--kind "
-                       "hardware|model] [--id ID] [--version N] [--file F] [--output F]"));
+                       "usage: cairn profiles list|show|export|import|delete|diff [--kind "
+                       "hardware|model] [--id ID] [--version N] [--file F] [--output F] "
+                       "[--against CLUSTER|ID[@V]]"));
 }
 
 int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
@@ -303,11 +390,15 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
   Args a;
   if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
                                                          argv.end()),
-                               {"id", "model"}, {"json", "explain"});
+                               {"id", "model", "format", "output", "cluster", "hardware-profile"},
+                               {"json", "explain"});
       !s.ok()) {
     return Fail(err, s);
   }
   auto ctx = c.Context();
+  if (verb == "list" && (a.Has("format") || a.Has("output"))) {
+    return Fail(err, absl::InvalidArgumentError("--format and --output are for `plans show`"));
+  }
   if (verb == "list") {
     cairn::v1::ListPlansRequest req;
     req.set_page_size(1000);
@@ -331,42 +422,226 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
     if (auto s = c.Check(c.planner_->GetPlan(ctx.get(), req, &resp)); !s.ok()) {
       return Fail(err, s);
     }
+    const cairn::v1::SearchResponse& r = resp.result();
+    const std::string format = a.Get("format", "text");
+    if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
+      return Fail(err, absl::InvalidArgumentError(
+                           "--format must be text, json, megatron or galvatron"));
+    }
+    if ((a.Has("output") || format != "text") && r.plans_size() == 0) {
+      err << "cairn: plan " << req.plan_id() << " has no plan: " << r.infeasible_reason() << "\n";
+      return 1;
+    }
+    if (a.Has("output")) {
+      absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+      if (!json.ok()) return Fail(err, json.status());
+      std::ofstream f(a.Get("output"));
+      f << *json;
+      if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+    }
     if (a.Has("json")) {
-      out << Json(resp) << "\n";
+      out << Json(resp) << "\n";  // the stored PlanResponse, id and all
+    } else if (format == "json") {
+      absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
+      if (!json.ok()) return Fail(err, json.status());
+      out << *json << "\n";
+    } else if (format == "megatron" || format == "galvatron") {
+      // The problem the plan was made for, from the plan itself (model, cluster, shape, batch,
+      // sequence); --model/--cluster/--hardware-profile only where the plan cannot name them.
+      Args problem_args;
+      for (const char* flag : {"model", "cluster", "hardware-profile"}) {
+        if (a.Has(flag)) problem_args.Set(flag, a.Get(flag));
+      }
+      if (absl::Status s = TakeProblemFromPlan(r.plans(0), "plan " + req.plan_id(), &problem_args);
+          !s.ok()) {
+        return Fail(err, s);
+      }
+      absl::StatusOr<Loaded> loaded = LoadProblem(problem_args);
+      if (!loaded.ok()) return Fail(err, loaded.status());
+      const bool built_in =
+          absl::EndsWith(r.plans(0).provenance().hardware_profile(), " (built-in default)");
+      return PrintExport(loaded->problem, r, format, /*allow_resplit=*/built_in, out, err);
     } else {
-      RenderSearchResponse(resp.result(), a.Has("explain"), out);
+      RenderSearchResponse(r, a.Has("explain"), out);
+    }
+    if (a.Has("output") && format == "text" && !a.Has("json")) {
+      out << "Plan written to " << a.Get("output") << "\n";
     }
     return 0;
   }
-  return Fail(err, absl::InvalidArgumentError("usage: cairn plans list [--model M] | show --id ID"));
+  return Fail(err, absl::InvalidArgumentError(
+                       "usage: cairn plans list [--model M] | show --id ID [--format "
+                       "text|json|megatron|galvatron] [--output FILE] [--explain] [--json]"));
 }
 
-int AgentsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+            std::ostream& err);
+
+int AgentsCmd(Client& c, const std::vector<std::string>& argv_in, std::ostream& out,
               std::ostream& err) {
-  if (argv.empty() || argv[0] != "list") {
-    return Fail(err, absl::InvalidArgumentError("usage: cairn agents list"));
-  }
-  auto ctx = c.Context();
-  cairn::v1::ListAgentsResponse resp;
-  if (auto s = c.Check(c.agents_->ListAgents(ctx.get(), {}, &resp)); !s.ok()) {
+  std::vector<std::string> argv = argv_in;
+  const std::string verb = argv.empty() ? "" : argv[0];
+  if (!argv.empty()) argv.erase(argv.begin());
+  const std::vector<std::string> nodes = TakePositional(&argv);
+  Args a;
+  if (absl::Status s = a.Parse(argv, {"suites", "models"}, {"json", "cross-node", "quick"});
+      !s.ok()) {
     return Fail(err, s);
   }
-  for (const auto& ag : resp.agents()) {
-    out << absl::StrFormat("%-24s %-4s %-20s %-22s %2d devices  last heartbeat %s\n",
-                           ag.agent_id(), ag.state() == cairn::v1::AGENT_STATE_UP ? "up" : "down",
-                           ag.hostname(), ag.address(), ag.num_devices(), ag.last_heartbeat_at());
+  if (verb == "list") {
+    cairn::v1::ListAgentsResponse resp;
+    if (auto s = c.Check(c.agents_->ListAgents(c.Context().get(), {}, &resp)); !s.ok()) {
+      return Fail(err, s);
+    }
+    if (a.Has("json")) {
+      out << Json(resp) << "\n";
+      return 0;
+    }
+    for (const auto& ag : resp.agents()) {
+      out << absl::StrFormat("%-24s %-4s %-20s %-22s %2d devices  last heartbeat %s\n",
+                             ag.agent_id(), ag.state() == cairn::v1::AGENT_STATE_UP ? "up" : "down",
+                             ag.hostname(), ag.address(), ag.num_devices(),
+                             ag.last_heartbeat_at());
+    }
+    return 0;
+  }
+  if (verb == "probe") {
+    // cairn agents probe [NODE...] [--cross-node] [--quick] [--suites compute,comm] [--models M]
+    cairn::v1::ProbeAgentsRequest req;
+    for (const std::string& n : nodes) req.add_agent_ids(n);
+    for (absl::string_view x : absl::StrSplit(a.Get("suites"), ',', absl::SkipEmpty())) {
+      req.add_suites(std::string(x));
+    }
+    for (absl::string_view x : absl::StrSplit(a.Get("models"), ',', absl::SkipEmpty())) {
+      req.add_models(std::string(x));
+    }
+    req.set_cross_node(a.Has("cross-node"));
+    req.set_quick(a.Has("quick"));
+    cairn::v1::ProbeAgentsResponse resp;
+    if (auto s = c.Check(c.agents_->ProbeAgents(c.Context().get(), req, &resp)); !s.ok()) {
+      return Fail(err, s);
+    }
+    out << "Probe " << resp.probe_id() << " asked of " << resp.agent_ids_size() << " agent(s): "
+        << absl::StrJoin(resp.agent_ids(), ", ")
+        << "\n(they probe when no job runs on them; `cairn profiles list` shows the new versions)\n";
+    return 0;
+  }
+  return Fail(err, absl::InvalidArgumentError(
+                       "usage: cairn agents list [--json] | probe [NODE...] [--cross-node] "
+                       "[--quick] [--suites compute,comm,overlap,layers] [--models M1,M2]"));
+}
+
+// `cairn jobs submit`: a job from a plan file, a stored plan id, or a search (auto) run by the
+// planner for the agents' measured profiles.
+int JobsSubmit(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+               std::ostream& err) {
+  Args a;
+  if (absl::Status s = a.Parse(argv,
+                               {"model", "data", "steps", "plan", "global-batch", "seq-len",
+                                "profile", "model-profile", "nodes", "gpus-per-node", "name",
+                                "max-restarts", "checkpoint-dir", "checkpoint-every", "dtype"},
+                               {"watch", "json"});
+      !s.ok()) {
+    return Fail(err, s);
+  }
+  if (!a.Has("data")) return Fail(err, absl::InvalidArgumentError("--data DIR is required"));
+  cairn::v1::SubmitJobRequest req;
+  req.set_data_path(a.Get("data"));
+  req.set_name(a.Get("name"));
+  req.set_checkpoint_dir(a.Get("checkpoint-dir"));
+  absl::StatusOr<int> steps = a.GetInt("steps", 10), restarts = a.GetInt("max-restarts", 0),
+                      every = a.GetInt("checkpoint-every", 0), gb = a.GetInt("global-batch", 16),
+                      seq = a.GetInt("seq-len", 0), nodes = a.GetInt("nodes", 0),
+                      gpn = a.GetInt("gpus-per-node", 0);
+  for (const auto* v : {&steps, &restarts, &every, &gb, &seq, &nodes, &gpn}) {
+    if (!v->ok()) return Fail(err, v->status());
+  }
+  req.set_steps(*steps);
+  req.set_max_restarts(*restarts);
+  req.set_checkpoint_every(*every);
+  const std::string plan = a.Get("plan", "auto");
+  if (plan == "auto") {
+    if (!a.Has("model")) {
+      return Fail(err, absl::InvalidArgumentError("--model is required with --plan auto"));
+    }
+    cairn::v1::PlanRequest* pr = req.mutable_search();
+    pr->set_model_name(a.Get("model"));
+    pr->mutable_search()->set_global_batch_size(*gb);
+    pr->mutable_search()->set_seq_len(*seq);
+    if (a.Has("dtype")) pr->mutable_search()->set_dtype_bytes(a.Get("dtype") == "fp32" ? 4 : 2);
+    pr->set_num_nodes(*nodes);
+    pr->set_devices_per_node(*gpn);
+    if (a.Has("profile")) {
+      pr->set_hardware_profile_id(a.Get("profile"));
+      pr->set_model_profile_id(a.Get("model-profile"));
+    } else {
+      req.set_plan_for_agents(true);  // the planner picks the agents' measured profiles
+    }
+  } else if (plan.size() > 5 && plan.substr(plan.size() - 5) == ".json") {
+    absl::StatusOr<std::string> text = planner::ReadTextFile(plan);
+    if (!text.ok()) return Fail(err, text.status());
+    absl::StatusOr<cairn::v1::Plan> proto = planner::PlanFromJson(*text);
+    if (!proto.ok()) return Fail(err, proto.status());
+    *req.mutable_plan() = *proto;
+  } else {
+    req.set_plan_id(plan);
+  }
+  cairn::v1::Job job;
+  if (auto s = c.Check(c.jobs_->SubmitJob(c.Context().get(), req, &job)); !s.ok()) {
+    return Fail(err, s);
+  }
+  if (a.Has("json")) {
+    out << Json(job) << "\n";
+  } else {
+    out << "Submitted job " << job.job_id() << " (plan " << job.plan_id() << ", "
+        << JobStateName(job.state()) << "): " << job.message() << "\n";
+  }
+  if (!a.Has("watch")) return 0;
+  return JobsCmd(c, {"watch", "--id", job.job_id()}, out, err);
+}
+
+// `cairn jobs logs JOB [--rank R] [--tail BYTES]`: the workers' output the agents sent.
+int JobsLogs(Client& c, const std::string& id, const std::vector<std::string>& argv,
+             std::ostream& out, std::ostream& err) {
+  Args a;
+  if (absl::Status s = a.Parse(argv, {"id", "rank", "tail"}, {}); !s.ok()) return Fail(err, s);
+  cairn::v1::GetJobLogsRequest req;
+  req.set_job_id(id.empty() ? a.Get("id") : id);
+  if (req.job_id().empty()) return Fail(err, absl::InvalidArgumentError("usage: cairn jobs logs JOB"));
+  absl::StatusOr<int> rank = a.GetInt("rank", -1), tail = a.GetInt("tail", 0);
+  if (!rank.ok()) return Fail(err, rank.status());
+  if (!tail.ok()) return Fail(err, tail.status());
+  if (*rank >= 0) req.add_ranks(*rank);
+  req.set_tail_bytes(*tail);
+  cairn::v1::GetJobLogsResponse resp;
+  if (auto s = c.Check(c.jobs_->GetJobLogs(c.Context().get(), req, &resp)); !s.ok()) {
+    return Fail(err, s);
+  }
+  for (const cairn::v1::JobLog& log : resp.logs()) {
+    out << "==> rank " << log.rank() << " (agent " << log.agent_id() << ", attempt "
+        << log.attempt() << ")"
+        << (log.dropped_bytes() > 0 ? absl::StrCat(", ", log.dropped_bytes(),
+                                                   " earlier bytes not kept")
+                                    : "")
+        << " <==\n"
+        << log.data();
+    if (!log.data().empty() && log.data().back() != '\n') out << "\n";
   }
   return 0;
 }
 
-int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+int JobsCmd(Client& c, const std::vector<std::string>& argv_in, std::ostream& out,
             std::ostream& err) {
+  std::vector<std::string> argv = argv_in;
   const std::string verb = argv.empty() ? "" : argv[0];
+  if (!argv.empty()) argv.erase(argv.begin());
+  if (verb == "submit") return JobsSubmit(c, argv, out, err);
+  // "cairn jobs show JOB" as well as "--id JOB".
+  const std::vector<std::string> ids = TakePositional(&argv);
+  if (verb == "logs") return JobsLogs(c, ids.empty() ? "" : ids[0], argv, out, err);
+  if (!ids.empty()) argv.insert(argv.begin(), {"--id", ids[0]});
   Args a;
-  if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
-                                                         argv.end()),
-                               {"id"}, {"json"});
-      !s.ok()) {
+  if (absl::Status s = a.Parse(argv, {"id"}, {"json"}); !s.ok()) {
     return Fail(err, s);
   }
   auto ctx = c.Context();
@@ -424,7 +699,8 @@ int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
     return 0;
   }
   return Fail(err, absl::InvalidArgumentError(
-                       "usage: cairn jobs list | show --id ID | watch --id ID | cancel --id ID"));
+                       "usage: cairn jobs list | submit --model M --data DIR [--plan auto|FILE.json|"
+                       "PLAN_ID] ... | show JOB | watch JOB | cancel JOB | logs JOB [--rank R]"));
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "planner/cli/render.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <iostream>
 
 #include "absl/strings/str_format.h"
 #include "common/units.h"
@@ -51,10 +54,20 @@ void RenderPlan(const cairn::v1::Plan& plan, std::ostream& out) {
                          Pct(p.mfu()), FormatSeconds(p.lower_bound_s()),
                          Pct(p.optimality_gap()));
   const int m = std::max(1, plan.num_micro_batches());
-  out << absl::StrFormat("  pipeline: %d stage%s x %d devices, %s, %d micro-batches of %d samples\n",
+  // Per device, as Megatron users count it (--micro-batch-size): a micro-batch's samples over the
+  // blocks' data-parallel degree.
+  std::string per_device;
+  if (L >= 1 && spec.layers.size() > 1) {
+    const int dp = N / pp / std::max(1, spec.layers[1].tp);
+    const int samples = plan.global_batch_size() / m;
+    if (dp > 0 && samples % dp == 0) {
+      per_device = absl::StrFormat(" (micro-batch size %d per device)", samples / dp);
+    }
+  }
+  out << absl::StrFormat("  pipeline: %d stage%s x %d devices, %s, %d micro-batches of %d samples%s\n",
                          pp, pp > 1 ? "s" : "", N / pp,
                          plan.schedule() == cairn::v1::PIPELINE_SCHEDULE_GPIPE ? "gpipe" : "1f1b",
-                         m, plan.global_batch_size() / m);
+                         m, plan.global_batch_size() / m, per_device);
   int bottleneck = 0;
   for (int i = 0; i < plan.stages_size(); ++i) {
     const cairn::v1::Stage& st = plan.stages(i);
@@ -131,5 +144,15 @@ void RenderSearchResponse(const cairn::v1::SearchResponse& r, bool explain, std:
                          static_cast<int>(r.candidates_evaluated()), prov.model_profile());
   if (explain && !r.explanation().empty()) out << "\n" << r.explanation();
 }
+
+void PrintProgress(std::ostream& err, bool tty, const std::string& text, bool last) {
+  if (tty) {
+    err << "\r" << text << "\033[K" << (last ? "\n" : "") << std::flush;
+  } else {
+    err << text << "\n";
+  }
+}
+
+bool IsTerminal(const std::ostream& err) { return &err == &std::cerr && isatty(2) == 1; }
 
 }  // namespace cairn::cli

@@ -7,6 +7,7 @@
 #define CAIRN_PLANNER_CLI_RENDER_H_
 
 #include <ostream>
+#include <string>
 
 #include "proto/cairn/v1/plan.pb.h"
 #include "proto/cairn/v1/search.pb.h"
@@ -21,6 +22,14 @@ void RenderPlan(const cairn::v1::Plan& plan, std::ostream& out);
 // Every plan, the baselines, the gain and the search statistics; `explain` adds the explanation.
 void RenderSearchResponse(const cairn::v1::SearchResponse& response, bool explain,
                           std::ostream& out);
+
+// One search-progress report on stderr: on a terminal (`tty`) it rewrites the current line
+// ("\r" + text + clear to end of line; a newline after the `last` one), otherwise it is a plain
+// line of its own, so logs stay readable.
+void PrintProgress(std::ostream& err, bool tty, const std::string& text, bool last);
+
+// Whether `err` is the process's stderr and that is a terminal.
+bool IsTerminal(const std::ostream& err);
 
 }  // namespace cairn::cli
 

@@ -1,5 +1,6 @@
 #include "planner/plan/plan_convert.h"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 
@@ -222,8 +223,76 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
   absl::StrAppendFormat(&out, " --micro-batch-size %d --global-batch-size %d --seq-length %d",
                         plan.global_batch / plan.num_micro_batches / dp, plan.global_batch,
                         problem.seq_len);
-  absl::StrAppend(&out, " --bf16");
+  // The model itself, so the line launches Megatron-LM as is (its defaults: LayerNorm, GELU,
+  // learned absolute positions, tied embeddings, biases).
+  const ModelDims& md = problem.model;
+  absl::StrAppendFormat(&out,
+                        " --num-layers %d --hidden-size %d --ffn-hidden-size %d"
+                        " --num-attention-heads %d",
+                        md.num_layers, md.hidden, md.ffn_hidden, md.num_heads);
+  if (md.num_kv_heads > 0 && md.num_kv_heads != md.num_heads) {
+    absl::StrAppendFormat(&out, " --group-query-attention --num-query-groups %d", md.num_kv_heads);
+  }
+  absl::StrAppendFormat(&out, " --max-position-embeddings %d",
+                        std::max(md.max_seq_len, problem.seq_len));
+  // Megatron takes the vocabulary from the tokenizer; --vocab-size sets it for NullTokenizer and
+  // documents the size the plan was costed with.
+  absl::StrAppendFormat(&out, " --vocab-size %d", md.vocab);
+  if (md.rms_norm) absl::StrAppend(&out, " --normalization RMSNorm");
+  if (md.swiglu) absl::StrAppend(&out, " --swiglu");
+  if (md.rope) absl::StrAppend(&out, " --position-embedding-type rope");
+  if (!md.tied_embeddings) absl::StrAppend(&out, " --untie-embeddings-and-output-weights");
+  if (!md.bias) absl::StrAppend(&out, " --disable-bias-linear");
+  // The cost model hides a DDP/ZeRO-1 gradient all-reduce / reduce-scatter under the backward of
+  // the layers below (docs/cost-model.md): Megatron's --overlap-grad-reduce. The ZeRO-1 parameter
+  // all-gather is charged exposed, so --overlap-param-gather is not assumed and not printed.
+  if (dp > 1) absl::StrAppend(&out, " --overlap-grad-reduce");
+  if (problem.precision.param_bytes == 2) absl::StrAppend(&out, " --bf16");
   return out;
+}
+
+absl::StatusOr<PlanSpec> MegatronStageSplit(const SearchProblem& problem, const PlanSpec& plan,
+                                            Evaluation* evaluation) {
+  const int L = problem.model.num_layers;
+  const int p = plan.pipeline_degree();
+  if (p < 2) return absl::NotFoundError("one stage: nothing to re-split");
+  // Megatron runs 1F1B (GPipe is not expressible at all); an interleaved plan's stage_layers are
+  // model chunks, which this split does not know how to keep equal.
+  if (plan.schedule != Schedule::k1F1B) {
+    return absl::NotFoundError("only 1F1B plans are re-split for Megatron-LM");
+  }
+  for (int i = 2; i <= L; ++i) {
+    if (plan.layers[i] != plan.layers[1]) {
+      return absl::NotFoundError("the plan mixes strategies over its blocks");
+    }
+  }
+  const CostModel cm(problem);
+  absl::StatusOr<PlanSpec> best = absl::NotFoundError(absl::StrCat(
+      "no split of ", L, " blocks into ", p, " stages with equal middle stages fits"));
+  double best_s = 0;
+  // k blocks on each middle stage; first + last take the rest, at least one block each. Splits
+  // far from even are slower (the slowest stage sets the pace), so k stays near L / p.
+  const int middle = p - 2;
+  for (int k = std::max(1, L / p - 2); k <= L / p + 2; ++k) {
+    const int rest = L - middle * k;
+    if (rest < 2) break;
+    for (int first = 1; first < rest; ++first) {
+      PlanSpec q = plan;
+      for (int i = 0; i < p; ++i) {
+        const int blocks = i == 0 ? first : i == p - 1 ? rest - first : k;
+        q.stage_layers[i] = blocks + (i == 0) + (i == p - 1);
+      }
+      absl::StatusOr<Evaluation> e = Evaluate(cm, q);
+      if (!e.ok() || !e->feasible) continue;
+      if (!best.ok() || e->step_time_s < best_s) {
+        best_s = e->step_time_s;
+        best = q;
+        *evaluation = *std::move(e);
+      }
+    }
+    if (middle == 0) break;  // two stages: k does not matter
+  }
+  return best;
 }
 
 }  // namespace cairn::planner

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/plan/plan_proto.h"
+#include "common/version.h"
 #include "planner/cost/evaluate.h"
 #include "planner/problem/problem.h"
 #include "planner/search/search.h"
@@ -23,8 +24,8 @@
 namespace cairn::planner {
 
 using ::cairn::plan::kPlanFormatVersion;
-// Version string recorded in every plan's provenance.
-inline constexpr const char* kCairnVersion = "0.1.0";
+// Version string recorded in every plan's provenance (common/version.h).
+using ::cairn::kCairnVersion;
 
 struct ProvenanceInfo {
   std::string hardware_profile;   // e.g. "h100-sxm (default)"
@@ -54,8 +55,19 @@ absl::StatusOr<cairn::v1::Plan> PlanFromJson(const std::string& json);
 // Megatron-LM command-line flags for a plan Megatron can run: one strategy for all blocks, Megatron
 // TP (with or without --sequence-parallel), no Ulysses, even stages (or expressed with
 // --decoder-first/last-pipeline-num-layers), DDP or ZeRO-1 (--use-distributed-optimizer).
-// Unimplemented, saying why, otherwise.
+// Unimplemented, saying why, otherwise. The line carries the model's architecture (layers, widths,
+// heads, query groups, positions, vocabulary, norm, activation, untied embeddings, biases),
+// recomputation, --overlap-grad-reduce when data parallel (the cost model hides that reduction
+// under the backward), the batch and sequence shape, and --bf16 for bf16 plans.
 absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const PlanSpec& plan);
+
+// `plan` with its blocks re-split over the same pipeline stages the way Megatron-LM can express:
+// equal middle stages, the remainder on the first and last (--decoder-first/last-pipeline-num-
+// layers); of those splits, the one the cost model scores fastest among those that fit. Only the
+// stage split changes. `evaluation` receives its score. NotFound when the plan mixes strategies
+// over its blocks, has one stage, is not 1F1B, or no such split fits.
+absl::StatusOr<PlanSpec> MegatronStageSplit(const SearchProblem& problem, const PlanSpec& plan,
+                                            Evaluation* evaluation);
 
 }  // namespace cairn::planner
 

@@ -749,32 +749,69 @@ std::vector<BaselineResult> Baselines(const SearchProblem& problem,
       {"fsdp+recompute", false, DpMode::kZero3, true},
       {"ddp", false, DpMode::kDdp, false},
   };
+  // The search space restricts the baselines as it restricts the search (--pp, --max-tp,
+  // --micro-batches, --modes, --dp-modes, --schedules, --no-recompute): a baseline the user has
+  // ruled out is no baseline, and the Megatron export picks from these.
+  const SearchSpace& space = problem.space;
+  auto allowed = [](const auto& list, auto v) {
+    return std::find(list.begin(), list.end(), v) != list.end();
+  };
+  const int tp_cap = std::min(problem.hardware.devices_per_node,
+                              space.max_tp > 0 ? space.max_tp : problem.hardware.devices_per_node);
+  // Megatron's TP with sequence parallelism where allowed, else plain TP; at tp=1 the mode is moot.
+  std::vector<ParallelMode> tp_modes;
+  for (ParallelMode md : {ParallelMode::kTensorSequence, ParallelMode::kTensor}) {
+    if (allowed(space.modes, md)) tp_modes.push_back(md);
+  }
+  const Schedule schedule =
+      allowed(space.schedules, Schedule::k1F1B) || space.schedules.empty()
+          ? Schedule::k1F1B
+          : space.schedules.front();
   std::vector<BaselineResult> out;
   for (const Family& f : families) {
     BaselineResult best;
     best.family = f.name;
+    if (!allowed(space.dp_modes, f.dp)) {
+      best.reason = absl::StrCat("the search space excludes ", ToString(f.dp), " (--dp-modes)");
+      out.push_back(std::move(best));
+      continue;
+    }
+    if (f.recompute && !space.allow_recompute) {
+      best.reason = "the search space excludes recomputation (--no-recompute)";
+      out.push_back(std::move(best));
+      continue;
+    }
     double best_key = kInf;
     int64_t least_memory = std::numeric_limits<int64_t>::max();
     for (int batch : problem.global_batch_sizes) {
       if (Cancelled(cancelled)) return out;
-      for (int p : f.pipeline_and_tp ? Divisors(N) : std::vector<int>{1}) {
+      std::vector<int> pps = f.pipeline_and_tp ? Divisors(N) : std::vector<int>{1};
+      if (!space.pipeline_degrees.empty()) {
+        pps.erase(std::remove_if(pps.begin(), pps.end(),
+                                 [&](int p) { return !allowed(space.pipeline_degrees, p); }),
+                  pps.end());
+      }
+      for (int p : pps) {
         if (p > L) continue;
         const int n = N / p;
-        const int max_tp = f.pipeline_and_tp ? std::min(n, problem.hardware.devices_per_node) : 1;
+        const int max_tp = f.pipeline_and_tp && !tp_modes.empty() ? std::min(n, tp_cap) : 1;
         for (int t = 1; t <= max_tp; t *= 2) {
           if (n % t != 0) continue;
           for (int m : Divisors(batch)) {
             if (m > kMaxMicroBatches) break;
             if (p > 1 && m < p) continue;
+            if (!space.micro_batch_counts.empty() && !allowed(space.micro_batch_counts, m)) {
+              continue;
+            }
             Strategy s;
             s.tp = t;
-            s.mode = t > 1 ? ParallelMode::kTensorSequence : ParallelMode::kTensor;
+            s.mode = t > 1 ? tp_modes.front() : ParallelMode::kTensor;
             s.dp = f.dp;
             s.recompute = f.recompute;
             Strategy eh = s;
             eh.recompute = false;
             PlanSpec plan;
-            if (!MakeUniformPlan(problem, batch, p, m, Schedule::k1F1B, s, eh, &plan)) continue;
+            if (!MakeUniformPlan(problem, batch, p, m, schedule, s, eh, &plan)) continue;
             plan.origin = absl::StrCat("uniform:", f.name);
             absl::StatusOr<Evaluation> e = Evaluate(cm, plan);
             if (!e.ok()) continue;

@@ -21,6 +21,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/cli_flags.h"
 #include "common/logging.h"
 #include "planner/plan/plan_convert.h"
 #include "planner/server/server.h"
@@ -30,22 +31,6 @@
 namespace {
 const cairn::planner::ServerOptions kDefaults;
 
-// Abseil flag names cannot contain '-'; the documented spelling is --metrics-address, so the
-// dashes in each flag's name (not its value) become underscores before parsing. Both work.
-std::vector<std::string> DashesToUnderscores(int argc, char** argv) {
-  std::vector<std::string> out(argv, argv + argc);
-  for (size_t i = 1; i < out.size(); ++i) {
-    std::string& a = out[i];
-    if (a == "--") break;
-    if (a.size() < 2 || a[0] != '-') continue;
-    const size_t start = a[1] == '-' ? 2 : 1;
-    const size_t end = std::min(a.find('='), a.size());
-    for (size_t j = start; j < end; ++j) {
-      if (a[j] == '-') a[j] = '_';
-    }
-  }
-  return out;
-}
 }  // namespace
 
 ABSL_FLAG(std::string, listen, kDefaults.listen_address,
@@ -86,11 +71,8 @@ int main(int argc, char** argv) {
       "the Cairn planner daemon: strategy searches, profiles, agents, jobs and rendezvous over "
       "gRPC.\nUsage: cairn-planner --db PATH [--listen HOST:PORT] [flags]; see "
       "docs/planner-daemon.md");
-  std::vector<std::string> args = DashesToUnderscores(argc, argv);
-  std::vector<char*> arg_ptrs;
-  for (std::string& a : args) arg_ptrs.push_back(a.data());
-  std::vector<char*> rest =
-      absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  // Dashed flag names, --help/--version (exit 0), flag mistakes exit 2.
+  std::vector<char*> rest = cairn::ParseFlagsOrExit("cairn-planner", argc, argv);
   if (rest.size() > 1) {
     std::cerr << "cairn-planner: unexpected argument '" << rest[1]
               << "' (every setting is a --flag; see --help)\n";

@@ -13,14 +13,18 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "common/version.h"
 #include "runtime/data/token_shards.h"
 
 namespace {
 
+constexpr const char* kUsage =
+    "usage: cairn-data FILE... --output DIR [--val-fraction F (0.05)] "
+    "[--shard-tokens N (100000000)] [--help] [--version]\n"
+    "Exit status: 0 done, 1 I/O failure, 2 bad input.\n";
+
 int Usage() {
-  std::fprintf(stderr,
-               "usage: cairn-data FILE... --output DIR [--val-fraction F (0.05)] "
-               "[--shard-tokens N (100000000)]\n");
+  std::fputs(kUsage, stderr);
   return 2;
 }
 
@@ -33,6 +37,14 @@ int main(int argc, char** argv) {
   int64_t shard_tokens = 100000000;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--version") {
+      std::printf("%s\n", cairn::VersionLine("cairn-data").c_str());
+      return 0;
+    }
     auto value = [&](const char* name) -> const char* {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "cairn-data: %s needs a value\n", name);

@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <memory>
 #include <vector>
 
@@ -113,14 +115,15 @@ BackendFactory CudaBackendFactory(const GpuSetup& gpus) {
   };
 }
 
-WorldFactory CudaWorldFactory(const GpuSetup& gpus, int world_size) {
+WorldFactory CudaWorldFactory(const GpuSetup& gpus, int ranks_per_host) {
   const int count = gpus.count;
-  const bool shared = world_size > count;
-  return [count, shared](int rank, int world, std::shared_ptr<Store> store,
+  const int per_host = std::max(1, ranks_per_host);
+  const bool shared = per_host > count;
+  return [count, shared, per_host](int rank, int world, std::shared_ptr<Store> store,
                          ComputeBackend* backend) -> absl::StatusOr<std::unique_ptr<Communicator>> {
     if (!shared) {
       NcclOptions options;
-      options.device = rank % count;
+      options.device = (rank % per_host) % count;
       CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> nccl,
                              NcclCommunicator::Create(rank, world, std::move(store), options));
       return std::unique_ptr<Communicator>(std::move(nccl));

@@ -37,7 +37,10 @@ absl::StatusOr<GpuSetup> DetectGpus();
 std::string CatalogClusterFor(const std::string& gpu_name);
 
 BackendFactory CudaBackendFactory(const GpuSetup& gpus);
-WorldFactory CudaWorldFactory(const GpuSetup& gpus, int world_size);
+// `ranks_per_host`: ranks on this host (the world for a local launch; LOCAL_WORLD_SIZE for a
+// multi-host one, e.g. an agent's workers). Ranks are consecutive per host, so rank r of a host
+// uses GPU (r % ranks_per_host) % count; NCCL when the host has a GPU per rank, staged otherwise.
+WorldFactory CudaWorldFactory(const GpuSetup& gpus, int ranks_per_host);
 
 }  // namespace cairn::runtime
 

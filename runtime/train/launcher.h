@@ -5,6 +5,11 @@
 // signal), the others are terminated (SIGTERM, then SIGKILL after a grace period) so nothing
 // hangs, and the parent reports which rank failed first and how.
 //
+// Signals: SIGTERM, SIGINT or SIGHUP to the launcher while workers run is forwarded to every worker;
+// RunLocalWorkers then waits for them (SIGKILL after the grace period) and returns Cancelled, so the
+// caller can clean up and exit. Workers also get PR_SET_PDEATHSIG(SIGKILL): a launcher killed with
+// SIGKILL takes its workers with it.
+//
 //   absl::Status s = RunLocalWorkers(4, [](int rank) { return TrainWorker(rank, ...); });
 #ifndef CAIRN_RUNTIME_TRAIN_LAUNCHER_H_
 #define CAIRN_RUNTIME_TRAIN_LAUNCHER_H_
@@ -21,6 +26,10 @@ namespace cairn::runtime {
 // failed rank, its exit code or signal.
 absl::Status RunLocalWorkers(int nproc, const std::function<absl::Status(int rank)>& worker,
                              absl::Duration grace = absl::Seconds(5));
+
+// The signal that stopped the last RunLocalWorkers (0: none), so main can exit the way it was asked
+// to (re-raising it once it has cleaned up).
+int LauncherStopSignal();
 
 }  // namespace cairn::runtime
 

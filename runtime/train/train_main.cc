@@ -14,9 +14,11 @@
 //
 // Launch: --nproc N forks N local workers that meet through a fresh directory store; without it,
 // RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun, Slurm, Kubernetes) make this process one rank
-// of a multi-host job; with neither it trains on one process. Rank 0 prints one line per step.
+// of a multi-host job (with CAIRN_RDZV_PLANNER, as cairn-agent starts workers, the ranks meet
+// through the planner daemon instead of rank 0's store); with neither it trains on one process. Rank 0 prints one line per step.
 // Exit status: 0 done, 1 training failed (the failing rank and reason are printed), 2 bad input
 // (reported before any worker starts).
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -29,10 +31,12 @@
 #include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "common/version.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
 #include "planner/plan/plan_convert.h"
 #include "planner/plan/run_planning.h"
+#include "runtime/train/launcher.h"
 #include "runtime/train/trainer.h"
 #ifdef CAIRN_WITH_CUDA
 #include "runtime/train/cuda_support.h"
@@ -46,7 +50,28 @@ int Fail(const absl::Status& s) {
   return 2;
 }
 
+constexpr const char* kUsage =
+    "usage: cairn-train --model NAME|FILE.json --plan PLAN.json|auto --data DIR "
+    "[--nproc N] [--steps N] [--seed S] [--global-batch B --seq-len S (plan auto)] "
+    "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
+    "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
+    "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
+    "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--quiet] "
+    "[--help] [--version]\n"
+    "Exit status: 0 done, 1 training failed, 2 bad input. See docs/runtime.md.\n";
+
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("%s\n", VersionLine("cairn-train").c_str());
+      return 0;
+    }
+  }
   Args a;
   if (absl::Status s =
           a.Parse(std::vector<std::string>(argv + 1, argv + argc),
@@ -54,18 +79,12 @@ int Main(int argc, char** argv) {
                    "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
                    "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile",
                    "device", "stop-at"},
-                  {"quiet", "help"});
+                  {"quiet"});
       !s.ok()) {
     return Fail(s);
   }
-  if (a.Has("help") || !a.Has("data")) {
-    std::fprintf(stderr,
-                 "usage: cairn-train --model NAME|FILE.json --plan PLAN.json|auto --data DIR "
-                 "[--nproc N] [--steps N] [--seed S] [--global-batch B --seq-len S (plan auto)] "
-                 "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
-                 "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
-                 "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
-                 "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--quiet]\n");
+  if (!a.Has("data")) {
+    std::fprintf(stderr, "cairn-train: --data is required\n%s", kUsage);
     return 2;
   }
   TrainerOptions opt;
@@ -145,7 +164,13 @@ int Main(int argc, char** argv) {
     }
     req.dtype_bytes = 2;
     opt.make_backend = CudaBackendFactory(*gpus);
-    opt.make_world = CudaWorldFactory(*gpus, world);
+    // Ranks on this host: all of them for --nproc; LOCAL_WORLD_SIZE when a launcher (torchrun,
+    // cairn-agent) starts this process as one rank of a multi-host job.
+    int per_host = world;
+    if (const char* local = std::getenv("LOCAL_WORLD_SIZE"); *nproc <= 0 && local != nullptr) {
+      (void)absl::SimpleAtoi(local, &per_host);
+    }
+    opt.make_world = CudaWorldFactory(*gpus, per_host);
     opt.device_name = gpus->name;
   }
 #else
@@ -228,7 +253,15 @@ int Main(int argc, char** argv) {
 
   absl::Status s;
   if (*nproc > 0 || env_world == nullptr) {
-    s = TrainLocally(opt);
+    s = TrainLocally(opt);  // removes its store directory on every return
+    if (const int sig = LauncherStopSignal(); sig != 0) {
+      // Stopped from outside: the workers are gone and the directory removed; exit as asked.
+      std::fprintf(stderr, "cairn-train: %s\n", std::string(s.message()).c_str());
+      std::fflush(stderr);
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+      return 128 + sig;
+    }
     if (!s.ok()) {
       std::fprintf(stderr, "cairn-train: training failed: %s\n", std::string(s.message()).c_str());
       return 1;

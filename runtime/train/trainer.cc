@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -17,6 +19,7 @@
 #include "runtime/comm/file_store.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
 #include "runtime/comm/launch_env.h"
+#include "runtime/comm/planner_store.h"
 #include "runtime/comm/tcp_store.h"
 #include "runtime/compute/cpu/cpu_backend.h"
 #include "runtime/data/token_shards.h"
@@ -136,6 +139,7 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   int timed = 0;
   int64_t peak = 0;
   const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  const auto loop_start = std::chrono::steady_clock::now();
   for (int64_t step = start; step < last; ++step) {
     if (rank == o.fault_rank && step == o.fault_step) {
       std::fprintf(stderr, "cairn-train: rank %d: injected failure at step %lld\n", rank,
@@ -160,14 +164,21 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
               ? ""
               : absl::StrFormat(" (compute %s, comm %s)", FormatSeconds(r.compute_s),
                                 FormatSeconds(r.comm_s));
+      // Elapsed wall time of this run's steps, and the steps left at the mean step time so far
+      // (the warm-up step alone until there is a second).
+      const double elapsed_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+      const double per_step_s = timed > 0 ? time_sum / timed : r.step_time_s;
+      const double eta_s = per_step_s * static_cast<double>(last - step - 1);
       std::printf(
           "step %5lld/%d | loss %.4f | %s%s | %s tokens/s%s | peak %s | "
-          "lr %.2e | norm %.3f\n",
+          "lr %.2e | norm %.3f | elapsed %s | ETA %s\n",
           static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
           split.c_str(),
           FormatCount(tokens / r.step_time_s).c_str(),
           mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
-          FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm);
+          FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm,
+          FormatSeconds(elapsed_s).c_str(), FormatSeconds(eta_s).c_str());
       std::fflush(stdout);
     }
     if (metrics) {
@@ -231,6 +242,9 @@ absl::Status TrainLocally(const TrainerOptions& o) {
 }
 
 absl::Status TrainFromEnvironment(const TrainerOptions& o) {
+  if (const char* planner = std::getenv("CAIRN_RDZV_PLANNER"); planner != nullptr && *planner) {
+    return TrainThroughPlanner(o);
+  }
   CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromEnvironment());
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, env.local_rank));
   if (!o.make_world) {
@@ -243,6 +257,33 @@ absl::Status TrainFromEnvironment(const TrainerOptions& o) {
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> world,
                          MakeWorld(o, env.rank, std::shared_ptr<Store>(std::move(store)),
                                    backend.get()));
+  return TrainRank(o, world.get(), backend.get());
+}
+
+absl::Status TrainThroughPlanner(const TrainerOptions& o) {
+  // RANK, WORLD_SIZE and LOCAL_RANK as for any launch; MASTER_ADDR/MASTER_PORT mean nothing here
+  // (the planner is the rendezvous), so the launch checks are given a placeholder port.
+  const auto lookup = [](absl::string_view name) -> std::optional<std::string> {
+    const char* v = std::getenv(std::string(name).c_str());
+    if (v != nullptr) return std::string(v);
+    if (name == "MASTER_PORT") return std::string("1");
+    return std::nullopt;
+  };
+  CAIRN_ASSIGN_OR_RETURN(const LaunchEnv env, LaunchEnv::FromLookup(lookup));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<PlannerStore> planner_store,
+                         PlannerStore::FromEnvironment());
+  std::shared_ptr<Store> store(std::move(planner_store));
+  CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<ComputeBackend> backend, MakeBackend(o, env.local_rank));
+  std::unique_ptr<Communicator> world;
+  if (o.make_world) {
+    CAIRN_ASSIGN_OR_RETURN(world, MakeWorld(o, env.rank, store, backend.get()));
+  } else {
+    GlooOptions gloo;
+    if (const char* host = std::getenv("CAIRN_HOST_ADDRESS"); host != nullptr && *host) {
+      gloo.hostname = host;
+    }
+    CAIRN_ASSIGN_OR_RETURN(world, GlooCommunicator::Create(env.rank, o.world_size, store, gloo));
+  }
   return TrainRank(o, world.get(), backend.get());
 }
 

@@ -100,7 +100,14 @@ absl::Status TrainLocally(const TrainerOptions& options);
 
 // This process as one rank of a job started by a launcher (RANK, WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT as torchrun, Slurm or Kubernetes set them): Gloo over the rank-0-hosted TCP store.
+// With CAIRN_RDZV_PLANNER set (cairn-agent's workers), TrainThroughPlanner instead.
 absl::Status TrainFromEnvironment(const TrainerOptions& options);
+
+// This process as one rank of a job hosted by cairn-agent: RANK, WORLD_SIZE, LOCAL_RANK as above,
+// and the ranks meet through the planner daemon's rendezvous (runtime/comm/planner_store.h:
+// CAIRN_RDZV_PLANNER, CAIRN_RDZV_JOB, CAIRN_RDZV_PREFIX, credentials), Gloo listening on
+// CAIRN_HOST_ADDRESS (the node's address the other nodes reach; default 127.0.0.1).
+absl::Status TrainThroughPlanner(const TrainerOptions& options);
 
 }  // namespace cairn::runtime
 

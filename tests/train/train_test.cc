@@ -2,7 +2,13 @@
 // explicit plans matches one process, a dying worker makes the run fail fast with a clear error,
 // bad plans are refused before any worker starts, and checkpoints resume. Fault injection exists
 // only in the cairn-train-testing build.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 #include <cstdlib>
@@ -52,6 +58,54 @@ std::vector<double> Losses(const std::string& out) {
     if (absl::SimpleAtod(num, &v)) losses.push_back(v);
   }
   return losses;
+}
+
+
+// The workers of `launcher`: the processes whose parent it is (from /proc/PID/stat).
+std::vector<pid_t> ChildrenOf(pid_t launcher) {
+  std::vector<pid_t> out;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return out;
+  while (dirent* e = readdir(proc)) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
+    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+    std::string line;
+    std::getline(stat, line);
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces, so parse after the last ')'.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
+    int ppid = 0;
+    if (f.size() > 1 && absl::SimpleAtoi(f[1], &ppid) && ppid == launcher) out.push_back(pid);
+  }
+  closedir(proc);
+  return out;
+}
+
+// Running (not gone, not a zombie waiting for init to reap it).
+bool Alive(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
+}
+
+std::vector<std::string> StoreDirs(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      if (std::string(e->d_name).rfind("cairn-train-", 0) == 0) out.push_back(e->d_name);
+    }
+    closedir(d);
+  }
+  return out;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 class TrainTest : public ::testing::Test {
@@ -153,6 +207,22 @@ TEST_F(TrainTest, DeadWorkerFailsTheRunFast) {
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("step     5/5")));
 }
 
+TEST_F(TrainTest, StepLinesSayElapsedAndEta) {
+  const Result r = Sh(Train("--nproc 1 --steps 3 --plan " + PlanFile("one", 1, "\"tp_degree\": 1")));
+  ASSERT_EQ(r.status, 0) << r.output;
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(r.output, '\n')) {
+    if (line.substr(0, 5) != "step ") continue;
+    ++lines;
+    EXPECT_THAT(std::string(line), HasSubstr("| elapsed ")) << line;
+    EXPECT_THAT(std::string(line), HasSubstr("| ETA ")) << line;
+  }
+  EXPECT_EQ(lines, 3) << r.output;
+  // Nothing left after the last step.
+  EXPECT_THAT(r.output, HasSubstr("step     3/3"));
+  EXPECT_THAT(r.output.substr(r.output.find("step     3/3")), HasSubstr("| ETA 0"));
+}
+
 TEST_F(TrainTest, FaultInjectionExistsOnlyInTheTestingBuild) {
   const Result r = Sh("CAIRN_FAULT_EXIT=0:0 " + Train("--nproc 1 --steps 1"));
   EXPECT_EQ(r.status, 0) << r.output;
@@ -195,6 +265,62 @@ TEST_F(TrainTest, CheckpointAndResume) {
   ASSERT_EQ(b.size(), 2u) << resumed.output;
   EXPECT_NEAR(b[0], a[2], 2e-4 * a[2]);
   EXPECT_NEAR(b[1], a[3], 2e-4 * a[3]);
+}
+
+// Killing the --nproc launcher stops its workers and (for SIGTERM/SIGINT, which it can catch)
+// removes its store directory; SIGKILL cannot be caught, but PR_SET_PDEATHSIG still stops the
+// workers. A normal run leaves no directory either.
+TEST_F(TrainTest, KillingTheLauncherStopsItsWorkersAndCleansUp) {
+  const std::string plan = PlanFile("kill_dp2", 2, "\"tp_degree\": 1");
+  {
+    const std::string tmp = Tmp() + "/tmp_normal";
+    ASSERT_EQ(Sh("mkdir -p " + tmp).status, 0);
+    const Result r = Sh("TMPDIR=" + tmp + " " + Train("--nproc 2 --steps 2 --plan " + plan));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(StoreDirs(tmp).empty()) << "left " << StoreDirs(tmp)[0];
+  }
+  for (int sig : {SIGTERM, SIGINT, SIGKILL}) {
+    const std::string tmp = absl::StrCat(Tmp(), "/tmp_sig", sig);
+    const std::string log = tmp + ".log";
+    ASSERT_EQ(Sh("mkdir -p " + tmp).status, 0);
+    const std::string command = absl::StrCat("TMPDIR=", tmp, " exec ",
+                                             Train("--nproc 2 --steps 1000000 --plan " + plan),
+                                             " > ", log, " 2>&1");
+    const pid_t launcher = fork();
+    ASSERT_GE(launcher, 0);
+    if (launcher == 0) {
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Wait (bounded) until the workers train: their first loss line.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (ReadAll(log).find("| loss ") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_NE(ReadAll(log).find("| loss "), std::string::npos) << ReadAll(log);
+    const std::vector<pid_t> workers = ChildrenOf(launcher);
+    ASSERT_EQ(workers.size(), 2u);
+    ASSERT_EQ(StoreDirs(tmp).size(), 1u);
+    ASSERT_EQ(kill(launcher, sig), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(launcher, &status, 0), launcher);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "signal " << sig << " status "
+                                                                 << status << "\n" << ReadAll(log);
+    // The workers go with it (bounded wait: SIGKILL's death signal is delivered asynchronously).
+    const auto gone_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (pid_t w : workers) {
+      while (Alive(w) && std::chrono::steady_clock::now() < gone_by) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      EXPECT_FALSE(Alive(w)) << "worker " << w << " outlived its launcher (signal " << sig << ")";
+      if (Alive(w)) kill(w, SIGKILL);
+    }
+    if (sig != SIGKILL) {
+      EXPECT_TRUE(StoreDirs(tmp).empty()) << "signal " << sig << " left a store directory";
+      EXPECT_THAT(ReadAll(log), HasSubstr("stopped by signal"));
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,170 @@
+// The probe suites on the CPU backend with tiny configurations: every case is recorded, checked
+// and has a positive rate; GEMM shapes are the cost model's; collectives and overlap on two ranks
+// (threads, Gloo over a directory store). No timing is asserted, only that times were taken.
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "agent/probes/comm_probes.h"
+#include "agent/probes/compute_probes.h"
+#include "agent/probes/layer_probe.h"
+#include "agent/probes/overlap_probe.h"
+#include "common/plan/plan_proto.h"
+#include "common/status_macros.h"
+#include "common/testing/status_matchers.h"
+#include "gtest/gtest.h"
+#include "planner/catalog/models.h"
+#include "runtime/train/backends.h"
+
+namespace cairn::agent {
+namespace {
+
+using ::cairn::testing::IsOk;
+
+plan::ModelDims LlamaTiny() {
+  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel("llama-tiny");
+  EXPECT_THAT(spec.status(), IsOk());
+  return plan::ModelDimsFromSpec(*spec);
+}
+
+ProbeBudget Tiny() {
+  ProbeBudget b;
+  b.target_seconds = 0.002;
+  b.samples = 2;
+  b.min_iters = 2;
+  b.max_iters = 8;
+  return b;
+}
+
+TEST(LayerGemmShapesTest, TheCostModelsGemmsCutByTensorParallelDegree) {
+  const plan::ModelDims m = LlamaTiny();  // hidden 128, 4 heads, 2 kv heads, ffn 352, vocab 256
+  const std::vector<GemmCase> tp1 = LayerGemmShapes(m, 1, 512);
+  ASSERT_EQ(tp1.size(), 5u);
+  EXPECT_EQ(tp1[0].name, "qkv");
+  EXPECT_EQ(tp1[0].shape.m, 512);
+  EXPECT_EQ(tp1[0].shape.k, 128);
+  EXPECT_EQ(tp1[0].shape.n, 128 + 2 * 64);  // h + 2 kv
+  EXPECT_EQ(tp1[2].shape.n, 2 * 352);       // SwiGLU: gate and up
+  EXPECT_EQ(tp1[3].shape.k, 352);           // down
+  EXPECT_EQ(tp1[4].shape.n, m.vocab);
+  const std::vector<GemmCase> tp2 = LayerGemmShapes(m, 2, 512);
+  EXPECT_EQ(tp2[0].shape.n, 128);           // column parallel
+  EXPECT_EQ(tp2[1].shape.k, 64);            // row parallel
+  EXPECT_EQ(tp2[3].shape.k, 176);
+}
+
+void ExpectMeasured(const ProbeReport& r, const std::string& probe, int at_least) {
+  int n = 0;
+  for (const Measurement& m : r.measurements()) {
+    if (m.probe() != probe) continue;
+    ++n;
+    EXPECT_TRUE(m.error().empty()) << m.name() << ": " << m.error();
+    EXPECT_TRUE(m.correct()) << m.name();
+    EXPECT_GT(m.time_s(), 0) << m.name();
+  }
+  EXPECT_GE(n, at_least) << probe;
+}
+
+TEST(ComputeProbesTest, EverySuiteMeasuresAndChecksOnTheCpuBackend) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
+  c.budget = Tiny();
+  c.micro_batches = {1};
+  c.seq_len = 32;
+  c.tp_degrees = {1};
+  c.attention_seq_lens = {32};
+  c.attention_head_dims = {16};
+  c.memory_bytes = 1 << 16;
+  ProbeReport r;
+  ASSERT_THAT(ProbeGemms(be.get(), c, &r), IsOk());
+  ASSERT_THAT(ProbeAttention(be.get(), c, &r), IsOk());
+  ASSERT_THAT(ProbeMemory(be.get(), c, &r), IsOk());
+  ASSERT_THAT(ProbeLaunch(be.get(), c, &r), IsOk());
+  ExpectMeasured(r, "gemm", 4);  // the LM head [32x256x128] is the QKV shape: measured once
+  ExpectMeasured(r, "attention", 2);
+  ExpectMeasured(r, "memory", 3);
+  ExpectMeasured(r, "launch", 1);
+  for (const Measurement& m : r.measurements()) {
+    if (m.probe() == "gemm") EXPECT_EQ(m.model(), "llama-tiny");
+  }
+}
+
+TEST(LayerProbeTest, TimesEveryLayerKindWithItsActivations) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  LayerProbeConfig c;
+  c.models = {LlamaTiny()};
+  c.seq_lens = {32};
+  c.micro_batches = {1, 2};
+  c.iterations = 1;
+  c.min_seconds = 0;
+  ProbeReport r;
+  ASSERT_THAT(ProbeLayers(be.get(), c, &r), IsOk());
+  ExpectMeasured(r, "layer", 6);
+  for (const Measurement& m : r.measurements()) {
+    EXPECT_GT(m.params().at("forward_s"), 0);
+    if (m.op() == "block") EXPECT_GT(m.params().at("activation_bytes"), 0) << m.name();
+  }
+}
+
+TEST(CommProbesTest, PlacementsAndNodeSpans) {
+  EXPECT_EQ(PlacementGroups(4, 2, true), (std::vector<std::vector<int>>{{0, 1}, {2, 3}}));
+  EXPECT_EQ(PlacementGroups(4, 2, false), (std::vector<std::vector<int>>{{0, 2}, {1, 3}}));
+  EXPECT_TRUE(PlacementGroups(4, 3, true).empty());
+  const std::vector<int> nodes = {0, 0, 1, 1};
+  EXPECT_FALSE(SpansNodes({0, 1}, nodes));
+  EXPECT_TRUE(SpansNodes({0, 2}, nodes));
+}
+
+TEST(CommProbesTest, CollectivesAndOverlapOnTwoRanksWithFits) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/comm-probe-store");
+  ProbeReport reports[2];
+  absl::Status status[2];
+  auto rank = [&](int r) {
+    status[r] = [&]() -> absl::Status {
+      CAIRN_ASSIGN_OR_RETURN(auto be, runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+      CAIRN_ASSIGN_OR_RETURN(auto store, runtime::OpenDirectoryStore(dir));
+      runtime::WorldOptions opt;
+      opt.timeout = opt.rendezvous_timeout = absl::Seconds(60);
+      CAIRN_ASSIGN_OR_RETURN(auto world, runtime::MakeWorldCommunicator(
+                                             runtime::DeviceKind::kCpu, r, 2, store, be.get(), opt));
+      CommProbeConfig c;
+      c.budget = Tiny();
+      c.min_bytes = 1024;
+      c.max_bytes = 16 * 1024;
+      c.size_factor = 4;
+      CAIRN_RETURN_IF_ERROR(ProbeCollectives(world.get(), world.get(), be.get(), {0, 1}, c,
+                                             &reports[r]));
+      OverlapProbeConfig o;
+      o.gemm_size = 32;
+      o.comm_bytes = 4096;
+      o.samples = 1;
+      return ProbeOverlap(world.get(), world.get(), be.get(), o, &reports[r]);
+    }();
+  };
+  std::thread t0(rank, 0), t1(rank, 1);
+  t0.join();
+  t1.join();
+  ASSERT_THAT(status[0], IsOk());
+  ASSERT_THAT(status[1], IsOk());
+  // Rank 0 reports: 5 ops x 3 sizes, a fit per op, the overlap triple. The pair spans nodes.
+  ExpectMeasured(reports[0], "collective", 15);
+  int fits = 0;
+  for (const Measurement& m : reports[0].measurements()) {
+    if (m.probe() == "collective") EXPECT_EQ(m.params().at("spans_nodes"), 1) << m.name();
+    if (m.probe() != "collective_fit") continue;
+    ++fits;
+    EXPECT_GT(m.params().at("busbw_bytes_per_s"), 0) << m.name();
+    EXPECT_GE(m.params().at("max_rel_error"), 0) << m.name();
+  }
+  EXPECT_EQ(fits, 5);
+  bool gamma = false;
+  for (const Measurement& m : reports[0].measurements()) {
+    if (m.probe() == "overlap" && m.op() == "gamma") gamma = m.rate() >= 1.0;
+  }
+  EXPECT_TRUE(gamma);
+  EXPECT_EQ(reports[1].measurements_size(), 0);  // measurements live in rank 0's report
+}
+
+}  // namespace
+}  // namespace cairn::agent

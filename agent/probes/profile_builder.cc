@@ -1,0 +1,335 @@
+#include "agent/probes/profile_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "agent/probes/probe_harness.h"
+#include "common/units.h"
+
+namespace cairn::agent {
+namespace {
+
+using cairn::v1::CollectiveCost;
+using cairn::v1::CollectiveOp;
+
+double Param(const Measurement& m, const std::string& key) {
+  auto it = m.params().find(key);
+  return it == m.params().end() ? 0 : it->second;
+}
+
+CollectiveOp OpFromName(const std::string& op) {
+  if (op == "all_reduce") return cairn::v1::COLLECTIVE_OP_ALL_REDUCE;
+  if (op == "all_gather") return cairn::v1::COLLECTIVE_OP_ALL_GATHER;
+  if (op == "reduce_scatter") return cairn::v1::COLLECTIVE_OP_REDUCE_SCATTER;
+  if (op == "all_to_all") return cairn::v1::COLLECTIVE_OP_ALL_TO_ALL;
+  if (op == "send_recv") return cairn::v1::COLLECTIVE_OP_SEND_RECV;
+  return cairn::v1::COLLECTIVE_OP_UNSPECIFIED;
+}
+
+// Measurements of one probe that succeeded, grouped by name across ranks.
+std::map<std::string, std::vector<const Measurement*>> ByName(
+    const std::vector<ProbeReport>& reports, const std::string& probe) {
+  std::map<std::string, std::vector<const Measurement*>> out;
+  for (const ProbeReport& r : reports) {
+    for (const Measurement& m : r.measurements()) {
+      if (m.probe() == probe && m.error().empty()) out[m.name()].push_back(&m);
+    }
+  }
+  return out;
+}
+
+template <typename F>
+double Mean(const std::vector<const Measurement*>& ms, F f) {
+  double s = 0;
+  for (const Measurement* m : ms) s += f(*m);
+  return ms.empty() ? 0 : s / ms.size();
+}
+
+using CollKey = std::tuple<int, int, bool>;  // op, group size, spans nodes
+
+}  // namespace
+
+double GemmRateAt(const cairn::v1::DeviceSpec& d, double flops) {
+  std::vector<std::pair<double, double>> g;
+  for (const auto& p : d.gemm()) g.emplace_back(p.flops(), p.achieved_flops_per_s());
+  std::sort(g.begin(), g.end());
+  if (g.empty()) return 0.6 * d.peak_flops_per_s();
+  if (flops <= g.front().first) return g.front().second;
+  if (flops >= g.back().first) return g.back().second;
+  size_t hi = 1;
+  while (g[hi].first < flops) ++hi;
+  const auto& lo = g[hi - 1];
+  const double x =
+      (std::log(flops) - std::log(lo.first)) / (std::log(g[hi].first) - std::log(lo.first));
+  return lo.second + x * (g[hi].second - lo.second);
+}
+
+absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
+                                            const std::vector<ProbeReport>& reports,
+                                            const cairn::v1::HardwareProfile* previous) {
+  std::set<std::string> versions;
+  for (const ProbeReport& r : reports) versions.insert(r.version());
+  if (versions.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("probe reports of different versions: ",
+                                                   absl::StrJoin(versions, ", ")));
+  }
+  BuiltProfiles out;
+  cairn::v1::HardwareProfile& hw = out.hardware;
+  hw.set_name(node.profile_name);
+  *hw.mutable_fingerprint() = node.fingerprint;
+  hw.set_devices_per_node(node.devices_per_node);
+  hw.set_source(cairn::v1::PROFILE_SOURCE_MEASURED);
+  cairn::v1::DeviceSpec* d = hw.mutable_device();
+  d->set_name(node.device_name);
+  d->set_memory_bytes(node.device_memory_bytes);
+  d->set_reserved_bytes(node.reserved_bytes);
+  std::vector<std::string> notes;
+  notes.push_back(absl::StrCat("Measured by cairn-agent on node '", node.node_name, "' at ",
+                               node.measured_at, " (", versions.empty() ? "" : *versions.begin(),
+                               ", ", reports.size(), " probe ranks)."));
+
+  // GEMM table.
+  std::vector<std::pair<double, std::pair<double, double>>> pts;  // fwd flops -> (work, time)
+  for (const auto& [name, ms] : ByName(reports, "gemm")) {
+    const Measurement& m0 = *ms[0];
+    const double fwd_flops = m0.flops() / 3;
+    pts.push_back({fwd_flops, {m0.flops(), Mean(ms, [](const Measurement& m) { return m.time_s(); })}});
+  }
+  if (pts.empty()) {
+    // A partial probe (e.g. `cairn agents probe --suites comm`): the device's numbers stay those
+    // of the previous profile of this fingerprint.
+    if (previous == nullptr || previous->device().gemm_size() == 0) {
+      return absl::InvalidArgumentError(
+          "no GEMM measurement in the probe reports and no earlier profile of this node to keep "
+          "them from; probe the compute suite");
+    }
+    const int64_t memory = d->memory_bytes(), reserved = d->reserved_bytes();
+    *d = previous->device();
+    d->set_memory_bytes(memory);
+    d->set_reserved_bytes(reserved);
+    notes.push_back("Compute numbers (GEMM, attention, memory bandwidth, peak) kept from the "
+                    "previous profile: this probe did not run the compute suite.");
+  }
+  std::sort(pts.begin(), pts.end());
+  const bool measured_compute = !pts.empty();
+  std::vector<std::pair<double, std::pair<double, double>>> merged;
+  for (const auto& p : pts) {
+    if (!merged.empty() && p.first <= merged.back().first * 1.05) {
+      auto& m = merged.back();
+      const double f = m.first + p.first;  // keep the merged key near both
+      m.second.first += p.second.first;
+      m.second.second += p.second.second;
+      m.first = f / 2;
+      continue;
+    }
+    merged.push_back(p);
+  }
+  double best_rate = 0;
+  double worst_rate = 0;
+  for (const auto& [flops, work_time] : merged) {
+    cairn::v1::GemmPoint* g = d->add_gemm();
+    g->set_flops(flops);
+    g->set_achieved_flops_per_s(work_time.first / work_time.second);
+    best_rate = std::max(best_rate, g->achieved_flops_per_s());
+    worst_rate = worst_rate == 0 ? g->achieved_flops_per_s()
+                                 : std::min(worst_rate, g->achieved_flops_per_s());
+  }
+  if (!measured_compute) {
+    // kept from `previous` above
+  } else if (node.peak_flops_per_s > 0) {
+    d->set_peak_flops_per_s(node.peak_flops_per_s);
+  } else {
+    d->set_peak_flops_per_s(best_rate);
+    notes.push_back("No datasheet peak for this device: peak_flops_per_s is the best measured GEMM "
+                    "rate, so MFU reads as a fraction of what the kernels reach.");
+  }
+  if (measured_compute) {
+    out.summary.push_back(absl::StrFormat("GEMM: %d shapes, %d table points, %.1f to %.1f GFLOP/s",
+                                          pts.size(), merged.size(), worst_rate / 1e9,
+                                          best_rate / 1e9));
+  }
+
+  // Attention efficiency against the GEMM table.
+  std::map<std::string, std::pair<double, double>> attn;  // case -> fwd time, bwd time
+  std::map<std::string, double> attn_flops;
+  for (const auto& [name, ms] : ByName(reports, "attention")) {
+    const std::string base = name.substr(0, name.rfind(' '));
+    const double t = Mean(ms, [](const Measurement& m) { return m.time_s(); });
+    if (ms[0]->op() == "forward") {
+      attn[base].first = t;
+      attn_flops[base] = ms[0]->flops();
+    } else {
+      attn[base].second = t;
+    }
+  }
+  std::vector<double> effs;
+  for (const auto& [base, t] : attn) {
+    if (t.first <= 0 || t.second <= 0) continue;
+    const double f = attn_flops[base];
+    effs.push_back(3.5 * f / (GemmRateAt(*d, f) * (t.first + t.second)));
+  }
+  if (!effs.empty()) {
+    d->set_attention_efficiency(Median(effs));
+    out.summary.push_back(absl::StrFormat("attention efficiency %.3f (median of %d cases)",
+                                          d->attention_efficiency(), effs.size()));
+  }
+
+  // Memory bandwidth.
+  std::map<std::string, double> bandwidth;
+  for (const auto& [name, ms] : ByName(reports, "memory")) {
+    bandwidth[ms[0]->op()] = Mean(ms, [](const Measurement& m) { return m.rate(); });
+  }
+  if (bandwidth.count("adamw")) {
+    d->set_memory_bandwidth_bytes_per_s(bandwidth["adamw"]);
+    out.summary.push_back(absl::StrFormat(
+        "memory bandwidth %.2f GB/s (optimizer step); copy %.2f GB/s, add %.2f GB/s",
+        bandwidth["adamw"] / 1e9, bandwidth["copy"] / 1e9, bandwidth["add"] / 1e9));
+    notes.push_back(absl::StrFormat(
+        "memory_bandwidth is the AdamW step's rate in the cost model's optimizer bytes; a device "
+        "copy moved %.2f GB/s and an add %.2f GB/s per worker.",
+        bandwidth["copy"] / 1e9, bandwidth["add"] / 1e9));
+  }
+  for (const auto& [name, ms] : ByName(reports, "launch")) {
+    const double t = Mean(ms, [](const Measurement& m) { return m.time_s(); });
+    notes.push_back(absl::StrFormat("Kernel launch overhead (1-element kernel, back to back): "
+                                    "%.2f us.", t * 1e6));
+    out.summary.push_back(absl::StrFormat("launch overhead %.2f us", t * 1e6));
+  }
+
+  // Collectives: fits and points from the reports that hold them (rank 0 of each probe world).
+  std::map<CollKey, CollectiveCost> costs;
+  std::map<CollKey, int> stride_of;
+  double worst_fit = 0;
+  for (const ProbeReport& r : reports) {
+    for (const Measurement& f : r.measurements()) {
+      if (f.probe() != "collective_fit" || !f.error().empty()) continue;
+      const CollectiveOp op = OpFromName(f.op());
+      const int g = static_cast<int>(Param(f, "group_size"));
+      const int stride = static_cast<int>(Param(f, "stride"));
+      const bool spans = Param(f, "spans_nodes") != 0;
+      const CollKey key{op, g, spans};
+      if (costs.count(key) && stride_of[key] <= stride) continue;  // consecutive first
+      CollectiveCost c;
+      c.set_op(op);
+      c.set_group_size(g);
+      c.set_spans_nodes(spans);
+      c.set_latency_s(Param(f, "latency_s"));
+      c.set_busbw_bytes_per_s(Param(f, "busbw_bytes_per_s"));
+      std::vector<std::pair<double, double>> series;
+      for (const Measurement& m : r.measurements()) {
+        if (m.probe() != "collective" || m.op() != f.op() || !m.error().empty()) continue;
+        if (static_cast<int>(Param(m, "group_size")) != g ||
+            static_cast<int>(Param(m, "stride")) != stride) {
+          continue;
+        }
+        series.emplace_back(m.bytes(), m.time_s());
+      }
+      std::sort(series.begin(), series.end());
+      // The cost model reads these points piecewise-linearly and continues past the largest with
+      // the last segment's slope: noise that makes a larger message faster than a smaller one
+      // would give negative or free bandwidth there. Times are made non-decreasing, and one point
+      // at 16x the largest size continues at the fitted bus bandwidth.
+      double floor_s = 0;
+      for (auto& [bytes, t] : series) {
+        t = std::max(t, floor_s);
+        floor_s = t;
+      }
+      if (!series.empty() && c.busbw_bytes_per_s() > 0) {
+        const double factor = c.op() == cairn::v1::COLLECTIVE_OP_SEND_RECV ? 1.0
+                              : c.op() == cairn::v1::COLLECTIVE_OP_ALL_REDUCE
+                                  ? 2.0 * (g - 1) / g
+                                  : (g - 1.0) / g;
+        const auto [last_bytes, last_s] = series.back();
+        series.emplace_back(16 * last_bytes,
+                            last_s + 15 * last_bytes * factor / c.busbw_bytes_per_s());
+      }
+      for (const auto& [bytes, t] : series) {
+        cairn::v1::CommPoint* p = c.add_points();
+        p->set_bytes(bytes);
+        p->set_time_s(t);
+      }
+      costs[key] = c;
+      stride_of[key] = stride;
+      worst_fit = std::max(worst_fit, Param(f, "max_rel_error"));
+    }
+  }
+  int kept = 0;
+  if (previous != nullptr) {
+    for (const CollectiveCost& c : previous->collectives()) {
+      const CollKey key{c.op(), c.group_size(), c.spans_nodes()};
+      if (costs.count(key)) continue;
+      costs[key] = c;
+      ++kept;
+    }
+  }
+  for (auto& [key, c] : costs) *hw.add_collectives() = std::move(c);
+  if (!costs.empty()) {
+    out.summary.push_back(absl::StrFormat(
+        "collectives: %d tables (%d kept from the previous profile), worst fit error %.0f%%",
+        costs.size(), kept, 100 * worst_fit));
+    notes.push_back(absl::StrFormat(
+        "Collectives through the runtime's communicators, nccl-tests definitions, fitted to "
+        "latency + bytes x factor / busbw by relative least squares; worst point of any fit %.0f%% "
+        "off (the planner reads the measured points, the fit is their summary).",
+        100 * worst_fit));
+  }
+
+  // Overlap.
+  for (const auto& [name, ms] : ByName(reports, "overlap")) {
+    if (ms[0]->op() == "gamma") {
+      hw.set_overlap_slowdown(ms[0]->rate());
+      out.summary.push_back(absl::StrFormat("overlap slowdown gamma %.3f", ms[0]->rate()));
+    } else {
+      notes.push_back(absl::StrFormat("Overlap: %s runs %.2fx slower beside the other.",
+                                      ms[0]->op(), ms[0]->rate()));
+    }
+  }
+  if (hw.overlap_slowdown() == 0 && previous != nullptr) {
+    hw.set_overlap_slowdown(previous->overlap_slowdown());
+  }
+  hw.set_notes(absl::StrJoin(notes, " "));
+
+  // Model profiles.
+  std::map<std::string, cairn::v1::ModelProfile> models;
+  for (const auto& [name, ms] : ByName(reports, "layer")) {
+    const Measurement& m0 = *ms[0];
+    cairn::v1::ModelProfile& p = models[m0.model()];
+    if (p.model_name().empty()) {
+      p.set_model_name(m0.model());
+      p.set_device_model(node.fingerprint.device_model());
+      p.set_activation_dtype_bytes(node.activation_dtype_bytes);
+      p.set_source(absl::StrCat("cairn-agent ", node.node_name, " ", node.measured_at, " (",
+                                versions.empty() ? "" : *versions.begin(), ", ", reports.size(),
+                                " concurrent ranks, mean of their medians)"));
+    }
+    cairn::v1::LayerTiming* t = p.add_timings();
+    t->set_kind(m0.op() == "embedding" ? cairn::v1::LAYER_KIND_EMBEDDING
+                : m0.op() == "head"    ? cairn::v1::LAYER_KIND_HEAD
+                                       : cairn::v1::LAYER_KIND_TRANSFORMER_BLOCK);
+    t->set_tp_degree(static_cast<int>(Param(m0, "tp")));
+    t->set_micro_batch_size(static_cast<int>(Param(m0, "micro_batch")));
+    t->set_seq_len(static_cast<int>(Param(m0, "seq")));
+    t->set_forward_s(Mean(ms, [](const Measurement& m) { return Param(m, "forward_s"); }));
+    t->set_backward_s(Mean(ms, [](const Measurement& m) { return Param(m, "backward_s"); }));
+    t->set_activation_bytes(static_cast<int64_t>(Param(m0, "activation_bytes")));
+  }
+  for (auto& [name, p] : models) {
+    std::sort(p.mutable_timings()->begin(), p.mutable_timings()->end(),
+              [](const cairn::v1::LayerTiming& a, const cairn::v1::LayerTiming& b) {
+                return std::make_tuple(a.kind(), a.seq_len(), a.micro_batch_size()) <
+                       std::make_tuple(b.kind(), b.seq_len(), b.micro_batch_size());
+              });
+    out.summary.push_back(absl::StrFormat("model profile %s: %d layer timings", name,
+                                          p.timings_size()));
+    out.models.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace cairn::agent

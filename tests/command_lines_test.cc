@@ -1,0 +1,140 @@
+// Every binary's command line as a user meets it: --help prints usage and exits 0, --version names
+// the version and how the binary was built, and a flag typo exits 2 (the systemd units'
+// RestartPreventExitStatus=2 depends on it). Runs the real binaries.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/planner_test_util.h"
+
+namespace cairn::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Result {
+  int status;
+  std::string output;  // stdout and stderr together
+};
+
+Result RunBinary(const std::string& binary, const std::string& args) {
+  const std::string command =
+      absl::StrCat("'", RunfilePath(binary), "' ", args, " 2>&1 </dev/null");
+  FILE* p = popen(command.c_str(), "r");
+  Result r{-1, ""};
+  if (p == nullptr) return r;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+const std::vector<std::pair<std::string, std::string>> kBinaries = {
+    {"cairn", "planner/cli/cairn"},
+    {"cairn-planner", "planner/server/cairn-planner"},
+    {"cairn-agent", "agent/cairn-agent"},
+    {"cairn-train", "runtime/train/cairn-train"},
+    {"cairn-data", "runtime/data/cairn-data"},
+};
+
+TEST(CommandLinesTest, HelpExitsZeroWithUsage) {
+  for (const auto& [name, path] : kBinaries) {
+    for (const char* flag : {"--help", "-h"}) {
+      Result r = RunBinary(path, flag);
+      EXPECT_EQ(r.status, 0) << name << " " << flag << ":\n" << r.output;
+      EXPECT_THAT(r.output, HasSubstr("sage")) << name;  // "usage:" / "Usage:"
+      EXPECT_THAT(r.output, Not(HasSubstr("No flags matched"))) << name;
+    }
+  }
+  // The daemons list their flags with defaults.
+  EXPECT_THAT(RunBinary("planner/server/cairn-planner", "--help").output,
+              HasSubstr("--db (SQLite database file"));
+  EXPECT_THAT(RunBinary("agent/cairn-agent", "--help").output, HasSubstr("--planner"));
+}
+
+TEST(CommandLinesTest, EverySubcommandOfCairnHasHelp) {
+  for (const char* command : {"plan", "evaluate", "models", "clusters", "profiles", "plans",
+                              "agents", "jobs"}) {
+    Result r = RunBinary("planner/cli/cairn", absl::StrCat(command, " --help"));
+    EXPECT_EQ(r.status, 0) << command << ":\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr("usage:")) << command;
+    EXPECT_THAT(r.output, HasSubstr(command)) << command;
+  }
+  Result r = RunBinary("planner/cli/cairn", "plan --model llama2-7b --help");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--global-batch"));
+  // Through the daemon path too (no daemon needed to print help).
+  r = RunBinary("planner/cli/cairn", "--planner 127.0.0.1:1 jobs --help");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("submit"));
+}
+
+TEST(CommandLinesTest, VersionSaysHowTheBinaryWasBuilt) {
+  // BuildKind() here is compiled with the same configuration as the binaries.
+  for (const auto& [name, path] : kBinaries) {
+    Result r = RunBinary(path, "--version");
+    EXPECT_EQ(r.status, 0) << name << ":\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr(absl::StrCat(name, " ", kCairnVersion, " (", BuildKind(), ")")))
+        << name;
+    EXPECT_THAT(r.output, Not(HasSubstr("NDEBUG"))) << name;  // Abseil's, about Abseil's build
+  }
+}
+
+TEST(CommandLinesTest, FlagTyposExitTwo) {
+  for (const auto& [name, path] : kBinaries) {
+    const std::string args = name == "cairn" ? "plan --frobnicate 1" : "--frobnicate=1";
+    Result r = RunBinary(path, args);
+    EXPECT_EQ(r.status, 2) << name << ":\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr("frobnicate")) << name;
+  }
+  // A bad value and a missing value are typos too.
+  Result r = RunBinary("planner/server/cairn-planner", "--search-workers=many");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--search-workers"));
+  r = RunBinary("planner/server/cairn-planner", "--db");
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = RunBinary("agent/cairn-agent", "--cpu-slots=many");
+  EXPECT_EQ(r.status, 2) << r.output;
+  // Negated booleans and dashed names still parse (then fail for another reason, not as a typo).
+  r = RunBinary("planner/server/cairn-planner", "--noread-only --log-level=loud");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--log-level must be"));
+}
+
+TEST(CommandLinesTest, FlagfilesTakeDashedNamesAndTheirTyposExitTwo) {
+  // The shipped configuration parses (dashed names); the typo after it is what fails.
+  Result r = RunBinary("agent/cairn-agent",
+                       absl::StrCat("--flagfile=", RunfilePath("deploy/systemd/cairn-agent.conf"),
+                                    " --frobnicate=1"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown flag --frobnicate"));
+  EXPECT_THAT(r.output, Not(HasSubstr("token-file")));
+  // A typo inside a file, a bad value inside a file, a missing file: exit 2, naming the flag.
+  r = RunBinary("agent/cairn-agent",
+                "--flagfile=" + WriteTempFile("typo.conf", "# config\n--planner=h:1\n--cpu-slot=4\n"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown flag --cpu-slot"));
+  r = RunBinary("planner/server/cairn-planner",
+                "--flagfile=" + WriteTempFile("bad.conf", "--search-workers=lots\n"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--search-workers"));
+  r = RunBinary("planner/server/cairn-planner", "--flagfile=/nonexistent/planner.conf");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("cannot be read"));
+  // Values from a file are applied: --log-level from the file reaches the daemon's own check.
+  r = RunBinary("planner/server/cairn-planner",
+                "--flagfile=" + WriteTempFile("level.conf", "--log-level=loud\n"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--log-level must be"));
+}
+
+}  // namespace
+}  // namespace cairn::testing
