@@ -257,8 +257,10 @@ absl::Status Agent::ProbeAndUpload(const ProbeRun& run) {
       }
     }
   }
-  absl::StatusOr<std::vector<ProbeReport>> reports =
-      prober_->Run(run, [this] { return stopping(); });
+  absl::StatusOr<std::vector<ProbeReport>> reports = prober_->Run(run, [this] {
+    absl::MutexLock lock(&mu_);
+    return stop_.HasBeenNotified() || probe_cancelled_;
+  });
   const double duration = absl::ToDoubleSeconds(absl::Now() - start);
   if (!reports.ok()) {
     metrics_.RecordProbe(false, duration);
@@ -363,8 +365,23 @@ void Agent::OnAssignment(const cairn::v1::Assignment& a) {
   if (stopping()) return;
   absl::MutexLock lock(&mu_);
   if (a.has_probe()) {
-    CAIRN_LOG(INFO) << "probe requested: " << a.probe().probe_id();
-    probe_queue_.push_back(a.probe());
+    const std::string& id = a.probe().probe_id();
+    if (a.cancel()) {
+      // A coordinated probe the planner ended (another agent failed it, or it was cancelled).
+      probe_queue_.erase(std::remove_if(probe_queue_.begin(), probe_queue_.end(),
+                                        [&](const cairn::v1::Assignment& q) {
+                                          return q.probe().probe_id() == id;
+                                        }),
+                         probe_queue_.end());
+      if (probing_job_ == a.job_id() && !a.job_id().empty()) probe_cancelled_ = true;
+      return;
+    }
+    if (!probes_seen_.insert(id).second) return;  // a repeat after a reconnect
+    CAIRN_LOG(INFO) << "probe requested: " << id
+                    << (a.job_id().empty() ? "" : absl::StrCat(" (ranks ",
+                                                                absl::StrJoin(a.ranks(), ","),
+                                                                " of ", a.world_size(), ")"));
+    probe_queue_.push_back(a);
     return;
   }
   auto it = jobs_.find(a.job_id());
@@ -392,7 +409,7 @@ void Agent::OnAssignment(const cairn::v1::Assignment& a) {
 
 void Agent::WorkLoop() {
   while (true) {
-    cairn::v1::ProbeRequest req;
+    cairn::v1::Assignment next;
     {
       absl::MutexLock lock(&mu_);
       // Start jobs deferred by a probe; then take the next probe once no job runs here.
@@ -407,16 +424,41 @@ void Agent::WorkLoop() {
       ReapJobsLocked();
       if (stopping()) return;
       if (!ready()) continue;
-      req = probe_queue_.front();
+      next = probe_queue_.front();
       probe_queue_.pop_front();
       probing_ = true;
+      probing_job_ = next.job_id();
+      probe_cancelled_ = false;
     }
+    const cairn::v1::ProbeRequest& req = next.probe();
     const ProbeRun run = ProbeRun::FromRequest(req, facts_.node.device_count());
-    if (absl::Status s = ProbeAndUpload(run); !s.ok() && !stopping()) {
+    if (!next.job_id().empty()) {
+      cairn::v1::ReportJobStatusRequest r;
+      r.set_job_id(next.job_id());
+      r.set_agent_id(agent_id());
+      r.set_state(cairn::v1::JOB_STATE_RUNNING);
+      r.set_message(absl::StrCat("probing on ", facts_.hostname));
+      (void)planner_->ReportJobStatus(r);
+    }
+    const absl::Status s = ProbeAndUpload(run);
+    if (!s.ok() && !stopping()) {
       CAIRN_LOG(ERROR) << "probe " << req.probe_id() << " failed: " << s;
+    }
+    if (!next.job_id().empty() && !stopping()) {
+      // A coordinated probe is reported like a job: it ends when every agent of it reported.
+      cairn::v1::ReportJobStatusRequest r;
+      r.set_job_id(next.job_id());
+      r.set_agent_id(agent_id());
+      r.set_state(s.ok() ? cairn::v1::JOB_STATE_SUCCEEDED : cairn::v1::JOB_STATE_FAILED);
+      r.set_message(s.ok() ? absl::StrCat("probed ", facts_.hostname)
+                           : absl::StrCat("probe on ", facts_.hostname, " failed: ", s.message()));
+      if (absl::Status rs = planner_->ReportJobStatus(r); !rs.ok()) {
+        CAIRN_LOG(WARNING) << "probe job " << next.job_id() << ": report failed: " << rs;
+      }
     }
     absl::MutexLock lock(&mu_);
     probing_ = false;
+    probing_job_.clear();
     ++probes_done_;
     for (auto& [id, job] : jobs_) {
       if (!job->started()) job->Start();
@@ -440,10 +482,10 @@ absl::Status Agent::Run() {
     }
   }
   if (probe) {
-    cairn::v1::ProbeRequest req;
-    req.set_probe_id(absl::StrCat("register-", absl::ToUnixSeconds(absl::Now())));
+    cairn::v1::Assignment a;
+    a.mutable_probe()->set_probe_id(absl::StrCat("register-", absl::ToUnixSeconds(absl::Now())));
     absl::MutexLock lock(&mu_);
-    probe_queue_.push_back(req);
+    probe_queue_.push_back(a);
   }
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   work_thread_ = std::thread([this] { WorkLoop(); });

@@ -30,6 +30,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -109,8 +110,12 @@ class Agent {
   std::string agent_id_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(10);
   std::map<std::string, std::unique_ptr<JobHost>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::deque<cairn::v1::ProbeRequest> probe_queue_ ABSL_GUARDED_BY(mu_);
+  // Probe requests to run, in order: a local one (job_id empty) or a coordinated probe job.
+  std::deque<cairn::v1::Assignment> probe_queue_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> probes_seen_ ABSL_GUARDED_BY(mu_);  // probe ids queued once already
   bool probing_ ABSL_GUARDED_BY(mu_) = false;
+  std::string probing_job_ ABSL_GUARDED_BY(mu_);            // the probe job running ("" none)
+  bool probe_cancelled_ ABSL_GUARDED_BY(mu_) = false;
   int probes_done_ ABSL_GUARDED_BY(mu_) = 0;
   bool need_register_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -333,6 +333,27 @@ grpc::ServerUnaryReactor* JobsService::ReportJobStatus(
                   [&] { return env_.jobs->Report(*request); });
 }
 
+grpc::ServerUnaryReactor* JobsService::AppendJobLogs(grpc::CallbackServerContext* ctx,
+                                                     const cairn::v1::AppendJobLogsRequest* request,
+                                                     cairn::v1::AppendJobLogsResponse* response) {
+  return RunUnary(env_, ctx, "cairn.v1.Jobs/AppendJobLogs", response,
+                  [&] { return env_.jobs->AppendLogs(*request); });
+}
+
+grpc::ServerUnaryReactor* JobsService::GetJobLogs(grpc::CallbackServerContext* ctx,
+                                                  const cairn::v1::GetJobLogsRequest* request,
+                                                  cairn::v1::GetJobLogsResponse* response) {
+  return RunUnary(env_, ctx, "cairn.v1.Jobs/GetJobLogs", response,
+                  [&] { return env_.jobs->GetLogs(*request); });
+}
+
+grpc::ServerUnaryReactor* AgentsService::ProbeAgents(grpc::CallbackServerContext* ctx,
+                                                     const cairn::v1::ProbeAgentsRequest* request,
+                                                     cairn::v1::ProbeAgentsResponse* response) {
+  return RunUnary(env_, ctx, "cairn.v1.Agents/ProbeAgents", response,
+                  [&] { return env_.jobs->ProbeAgents(*request); });
+}
+
 // --- Rendezvous ------------------------------------------------------------------------------
 
 grpc::ServerUnaryReactor* RendezvousService::Set(grpc::CallbackServerContext* ctx,

@@ -80,6 +80,9 @@ class AgentsService final : public cairn::v1::Agents::CallbackService {
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const cairn::v1::ListAgentsRequest* request,
                                        cairn::v1::ListAgentsResponse* response) override;
+  grpc::ServerUnaryReactor* ProbeAgents(grpc::CallbackServerContext* ctx,
+                                        const cairn::v1::ProbeAgentsRequest* request,
+                                        cairn::v1::ProbeAgentsResponse* response) override;
   grpc::ServerWriteReactor<cairn::v1::Assignment>* WatchAssignments(
       grpc::CallbackServerContext* ctx, const cairn::v1::WatchAssignmentsRequest* request) override;
 
@@ -107,6 +110,12 @@ class JobsService final : public cairn::v1::Jobs::CallbackService {
   grpc::ServerUnaryReactor* ReportJobStatus(grpc::CallbackServerContext* ctx,
                                             const cairn::v1::ReportJobStatusRequest* request,
                                             cairn::v1::ReportJobStatusResponse* response) override;
+  grpc::ServerUnaryReactor* AppendJobLogs(grpc::CallbackServerContext* ctx,
+                                          const cairn::v1::AppendJobLogsRequest* request,
+                                          cairn::v1::AppendJobLogsResponse* response) override;
+  grpc::ServerUnaryReactor* GetJobLogs(grpc::CallbackServerContext* ctx,
+                                       const cairn::v1::GetJobLogsRequest* request,
+                                       cairn::v1::GetJobLogsResponse* response) override;
 
  private:
   const ServiceEnv& env_;
