@@ -30,7 +30,7 @@ void RecordError(ProbeReport* report, const std::string& probe, const std::strin
 }
 
 absl::Status Barrier(const ComputeProbeConfig& c) {
-  return c.case_barrier ? c.case_barrier() : absl::OkStatus();
+  return c.lockstep != nullptr ? c.lockstep->Barrier() : absl::OkStatus();
 }
 
 int SeqLen(const ComputeProbeConfig& c, const plan::ModelDims& m) {
@@ -61,14 +61,14 @@ absl::Status OneGemm(ComputeBackend* be, const ComputeProbeConfig& config, const
   CAIRN_ASSIGN_OR_RETURN(
       Timing fwd,
       TimeLocal([&] { return be->MatmulForward(s, a.data(), b.data(), nullptr, out.data(), false); },
-                sync, config.budget));
+                sync, config.budget, config.lockstep));
   CAIRN_ASSIGN_OR_RETURN(Timing bwd, TimeLocal(
                                          [&] {
                                            return be->MatmulBackward(s, a.data(), b.data(),
                                                                      dc.data(), da.data(), db.f32(),
                                                                      nullptr, false);
                                          },
-                                         sync, config.budget));
+                                         sync, config.budget, config.lockstep));
   Measurement* m = report->add_measurements();
   m->set_probe("gemm");
   m->set_name(absl::StrFormat("gemm %s %s [%dx%dx%d]", label, c.name, s.m, s.n, s.k));
@@ -191,7 +191,7 @@ absl::Status ProbeAttention(ComputeBackend* be, const ComputeProbeConfig& config
                                                      shape, q.data(), k.data(), v.data(),
                                                      out.data(), lse.f32());
                                                },
-                                               sync, config.budget));
+                                               sync, config.budget, config.lockstep));
         CAIRN_ASSIGN_OR_RETURN(Timing bwd, TimeLocal(
                                                [&] {
                                                  return be->AttentionBackward(
@@ -199,7 +199,7 @@ absl::Status ProbeAttention(ComputeBackend* be, const ComputeProbeConfig& config
                                                      out.data(), lse.f32(), dout.data(), dq.data(),
                                                      dk.data(), dv.data());
                                                },
-                                               sync, config.budget));
+                                               sync, config.budget, config.lockstep));
         // The cost model's count (cost_model.cc): 2 x samples x seq^2 x hidden, hidden = h x d.
         const double flops = 2.0 * b * seq * static_cast<double>(seq) * h * d;
         for (int pass = 0; pass < 2; ++pass) {
@@ -257,7 +257,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
     const bool ok = std::all_of(head.begin(), head.end(), [](float v) { return v == 2.0f; });
     CAIRN_ASSIGN_OR_RETURN(
         Timing t, TimeLocal([&] { return be->CopyOnDevice(dst.data(), src.data(), src.bytes()); },
-                            sync, config.budget));
+                            sync, config.budget, config.lockstep));
     record("copy", 2.0 * src.bytes(), t, ok);  // read + write
   }
   CAIRN_RETURN_IF_ERROR(Barrier(config));
@@ -271,7 +271,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
     CAIRN_ASSIGN_OR_RETURN(
         Timing t,
         TimeLocal([&] { return be->ResidualForward(n, a.data(), b.data(), out.data()); }, sync,
-                  config.budget));
+                  config.budget, config.lockstep));
     record("add", 3.0 * n * wbytes, t, ok);
   }
   {
@@ -302,7 +302,7 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
                                            if (fp32) return absl::OkStatus();
                                            return be->ToWorking(p, params.f32(), working.data());
                                          },
-                                         sync, config.budget));
+                                         sync, config.budget, config.lockstep));
     record("adamw", (fp32 ? 24.0 : 30.0) * p, t, ok);
   }
   return absl::OkStatus();
@@ -315,7 +315,8 @@ absl::Status ProbeLaunch(ComputeBackend* be, const ComputeProbeConfig& config,
   ProbeBudget budget = config.budget;
   budget.min_iters = std::max(budget.min_iters, 100);
   CAIRN_ASSIGN_OR_RETURN(Timing t, TimeLocal([&] { return be->Scale(1, 1.0f, x.f32()); },
-                                             [be] { return be->Synchronize(); }, budget));
+                                             [be] { return be->Synchronize(); }, budget,
+                                             config.lockstep));
   Measurement* m = report->add_measurements();
   m->set_probe("launch");
   m->set_op("scale");

@@ -28,7 +28,6 @@
 #ifndef CAIRN_AGENT_PROBES_COMPUTE_PROBES_H_
 #define CAIRN_AGENT_PROBES_COMPUTE_PROBES_H_
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +35,7 @@
 #include "agent/probes/probe_harness.h"
 #include "agent/probes/probe_report.pb.h"
 #include "common/plan/plan.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/compute/compute_backend.h"
 
 namespace cairn::agent {
@@ -53,10 +53,11 @@ struct ComputeProbeConfig {
   // Largest buffer one GEMM case may allocate (A, B, C and the gradients); bigger cases skipped.
   int64_t max_case_bytes = int64_t{1} << 30;
   ProbeBudget budget;
-  // Called before every case (nullptr: nothing). The probe process passes a barrier over the
-  // node's ranks, so that all of them time the same case at the same time and each sees the
-  // contention training will (ranks drifting apart would time some cases alone on a shared core).
-  std::function<absl::Status()> case_barrier;
+  // A host communicator over the ranks probing at once (nullptr: this rank alone): every case
+  // and every sample starts together on all of them, with the same number of operations
+  // (TimeLocal), so each sees the contention training will (ranks drifting apart would time
+  // parts of cases alone on a shared core).
+  runtime::Communicator* lockstep = nullptr;
 
   // Defaults sized for each kind of device: small CPU shapes (seconds in all), or GPU shapes
   // (tensor-parallel degrees up to 8, sequences up to 8192).

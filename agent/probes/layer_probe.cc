@@ -1,5 +1,7 @@
 #include "agent/probes/layer_probe.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 #include "runtime/train/layer_timing.h"
 
@@ -13,9 +15,6 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
       for (plan::LayerKind kind :
            {plan::LayerKind::kEmbedding, plan::LayerKind::kBlock, plan::LayerKind::kHead}) {
         for (int b : config.micro_batches) {
-          if (config.case_barrier) {
-            if (absl::Status s = config.case_barrier(); !s.ok()) return s;
-          }
           const char* kind_name = plan::ToString(kind);
           Measurement* m = report->add_measurements();
           m->set_probe("layer");
@@ -25,9 +24,25 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
           (*m->mutable_params())["micro_batch"] = b;
           (*m->mutable_params())["seq"] = seq;
           (*m->mutable_params())["tp"] = 1;
+          // The iteration count that fills min_seconds, agreed over the ranks probing at once.
+          int iterations = config.iterations;
           absl::StatusOr<runtime::LayerTime> t =
-              runtime::TimeLayer(model, kind, b, seq, config.iterations, backend,
-                                 config.min_seconds);
+              runtime::TimeLayer(model, kind, b, seq, 1, backend);
+          if (t.ok()) {
+            const double one = t->forward_s + t->backward_s;
+            iterations = std::max(iterations, std::min(1000, static_cast<int>(
+                                                                 config.min_seconds / one)));
+          }
+          if (config.lockstep != nullptr) {
+            // Every rank takes part even when its estimate failed, so the collectives match.
+            if (absl::Status s = config.lockstep->AllReduce(&iterations, &iterations, 1,
+                                                            runtime::ReduceOp::kMax);
+                !s.ok()) {
+              return s;
+            }
+            if (absl::Status s = config.lockstep->Barrier(); !s.ok()) return s;
+          }
+          if (t.ok()) t = runtime::TimeLayer(model, kind, b, seq, iterations, backend);
           if (!t.ok()) {
             m->set_error(std::string(t.status().message()));
             continue;

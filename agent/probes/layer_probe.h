@@ -16,12 +16,12 @@
 #ifndef CAIRN_AGENT_PROBES_LAYER_PROBE_H_
 #define CAIRN_AGENT_PROBES_LAYER_PROBE_H_
 
-#include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "agent/probes/probe_report.pb.h"
 #include "common/plan/plan.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/compute/compute_backend.h"
 
 namespace cairn::agent {
@@ -34,9 +34,10 @@ struct LayerProbeConfig {
   // Timed iterations continue until they add up to this (means over scheduler time slices on
   // shared cores; runtime/train/layer_timing.h).
   double min_seconds = 0.5;
-  // Called before every case (nullptr: nothing): a barrier over the node's ranks, as
-  // ComputeProbeConfig::case_barrier.
-  std::function<absl::Status()> case_barrier;
+  // The ranks probing at once (ComputeProbeConfig::lockstep): each case is timed with the same
+  // iteration count on all of them (estimated from one iteration, the largest wins), started
+  // together.
+  runtime::Communicator* lockstep = nullptr;
 };
 
 absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfig& config,

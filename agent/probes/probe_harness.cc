@@ -53,7 +53,7 @@ double Median(std::vector<double> v) {
 
 absl::StatusOr<Timing> TimeLocal(const std::function<absl::Status()>& op,
                                  const std::function<absl::Status()>& sync,
-                                 const ProbeBudget& budget) {
+                                 const ProbeBudget& budget, runtime::Communicator* lockstep) {
   auto wait = [&]() { return sync ? sync() : absl::OkStatus(); };
   double one = 0;
   for (int i = 0; i < std::max(1, budget.warmup_iters); ++i) {
@@ -62,10 +62,14 @@ absl::StatusOr<Timing> TimeLocal(const std::function<absl::Status()>& op,
     CAIRN_RETURN_IF_ERROR(wait());
     one = Now() - t0;  // the last warm-up is the estimate (the first pays for first touches)
   }
-  const int k = PerSample(budget, one);
+  int k = PerSample(budget, one);
+  if (lockstep != nullptr) {
+    CAIRN_RETURN_IF_ERROR(lockstep->AllReduce(&k, &k, 1, runtime::ReduceOp::kMax));
+  }
   std::vector<double> per_op;
   Timing t;
   for (int s = 0; s < std::max(1, budget.samples); ++s) {
+    if (lockstep != nullptr) CAIRN_RETURN_IF_ERROR(lockstep->Barrier());
     const double t0 = Now();
     for (int i = 0; i < k; ++i) CAIRN_RETURN_IF_ERROR(op());
     CAIRN_RETURN_IF_ERROR(wait());

@@ -56,10 +56,15 @@ struct Timing {
 };
 
 // `op` enqueues (or runs) one operation; `sync` waits until all enqueued ones are done (a no-op
-// for synchronous backends: pass nullptr).
+// for synchronous backends: pass nullptr). With `lockstep` (a host communicator over the node's
+// ranks probing at once) every rank runs the same number of operations per sample (the largest
+// any rank asks for) and the samples start together: ranks sharing cores contend for the whole of
+// every sample, as training workers do, instead of one finishing early and the others then
+// running alone.
 absl::StatusOr<Timing> TimeLocal(const std::function<absl::Status()>& op,
                                  const std::function<absl::Status()>& sync,
-                                 const ProbeBudget& budget);
+                                 const ProbeBudget& budget,
+                                 runtime::Communicator* lockstep = nullptr);
 
 // Every rank of `control` (host memory: Gloo) calls this with the same budget and its part of the
 // collective `op` (blocking: returns when this rank's part is complete). Iteration counts are

@@ -202,7 +202,7 @@ absl::Status Run() {
   ComputeProbeConfig compute = kind == DeviceKind::kCpu ? ComputeProbeConfig::ForCpu(models)
                                                         : ComputeProbeConfig::ForGpu(models);
   compute.budget = budget;
-  if (control) compute.case_barrier = barrier;
+  compute.lockstep = control.get();
   if (!absl::GetFlag(FLAGS_tp_degrees).empty()) {
     CAIRN_ASSIGN_OR_RETURN(compute.tp_degrees, IntList(absl::GetFlag(FLAGS_tp_degrees)));
   }
@@ -226,7 +226,7 @@ absl::Status Run() {
   CAIRN_ASSIGN_OR_RETURN(layers.micro_batches, IntList(absl::GetFlag(FLAGS_layer_micro_batches)));
   layers.iterations = quick ? 3 : 7;
   layers.min_seconds = quick ? 0.15 : 0.6;
-  if (control) layers.case_barrier = barrier;
+  layers.lockstep = control.get();
   CAIRN_RETURN_IF_ERROR(
       suite("layers", [&] { return ProbeLayers(backend.get(), layers, &report); }));
   if (world != nullptr) {

@@ -102,9 +102,22 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
     pts.push_back({fwd_flops, {m0.flops(), Mean(ms, [](const Measurement& m) { return m.time_s(); })}});
   }
   if (pts.empty()) {
-    return absl::InvalidArgumentError("no GEMM measurement in the probe reports; nothing to build");
+    // A partial probe (e.g. `cairn agents probe --suites comm`): the device's numbers stay those
+    // of the previous profile of this fingerprint.
+    if (previous == nullptr || previous->device().gemm_size() == 0) {
+      return absl::InvalidArgumentError(
+          "no GEMM measurement in the probe reports and no earlier profile of this node to keep "
+          "them from; probe the compute suite");
+    }
+    const int64_t memory = d->memory_bytes(), reserved = d->reserved_bytes();
+    *d = previous->device();
+    d->set_memory_bytes(memory);
+    d->set_reserved_bytes(reserved);
+    notes.push_back("Compute numbers (GEMM, attention, memory bandwidth, peak) kept from the "
+                    "previous profile: this probe did not run the compute suite.");
   }
   std::sort(pts.begin(), pts.end());
+  const bool measured_compute = !pts.empty();
   std::vector<std::pair<double, std::pair<double, double>>> merged;
   for (const auto& p : pts) {
     if (!merged.empty() && p.first <= merged.back().first * 1.05) {
@@ -118,22 +131,29 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
     merged.push_back(p);
   }
   double best_rate = 0;
+  double worst_rate = 0;
   for (const auto& [flops, work_time] : merged) {
     cairn::v1::GemmPoint* g = d->add_gemm();
     g->set_flops(flops);
     g->set_achieved_flops_per_s(work_time.first / work_time.second);
     best_rate = std::max(best_rate, g->achieved_flops_per_s());
+    worst_rate = worst_rate == 0 ? g->achieved_flops_per_s()
+                                 : std::min(worst_rate, g->achieved_flops_per_s());
   }
-  if (node.peak_flops_per_s > 0) {
+  if (!measured_compute) {
+    // kept from `previous` above
+  } else if (node.peak_flops_per_s > 0) {
     d->set_peak_flops_per_s(node.peak_flops_per_s);
   } else {
     d->set_peak_flops_per_s(best_rate);
     notes.push_back("No datasheet peak for this device: peak_flops_per_s is the best measured GEMM "
                     "rate, so MFU reads as a fraction of what the kernels reach.");
   }
-  out.summary.push_back(absl::StrFormat("GEMM: %d shapes, %d table points, %.1f to %.1f GFLOP/s",
-                                        pts.size(), merged.size(),
-                                        d->gemm(0).achieved_flops_per_s() / 1e9, best_rate / 1e9));
+  if (measured_compute) {
+    out.summary.push_back(absl::StrFormat("GEMM: %d shapes, %d table points, %.1f to %.1f GFLOP/s",
+                                          pts.size(), merged.size(), worst_rate / 1e9,
+                                          best_rate / 1e9));
+  }
 
   // Attention efficiency against the GEMM table.
   std::map<std::string, std::pair<double, double>> attn;  // case -> fwd time, bwd time

@@ -143,6 +143,22 @@ TEST(ProfileBuilderTest, KeepsPreviousTablesNotMeasuredAgainAndRefusesEmptyRepor
   EXPECT_FALSE(BuildProfiles(Node(), {ProbeReport()}, nullptr).ok());
 }
 
+TEST(ProfileBuilderTest, APartialProbeKeepsThePreviousComputeNumbers) {
+  ASSERT_OK_AND_ASSIGN(BuiltProfiles first, BuildProfiles(Node(), Reports(), nullptr));
+  // Only collectives this time (`cairn agents probe --suites comm`).
+  std::vector<ProbeReport> comm(1);
+  comm[0].set_version("cairn-probes/1");
+  for (const Measurement& m : Reports()[0].measurements()) {
+    if (m.probe() == "collective" || m.probe() == "collective_fit") *comm[0].add_measurements() = m;
+  }
+  ASSERT_OK_AND_ASSIGN(BuiltProfiles p, BuildProfiles(Node(), comm, &first.hardware));
+  EXPECT_EQ(p.hardware.device().gemm_size(), first.hardware.device().gemm_size());
+  EXPECT_EQ(p.hardware.device().memory_bandwidth_bytes_per_s(), 5e9);
+  EXPECT_EQ(p.hardware.overlap_slowdown(), 1.3);
+  EXPECT_EQ(p.hardware.collectives_size(), 2);
+  EXPECT_NE(p.hardware.notes().find("kept from the previous profile"), std::string::npos);
+}
+
 TEST(ProfileBuilderTest, GemmRateAtInterpolatesLikeTheCostModel) {
   cairn::v1::DeviceSpec d;
   auto* a = d.add_gemm();
