@@ -356,8 +356,13 @@ TEST_F(AgentE2eTest, AgentsRegisterProbeAndThePlannerStoresTheirProfiles) {
   EXPECT_GE(hw.profile().overlap_slowdown(), 1.0);
   EXPECT_TRUE(absl::StrContains(hw.profile().notes(), "cairn-probes/1"));
   v1::ListModelProfilesResponse models;
-  ASSERT_TRUE(Profiles()->ListModelProfiles(Context().get(), {}, &models).ok());
-  ASSERT_GE(models.profiles_size(), 1);
+  ASSERT_TRUE(WaitFor(
+      [&] {  // put right after the hardware profile
+        models.Clear();
+        return Profiles()->ListModelProfiles(Context().get(), {}, &models).ok() &&
+               models.profiles_size() >= 1;
+      },
+      absl::Seconds(60)));
   EXPECT_EQ(models.profiles(0).profile().model_name(), "llama-tiny");
   EXPECT_EQ(models.profiles(0).profile().device_model(), hw.profile().fingerprint().device_model());
 

@@ -148,7 +148,8 @@ TEST(ProfileBuilderTest, APartialProbeKeepsThePreviousComputeNumbers) {
   // Only collectives this time (`cairn agents probe --suites comm`).
   std::vector<ProbeReport> comm(1);
   comm[0].set_version("cairn-probes/1");
-  for (const Measurement& m : Reports()[0].measurements()) {
+  const std::vector<ProbeReport> all = Reports();
+  for (const Measurement& m : all[0].measurements()) {
     if (m.probe() == "collective" || m.probe() == "collective_fit") *comm[0].add_measurements() = m;
   }
   ASSERT_OK_AND_ASSIGN(BuiltProfiles p, BuildProfiles(Node(), comm, &first.hardware));
