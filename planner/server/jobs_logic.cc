@@ -197,6 +197,7 @@ absl::StatusOr<Job> JobsLogic::CreateJob(const cairn::v1::SubmitJobRequest& requ
 bool JobsLogic::TryAssignLocked(Job* job, int world_size) {
   std::map<std::string, int> used;
   for (const auto& [id, a] : active_) {
+    if (id == job->job_id()) continue;  // a restarting job's own devices are free for it
     if (a.job.state() != cairn::v1::JOB_STATE_ASSIGNED &&
         a.job.state() != cairn::v1::JOB_STATE_RUNNING) {
       continue;
@@ -701,7 +702,8 @@ absl::StatusOr<cairn::v1::AppendJobLogsResponse> JobsLogic::AppendLogs(
       // The last output of a job that just ended is still welcome.
       CAIRN_RETURN_IF_ERROR(LoadEnded(request.job_id()).status());
     } else if (!HostsRanks(it->second.job, request.agent_id()) &&
-               it->second.job.attempt() <= request.attempt()) {
+               std::max(1, request.attempt()) >= std::max(1, it->second.job.attempt())) {
+      // (an agent of an earlier attempt may still send that attempt's last output)
       return absl::FailedPreconditionError(
           absl::StrCat("agent '", request.agent_id(), "' hosts no ranks of job '",
                        request.job_id(), "'"));
