@@ -16,9 +16,10 @@
 //      `cairn jobs logs`.
 //   4. A worker killed mid-job: the job restarts from its last checkpoint (attempt 2) and succeeds.
 //   5. Cancel stops every worker.
-//   6. An agent killed mid-job (SIGKILL): the job fails within the heartbeat timeout naming the
-//      agent, its workers die with it, the other agent's are stopped; the agent comes back with its
-//      id.
+//   6. An agent killed mid-job (SIGKILL): with restarts left the job is replanned for the node
+//      left and resumes from its checkpoint there; without, it fails within the heartbeat timeout
+//      naming the lost node, its workers die with it, the other agent's are stopped; the agent
+//      comes back with its id.
 // Everything binds port 0; every wait is bounded polling. Runtime: one to three minutes.
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -527,6 +528,33 @@ TEST_F(AgentE2eTest, CancelStopsEveryWorker) {
   ASSERT_TRUE(Jobs()->CancelJob(Context().get(), req, &cancelled).ok());
   EXPECT_EQ(cancelled.state(), v1::JOB_STATE_CANCELLED);
   EXPECT_TRUE(WaitFor([&] { return Workers(submitted.job_id()).empty(); }, absl::Seconds(30)));
+}
+
+TEST_F(AgentE2eTest, KillingAnAgentReschedulesTheJobOnTheAgentsLeft) {
+  const std::string ckpt = Tmp() + "/ckpt-reschedule";
+  const v1::Job submitted = Submit(/*steps=*/24, /*max_restarts=*/2, ckpt, /*every=*/2);
+  ASSERT_TRUE(WaitFor([&] { return GetJob(submitted.job_id()).last_step().step() >= 4; },
+                      absl::Seconds(180)));
+  agents_[1]->process->Terminate(absl::ZeroDuration());  // SIGKILL
+  ASSERT_TRUE(WaitFor([&] { return Ended(GetJob(submitted.job_id())); }, absl::Seconds(300)))
+      << GetJob(submitted.job_id()).DebugString();
+  const v1::Job job = GetJob(submitted.job_id());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.message();
+  EXPECT_GE(job.attempt(), 2);
+  // Replanned for the devices left: node-0's two slots.
+  EXPECT_EQ(job.rank_agents_size(), 2);
+  for (const auto& [rank, agent] : job.rank_agents()) EXPECT_EQ(agent, agent_ids_[0]);
+  EXPECT_NE(job.plan_id(), submitted.plan_id());
+  v1::GetJobLogsRequest lreq;
+  lreq.set_job_id(job.job_id());
+  lreq.add_ranks(0);
+  v1::GetJobLogsResponse logs;
+  ASSERT_TRUE(Jobs()->GetJobLogs(Context().get(), lreq, &logs).ok());
+  ASSERT_EQ(logs.logs_size(), 1);
+  EXPECT_TRUE(absl::StrContains(logs.logs(0).data(), "resumed from")) << logs.logs(0).data();
+  EXPECT_TRUE(WaitFor([&] { return Workers(job.job_id()).empty(); }, absl::Seconds(30)));
+  delete agents_[1];
+  StartAgent(1);
 }
 
 TEST_F(AgentE2eTest, KillingAnAgentFailsItsJobAndLeavesNothingRunning) {
