@@ -20,7 +20,14 @@
 //      left and resumes from its checkpoint there; without, it fails within the heartbeat timeout
 //      naming the lost node, its workers die with it, the other agent's are stopped; the agent
 //      comes back with its id.
-// Everything binds port 0; every wait is bounded polling. Runtime: one to three minutes.
+// Everything binds port 0; every wait is bounded polling on a condition (no fixed sleeps).
+//
+// Measured on the development machine (2 cores shared with other builds, network namespaces),
+// 2026-12-05: wall time 117 s at load average 7 and 188 s at load 13 (a clang build beside it);
+// runs in CI (`make test`, size large: 900 s limit). Measured over predicted step time of the job
+// of step 3: 0.77 (45.0 ms vs 58.7 ms) at load 7, 0.55 (135.7 ms vs 246.4 ms) at load 13 — the
+// probes and the job see different loads on a shared machine, so the "within 25%" is
+// printed, not asserted; the test asserts only a bound a units or cost-model error would break.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -467,7 +474,10 @@ TEST_F(AgentE2eTest, JobPlannedOnTheMeasuredProfileTrainsOnBothNodes) {
   const v1::JobMeasurement& m = job.measurement();
   EXPECT_GT(m.steps_measured(), 0);
   EXPECT_GT(m.predicted_step_time_s(), 0);
-  EXPECT_GT(m.measured_over_predicted(), 0);
+  // Not the 25%: CPU timings on a shared machine moved the ratio from 0.77 to 0.55
+  // between two runs (header). A factor of 4 either way is a units or cost-model error.
+  EXPECT_GT(m.measured_over_predicted(), 0.25);
+  EXPECT_LT(m.measured_over_predicted(), 4.0);
   std::printf(
       "measured vs predicted (%s, plan %s): mean step %.1f ms over %d steps, predicted %.1f ms, "
       "ratio %.2f; peak memory %.1f MiB vs %.1f MiB predicted\n",
