@@ -4,6 +4,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
@@ -321,6 +322,10 @@ absl::StatusOr<Job> JobsLogic::CommitLocked(Active* a, Job updated,
     if (stored.state() != cairn::v1::JOB_STATE_SUCCEEDED) {
       SendAssignmentsLocked(stored, a->world_size, /*cancel=*/true);
     }
+    if (stored.state() == cairn::v1::JOB_STATE_FAILED) {
+      recent_failures_.emplace_back(stored.job_id(), clock_->Now());
+      if (static_cast<int>(recent_failures_.size()) > kRecentFailures) recent_failures_.pop_front();
+    }
     active_.erase(stored.job_id());  // `a` dangles from here on
     SchedulePendingLocked();
   }
@@ -551,10 +556,40 @@ void JobsLogic::OnAgentsDown(const std::vector<std::string>& agent_ids) {
       CAIRN_LOG(WARNING) << "job " << job_id << " could not be marked failed: " << s.status();
     }
   }
+  NameSilentAgentsLocked(agent_ids);
   // Devices of agents that went down are no longer free either: nothing new can be placed, but
   // CommitLocked already retried the pending jobs for the devices the failed jobs released.
   lock.Release();
   RunReplans();
+}
+
+void JobsLogic::NameSilentAgentsLocked(const std::vector<std::string>& down_agent_ids) {
+  for (const auto& [job_id, failed_at] : recent_failures_) {
+    absl::StatusOr<Job> job = store_->GetJob(job_id);
+    if (!job.ok() || job->state() != cairn::v1::JOB_STATE_FAILED) continue;
+    std::string named;
+    for (const std::string& agent : down_agent_ids) {
+      if (!HostsRanks(*job, agent) || absl::StrContains(job->message(), agent)) continue;
+      absl::StatusOr<cairn::v1::AgentInfo> info = agents_->Get(agent);
+      absl::Time last_heartbeat;
+      std::string err;
+      if (!info.ok() ||
+          !absl::ParseTime(absl::RFC3339_full, info->last_heartbeat_at(), &last_heartbeat, &err) ||
+          last_heartbeat >= failed_at) {
+        continue;  // it was still heartbeating when the job failed
+      }
+      absl::StrAppend(&named, named.empty() ? "" : ", ", agent, " (", info->hostname(), ")");
+    }
+    if (named.empty()) continue;
+    job->set_message(absl::StrCat(job->message(), " [agent ", named,
+                                  " stopped sending heartbeats before this failure: probably "
+                                  "its cause]"));
+    if (absl::StatusOr<Job> s = store_->UpdateJob(*job, Rfc3339(clock_->Now())); !s.ok()) {
+      CAIRN_LOG(WARNING) << "job " << job_id << ": could not name the lost agent: " << s.status();
+    } else {
+      CAIRN_LOG(INFO) << "job " << job_id << ": " << s->message();
+    }
+  }
 }
 
 void JobsLogic::Shutdown() {

@@ -35,6 +35,7 @@
 #ifndef CAIRN_PLANNER_SERVER_JOBS_LOGIC_H_
 #define CAIRN_PLANNER_SERVER_JOBS_LOGIC_H_
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -44,6 +45,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "planner/server/agents_logic.h"
 #include "planner/server/clock.h"
 #include "planner/server/event_sink.h"
@@ -168,6 +170,14 @@ class JobsLogic final : public AgentsLogic::Listener {
   WatchId next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<WatchId, Watcher<cairn::v1::JobEvent>> job_watchers_ ABSL_GUARDED_BY(mu_);
   std::map<WatchId, Watcher<cairn::v1::Assignment>> assignment_watchers_ ABSL_GUARDED_BY(mu_);
+  // Jobs that FAILED lately (newest last, at most kRecentFailures), with when: an agent of theirs
+  // found DOWN afterwards whose last heartbeat came before the failure is named in the job's
+  // message (OnAgentsDown). A killed node is usually noticed first by the workers of the nodes
+  // left, as a lost connection, seconds before the planner misses its heartbeats.
+  static constexpr int kRecentFailures = 64;
+  std::deque<std::pair<std::string, absl::Time>> recent_failures_ ABSL_GUARDED_BY(mu_);
+  void NameSilentAgentsLocked(const std::vector<std::string>& down_agent_ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // (job id, attempt) of restarted jobs that need a plan for the devices still UP.
   std::vector<std::pair<std::string, int>> replans_ ABSL_GUARDED_BY(mu_);
   int next_probe_ ABSL_GUARDED_BY(mu_) = 1;

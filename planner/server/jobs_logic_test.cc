@@ -18,6 +18,7 @@ namespace {
 using ::cairn::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using cairn::planner::testing::CollectingSink;
 using JobEvents = CollectingSink<cairn::v1::JobEvent>;
 using Assignments = CollectingSink<cairn::v1::Assignment>;
@@ -247,6 +248,40 @@ TEST_F(JobsLogicTest, AnAgentGoingDownFailsItsJobs) {
   EXPECT_EQ(failed.state(), cairn::v1::JOB_STATE_FAILED);
   EXPECT_THAT(failed.message(), HasSubstr("agent " + a + " stopped sending heartbeats"));
   EXPECT_TRUE(events.closed());
+}
+
+// A node killed mid-job: the workers left notice first (a lost connection) and their agent fails
+// the job; when the planner then finds the killed node's agent DOWN, silent since before the
+// failure, the job's message names it. An agent that heartbeated after the failure is not named.
+TEST_F(JobsLogicTest, AnAgentFoundDownAfterItsJobFailedIsNamedAsTheProbableCause) {
+  const std::string a = AddAgent("node-a", 2);
+  const std::string b = AddAgent("node-b", 2);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
+  clock_.Advance(absl::Seconds(10));  // b's last heartbeat: registration, 10 s before the failure
+  cairn::v1::ReportJobStatusRequest r;
+  r.set_job_id(job.job_id());
+  r.set_agent_id(a);
+  r.set_state(cairn::v1::JOB_STATE_FAILED);
+  r.set_message("rank 0 on node node-a: lost the connection to rank 1");
+  ASSERT_OK(jobs_->Report(r).status());
+  EXPECT_THAT(Get(job.job_id()).message(), Not(HasSubstr(b)));
+  cairn::v1::HeartbeatRequest hb;
+  hb.set_agent_id(a);
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_OK(agents_->Heartbeat(hb).status());
+  clock_.Advance(absl::Seconds(16));  // b silent for 31 s, a for 16 s
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> down, agents_->Sweep());
+  EXPECT_THAT(down, ElementsAre(b));
+  const cairn::v1::Job failed = Get(job.job_id());
+  EXPECT_EQ(failed.state(), cairn::v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.message(), HasSubstr("lost the connection to rank 1"));
+  EXPECT_THAT(failed.message(),
+              HasSubstr("[agent " + b + " (node-b) stopped sending heartbeats before this failure"));
+  // a heartbeated after the failure: going down later does not make it the cause.
+  clock_.Advance(absl::Seconds(31));
+  ASSERT_OK_AND_ASSIGN(down, agents_->Sweep());
+  EXPECT_THAT(down, ElementsAre(a));
+  EXPECT_THAT(Get(job.job_id()).message(), Not(HasSubstr(a + " (node-a)")));
 }
 
 TEST_F(JobsLogicTest, SubmitWithASearchRunsItFirst) {
