@@ -23,15 +23,17 @@
 // Everything binds port 0; every wait is bounded polling on a condition (no fixed sleeps).
 //
 // Measured on the development machine (2 cores shared with other engineers' builds, network
-// namespaces), 2026-12-05, three runs: wall time 117 s (load average 7), 188 s (load 13, a clang
-// build beside it), 129 s (load 8). It runs in CI (`make test`; size large: 900 s limit); most of
-// its wall time is waiting (heartbeat timeouts, probes), so it overlaps well with other tests.
-// Measured over predicted step time of the job of step 3 in those runs: 0.77 (45.0 ms measured vs
-// 58.7 ms predicted), 0.55 (135.7 vs 246.4 ms), 0.42 (53.9 vs 128.1 ms). The prediction moves
-// with the load the quick probes saw and was pessimistic in all three (not explained yet; the
-// probed Gloo collectives took 1.6-38x the catalog cpu default's time), so the issue's "within
-// 25%" is printed, not asserted; the test asserts the ratio within 5x either way, which a units
-// or cost-model error breaks.
+// namespaces), 2026-12-05, six runs: wall time 117 s (load average 7), 188 s (load 13, a clang
+// build beside it), 129 s (load 8), 181 s (beside the whole suite and make demo-cluster: failed,
+// the job's message did not name the killed node — fixed in the planner, see the last test),
+// 109 s, 130 s. It runs in CI (`make test`; size large: 900 s limit); most of its wall time is
+// waiting (heartbeat timeouts, probes), so it overlaps well with other tests.
+// Measured over predicted step time of the job of step 3: 0.77 (45.0 ms measured vs 58.7 ms
+// predicted), 0.55 (135.7 vs 246.4 ms), 0.42 (53.9 vs 128.1 ms), 0.41 (46.0 vs 113.1 ms), 0.72
+// (45.6 vs 63.6 ms), 0.44 (50.9 vs 116.6 ms). The prediction moves with the load the quick
+// probes saw and was pessimistic every time (not explained yet; the probed Gloo collectives took
+// 1.6-38x the catalog cpu default's time), so the issue's "within 25%" is printed, not asserted;
+// the test asserts the ratio within 5x either way, which a units or cost-model error breaks.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -478,7 +480,7 @@ TEST_F(AgentE2eTest, JobPlannedOnTheMeasuredProfileTrainsOnBothNodes) {
   const v1::JobMeasurement& m = job.measurement();
   EXPECT_GT(m.steps_measured(), 0);
   EXPECT_GT(m.predicted_step_time_s(), 0);
-  // Not the issue's 25%: on a shared machine the ratio was 0.42-0.77 over three runs (header).
+  // Not the issue's 25%: on a shared machine the ratio was 0.41-0.77 over six runs (header).
   // A factor of 5 either way is a units or cost-model error, not load.
   EXPECT_GT(m.measured_over_predicted(), 0.2);
   EXPECT_LT(m.measured_over_predicted(), 5.0);
