@@ -20,7 +20,20 @@
 //      left and resumes from its checkpoint there; without, it fails within the heartbeat timeout
 //      naming the lost node, its workers die with it, the other agent's are stopped; the agent
 //      comes back with its id.
-// Everything binds port 0; every wait is bounded polling. Runtime: one to three minutes.
+// Everything binds port 0; every wait is bounded polling on a condition (no fixed sleeps).
+//
+// Measured on the development machine (2 cores shared with other engineers' builds, network
+// namespaces), 2026-12-05, six runs: wall time 117 s (load average 7), 188 s (load 13, a clang
+// build beside it), 129 s (load 8), 181 s (beside the whole suite and make demo-cluster: failed,
+// the job's message did not name the killed node — fixed in the planner, see the last test),
+// 109 s, 130 s. It runs in CI (`make test`; size large: 900 s limit); most of its wall time is
+// waiting (heartbeat timeouts, probes), so it overlaps well with other tests.
+// Measured over predicted step time of the job of step 3: 0.77 (45.0 ms measured vs 58.7 ms
+// predicted), 0.55 (135.7 vs 246.4 ms), 0.42 (53.9 vs 128.1 ms), 0.41 (46.0 vs 113.1 ms), 0.72
+// (45.6 vs 63.6 ms), 0.44 (50.9 vs 116.6 ms). The prediction moves with the load the quick
+// probes saw and was pessimistic every time (not explained yet; the probed Gloo collectives took
+// 1.6-38x the catalog cpu default's time), so the "within 25%" is printed, not asserted;
+// the test asserts the ratio within 5x either way, which a units or cost-model error breaks.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -467,7 +480,10 @@ TEST_F(AgentE2eTest, JobPlannedOnTheMeasuredProfileTrainsOnBothNodes) {
   const v1::JobMeasurement& m = job.measurement();
   EXPECT_GT(m.steps_measured(), 0);
   EXPECT_GT(m.predicted_step_time_s(), 0);
-  EXPECT_GT(m.measured_over_predicted(), 0);
+  // Not the 25%: on a shared machine the ratio was 0.41-0.77 over six runs (header).
+  // A factor of 5 either way is a units or cost-model error, not load.
+  EXPECT_GT(m.measured_over_predicted(), 0.2);
+  EXPECT_LT(m.measured_over_predicted(), 5.0);
   std::printf(
       "measured vs predicted (%s, plan %s): mean step %.1f ms over %d steps, predicted %.1f ms, "
       "ratio %.2f; peak memory %.1f MiB vs %.1f MiB predicted\n",
@@ -565,14 +581,6 @@ TEST_F(AgentE2eTest, KillingAnAgentFailsItsJobAndLeavesNothingRunning) {
   ASSERT_TRUE(WaitFor([&] { return Ended(GetJob(submitted.job_id())); }, absl::Seconds(60)));
   const v1::Job job = GetJob(submitted.job_id());
   EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
-  // Whoever noticed first names the lost node: the planner (agent-1 missed its heartbeats) or a
-  // worker on node-0 (its connection to a rank of node-1 was reset).
-  bool names_it = absl::StrContains(job.message(), agent_ids_[1]) ||
-                  absl::StrContains(job.message(), "node-1");
-  for (const auto& [rank, agent] : job.rank_agents()) {
-    if (agent == agent_ids_[1]) names_it |= absl::StrContains(job.message(), absl::StrCat("rank ", rank));
-  }
-  EXPECT_TRUE(names_it) << job.message();
   // The planner marks the agent DOWN within its heartbeat timeout.
   EXPECT_TRUE(WaitFor(
       [] {
@@ -584,6 +592,17 @@ TEST_F(AgentE2eTest, KillingAnAgentFailsItsJobAndLeavesNothingRunning) {
         return false;
       },
       absl::Seconds(30)));
+  // The job names the lost node. Whoever noticed first: the planner (node-1's agent missed its
+  // heartbeats), or the workers of node-0 (a lost connection, often to a rank of their own node
+  // that lost its connection to node-1 first) — then the planner adds the agent it finds DOWN,
+  // silent since before the failure, to the job's message.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::string message = GetJob(submitted.job_id()).message();
+        return absl::StrContains(message, agent_ids_[1]) || absl::StrContains(message, "node-1");
+      },
+      absl::Seconds(30)))
+      << GetJob(submitted.job_id()).message();
   // The dead agent's workers died with it (parent-death signal); the other's were stopped.
   EXPECT_TRUE(WaitFor([&] { return Workers(submitted.job_id()).empty(); }, absl::Seconds(30)));
   // Restarted on its work directory, the agent keeps its id and is UP again.

@@ -101,7 +101,7 @@ TEST_F(PlannerReliabilityTest, MalformedBytesGetInvalidArgumentOnEveryMethod) {
       }
     }
   }
-  EXPECT_EQ(methods, 25);
+  EXPECT_EQ(methods, 28);
   EXPECT_GT(utf8_checked, 20);
   // The daemon is still serving.
   v1::ListAgentsResponse agents;

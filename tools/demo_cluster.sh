@@ -42,6 +42,8 @@ if [ "$netns" != inside ]; then
 fi
 
 B=$PWD/bazel-bin
+# Output is cut with `sed -n '1,Np'`, not `head -N`: head closes the pipe early, the writer dies of
+# SIGPIPE, and with pipefail that ended the demo (exit 141) whenever the output was long enough.
 STATE=${TMPDIR:-/tmp}/cairn-demo-cluster
 rm -rf "$STATE" && mkdir -p "$STATE"
 if [ "$netns" = inside ]; then
@@ -94,23 +96,29 @@ $CLI profiles list
 HW=$($CLI profiles list | awk '/measured/ {print $1; exit}')
 
 echo; echo "== 3. measured against the catalog's cpu default (what the planner used to assume)"
-$CLI profiles diff --id "$HW" | grep -vE " g=(8|16) " | head -24
+$CLI profiles diff --id "$HW" | grep -vE " g=(8|16) " | sed -n '1,24p'
 
 echo; echo "== 4. a coordinated probe across the two nodes (groups that span them)"
-$CLI agents probe --cross-node --quick --suites comm
-for _ in $(seq 600); do
-  [ "$(grep -h "probe probe-.* done" "$STATE"/agent-*.log | wc -l)" -ge 1 ] && break; sleep 0.2
+out=$($CLI agents probe --cross-node --quick --suites comm)
+echo "$out"
+# The probe's id is the probe job's (job-...); the agent hosting its rank 0 logs "probe ID done".
+PROBE=$(echo "$out" | sed -n 's/^Probe \([^ ]*\) .*/\1/p')
+for _ in $(seq 1200); do
+  grep -qh "probe $PROBE done" "$STATE"/agent-*.log && break; sleep 0.2
 done
-grep -h "probe probe-.* done" "$STATE"/agent-*.log | sed 's/^.*\] /   /' | cut -c1-160
+if ! grep -h "probe $PROBE done" "$STATE"/agent-*.log | sed 's/^.*\] /   /' | cut -c1-160; then
+  echo "   the cross-node probe $PROBE did not finish in 240 s; agent logs: $STATE/agent-*.log" >&2
+  exit 1
+fi
 
 echo; echo "== 5. a job planned for the agents' measured profile: llama-tiny, 4 ranks on 2 nodes"
 $B/runtime/data/cairn-data README.md docs/*.md --output "$STATE/data" > /dev/null
 $CLI jobs submit --model llama-tiny --data "$STATE/data" --global-batch 16 --seq-len 128 \
     --steps "$steps" --watch | tee "$STATE/job.txt"
 JOB=$(grep -o "Submitted job [^ ]*" "$STATE/job.txt" | awk '{print $3}')
-PLAN=$($CLI jobs show "$JOB" --json | grep '"plan_id"' | head -1 | cut -d'"' -f4)
+PLAN=$($CLI jobs show "$JOB" --json | grep '"plan_id"' | sed -n '1,1p' | cut -d'"' -f4)
 echo; echo "   the plan (searched on the measured profile):"
-$CLI plans show --id "$PLAN" | sed 's/^/   /' | head -12
+$CLI plans show --id "$PLAN" | sed 's/^/   /' | sed -n '1,12p'
 
 echo; echo "== 6. measured vs predicted, as the planner keeps it with the job"
 $CLI jobs show "$JOB" --json | sed -n '/"measurement"/,/}/p'
@@ -121,7 +129,7 @@ $CLI jobs logs "$JOB" --rank 0 --tail 400
 echo; echo "== 8. metrics: the planner's and an agent's /metrics"
 curl -s "$PMETRICS" | grep -E '^cairn_planner_(jobs|agents)\{' | sed 's/^/   /'
 AM=$(grep -o "metrics on port [0-9]*" "$STATE/agent-0.log" | awk '{print $4}')
-curl -s "http://${NODE_ADDR[0]}:$AM/metrics" | grep -E '^cairn_agent_(up|devices|jobs_total|probe_age|probe_gemm|job_)' | sed 's/^/   /' | head -20
+curl -s "http://${NODE_ADDR[0]}:$AM/metrics" | grep -E '^cairn_agent_(up|devices|jobs_total|probe_age|probe_gemm|job_)' | sed 's/^/   /' | sed -n '1,20p'
 
 if [ $keep = 1 ]; then
   echo; echo "== left running (CAIRN_PLANNER=$PLANNER); stop with: kill ${pids[*]}"

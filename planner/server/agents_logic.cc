@@ -72,6 +72,7 @@ absl::StatusOr<cairn::v1::RegisterAgentResponse> AgentsLogic::Register(
   info.set_address(request.address());
   info.set_num_devices(request.num_devices());
   *info.mutable_fingerprint() = request.fingerprint();
+  *info.mutable_node() = request.node();
   CAIRN_ASSIGN_OR_RETURN(cairn::v1::AgentInfo stored,
                          store_->RegisterAgent(info, Rfc3339(clock_->Now())));
   Listener* listener;

@@ -4,10 +4,12 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "planner/server/agent_planning.h"
 #include "planner/server/validation.h"
 
 namespace cairn::planner {
@@ -59,6 +61,18 @@ absl::Status JobsLogic::Load() {
       ++counts_[job.state()];
       after = job.job_id();
       if (IsFinal(job.state())) continue;
+      if (job.has_probe()) {
+        // A coordinated probe cannot survive the planner: its ranks met through a rendezvous the
+        // agents gave up on. The agents see it end and stop their probe processes.
+        job.set_state(cairn::v1::JOB_STATE_FAILED);
+        job.set_message("the planner restarted during the probe; run `cairn agents probe` again");
+        absl::StatusOr<Job> ended = store_->UpdateJob(job, Rfc3339(clock_->Now()));
+        if (ended.ok()) {
+          --counts_[cairn::v1::JOB_STATE_RUNNING];
+          ++counts_[cairn::v1::JOB_STATE_FAILED];
+        }
+        continue;
+      }
       Active a;
       absl::StatusOr<PlanRecord> plan = store_->GetPlan(job.plan_id());
       if (!plan.ok() || plan->result.plans_size() == 0) {
@@ -78,10 +92,36 @@ absl::Status JobsLogic::Load() {
   return absl::OkStatus();
 }
 
-std::shared_ptr<SearchTicket> JobsLogic::Submit(const cairn::v1::SubmitJobRequest& request,
+std::shared_ptr<SearchTicket> JobsLogic::Submit(const cairn::v1::SubmitJobRequest& original,
                                                 JobDone done) {
+  cairn::v1::SubmitJobRequest request = original;
+  if (request.plan_for_agents() && request.has_search()) {
+    if (absl::Status s = ResolveForAgents(&request); !s.ok()) {
+      done(s);
+      return nullptr;
+    }
+  }
   if (absl::Status s = ValidateSubmitJobRequest(request); !s.ok()) {
     done(s);
+    return nullptr;
+  }
+  if (request.has_plan()) {
+    // A plan given whole: stored like a search's result, then run.
+    PlanRecord record;
+    *record.result.add_plans() = request.plan();
+    const cairn::v1::Plan& p = request.plan();
+    record.summary.set_model_name(p.model_name());
+    record.summary.set_num_devices(p.num_nodes() * p.devices_per_node());
+    record.summary.set_global_batch_size(p.global_batch_size());
+    record.summary.set_seq_len(p.seq_len());
+    record.summary.set_step_time_s(p.prediction().step_time_s());
+    record.summary.set_tokens_per_s(p.prediction().tokens_per_s());
+    absl::StatusOr<std::string> id = store_->PutPlan(record, Rfc3339(clock_->Now()));
+    if (!id.ok()) {
+      done(id.status());
+      return nullptr;
+    }
+    done(CreateJob(request, *id, record.result));
     return nullptr;
   }
   if (!request.plan_id().empty()) {
@@ -131,6 +171,14 @@ absl::StatusOr<Job> JobsLogic::CreateJob(const cairn::v1::SubmitJobRequest& requ
   job.set_data_path(request.data_path());
   job.set_steps(request.steps());
   job.set_state(cairn::v1::JOB_STATE_PENDING);
+  job.set_attempt(1);
+  job.set_max_restarts(request.max_restarts());
+  job.set_checkpoint_dir(request.checkpoint_dir());
+  job.set_checkpoint_every(request.checkpoint_every());
+  if (request.has_search()) *job.mutable_search() = request.search();
+  const cairn::v1::Plan& best = plan.plans(0);
+  job.mutable_measurement()->set_predicted_step_time_s(best.prediction().step_time_s());
+  job.mutable_measurement()->set_hardware_profile(best.provenance().hardware_profile());
   absl::MutexLock lock(&mu_);
   TryAssignLocked(&job, world_size);
   CAIRN_ASSIGN_OR_RETURN(Job stored, store_->CreateJob(job, Rfc3339(clock_->Now())));
@@ -150,11 +198,29 @@ absl::StatusOr<Job> JobsLogic::CreateJob(const cairn::v1::SubmitJobRequest& requ
 bool JobsLogic::TryAssignLocked(Job* job, int world_size) {
   std::map<std::string, int> used;
   for (const auto& [id, a] : active_) {
+    if (id == job->job_id()) continue;  // a restarting job's own devices are free for it
     if (a.job.state() != cairn::v1::JOB_STATE_ASSIGNED &&
         a.job.state() != cairn::v1::JOB_STATE_RUNNING) {
       continue;
     }
     for (const auto& [rank, agent] : a.job.rank_agents()) ++used[agent];
+  }
+  if (job->has_probe()) {
+    // A coordinated probe runs on the agents it was made for, on all their devices at once.
+    std::map<std::string, int> want;
+    for (const auto& [rank, agent] : job->rank_agents()) ++want[agent];
+    for (const auto& [agent, n] : want) {
+      absl::StatusOr<cairn::v1::AgentInfo> info = agents_->Get(agent);
+      if (!info.ok() || info->state() != cairn::v1::AGENT_STATE_UP ||
+          info->num_devices() - used[agent] < n) {
+        job->set_message(absl::StrCat("probe waits for agent ", agent,
+                                      " to be UP with every device free"));
+        return false;
+      }
+    }
+    job->set_state(cairn::v1::JOB_STATE_ASSIGNED);
+    job->set_message(absl::StrCat("probe: ", world_size, " ranks on ", want.size(), " agents"));
+    return true;
   }
   std::vector<std::pair<std::string, int>> take;  // agent -> ranks, in agent-id order
   int free_total = 0, free_agents = 0, remaining = world_size;
@@ -186,18 +252,31 @@ bool JobsLogic::TryAssignLocked(Job* job, int world_size) {
   return true;
 }
 
-void JobsLogic::SendAssignmentsLocked(const Job& job, int world_size, bool cancel) {
-  std::map<std::string, cairn::v1::Assignment> per_agent;
-  for (const auto& [rank, agent] : job.rank_agents()) {
-    cairn::v1::Assignment& a = per_agent[agent];
-    a.set_job_id(job.job_id());
-    a.set_plan_id(job.plan_id());
-    a.set_world_size(world_size);
-    a.set_cancel(cancel);
-    a.add_ranks(rank);
+cairn::v1::Assignment JobsLogic::AssignmentFor(const Job& job, int world_size,
+                                               const std::string& agent, bool cancel) const {
+  cairn::v1::Assignment a;
+  a.set_job_id(job.job_id());
+  a.set_plan_id(job.plan_id());
+  a.set_world_size(world_size);
+  a.set_cancel(cancel);
+  a.set_attempt(std::max(1, job.attempt()));
+  for (const auto& [rank, host] : job.rank_agents()) {
+    if (host == agent) a.add_ranks(rank);
   }
-  for (auto& [agent, a] : per_agent) {
-    std::sort(a.mutable_ranks()->begin(), a.mutable_ranks()->end());
+  std::sort(a.mutable_ranks()->begin(), a.mutable_ranks()->end());
+  if (job.has_probe()) {
+    *a.mutable_probe() = job.probe();
+    a.mutable_probe()->set_probe_id(job.job_id());  // the rendezvous key space is the job's
+    *a.mutable_probe()->mutable_ranks() = a.ranks();
+  }
+  return a;
+}
+
+void JobsLogic::SendAssignmentsLocked(const Job& job, int world_size, bool cancel) {
+  std::set<std::string> agents;
+  for (const auto& [rank, agent] : job.rank_agents()) agents.insert(agent);
+  for (const std::string& agent : agents) {
+    const cairn::v1::Assignment a = AssignmentFor(job, world_size, agent, cancel);
     for (auto& [id, w] : assignment_watchers_) {
       if (w.key == agent) w.sink->Send(a);
     }
@@ -242,6 +321,10 @@ absl::StatusOr<Job> JobsLogic::CommitLocked(Active* a, Job updated,
     // Agents still running ranks of the job stop them (a job that succeeded has none running).
     if (stored.state() != cairn::v1::JOB_STATE_SUCCEEDED) {
       SendAssignmentsLocked(stored, a->world_size, /*cancel=*/true);
+    }
+    if (stored.state() == cairn::v1::JOB_STATE_FAILED) {
+      recent_failures_.emplace_back(stored.job_id(), clock_->Now());
+      if (static_cast<int>(recent_failures_.size()) > kRecentFailures) recent_failures_.pop_front();
     }
     active_.erase(stored.job_id());  // `a` dangles from here on
     SchedulePendingLocked();
@@ -319,7 +402,7 @@ absl::StatusOr<Job> JobsLogic::Cancel(const cairn::v1::CancelJobRequest& request
 absl::StatusOr<cairn::v1::ReportJobStatusResponse> JobsLogic::Report(
     const cairn::v1::ReportJobStatusRequest& request) {
   CAIRN_RETURN_IF_ERROR(ValidateReportJobStatusRequest(request));
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   auto it = active_.find(request.job_id());
   if (it == active_.end()) {
     CAIRN_ASSIGN_OR_RETURN(Job job, LoadEnded(request.job_id()));
@@ -338,12 +421,22 @@ absl::StatusOr<cairn::v1::ReportJobStatusResponse> JobsLogic::Report(
   if (step != nullptr && (!job.has_last_step() || step->step() >= job.last_step().step())) {
     *job.mutable_last_step() = *step;
   }
+  if (step != nullptr) AddStep(*step, job.mutable_measurement());
   switch (request.state()) {
-    case cairn::v1::JOB_STATE_FAILED:
+    case cairn::v1::JOB_STATE_FAILED: {
+      const std::string why = absl::StrCat("agent ", request.agent_id(), ": ",
+                                           request.message().empty() ? "failed" : request.message());
+      a.job = job;  // keep the step folded in above
+      if (MaybeRestartLocked(&a, why)) {
+        lock.Release();
+        RunReplans();
+        return cairn::v1::ReportJobStatusResponse();
+      }
+      job = a.job;
       job.set_state(cairn::v1::JOB_STATE_FAILED);
-      job.set_message(absl::StrCat("agent ", request.agent_id(), ": ",
-                                   request.message().empty() ? "failed" : request.message()));
+      job.set_message(why);
       break;
+    }
     case cairn::v1::JOB_STATE_SUCCEEDED: {
       // Kept in the job itself (not in memory) so a restarted planner still knows who finished.
       std::set<std::string> finished(job.finished_agents().begin(), job.finished_agents().end());
@@ -403,15 +496,9 @@ absl::StatusOr<WatchId> JobsLogic::WatchAssignments(
         a.job.state() != cairn::v1::JOB_STATE_RUNNING) {
       continue;
     }
-    cairn::v1::Assignment assignment;
-    for (const auto& [rank, agent] : a.job.rank_agents()) {
-      if (agent == request.agent_id()) assignment.add_ranks(rank);
-    }
+    cairn::v1::Assignment assignment =
+        AssignmentFor(a.job, a.world_size, request.agent_id(), /*cancel=*/false);
     if (assignment.ranks().empty()) continue;
-    std::sort(assignment.mutable_ranks()->begin(), assignment.mutable_ranks()->end());
-    assignment.set_job_id(job_id);
-    assignment.set_plan_id(a.job.plan_id());
-    assignment.set_world_size(a.world_size);
     sink->Send(assignment);
   }
   const WatchId id = next_watch_++;
@@ -439,7 +526,7 @@ void JobsLogic::OnAgentsUp(const std::vector<std::string>&) {
 }
 
 void JobsLogic::OnAgentsDown(const std::vector<std::string>& agent_ids) {
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   std::vector<std::string> lost;
   for (const auto& [job_id, a] : active_) {
     for (const std::string& agent : agent_ids) {
@@ -457,6 +544,10 @@ void JobsLogic::OnAgentsDown(const std::vector<std::string>& agent_ids) {
     for (const std::string& agent : agent_ids) {
       if (HostsRanks(job, agent)) absl::StrAppend(&down, down.empty() ? "" : ", ", agent);
     }
+    if (MaybeRestartLocked(&it->second,
+                           absl::StrCat("agent ", down, " stopped sending heartbeats"))) {
+      continue;
+    }
     job.set_state(cairn::v1::JOB_STATE_FAILED);
     job.set_message(absl::StrCat("agent ", down,
                                  " stopped sending heartbeats (--agent-timeout); its ranks are "
@@ -465,8 +556,40 @@ void JobsLogic::OnAgentsDown(const std::vector<std::string>& agent_ids) {
       CAIRN_LOG(WARNING) << "job " << job_id << " could not be marked failed: " << s.status();
     }
   }
+  NameSilentAgentsLocked(agent_ids);
   // Devices of agents that went down are no longer free either: nothing new can be placed, but
   // CommitLocked already retried the pending jobs for the devices the failed jobs released.
+  lock.Release();
+  RunReplans();
+}
+
+void JobsLogic::NameSilentAgentsLocked(const std::vector<std::string>& down_agent_ids) {
+  for (const auto& [job_id, failed_at] : recent_failures_) {
+    absl::StatusOr<Job> job = store_->GetJob(job_id);
+    if (!job.ok() || job->state() != cairn::v1::JOB_STATE_FAILED) continue;
+    std::string named;
+    for (const std::string& agent : down_agent_ids) {
+      if (!HostsRanks(*job, agent) || absl::StrContains(job->message(), agent)) continue;
+      absl::StatusOr<cairn::v1::AgentInfo> info = agents_->Get(agent);
+      absl::Time last_heartbeat;
+      std::string err;
+      if (!info.ok() ||
+          !absl::ParseTime(absl::RFC3339_full, info->last_heartbeat_at(), &last_heartbeat, &err) ||
+          last_heartbeat >= failed_at) {
+        continue;  // it was still heartbeating when the job failed
+      }
+      absl::StrAppend(&named, named.empty() ? "" : ", ", agent, " (", info->hostname(), ")");
+    }
+    if (named.empty()) continue;
+    job->set_message(absl::StrCat(job->message(), " [agent ", named,
+                                  " stopped sending heartbeats before this failure: probably "
+                                  "its cause]"));
+    if (absl::StatusOr<Job> s = store_->UpdateJob(*job, Rfc3339(clock_->Now())); !s.ok()) {
+      CAIRN_LOG(WARNING) << "job " << job_id << ": could not name the lost agent: " << s.status();
+    } else {
+      CAIRN_LOG(INFO) << "job " << job_id << ": " << s->message();
+    }
+  }
 }
 
 void JobsLogic::Shutdown() {
@@ -478,6 +601,263 @@ void JobsLogic::Shutdown() {
   for (auto& [id, w] : assignment_watchers_) w.sink->Close(closing);
   job_watchers_.clear();
   assignment_watchers_.clear();
+}
+
+}  // namespace cairn::planner
+
+namespace cairn::planner {
+
+// --- Agents (issue 9): plans for their profiles, restarts, logs, probes. ----------------------
+
+absl::Status JobsLogic::ResolveForAgents(cairn::v1::SubmitJobRequest* request) {
+  cairn::v1::PlanRequest* pr = request->mutable_search();
+  CAIRN_ASSIGN_OR_RETURN(std::vector<cairn::v1::StoredHardwareProfile> hw,
+                         store_->ListHardwareProfiles(kMaxPageSize, ""));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<cairn::v1::StoredModelProfile> models,
+                         store_->ListModelProfiles(kMaxPageSize, ""));
+  const std::string model =
+      pr->model_name().empty() ? pr->search().model().name() : pr->model_name();
+  CAIRN_ASSIGN_OR_RETURN(AgentPlanTarget t,
+                         ResolveAgentProfiles(agents_->Snapshot(), hw, models, model));
+  pr->set_hardware_profile_id(t.hardware_profile_id);
+  pr->clear_cluster_name();
+  pr->mutable_search()->clear_cluster();
+  if (pr->num_nodes() == 0) pr->set_num_nodes(t.num_nodes);
+  if (pr->devices_per_node() == 0) pr->set_devices_per_node(t.devices_per_node);
+  if (pr->model_profile_id().empty() && !pr->search().has_model_profile()) {
+    pr->set_model_profile_id(t.model_profile_id);
+  }
+  if (t.cpu && pr->search().dtype_bytes() == 0) pr->mutable_search()->set_dtype_bytes(4);
+  request->set_plan_for_agents(false);  // resolved: what is stored with the job is explicit
+  CAIRN_LOG(INFO) << "plan for agents: " << t.num_nodes << " nodes of " << t.devices_per_node
+                  << " " << t.device_model << ", profile " << t.hardware_profile_id
+                  << (t.model_profile_id.empty() ? "" : ", model profile " + t.model_profile_id);
+  return absl::OkStatus();
+}
+
+bool JobsLogic::MaybeRestartLocked(Active* a, const std::string& reason) {
+  Job job = a->job;
+  if (job.has_probe() || std::max(1, job.attempt()) > job.max_restarts()) return false;
+  // The old attempt's workers stop; then the job starts over on whatever is free.
+  SendAssignmentsLocked(job, a->world_size, /*cancel=*/true);
+  job.set_attempt(std::max(1, job.attempt()) + 1);
+  job.clear_rank_agents();
+  job.clear_finished_agents();
+  job.set_state(cairn::v1::JOB_STATE_PENDING);
+  const std::string why = absl::StrCat("attempt ", job.attempt() - 1, " ended (", reason,
+                                       "); restarting from the last checkpoint in ",
+                                       job.checkpoint_dir());
+  const bool placed = TryAssignLocked(&job, a->world_size);
+  if (!placed) {
+    if (job.has_search()) {
+      job.set_message(absl::StrCat(why, "; replanning for the devices that are UP"));
+      replans_.emplace_back(job.job_id(), job.attempt());
+    } else {
+      job.set_message(absl::StrCat(why, "; ", job.message()));
+    }
+  } else {
+    job.set_message(absl::StrCat(why, "; ", job.message()));
+  }
+  const std::string job_id = job.job_id();
+  absl::StatusOr<Job> stored = CommitLocked(a, std::move(job), nullptr);
+  if (!stored.ok()) {
+    CAIRN_LOG(WARNING) << "job " << job_id << " could not be restarted: " << stored.status();
+    return false;
+  }
+  CAIRN_LOG(INFO) << "job " << job_id << ": " << stored->message();
+  if (placed) SendAssignmentsLocked(*stored, a->world_size, /*cancel=*/false);
+  return true;
+}
+
+void JobsLogic::RunReplans() {
+  std::vector<std::pair<std::string, int>> todo;
+  std::vector<cairn::v1::PlanRequest> requests;
+  {
+    absl::MutexLock lock(&mu_);
+    todo.swap(replans_);
+    for (const auto& [job_id, attempt] : todo) {
+      auto it = active_.find(job_id);
+      cairn::v1::PlanRequest r;
+      if (it != active_.end()) r = it->second.job.search();
+      requests.push_back(std::move(r));
+    }
+  }
+  for (size_t i = 0; i < todo.size(); ++i) {
+    cairn::v1::PlanRequest r = requests[i];
+    // The nodes of the profile's kind that are UP with every device free.
+    int nodes = 0;
+    const int per_node = std::max(1, r.devices_per_node());
+    for (const cairn::v1::AgentInfo& agent : agents_->Snapshot()) {
+      if (agent.state() == cairn::v1::AGENT_STATE_UP && agent.num_devices() >= per_node) ++nodes;
+    }
+    const std::string job_id = todo[i].first;
+    const int attempt = todo[i].second;
+    if (nodes == 0 || r.hardware_profile_id().empty()) {
+      OnReplanned(job_id, attempt,
+                  absl::FailedPreconditionError("no UP agent can take the job's ranks"));
+      continue;
+    }
+    r.set_num_nodes(nodes);
+    planner_->Plan(r, nullptr, [this, job_id, attempt](absl::StatusOr<cairn::v1::PlanResponse> p) {
+      OnReplanned(job_id, attempt, std::move(p));
+    });
+  }
+}
+
+void JobsLogic::OnReplanned(const std::string& job_id, int attempt,
+                            absl::StatusOr<cairn::v1::PlanResponse> plan) {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(job_id);
+  if (it == active_.end() || it->second.job.attempt() != attempt ||
+      it->second.job.state() != cairn::v1::JOB_STATE_PENDING) {
+    return;  // cancelled, or placed meanwhile
+  }
+  Active& a = it->second;
+  Job job = a.job;
+  if (!plan.ok() || plan->result().plans_size() == 0) {
+    job.set_state(cairn::v1::JOB_STATE_FAILED);
+    job.set_message(absl::StrCat(job.message(), "; no plan for the devices left: ",
+                                 plan.ok() ? plan->result().infeasible_reason()
+                                           : std::string(plan.status().message())));
+    (void)CommitLocked(&a, std::move(job), nullptr);
+    return;
+  }
+  const int world = WorldSize(plan->result());
+  job.set_plan_id(plan->plan_id());
+  job.mutable_measurement()->Clear();
+  job.mutable_measurement()->set_predicted_step_time_s(
+      plan->result().plans(0).prediction().step_time_s());
+  job.mutable_measurement()->set_hardware_profile(
+      plan->result().plans(0).provenance().hardware_profile());
+  a.world_size = world;
+  const bool placed = TryAssignLocked(&job, world);
+  job.set_message(absl::StrCat("attempt ", job.attempt(), ": replanned for ", world, " devices (",
+                               plan->plan_id(), "); ", job.message()));
+  absl::StatusOr<Job> stored = CommitLocked(&a, std::move(job), nullptr);
+  if (stored.ok() && placed) SendAssignmentsLocked(*stored, world, /*cancel=*/false);
+}
+
+absl::StatusOr<cairn::v1::AppendJobLogsResponse> JobsLogic::AppendLogs(
+    const cairn::v1::AppendJobLogsRequest& request) {
+  CAIRN_RETURN_IF_ERROR(ValidateAppendJobLogsRequest(request));
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(request.job_id());
+    if (it == active_.end()) {
+      // The last output of a job that just ended is still welcome.
+      CAIRN_RETURN_IF_ERROR(LoadEnded(request.job_id()).status());
+    } else if (!HostsRanks(it->second.job, request.agent_id()) &&
+               std::max(1, request.attempt()) >= std::max(1, it->second.job.attempt())) {
+      // (an agent of an earlier attempt may still send that attempt's last output)
+      return absl::FailedPreconditionError(
+          absl::StrCat("agent '", request.agent_id(), "' hosts no ranks of job '",
+                       request.job_id(), "'"));
+    }
+  }
+  logs_.Append(request.job_id(), request.agent_id(), request.rank(),
+               std::max(1, request.attempt()), request.data());
+  return cairn::v1::AppendJobLogsResponse();
+}
+
+absl::StatusOr<cairn::v1::GetJobLogsResponse> JobsLogic::GetLogs(
+    const cairn::v1::GetJobLogsRequest& request) {
+  CAIRN_RETURN_IF_ERROR(ValidateGetJobLogsRequest(request));
+  {
+    absl::MutexLock lock(&mu_);
+    if (!active_.count(request.job_id())) {
+      CAIRN_RETURN_IF_ERROR(LoadEnded(request.job_id()).status());
+    }
+  }
+  cairn::v1::GetJobLogsResponse out;
+  for (cairn::v1::JobLog& l :
+       logs_.Get(request.job_id(),
+                 std::vector<int>(request.ranks().begin(), request.ranks().end()),
+                 request.tail_bytes())) {
+    *out.add_logs() = std::move(l);
+  }
+  return out;
+}
+
+absl::StatusOr<cairn::v1::ProbeAgentsResponse> JobsLogic::ProbeAgents(
+    const cairn::v1::ProbeAgentsRequest& request) {
+  CAIRN_RETURN_IF_ERROR(ValidateProbeAgentsRequest(request));
+  std::vector<cairn::v1::AgentInfo> chosen;
+  const std::vector<cairn::v1::AgentInfo> all = agents_->Snapshot();
+  if (request.agent_ids().empty()) {
+    for (const auto& a : all) {
+      if (a.state() == cairn::v1::AGENT_STATE_UP) chosen.push_back(a);
+    }
+  } else {
+    for (const std::string& want : request.agent_ids()) {
+      auto it = std::find_if(all.begin(), all.end(), [&](const cairn::v1::AgentInfo& a) {
+        return a.agent_id() == want || a.hostname() == want;
+      });
+      if (it == all.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("agent '", want, "' is not known (cairn agents list shows them)"));
+      }
+      if (it->state() == cairn::v1::AGENT_STATE_UP) chosen.push_back(*it);
+    }
+  }
+  if (chosen.empty()) {
+    return absl::FailedPreconditionError("no agent asked for is UP; start or reconnect them first");
+  }
+  cairn::v1::ProbeRequest probe;
+  for (const auto& s : request.suites()) probe.add_suites(s);
+  for (const auto& m : request.models()) probe.add_models(m);
+  probe.set_quick(request.quick());
+  cairn::v1::ProbeAgentsResponse out;
+  for (const auto& a : chosen) out.add_agent_ids(a.agent_id());
+  absl::MutexLock lock(&mu_);
+  const std::string id =
+      absl::StrCat("probe-", absl::ToUnixMillis(clock_->Now()), "-", next_probe_++);
+  if (!request.cross_node() || chosen.size() < 2) {
+    // Each node alone: the agents queue the probe and run it when no job runs there.
+    probe.set_probe_id(id);
+    cairn::v1::Assignment a;
+    *a.mutable_probe() = probe;
+    for (const auto& agent : chosen) {
+      for (auto& [wid, w] : assignment_watchers_) {
+        if (w.key == agent.agent_id()) w.sink->Send(a);
+      }
+    }
+    out.set_probe_id(id);
+    return out;
+  }
+  // One probe world across the agents: a probe job holding all their devices, ranks in agent-id
+  // order, placed like a job (it waits for devices a job holds).
+  Job job;
+  job.set_name(id);
+  job.set_state(cairn::v1::JOB_STATE_PENDING);
+  job.set_steps(1);
+  job.set_data_path("-");
+  job.set_attempt(1);
+  int rank = 0, node = 0;
+  std::sort(chosen.begin(), chosen.end(),
+            [](const auto& x, const auto& y) { return x.agent_id() < y.agent_id(); });
+  for (const auto& agent : chosen) {
+    for (int d = 0; d < agent.num_devices(); ++d) {
+      (*job.mutable_rank_agents())[rank++] = agent.agent_id();
+      probe.add_node_of_rank(node);
+    }
+    ++node;
+  }
+  probe.set_world_size(rank);
+  *job.mutable_probe() = probe;
+  TryAssignLocked(&job, rank);
+  CAIRN_ASSIGN_OR_RETURN(Job stored, store_->CreateJob(job, Rfc3339(clock_->Now())));
+  CountLocked(cairn::v1::JOB_STATE_UNSPECIFIED, stored.state());
+  Active act;
+  act.job = stored;
+  act.world_size = rank;
+  active_.emplace(stored.job_id(), std::move(act));
+  if (stored.state() == cairn::v1::JOB_STATE_ASSIGNED) {
+    SendAssignmentsLocked(stored, rank, /*cancel=*/false);
+  }
+  CAIRN_LOG(INFO) << "probe job " << stored.job_id() << ": " << rank << " ranks on "
+                  << chosen.size() << " agents, " << JobStateLabel(stored.state());
+  out.set_probe_id(stored.job_id());
+  return out;
 }
 
 }  // namespace cairn::planner

@@ -6,6 +6,8 @@
 
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
+#include "planner/catalog/clusters.h"
 #include "planner/server/testing/collecting_sink.h"
 #include "planner/server/testing/fake_clock.h"
 #include "planner/store/testing/memory_store.h"
@@ -16,6 +18,7 @@ namespace {
 using ::cairn::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using cairn::planner::testing::CollectingSink;
 using JobEvents = CollectingSink<cairn::v1::JobEvent>;
 using Assignments = CollectingSink<cairn::v1::Assignment>;
@@ -247,6 +250,40 @@ TEST_F(JobsLogicTest, AnAgentGoingDownFailsItsJobs) {
   EXPECT_TRUE(events.closed());
 }
 
+// A node killed mid-job: the workers left notice first (a lost connection) and their agent fails
+// the job; when the planner then finds the killed node's agent DOWN, silent since before the
+// failure, the job's message names it. An agent that heartbeated after the failure is not named.
+TEST_F(JobsLogicTest, AnAgentFoundDownAfterItsJobFailedIsNamedAsTheProbableCause) {
+  const std::string a = AddAgent("node-a", 2);
+  const std::string b = AddAgent("node-b", 2);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
+  clock_.Advance(absl::Seconds(10));  // b's last heartbeat: registration, 10 s before the failure
+  cairn::v1::ReportJobStatusRequest r;
+  r.set_job_id(job.job_id());
+  r.set_agent_id(a);
+  r.set_state(cairn::v1::JOB_STATE_FAILED);
+  r.set_message("rank 0 on node node-a: lost the connection to rank 1");
+  ASSERT_OK(jobs_->Report(r).status());
+  EXPECT_THAT(Get(job.job_id()).message(), Not(HasSubstr(b)));
+  cairn::v1::HeartbeatRequest hb;
+  hb.set_agent_id(a);
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_OK(agents_->Heartbeat(hb).status());
+  clock_.Advance(absl::Seconds(16));  // b silent for 31 s, a for 16 s
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> down, agents_->Sweep());
+  EXPECT_THAT(down, ElementsAre(b));
+  const cairn::v1::Job failed = Get(job.job_id());
+  EXPECT_EQ(failed.state(), cairn::v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.message(), HasSubstr("lost the connection to rank 1"));
+  EXPECT_THAT(failed.message(),
+              HasSubstr("[agent " + b + " (node-b) stopped sending heartbeats before this failure"));
+  // a heartbeated after the failure: going down later does not make it the cause.
+  clock_.Advance(absl::Seconds(31));
+  ASSERT_OK_AND_ASSIGN(down, agents_->Sweep());
+  EXPECT_THAT(down, ElementsAre(a));
+  EXPECT_THAT(Get(job.job_id()).message(), Not(HasSubstr(a + " (node-a)")));
+}
+
 TEST_F(JobsLogicTest, SubmitWithASearchRunsItFirst) {
   AddAgent("a", 4);
   cairn::v1::SubmitJobRequest r;
@@ -339,6 +376,158 @@ TEST_F(JobsLogicTest, ShutdownClosesEveryStreamAndUnwatchStopsEvents) {
   again.set_job_id(job.job_id());
   JobEvents late;
   EXPECT_THAT(jobs_->WatchJob(again, &late), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("")));
+}
+
+}  // namespace
+}  // namespace cairn::planner
+
+// --- Agents (issue 9): restarts, measured vs predicted, logs, probes, plans for agents. --------
+
+namespace cairn::planner {
+namespace {
+
+TEST_F(JobsLogicTest, AFailedAttemptRestartsFromTheCheckpointWhileRestartsAreLeft) {
+  const std::string a = AddAgent("a", 4);
+  Assignments on_a;
+  WatchAssignments(a, &on_a);
+  cairn::v1::SubmitJobRequest r;
+  r.set_plan_id(PlanId());
+  r.set_data_path("/data/tiny");
+  r.set_steps(100);
+  r.set_max_restarts(1);
+  r.set_checkpoint_dir("/ckpt");
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, jobs_->SubmitAndWait(r));
+  EXPECT_EQ(job.attempt(), 1);
+  ASSERT_OK(Report(job.job_id(), a, cairn::v1::JOB_STATE_FAILED));
+  cairn::v1::Job restarted = Get(job.job_id());
+  EXPECT_EQ(restarted.state(), cairn::v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(restarted.attempt(), 2);
+  EXPECT_THAT(restarted.message(), HasSubstr("restarting from the last checkpoint in /ckpt"));
+  // The agent saw: attempt 1, its cancel, attempt 2.
+  const auto events = on_a.events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].attempt(), 1);
+  EXPECT_TRUE(events[1].cancel());
+  EXPECT_EQ(events[1].attempt(), 1);
+  EXPECT_FALSE(events[2].cancel());
+  EXPECT_EQ(events[2].attempt(), 2);
+  // No restarts left: the next failure is final.
+  ASSERT_OK(Report(job.job_id(), a, cairn::v1::JOB_STATE_FAILED));
+  EXPECT_EQ(Get(job.job_id()).state(), cairn::v1::JOB_STATE_FAILED);
+}
+
+TEST_F(JobsLogicTest, StepsFoldIntoMeasuredVersusPredicted) {
+  const std::string a = AddAgent("a", 4);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
+  EXPECT_GT(job.measurement().predicted_step_time_s(), 0);
+  EXPECT_THAT(job.measurement().hardware_profile(), HasSubstr("cpu"));
+  cairn::v1::ReportJobStatusRequest r;
+  r.set_job_id(job.job_id());
+  r.set_agent_id(a);
+  for (int step = 1; step <= 3; ++step) {
+    r.mutable_step()->set_step(step);
+    r.mutable_step()->set_step_time_s(step == 1 ? 9.0 : 2 * job.measurement().predicted_step_time_s());
+    r.mutable_step()->set_predicted_step_time_s(job.measurement().predicted_step_time_s());
+    ASSERT_OK(jobs_->Report(r).status());
+  }
+  const cairn::v1::JobMeasurement m = Get(job.job_id()).measurement();
+  EXPECT_EQ(m.steps_measured(), 2);
+  EXPECT_NEAR(m.measured_over_predicted(), 2.0, 1e-9);
+}
+
+TEST_F(JobsLogicTest, LogsFromHostingAgentsAreKeptAndServed) {
+  const std::string a = AddAgent("a", 4);
+  const std::string b = AddAgent("b", 4);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
+  cairn::v1::AppendJobLogsRequest r;
+  r.set_job_id(job.job_id());
+  r.set_agent_id(a);
+  r.set_rank(2);
+  r.set_data("step 1/100 | loss 5.5\n");
+  ASSERT_OK(jobs_->AppendLogs(r).status());
+  r.set_agent_id(b);  // hosts nothing of this job
+  EXPECT_THAT(jobs_->AppendLogs(r).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("hosts no ranks")));
+  cairn::v1::GetJobLogsRequest g;
+  g.set_job_id(job.job_id());
+  ASSERT_OK_AND_ASSIGN(cairn::v1::GetJobLogsResponse logs, jobs_->GetLogs(g));
+  ASSERT_EQ(logs.logs_size(), 1);
+  EXPECT_EQ(logs.logs(0).rank(), 2);
+  EXPECT_EQ(logs.logs(0).data(), "step 1/100 | loss 5.5\n");
+  g.set_job_id("job-none");
+  EXPECT_THAT(jobs_->GetLogs(g).status(), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST_F(JobsLogicTest, ACoordinatedProbeHoldsTheAgentsDevicesLikeAJob) {
+  const std::string a = AddAgent("a", 2);
+  const std::string b = AddAgent("b", 2);
+  Assignments on_a, on_b;
+  WatchAssignments(a, &on_a);
+  WatchAssignments(b, &on_b);
+  cairn::v1::ProbeAgentsRequest req;
+  req.set_cross_node(true);
+  req.add_suites("comm");
+  ASSERT_OK_AND_ASSIGN(cairn::v1::ProbeAgentsResponse resp, jobs_->ProbeAgents(req));
+  EXPECT_EQ(resp.agent_ids_size(), 2);
+  const cairn::v1::Job probe = Get(resp.probe_id());
+  EXPECT_EQ(probe.state(), cairn::v1::JOB_STATE_ASSIGNED);
+  ASSERT_EQ(on_b.events().size(), 1u);
+  const cairn::v1::Assignment pb = on_b.events()[0];
+  EXPECT_EQ(pb.probe().probe_id(), resp.probe_id());  // the rendezvous key space
+  EXPECT_EQ(pb.probe().world_size(), 4);
+  EXPECT_THAT(Ranks(pb), ElementsAre(2, 3));
+  EXPECT_THAT(std::vector<int>(pb.probe().node_of_rank().begin(), pb.probe().node_of_rank().end()),
+              ElementsAre(0, 0, 1, 1));
+  // A job waits for the probe's devices; it starts when both agents reported the probe done.
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, Submit());
+  EXPECT_EQ(job.state(), cairn::v1::JOB_STATE_PENDING);
+  ASSERT_OK(Report(resp.probe_id(), a, cairn::v1::JOB_STATE_SUCCEEDED));
+  ASSERT_OK(Report(resp.probe_id(), b, cairn::v1::JOB_STATE_SUCCEEDED));
+  EXPECT_EQ(Get(resp.probe_id()).state(), cairn::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(Get(job.job_id()).state(), cairn::v1::JOB_STATE_ASSIGNED);
+  // Local probes go straight to the agents' streams.
+  req.set_cross_node(false);
+  ASSERT_OK(jobs_->ProbeAgents(req).status());
+  EXPECT_TRUE(on_a.events().back().has_probe());
+  EXPECT_TRUE(on_a.events().back().job_id().empty());
+  req.add_agent_ids("no-such-agent");
+  EXPECT_THAT(jobs_->ProbeAgents(req).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-agent")));
+}
+
+TEST_F(JobsLogicTest, PlanForAgentsUsesTheirMeasuredProfile) {
+  cairn::v1::SubmitJobRequest r;
+  *r.mutable_search() = TinyRequest();
+  r.mutable_search()->clear_cluster_name();
+  r.set_plan_for_agents(true);
+  r.set_data_path("/data/tiny");
+  r.set_steps(10);
+  EXPECT_THAT(jobs_->SubmitAndWait(r).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no agent is UP")));
+  cairn::v1::RegisterAgentRequest reg;
+  reg.set_hostname("n0");
+  reg.set_address("n0:7071");
+  reg.set_num_devices(2);
+  reg.mutable_fingerprint()->set_device_model("cpu: Test");
+  ASSERT_OK(agents_->Register(reg).status());
+  reg.set_hostname("n1");
+  ASSERT_OK(agents_->Register(reg).status());
+  EXPECT_THAT(jobs_->SubmitAndWait(r).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no measured profile")));
+  // The agents' measured profile: the catalog's cpu numbers under their fingerprint.
+  absl::StatusOr<cairn::v1::Cluster> cpu = MakeCluster("cpu", 1, 2);
+  ASSERT_OK(cpu.status());
+  cairn::v1::HardwareProfile measured = cpu->hardware();
+  *measured.mutable_fingerprint() = reg.fingerprint();
+  measured.set_source(cairn::v1::PROFILE_SOURCE_MEASURED);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::StoredHardwareProfile stored,
+                       store_.PutHardwareProfile(measured, "2026-12-05T00:00:00Z"));
+  ASSERT_OK_AND_ASSIGN(cairn::v1::Job job, jobs_->SubmitAndWait(r));
+  EXPECT_EQ(job.state(), cairn::v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(job.rank_agents_size(), 4);  // 2 nodes x 2 slots
+  EXPECT_EQ(job.search().hardware_profile_id(), absl::StrCat(stored.id(), "@1"));
+  EXPECT_EQ(job.search().search().dtype_bytes(), 4);  // CPU agents train in fp32
+  EXPECT_THAT(job.measurement().hardware_profile(), HasSubstr(stored.id()));
 }
 
 }  // namespace

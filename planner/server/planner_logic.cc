@@ -300,6 +300,7 @@ absl::StatusOr<ResolvedPlanRequest> PlannerLogic::Resolve(const cairn::v1::PlanR
     }
     *out.search.mutable_model_profile() = stored->profile();
     mp_key = absl::StrCat(stored->id(), "@", stored->version());
+    out.model_label = absl::StrCat("profile ", mp_key);
   }
   // Threads change how fast the answer comes, not the answer: keep them out of the key.
   cairn::v1::SearchRequest keyed = out.search;
@@ -432,7 +433,9 @@ std::function<void()> PlannerLogic::RunSearch(const std::shared_ptr<Flight>& fli
     metrics_->RecordSearch(seconds);
     ProvenanceInfo prov;
     prov.hardware_profile = resolved.hardware_label;
-    prov.model_profile = problem.model_profile_name;
+    prov.model_profile = resolved.model_label.empty()
+                             ? problem.model_profile_name
+                             : absl::StrCat(problem.model_profile_name, " (", resolved.model_label, ")");
     prov.search_time_s = result->search_time_s;
     prov.candidates_evaluated = result->stats.plans_evaluated;
     PlanRecord record;

@@ -64,6 +64,7 @@ struct PlannerOptions {
 struct ResolvedPlanRequest {
   cairn::v1::SearchRequest search;
   std::string hardware_label;  // provenance, e.g. "h100-sxm (built-in default)"
+  std::string model_label;     // "profile ID@VERSION" when a stored model profile is used
   std::string cache_key;
 };
 

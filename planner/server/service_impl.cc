@@ -256,6 +256,9 @@ AgentsService::AgentsService(const ServiceEnv& env) : RawCallbackService(env) {
   ServeUnary<cairn::v1::ListAgentsRequest, cairn::v1::ListAgentsResponse>(
       "cairn.v1.Agents/ListAgents",
       [agents](const cairn::v1::ListAgentsRequest& r) { return agents->List(r); });
+  ServeUnary<cairn::v1::ProbeAgentsRequest, cairn::v1::ProbeAgentsResponse>(
+      "cairn.v1.Agents/ProbeAgents",
+      [jobs](const cairn::v1::ProbeAgentsRequest& r) { return jobs->ProbeAgents(r); });
   ServeStream<cairn::v1::WatchAssignmentsRequest, cairn::v1::Assignment>(
       "cairn.v1.Agents/WatchAssignments",
       [jobs](const cairn::v1::WatchAssignmentsRequest& r,
@@ -292,6 +295,12 @@ JobsService::JobsService(const ServiceEnv& env) : RawCallbackService(env) {
   ServeUnary<cairn::v1::ReportJobStatusRequest, cairn::v1::ReportJobStatusResponse>(
       "cairn.v1.Jobs/ReportJobStatus",
       [jobs](const cairn::v1::ReportJobStatusRequest& r) { return jobs->Report(r); });
+  ServeUnary<cairn::v1::AppendJobLogsRequest, cairn::v1::AppendJobLogsResponse>(
+      "cairn.v1.Jobs/AppendJobLogs",
+      [jobs](const cairn::v1::AppendJobLogsRequest& r) { return jobs->AppendLogs(r); });
+  ServeUnary<cairn::v1::GetJobLogsRequest, cairn::v1::GetJobLogsResponse>(
+      "cairn.v1.Jobs/GetJobLogs",
+      [jobs](const cairn::v1::GetJobLogsRequest& r) { return jobs->GetLogs(r); });
 }
 
 // --- Rendezvous ------------------------------------------------------------------------------

@@ -251,11 +251,35 @@ absl::Status ValidateWatchAssignmentsRequest(const cairn::v1::WatchAssignmentsRe
 }
 
 absl::Status ValidateSubmitJobRequest(const cairn::v1::SubmitJobRequest& r) {
-  if (r.plan_id().empty() == !r.has_search()) {
-    return Invalid("plan_id", r.plan_id().empty()
-                                  ? "or search is required: a stored plan, or a search to run now"
-                                  : "and search are both set; set only one");
+  const int sources = (r.plan_id().empty() ? 0 : 1) + (r.has_search() ? 1 : 0) +
+                      (r.has_plan() ? 1 : 0);
+  if (sources != 1) {
+    return Invalid("plan_id", sources == 0
+                                  ? "or search or plan is required: a stored plan, a search to "
+                                    "run now, or a plan given whole"
+                                  : "search and plan: set only one of them");
   }
+  if (r.plan_for_agents() && !r.has_search()) {
+    return Invalid("plan_for_agents", "needs search (the model, batch and sequence to plan)");
+  }
+  if (r.has_plan()) {
+    const cairn::v1::Plan& p = r.plan();
+    if (p.num_nodes() < 1 || p.devices_per_node() < 1 || p.layers().empty() ||
+        p.model_name().empty()) {
+      return Invalid("plan", "must name its model and have num_nodes, devices_per_node and layers "
+                             "(write it with `cairn plan --output FILE`)");
+    }
+  }
+  if (r.max_restarts() < 0 || r.max_restarts() > 100) {
+    return Invalid("max_restarts", absl::StrCat("must be in [0, 100], got ", r.max_restarts()));
+  }
+  if (r.max_restarts() > 0 && r.checkpoint_dir().empty()) {
+    return Invalid("checkpoint_dir", "is required with max_restarts (a restart resumes from it)");
+  }
+  if (r.checkpoint_every() < 0) {
+    return Invalid("checkpoint_every", "must be >= 0 (0 = at the end only)");
+  }
+  if (r.checkpoint_dir().size() > 4096) return Invalid("checkpoint_dir", "is too long");
   CAIRN_RETURN_IF_ERROR(CheckOptionalToken("plan_id", r.plan_id()));
   if (r.has_search()) {
     absl::Status s = ValidatePlanRequest(r.search());
@@ -293,6 +317,40 @@ absl::Status ValidateCancelJobRequest(const cairn::v1::CancelJobRequest& r) {
 
 absl::Status ValidateWatchJobRequest(const cairn::v1::WatchJobRequest& r) {
   return CheckRequiredToken("job_id", r.job_id(), "the job to watch");
+}
+
+absl::Status ValidateAppendJobLogsRequest(const cairn::v1::AppendJobLogsRequest& r) {
+  CAIRN_RETURN_IF_ERROR(CheckRequiredToken("job_id", r.job_id(), "the job whose output this is"));
+  CAIRN_RETURN_IF_ERROR(CheckRequiredToken("agent_id", r.agent_id(), "the sending agent's id"));
+  if (r.rank() < 0) return Invalid("rank", "must be >= 0");
+  if (r.data().size() > static_cast<size_t>(kMaxJobLogChunkBytes)) {
+    return Invalid("data", absl::StrCat("is ", r.data().size(), " bytes; send at most ",
+                                        kMaxJobLogChunkBytes, " per call"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGetJobLogsRequest(const cairn::v1::GetJobLogsRequest& r) {
+  CAIRN_RETURN_IF_ERROR(CheckRequiredToken("job_id", r.job_id(), "the id SubmitJob returned"));
+  if (r.tail_bytes() < 0) return Invalid("tail_bytes", "must be >= 0 (0 = everything kept)");
+  for (int rank : r.ranks()) {
+    if (rank < 0) return Invalid("ranks", "must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateProbeAgentsRequest(const cairn::v1::ProbeAgentsRequest& r) {
+  for (const std::string& id : r.agent_ids()) {
+    CAIRN_RETURN_IF_ERROR(CheckRequiredToken("agent_ids", id, "agent ids or host names"));
+  }
+  for (const std::string& s : r.suites()) {
+    if (s != "compute" && s != "comm" && s != "overlap" && s != "layers") {
+      return Invalid("suites", absl::StrCat("has '", s, "'; the suites are compute, comm, overlap, "
+                                            "layers"));
+    }
+  }
+  for (const std::string& m : r.models()) CAIRN_RETURN_IF_ERROR(CheckRequiredToken("models", m, "a catalog model"));
+  return absl::OkStatus();
 }
 
 absl::Status ValidateReportJobStatusRequest(const cairn::v1::ReportJobStatusRequest& r) {

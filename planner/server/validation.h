@@ -28,6 +28,7 @@ namespace cairn::planner {
 inline constexpr int kDefaultPageSize = 50;
 inline constexpr int kMaxPageSize = 1000;
 inline constexpr int kMaxIdBytes = 128;            // ids, page tokens, job names
+inline constexpr int kMaxJobLogChunkBytes = 256 * 1024;  // AppendJobLogs.data
 inline constexpr int kMaxAgentDevices = 1024;
 inline constexpr int kMaxRendezvousKeyBytes = 256;
 inline constexpr int kMaxRendezvousValueBytes = 64 * 1024;
@@ -86,6 +87,9 @@ absl::Status ValidateListJobsRequest(const cairn::v1::ListJobsRequest& r);
 absl::Status ValidateCancelJobRequest(const cairn::v1::CancelJobRequest& r);
 absl::Status ValidateWatchJobRequest(const cairn::v1::WatchJobRequest& r);
 absl::Status ValidateReportJobStatusRequest(const cairn::v1::ReportJobStatusRequest& r);
+absl::Status ValidateAppendJobLogsRequest(const cairn::v1::AppendJobLogsRequest& r);
+absl::Status ValidateGetJobLogsRequest(const cairn::v1::GetJobLogsRequest& r);
+absl::Status ValidateProbeAgentsRequest(const cairn::v1::ProbeAgentsRequest& r);
 
 absl::Status ValidateRendezvousSetRequest(const cairn::v1::RendezvousSetRequest& r);
 absl::Status ValidateRendezvousGetRequest(const cairn::v1::RendezvousGetRequest& r);

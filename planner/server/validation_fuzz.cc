@@ -1,6 +1,6 @@
 // libFuzzer target: the planner daemon's request checks, on arbitrary bytes for every RPC.
 //
-// The first input byte picks one of the 25 methods of cairn.v1 (in descriptor order), the rest is
+// The first input byte picks one of the 28 methods of cairn.v1 (in descriptor order), the rest is
 // its request's wire bytes. What runs is what the daemon runs before any work: ParseRequest (the
 // raw-bytes parser with its INVALID_ARGUMENT diagnosis), ValidateRequestLimits, the method's own
 // Validate* function, and for Plan and SubmitJob the whole resolution of the search
@@ -84,6 +84,12 @@ void Check(const google::protobuf::Message& m, PlannerLogic* planner) {
     (void)ValidateWatchJobRequest(static_cast<const WatchJobRequest&>(m));
   } else if (type == "cairn.v1.ReportJobStatusRequest") {
     (void)ValidateReportJobStatusRequest(static_cast<const ReportJobStatusRequest&>(m));
+  } else if (type == "cairn.v1.AppendJobLogsRequest") {
+    (void)ValidateAppendJobLogsRequest(static_cast<const AppendJobLogsRequest&>(m));
+  } else if (type == "cairn.v1.GetJobLogsRequest") {
+    (void)ValidateGetJobLogsRequest(static_cast<const GetJobLogsRequest&>(m));
+  } else if (type == "cairn.v1.ProbeAgentsRequest") {
+    (void)ValidateProbeAgentsRequest(static_cast<const ProbeAgentsRequest&>(m));
   } else if (type == "cairn.v1.RendezvousSetRequest") {
     (void)ValidateRendezvousSetRequest(static_cast<const RendezvousSetRequest&>(m));
   } else if (type == "cairn.v1.RendezvousGetRequest") {

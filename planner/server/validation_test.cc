@@ -194,14 +194,45 @@ std::vector<Case> Cases() {
                  r.clear_plan_id();
                  return ValidateSubmitJobRequest(r);
                },
-               "plan_id or search is required: a stored plan, or a search to run now"});
+               "plan_id or search or plan is required: a stored plan, a search to run now, or a "
+               "plan given whole"});
   c.push_back({"submit: both",
                [] {
                  SubmitJobRequest r = GoodSubmit();
                  *r.mutable_search() = GoodPlan();
                  return ValidateSubmitJobRequest(r);
                },
-               "plan_id and search are both set; set only one"});
+               "plan_id search and plan: set only one of them"});
+  c.push_back({"submit: restarts without checkpoints",
+               [] {
+                 SubmitJobRequest r = GoodSubmit();
+                 r.set_max_restarts(2);
+                 return ValidateSubmitJobRequest(r);
+               },
+               "checkpoint_dir is required with max_restarts"});
+  c.push_back({"submit: plan for agents without a search",
+               [] {
+                 SubmitJobRequest r = GoodSubmit();
+                 r.set_plan_for_agents(true);
+                 return ValidateSubmitJobRequest(r);
+               },
+               "plan_for_agents needs search"});
+  c.push_back({"logs: chunk too large",
+               [] {
+                 cairn::v1::AppendJobLogsRequest r;
+                 r.set_job_id("j");
+                 r.set_agent_id("a");
+                 r.set_data(std::string(300 * 1024, 'x'));
+                 return ValidateAppendJobLogsRequest(r);
+               },
+               "send at most 262144 per call"});
+  c.push_back({"probe: unknown suite",
+               [] {
+                 cairn::v1::ProbeAgentsRequest r;
+                 r.add_suites("gpu");
+                 return ValidateProbeAgentsRequest(r);
+               },
+               "the suites are compute, comm, overlap, layers"});
   c.push_back({"submit: bad search",
                [] {
                  SubmitJobRequest r = GoodSubmit();
