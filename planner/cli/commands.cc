@@ -339,7 +339,7 @@ Commands:
                   [--hardware-profile FILE.json] [--galvatron-hardware DIR]
                   [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
                   [--dtype bf16|fp32] [--runtime cairn|megatron-core] [--threads N]
-                  [--memory-quantum-mb Q] [--quiet]
+                  [--memory-quantum-mb Q] [--simplicity-tolerance F] [--quiet]
   cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
                    --tp T --pp P (--micro-batches M | --micro-batch-size PER_DEVICE)
                    [--mode tp|tp+sp|ulysses]

@@ -23,7 +23,7 @@ std::set<std::string> ProblemFlags() {
     "model", "cluster", "nodes", "gpus-per-node", "global-batch", "batch-range", "seq-len",
     "memory-gb", "hardware-profile", "galvatron-hardware", "model-profile",
     "galvatron-model-profile", "dtype", "threads", "pp", "max-tp", "micro-batches", "schedules",
-    "dp-modes", "modes", "memory-quantum-mb", "runtime"};
+    "dp-modes", "modes", "memory-quantum-mb", "runtime", "simplicity-tolerance"};
 }
 
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s) {
@@ -151,6 +151,15 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   }
   CAIRN_ASSIGN_OR_RETURN(int top, a.GetInt("top", 1));
   req.set_top_k(top);
+  // Within this fraction of the fastest plan, the simplest first (planner/search/simplify.h);
+  // 0 keeps the fastest (the request says "off" with a negative value, 0 being its default).
+  CAIRN_ASSIGN_OR_RETURN(double simple, a.GetDouble("simplicity-tolerance", 0.01));
+  if (!(simple >= 0 && simple <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--simplicity-tolerance must be a fraction in [0, 1] (0: the fastest plan only), got ",
+        a.Get("simplicity-tolerance")));
+  }
+  req.set_simplicity_tolerance(simple == 0 ? -1 : simple);
   Loaded out;
   CAIRN_ASSIGN_OR_RETURN(out.problem, planner::BuildSearchProblem(req));
   out.request = req;

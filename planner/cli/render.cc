@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "common/units.h"
 #include "planner/cost/evaluate.h"
@@ -119,7 +120,13 @@ void RenderSearchResponse(const cairn::v1::SearchResponse& r, bool explain, std:
   }
   RenderPlanHeader(r.plans(0), out);
   for (int i = 0; i < r.plans_size(); ++i) {
-    if (i > 0) out << absl::StrFormat("\nAlternative %d:\n", i + 1);
+    if (i == 1 && absl::StartsWith(r.plans(0).provenance().origin(), "search, simplified")) {
+      out << "\nThe fastest plan found (the plan above is within --simplicity-tolerance of it, "
+             "with fewer distinct strategies or changes between blocks; --simplicity-tolerance 0 "
+             "returns this one first):\n";
+    } else if (i > 0) {
+      out << absl::StrFormat("\nAlternative %d:\n", i + 1);
+    }
     RenderPlan(r.plans(i), out);
   }
   out << "\nUniform plans a user would pick by hand (same cost model):\n";

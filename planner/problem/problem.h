@@ -185,6 +185,10 @@ struct SearchProblem {
   Precision precision;
   RuntimeTraits runtime;
   int top_k = 1;
+  // Among plans predicted within this fraction of the fastest (per sample), the search returns the
+  // one with the fewest distinct block strategies and changes between blocks first and the fastest
+  // next (planner/search/simplify.h). 0: off (the fastest only). Requests default to 0.01.
+  double simplicity_tolerance = 0;
   int64_t memory_quantum_bytes = 0;        // 0: budget / 2048
   int threads = 0;                         // 0: hardware concurrency
   // Transient-buffer caps the stage DP enumerates (see docs/search.md); with at least as many caps

@@ -473,6 +473,13 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
     return Invalid("top_k", absl::StrCat("must be >= 0 (0 = 1), got ", r.top_k()));
   }
   problem.top_k = r.top_k() == 0 ? 1 : r.top_k();
+  if (!(r.simplicity_tolerance() <= 1)) {  // NaN fails too
+    return Invalid("simplicity_tolerance",
+                   absl::StrCat("must be at most 1 (0 = 0.01, negative = off), got ",
+                                r.simplicity_tolerance()));
+  }
+  problem.simplicity_tolerance =
+      r.simplicity_tolerance() == 0 ? 0.01 : std::max(0.0, r.simplicity_tolerance());
   switch (r.dtype_bytes()) {
     case 0:
     case 2: problem.precision = Precision::Bf16Mixed(); break;

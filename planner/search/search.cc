@@ -18,6 +18,7 @@
 #include "common/units.h"
 #include "common/plan/layout.h"
 #include "planner/cost/model_math.h"
+#include "planner/search/simplify.h"
 #include "planner/search/stage_dp.h"
 
 namespace cairn::planner {
@@ -857,6 +858,20 @@ absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOp
   if (Cancelled(options.cancelled)) return r;
   if (r.plans.empty()) {
     r.infeasible_reason = InfeasibleReason(problem, searcher.splittable(), options.cancelled);
+  } else if (problem.simplicity_tolerance > 0) {
+    // The simplest plan within the tolerance first, the fastest right after it (simplify.h).
+    SimplifiedPlan simple = SimplifyPlan(CostModel(problem), r.plans[0], r.evaluations[0],
+                                         problem.simplicity_tolerance, /*max_evaluations=*/4000,
+                                         options.cancelled);
+    r.stats.plans_evaluated += simple.plans_evaluated;
+    if (Cancelled(options.cancelled)) return r;
+    if (simple.changed) {
+      simple.plan.origin = absl::StrFormat(
+          "search, simplified: within %.3g%% of the fastest plan found (the next plan)",
+          100 * problem.simplicity_tolerance);
+      r.plans.insert(r.plans.begin(), std::move(simple.plan));
+      r.evaluations.insert(r.evaluations.begin(), std::move(simple.evaluation));
+    }
   }
   if (options.with_baselines) {
     r.baselines = Baselines(problem, options.cancelled);
