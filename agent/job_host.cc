@@ -181,6 +181,9 @@ absl::Status JobHost::Prepare(std::vector<std::vector<std::string>>* argvs, std:
                                      "--data", job.data_path(),
                                      "--steps", absl::StrCat(job.steps()),
                                      "--device", config_.gpus.empty() ? "cpu" : "cuda"};
+    // Measured against what the planner predicted for these agents' profiles, as the planner
+    // stores it, not against a prediction for the catalog profile of the device.
+    if (plan_.prediction().step_time_s() > 0) argv.push_back("--prediction-from-plan");
     if (rank == 0) {
       metrics_path_ = *dir + "/metrics.jsonl";
       std::filesystem::remove(metrics_path_, ec);

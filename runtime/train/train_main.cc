@@ -18,9 +18,11 @@
 // through the planner daemon instead of rank 0's store); with neither it trains on one process. Rank 0 prints one line per step.
 // Exit status: 0 done, 1 training failed (the failing rank and reason are printed), 2 bad input
 // (reported before any worker starts).
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,7 +59,7 @@ constexpr const char* kUsage =
     "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
     "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
     "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--quiet] "
-    "[--help] [--version]\n"
+    "[--prediction-from-plan] [--help] [--version]\n"
     "Exit status: 0 done, 1 training failed, 2 bad input. See docs/runtime.md.\n";
 
 int Main(int argc, char** argv) {
@@ -79,7 +81,7 @@ int Main(int argc, char** argv) {
                    "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
                    "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile",
                    "device", "stop-at"},
-                  {"quiet"});
+                  {"quiet", "prediction-from-plan"});
       !s.ok()) {
     return Fail(s);
   }
@@ -197,6 +199,7 @@ int Main(int argc, char** argv) {
   }
   opt.model = plan::ModelDimsFromSpec(*spec);
   const std::string plan_arg = a.Get("plan", "auto");
+  std::optional<cairn::v1::Plan> plan_proto;  // the plan file, when one is given
   if (plan_arg != "auto") {
     absl::StatusOr<std::string> text = planner::ReadTextFile(plan_arg);
     if (!text.ok()) return Fail(text.status());
@@ -215,6 +218,7 @@ int Main(int argc, char** argv) {
     if (!p.ok()) return Fail(p.status());
     opt.plan = *p;
     opt.seq_len = proto->seq_len();
+    plan_proto = *std::move(proto);
   } else {
     absl::StatusOr<int> gb = a.GetInt("global-batch", 8), sl = a.GetInt("seq-len", 0);
     if (!gb.ok()) return Fail(gb.status());
@@ -242,6 +246,21 @@ int Main(int argc, char** argv) {
   } else {
     std::fprintf(stderr, "cairn-train: warning: no prediction for this plan: %s\n",
                  std::string(predicted.status().message()).c_str());
+  }
+  // --prediction-from-plan: the step time and memory the plan file was scored with (by the planner,
+  // on the profile it names: an agent's measured one, say) instead of a prediction for this
+  // device's catalog profile; the run then reports measured against what its planner promised.
+  if (a.Has("prediction-from-plan")) {
+    if (!plan_proto.has_value() || plan_proto->prediction().step_time_s() <= 0) {
+      return Fail(absl::InvalidArgumentError(
+          "--prediction-from-plan needs a plan file that carries a prediction (plan.prediction)"));
+    }
+    opt.predicted.step_time_s = plan_proto->prediction().step_time_s();
+    int64_t peak = 0;
+    for (const cairn::v1::StageMemory& m : plan_proto->prediction().stage_memory()) {
+      peak = std::max(peak, m.total_bytes() - m.reserved_bytes());
+    }
+    if (peak > 0) opt.predicted.peak_bytes = peak;
   }
   std::printf("training %s on %d %s worker%s: global batch %d x seq %d, %d steps; predicted %s "
               "per step, %s of tensors per rank\n",

@@ -223,6 +223,34 @@ TEST_F(TrainTest, StepLinesSayElapsedAndEta) {
   EXPECT_THAT(r.output.substr(r.output.find("step     3/3")), HasSubstr("| ETA 0"));
 }
 
+// --prediction-from-plan: the run compares itself with the prediction the plan file carries (as an
+// agent's worker does with the planner's), not with one for this device's catalog profile.
+TEST_F(TrainTest, PredictionFromThePlanFile) {
+  const std::string plain = PlanFile("predicted", 1, "\"tp_degree\": 1");
+  std::string text = ReadAll(plain);
+  ASSERT_EQ(text.back(), '}');
+  text.pop_back();
+  text += ", \"prediction\": {\"step_time_s\": 7.5, \"stage_memory\": [{\"stage\": 0, "
+          "\"total_bytes\": 5000000, \"reserved_bytes\": 1000000}]}}";
+  const std::string path = Tmp() + "/predicted_with.json";
+  std::ofstream(path) << text;
+  const std::string metrics = Tmp() + "/predicted.jsonl";
+  const Result r = Sh(Train("--nproc 1 --steps 2 --prediction-from-plan --plan " + path +
+                            " --metrics " + metrics));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string jsonl = ReadAll(metrics);
+  EXPECT_THAT(jsonl, HasSubstr("\"predicted_step_time_s\": 7.500000")) << jsonl;
+  EXPECT_THAT(jsonl, HasSubstr("\"predicted_memory_bytes\": 4000000")) << jsonl;
+  // Without the flag the prediction is the run's own (not the file's 7.5 s).
+  const std::string own = Tmp() + "/own.jsonl";
+  ASSERT_EQ(Sh(Train("--nproc 1 --steps 2 --plan " + path + " --metrics " + own)).status, 0);
+  EXPECT_THAT(ReadAll(own), ::testing::Not(HasSubstr("\"predicted_step_time_s\": 7.500000")));
+  // A plan without a prediction (or --plan auto) cannot supply one: bad input, exit 2.
+  const Result none = Sh(Train("--nproc 1 --steps 1 --prediction-from-plan --plan " + plain));
+  EXPECT_EQ(none.status, 2) << none.output;
+  EXPECT_THAT(none.output, HasSubstr("--prediction-from-plan"));
+}
+
 TEST_F(TrainTest, FaultInjectionExistsOnlyInTheTestingBuild) {
   const Result r = Sh("CAIRN_FAULT_EXIT=0:0 " + Train("--nproc 1 --steps 1"));
   EXPECT_EQ(r.status, 0) << r.output;
