@@ -109,7 +109,10 @@ TEST_F(CliRemoteTest, PlansShowTakesFormatAndOutput) {
   ASSERT_EQ(m.status, 0) << m.err;
   std::vector<std::string> local = {"plan"};
   local.insert(local.end(), kProblem.begin(), kProblem.end());
-  local.insert(local.end(), {"--format", "megatron"});
+  // The stored plan was searched under cairn's runtime traits (`plan --json`), so it is the plan
+  // `plan --format megatron --runtime cairn` prints (plain --format megatron searches under
+  // megatron-core's traits).
+  local.insert(local.end(), {"--format", "megatron", "--runtime", "cairn"});
   EXPECT_EQ(m.out, Cairn(local).out);
   // --format json: the best Plan; --output writes it too.
   const std::string path = WriteTempFile("shown_plan.json", "");

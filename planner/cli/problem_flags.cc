@@ -116,8 +116,9 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   }
   req.set_dtype_bytes(dtype == "fp32" ? 4 : 2);
   // The runtime whose behaviour the cost model describes (planner/cost/runtime_traits.h); the
-  // request builder refuses an unknown name.
-  req.set_runtime(a.Get("runtime", "cairn"));
+  // request builder refuses an unknown name. A plan exported to Megatron-LM is searched under
+  // Megatron-Core's traits (its overlap, the plans it runs) unless --runtime says otherwise.
+  req.set_runtime(a.Get("runtime", a.Get("format", "") == "megatron" ? "megatron-core" : "cairn"));
   if (a.Has("model-profile")) {
     CAIRN_ASSIGN_OR_RETURN(std::string text, planner::ReadTextFile(a.Get("model-profile")));
     CAIRN_RETURN_IF_ERROR(planner::ParseProtoJson(text, a.Get("model-profile"),

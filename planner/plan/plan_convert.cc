@@ -243,11 +243,19 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
   if (md.rope) absl::StrAppend(&out, " --position-embedding-type rope");
   if (!md.tied_embeddings) absl::StrAppend(&out, " --untie-embeddings-and-output-weights");
   if (!md.bias) absl::StrAppend(&out, " --disable-bias-linear");
-  // The cost model hides a DDP/ZeRO-1 gradient all-reduce / reduce-scatter under the backward of
-  // the layers below (docs/cost-model.md): Megatron's --overlap-grad-reduce. The ZeRO-1 parameter
-  // all-gather is charged exposed, so --overlap-param-gather is not assumed and not printed.
-  if (dp > 1) absl::StrAppend(&out, " --overlap-grad-reduce");
+  // What the cost model assumed overlaps, from the runtime traits the plan was scored under
+  // (planner/cost/runtime_traits.h): the gradient reduction under the backward is Megatron's
+  // --overlap-grad-reduce; the ZeRO-1 parameter all-gather under the next forward its
+  // --overlap-param-gather (hidden under megatron-core's traits, charged exposed under cairn's,
+  // and then not printed); gradients reduced in bf16 its --grad-reduce-in-bf16.
+  if (dp > 1 && problem.runtime.overlap_grad_reduce) absl::StrAppend(&out, " --overlap-grad-reduce");
+  if (dp > 1 && b.dp == DpMode::kZero1 && problem.runtime.overlap_param_gather) {
+    absl::StrAppend(&out, " --overlap-param-gather");
+  }
   if (problem.precision.param_bytes == 2) absl::StrAppend(&out, " --bf16");
+  if (problem.precision.param_bytes == 2 && problem.precision.grad_bytes == 2) {
+    absl::StrAppend(&out, " --grad-reduce-in-bf16");
+  }
   return out;
 }
 
