@@ -309,6 +309,24 @@ TEST(CliTest, MegatronFormatSearchesUnderMegatronCoreTraits) {
   EXPECT_THAT(ours.out, Not(HasSubstr("--overlap-param-gather")));
 }
 
+// An interleaved plan reads per pipeline stage, each with its model chunks (chunk c on stage
+// c mod p), and says its schedule; the Plan JSON carries Megatron's micro-batch size.
+TEST(CliTest, InterleavedPlansReadPerStageWithTheirChunks) {
+  CliRun r = Cairn({"plan", "--model", "llama-tiny", "--cluster", "cpu", "--nodes", "1",
+                    "--gpus-per-node", "4", "--global-batch", "16", "--seq-len", "256", "--quiet",
+                    "--schedules", "interleaved", "--pp", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("interleaved 1f1b (2 model chunks per stage)"));
+  EXPECT_THAT(r.out, HasSubstr("stage 0: layers 0-1, 3-3"));
+  EXPECT_THAT(r.out, HasSubstr("stage 1: layers 2-2, 4-5"));
+  EXPECT_THAT(r.out, HasSubstr("model chunk 3:"));
+  EXPECT_THAT(r.out, Not(HasSubstr("stage 2:")));
+  CliRun j = Cairn({"plan", "--model", "gpt2-124m", "--cluster", "h100-sxm", "--nodes", "1",
+                    "--global-batch", "64", "--seq-len", "1024", "--quiet", "--json"});
+  ASSERT_EQ(j.status, 0) << j.err;
+  EXPECT_THAT(j.out, HasSubstr("\"micro_batch_size\": "));
+}
+
 TEST(CliTest, MegatronExportReSplitsUnevenStages) {
   // The case from issue 13: 126 blocks over 8 stages. The uniform baseline splits 16,16,16,16,16,
   // 16,15,15 (+ embedding, head), which Megatron cannot express; re-split as equal middle stages

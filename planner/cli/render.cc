@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/units.h"
 #include "planner/cost/evaluate.h"
@@ -55,35 +56,51 @@ void RenderPlan(const cairn::v1::Plan& plan, std::ostream& out) {
                          Pct(p.mfu()), FormatSeconds(p.lower_bound_s()),
                          Pct(p.optimality_gap()));
   const int m = std::max(1, plan.num_micro_batches());
-  // Per device, as Megatron users count it (--micro-batch-size): a micro-batch's samples over the
-  // blocks' data-parallel degree.
+  // Per device, as Megatron users count it (--micro-batch-size; Plan.micro_batch_size).
   std::string per_device;
-  if (L >= 1 && spec.layers.size() > 1) {
-    const int dp = N / pp / std::max(1, spec.layers[1].tp);
-    const int samples = plan.global_batch_size() / m;
-    if (dp > 0 && samples % dp == 0) {
-      per_device = absl::StrFormat(" (micro-batch size %d per device)", samples / dp);
-    }
+  if (plan.micro_batch_size() > 0) {
+    per_device = absl::StrFormat(" (micro-batch size %d per device)", plan.micro_batch_size());
+  }
+  std::string schedule = "1f1b";
+  if (plan.schedule() == cairn::v1::PIPELINE_SCHEDULE_GPIPE) schedule = "gpipe";
+  if (plan.schedule() == cairn::v1::PIPELINE_SCHEDULE_INTERLEAVED_1F1B) {
+    schedule = absl::StrFormat("interleaved 1f1b (%d model chunks per stage)",
+                               std::max(2, plan.virtual_stages()));
   }
   out << absl::StrFormat("  pipeline: %d stage%s x %d devices, %s, %d micro-batches of %d samples%s\n",
                          pp, pp > 1 ? "s" : "", N / pp,
-                         plan.schedule() == cairn::v1::PIPELINE_SCHEDULE_GPIPE ? "gpipe" : "1f1b",
-                         m, plan.global_batch_size() / m, per_device);
+                         schedule, m, plan.global_batch_size() / m, per_device);
   int bottleneck = 0;
-  for (int i = 0; i < plan.stages_size(); ++i) {
-    const cairn::v1::Stage& st = plan.stages(i);
+  // With interleaving (v model chunks per stage), stage s runs chunks s, s + p, ..., in model order
+  // in plan.stages; the per-stage times and memory are per pipeline stage.
+  const int v = std::max(1, plan.virtual_stages());
+  for (int i = 0; i < pp; ++i) {
     const double fwd = i < p.stage_forward_s_size() ? p.stage_forward_s(i) : 0;
     const double bwd = i < p.stage_backward_s_size() ? p.stage_backward_s(i) : 0;
     if (i < p.stage_forward_s_size() &&
         fwd + bwd > p.stage_forward_s(bottleneck) + p.stage_backward_s(bottleneck)) {
       bottleneck = i;
     }
-    out << absl::StrFormat("  stage %d: layers %d-%d, busy %s per micro-batch (fwd %s, bwd %s)\n",
-                           i, st.first_layer(), st.first_layer() + st.num_layers() - 1,
-                           FormatSeconds(fwd + bwd), FormatSeconds(fwd), FormatSeconds(bwd));
-    for (const std::string& line :
-         planner::SummarizeLayers(spec, st.first_layer(), st.num_layers(), L)) {
-      out << "      " << line << "\n";
+    std::string layers;
+    for (int k = 0; k < v; ++k) {
+      const int c = k * pp + i;
+      if (c >= plan.stages_size()) break;
+      const cairn::v1::Stage& st = plan.stages(c);
+      absl::StrAppendFormat(&layers, "%s%d-%d", k ? ", " : "", st.first_layer(),
+                            st.first_layer() + st.num_layers() - 1);
+    }
+    out << absl::StrFormat("  stage %d: layers %s, busy %s per micro-batch (fwd %s, bwd %s)\n", i,
+                           layers, FormatSeconds(fwd + bwd), FormatSeconds(fwd),
+                           FormatSeconds(bwd));
+    for (int k = 0; k < v; ++k) {
+      const int c = k * pp + i;
+      if (c >= plan.stages_size()) break;
+      const cairn::v1::Stage& st = plan.stages(c);
+      if (v > 1) out << absl::StrFormat("    model chunk %d:\n", c);
+      for (const std::string& line :
+           planner::SummarizeLayers(spec, st.first_layer(), st.num_layers(), L)) {
+        out << "      " << line << "\n";
+      }
     }
     if (i < p.stage_memory_size()) {
       const cairn::v1::StageMemory& mem = p.stage_memory(i);

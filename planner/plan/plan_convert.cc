@@ -21,6 +21,15 @@ cairn::v1::Plan ToPlanProto(const SearchProblem& problem, const PlanSpec& plan,
   out.set_num_nodes(problem.hardware.num_nodes);
   out.set_devices_per_node(problem.hardware.devices_per_node);
   out.set_seq_len(problem.seq_len);
+  // Megatron's --micro-batch-size: a micro-batch's samples over the first block's data-parallel
+  // degree (informational; 0 when they do not divide).
+  const int p = std::max(1, plan.pipeline_degree());
+  const int devices = problem.hardware.num_nodes * problem.hardware.devices_per_node;
+  if (plan.layers.size() > 1 && plan.num_micro_batches > 0) {
+    const int dp = devices / p / std::max(1, plan.layers[1].tp);
+    const int samples = plan.global_batch / plan.num_micro_batches;
+    if (dp > 0 && samples % dp == 0) out.set_micro_batch_size(samples / dp);
+  }
   cairn::v1::Prediction* pr = out.mutable_prediction();
   pr->set_step_time_s(e.step_time_s);
   pr->set_tokens_per_s(e.tokens_per_s);
