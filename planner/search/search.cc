@@ -13,6 +13,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/units.h"
@@ -845,6 +846,47 @@ std::vector<BaselineResult> Baselines(const SearchProblem& problem,
 }
 }  // namespace
 
+namespace {
+
+// With the simplicity preference: a uniform baseline (one strategy everywhere) within the tolerance
+// of the fastest plan, and at least as simple as the first plan, replaces it when it is simpler or
+// faster (the per-layer simplification keeps the fastest plan's stages and micro-batches, so it
+// can miss a uniform plan of another shape). The fastest plan stays in the list.
+void PreferUniformBaseline(const SearchProblem& problem, SearchResult* r) {
+  const bool simplified = absl::StartsWith(r->plans[0].origin, "search, simplified");
+  const size_t fastest = simplified ? 1 : 0;
+  if (fastest >= r->plans.size()) return;
+  const double limit = r->evaluations[fastest].step_time_s / r->plans[fastest].global_batch *
+                       (1 + problem.simplicity_tolerance);
+  const BaselineResult* pick = nullptr;
+  for (const BaselineResult& b : r->baselines) {
+    if (!b.feasible || b.evaluation.step_time_s / b.plan.global_batch > limit) continue;
+    if (pick == nullptr || b.evaluation.step_time_s / b.plan.global_batch <
+                               pick->evaluation.step_time_s / pick->plan.global_batch) {
+      pick = &b;
+    }
+  }
+  if (pick == nullptr) return;
+  const PlanComplexity first = ComplexityOf(r->plans[0]), uniform = ComplexityOf(pick->plan);
+  const double first_time = r->evaluations[0].step_time_s / r->plans[0].global_batch;
+  const double pick_time = pick->evaluation.step_time_s / pick->plan.global_batch;
+  if (first < uniform || (!(uniform < first) && pick_time >= first_time)) return;
+  PlanSpec plan = pick->plan;
+  plan.origin = absl::StrFormat(
+      "search, simplified: the uniform %s plan (%s), within %.3g%% of the fastest plan found (the "
+      "next plan)",
+      pick->family, pick->description, 100 * problem.simplicity_tolerance);
+  if (simplified) {
+    r->plans[0] = std::move(plan);
+    r->evaluations[0] = pick->evaluation;
+  } else {
+    r->plans.insert(r->plans.begin(), std::move(plan));
+    r->evaluations.insert(r->evaluations.begin(), pick->evaluation);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOptions& options) {
   if (problem.global_batch_sizes.empty()) {
     return absl::InvalidArgumentError("no global batch size to search");
@@ -881,6 +923,7 @@ absl::StatusOr<SearchResult> Search(const SearchProblem& problem, const SearchOp
         best_baseline = std::min(best_baseline, b.evaluation.step_time_s / b.plan.global_batch);
       }
     }
+    if (!r.plans.empty() && problem.simplicity_tolerance > 0) PreferUniformBaseline(problem, &r);
     if (!r.plans.empty() && best_baseline < kInf) {
       r.gain_over_best_baseline =
           best_baseline / (r.evaluations[0].step_time_s / r.plans[0].global_batch);

@@ -83,9 +83,34 @@ TEST(SimplifyTest, SearchReturnsTheSimplestWithinTheToleranceThenTheFastest) {
     if (absl::StartsWith(r.plans[0].origin, "search, simplified")) {
       ASSERT_GE(r.plans.size(), 2u);
       EXPECT_DOUBLE_EQ(PerSample(r.evaluations[1], r.plans[1]), best);
-      EXPECT_TRUE(ComplexityOf(r.plans[0]) < ComplexityOf(r.plans[1])) << gib;
+      // Simpler than the fastest, or a uniform baseline as simple and no slower than the pass's.
+      EXPECT_FALSE(ComplexityOf(r.plans[1]) < ComplexityOf(r.plans[0])) << gib;
     } else {
       EXPECT_EQ(r.plans[0].layers, fastest.plans[0].layers) << gib;
+    }
+  }
+}
+
+// A uniform baseline within the tolerance that is at least as simple and faster than what the
+// per-layer pass found comes first (llama2-7b on 8 H100s: the pass made every block ZeRO-3 at the
+// fastest plan's 4 micro-batches, 0.8% slower than the fastest, while uniform ZeRO-1 at 8
+// micro-batches is 0.2% slower and as simple). The first plan is never slower than a uniform
+// baseline that is within the tolerance.
+TEST(SimplifyTest, AUniformBaselineWithinTheToleranceIsPreferred) {
+  for (int gib : {24, 48, 80}) {
+    SearchProblem pb = testing::SmallProblem(8, 8, 1, 64, 2048, int64_t{gib} << 30);
+    pb.simplicity_tolerance = 0.01;
+    ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
+    ASSERT_FALSE(r.plans.empty());
+    const double first = PerSample(r.evaluations[0], r.plans[0]);
+    double fastest = first;
+    for (size_t i = 0; i < r.plans.size(); ++i) {
+      fastest = std::min(fastest, PerSample(r.evaluations[i], r.plans[i]));
+    }
+    for (const BaselineResult& b : r.baselines) {
+      if (!b.feasible) continue;
+      const double t = PerSample(b.evaluation, b.plan);
+      if (t <= fastest * 1.01) EXPECT_LE(first, t * (1 + 1e-12)) << gib << " " << b.family;
     }
   }
 }
