@@ -125,7 +125,7 @@ void CostModel::Compute(LayerKind kind, const Strategy& s, int samples, double* 
       gemm(tokens, h, f_cols);                 // down
       // Causal attention on the local heads over the whole sequence.
       double af = 0, ab = 0;
-      hw_.AttentionTimes(samples * m.num_heads / static_cast<double>(s.tp), seq, d, &af, &ab);
+      hw_.AttentionTimes(static_cast<double>(samples) * m.num_heads / s.tp, seq, d, &af, &ab);
       fwd += af;
       bwd += ab;
       // Element-wise: norms and residuals on the (possibly sequence-split) stream, RoPE on Q/K,

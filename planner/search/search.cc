@@ -564,7 +564,8 @@ void Searcher::SolveVariant(const Combo& c, int vocab_degree) {
       plan.origin = "search";
       bool complete = true;
       for (int i = 0; i < p; ++i) {
-        const bool hidden = i > 0 && ((mask >> (i - 1)) & 1u);
+        // Masks have 32 bits: stages past the 33rd are never in the hidden-sync variant.
+        const bool hidden = i > 0 && i - 1 < 32 && ((mask >> (i - 1)) & 1u);
         const StageDpSolution& s = hidden ? hidden_sync[i][part[i]] : tables[i][part[i]];
         if (!s.feasible) complete = false;
         plan.stage_layers.push_back(static_cast<int>(s.layers.size()));
