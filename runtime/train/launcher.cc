@@ -93,6 +93,28 @@ absl::Status RunLocalWorkers(int nproc, const std::function<absl::Status(int ran
   // A signal that came while the workers were being forked missed the later ones.
   if (g_stop_signal != 0) ForwardToWorkers(g_stop_signal);
   int remaining = nproc;
+  // Reaps workers for up to the grace period, then SIGKILLs those still running (the main loop's
+  // blocking waitpid reaps them).
+  auto ReapThenKill = [&] {
+    const absl::Time deadline = absl::Now() + grace;
+    int wstatus = 0;
+    while (remaining > 0 && absl::Now() < deadline) {
+      const pid_t q = waitpid(-1, &wstatus, WNOHANG);
+      if (q > 0) {
+        for (int r = 0; r < nproc; ++r) {
+          if (pids[r] == q) {
+            pids[r] = -1;
+            --remaining;
+          }
+        }
+      } else {
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
+    for (pid_t p : pids) {
+      if (p > 0) kill(p, SIGKILL);
+    }
+  };
   absl::Status first_failure;
   bool stopping = false;
   while (remaining > 0) {
@@ -103,24 +125,7 @@ absl::Status RunLocalWorkers(int nproc, const std::function<absl::Status(int ran
       first_failure = absl::CancelledError(absl::StrCat(
           "stopped by signal ", static_cast<int>(g_stop_signal), " (", strsignal(g_stop_signal),
           "); the workers were stopped too"));
-      const absl::Time deadline = absl::Now() + grace;
-      int wstatus = 0;
-      while (remaining > 0 && absl::Now() < deadline) {
-        const pid_t q = waitpid(-1, &wstatus, WNOHANG);
-        if (q > 0) {
-          for (int r = 0; r < nproc; ++r) {
-            if (pids[r] == q) {
-              pids[r] = -1;
-              --remaining;
-            }
-          }
-        } else {
-          absl::SleepFor(absl::Milliseconds(20));
-        }
-      }
-      for (pid_t p : pids) {
-        if (p > 0) kill(p, SIGKILL);
-      }
+      ReapThenKill();
       continue;
     }
     int wstatus = 0;
@@ -144,23 +149,7 @@ absl::Status RunLocalWorkers(int nproc, const std::function<absl::Status(int ran
     for (pid_t p : pids) {
       if (p > 0) kill(p, SIGTERM);
     }
-    const absl::Time deadline = absl::Now() + grace;
-    while (remaining > 0 && absl::Now() < deadline) {
-      const pid_t q = waitpid(-1, &wstatus, WNOHANG);
-      if (q > 0) {
-        for (int r = 0; r < nproc; ++r) {
-          if (pids[r] == q) {
-            pids[r] = -1;
-            --remaining;
-          }
-        }
-      } else {
-        absl::SleepFor(absl::Milliseconds(20));
-      }
-    }
-    for (pid_t p : pids) {
-      if (p > 0) kill(p, SIGKILL);
-    }
+    ReapThenKill();
   }
   restore();
   return first_failure;
