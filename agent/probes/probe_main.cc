@@ -194,7 +194,15 @@ absl::Status Run() {
   auto suite = [&](const std::string& name, const std::function<absl::Status()>& fn) -> absl::Status {
     if (!suites.count(name)) return absl::OkStatus();
     CAIRN_RETURN_IF_ERROR(barrier());  // compute suites start together on every rank
+    // Progress on stderr (the agent keeps it as the rank's log): which suite runs, and how long
+    // each took, so a probe that outlasts its budget shows where.
+    std::fprintf(stderr, "cairn-probe: rank %d: %s suite started\n", rank, name.c_str());
+    const auto suite_start = std::chrono::steady_clock::now();
     const absl::Status s = fn();
+    std::fprintf(stderr, "cairn-probe: rank %d: %s suite %s after %.1f s\n", rank, name.c_str(),
+                 s.ok() ? "done" : "failed",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_start)
+                     .count());
     if (!s.ok()) report.add_errors(absl::StrCat(name, ": ", s.message()));
     return absl::OkStatus();
   };
@@ -216,6 +224,8 @@ absl::Status Run() {
   }
   CAIRN_RETURN_IF_ERROR(suite("compute", [&]() -> absl::Status {
     CAIRN_RETURN_IF_ERROR(ProbeGemms(backend.get(), compute, &report));
+    std::fprintf(stderr, "cairn-probe: rank %d: GEMMs measured (%d measurements so far)\n", rank,
+                 report.measurements_size());
     CAIRN_RETURN_IF_ERROR(ProbeAttention(backend.get(), compute, &report));
     CAIRN_RETURN_IF_ERROR(ProbeMemory(backend.get(), compute, &report));
     return ProbeLaunch(backend.get(), compute, &report);

@@ -1,6 +1,9 @@
 #include "runtime/engine/params.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
+#include <vector>
 
 #include "common/hash.h"
 #include "common/plan/layout.h"
@@ -145,13 +148,35 @@ LayerParams LayerParams::Build(const plan::ModelDims& m, const LayerPlace& place
 }
 
 void LayerParams::Initialize(uint64_t seed, float* flat) const {
-  for (const ParamTensor& t : tensors_) {
-    float* out = flat + t.offset;
-    for (int64_t i = 0; i < t.count(); ++i) {
-      out[i] = t.init_std > 0 ? InitValue(seed, t.tensor_id, t.GlobalIndex(i), t.init_std)
-                              : t.init_value;
+  // Every element is a pure function of (seed, tensor, index), so the elements split over threads
+  // freely and the result does not depend on the split. One thread computes ~20 M values per second
+  // (Philox + Box-Muller in double): a 128K-vocabulary embedding of 4096 columns takes ~25 s alone,
+  // so large layers use every core.
+  constexpr int64_t kPerThread = int64_t{1} << 20;
+  const int64_t total = size_;
+  const int threads = static_cast<int>(std::clamp<int64_t>(
+      std::min<int64_t>(total / kPerThread, std::thread::hardware_concurrency()), 1, 64));
+  auto fill = [&](int64_t begin, int64_t end) {  // elements [begin, end) of the flat buffer
+    for (const ParamTensor& t : tensors_) {
+      const int64_t lo = std::max(begin, t.offset), hi = std::min(end, t.offset + t.count());
+      float* out = flat + t.offset;
+      for (int64_t i = lo - t.offset; i < hi - t.offset; ++i) {
+        out[i] = t.init_std > 0 ? InitValue(seed, t.tensor_id, t.GlobalIndex(i), t.init_std)
+                                : t.init_value;
+      }
     }
+  };
+  if (threads == 1) {
+    fill(0, total);
+    return;
   }
+  std::vector<std::thread> pool;
+  const int64_t chunk = (total + threads - 1) / threads;
+  for (int k = 0; k < threads; ++k) {
+    const int64_t begin = k * chunk, end = std::min(total, begin + chunk);
+    if (begin < end) pool.emplace_back(fill, begin, end);
+  }
+  for (std::thread& th : pool) th.join();
 }
 
 }  // namespace cairn::runtime

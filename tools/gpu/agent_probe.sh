@@ -8,10 +8,12 @@
 # On the development machine (Bazel, nvcc, no GPU): build -c opt and stage into DIR (default .device):
 #   tools/gpu/agent_probe.sh --stage [DIR]
 # On the GPU machine (the device tool, carry: [".device"]); results under $OUT (else /tmp/agent_probe):
-#   tools/gpu/agent_probe.sh [--quick] [--models llama2-7b,llama3-8b] [--seq 4096] [DIR]
+#   tools/gpu/agent_probe.sh [--quick] [--models llama2-7b,llama3-8b] [--seq 4096[,2048...]]
+#                            [--micro-batches 1,2,4] [DIR]
 #     --quick    the probes' quick budget (a minute or two) instead of the full one
+#     --models   catalog names or ModelSpec JSON files whose layers are probed (ModelProfiles)
 # Writes: device.txt, agent.log, planner.log, profile.json (the uploaded HardwareProfile),
-# model-profiles.txt, diff.txt (measured vs h100-sxm / h200-sxm default), probe reports
+# model-profiles.txt, model-profile-<model>.json (each uploaded ModelProfile), diff.txt (measured vs h100-sxm / h200-sxm default), probe reports
 # (report-<rank>.json, rank-<rank>.log). Exit status 0 when a measured profile was uploaded.
 set -uo pipefail
 
@@ -35,13 +37,16 @@ fi
 budget=full
 models=llama2-7b
 seq=4096
+micro=1,2,4
 dir=.device
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) budget=quick ;;
     --models) models=$2; shift ;;
     --seq) seq=$2; shift ;;
-    -*) echo "usage: $0 --stage [DIR] | $0 [--quick] [--models M] [--seq S] [DIR]" >&2; exit 2 ;;
+    --micro-batches) micro=$2; shift ;;
+    -*) echo "usage: $0 --stage [DIR] | $0 [--quick] [--models M] [--seq S] [--micro-batches B] [DIR]" >&2
+        exit 2 ;;
     *) dir=$1 ;;
   esac
   shift
@@ -66,7 +71,7 @@ echo "== planner at $addr"
 "$dir/cairn-agent" --planner "$addr" --device-kind cuda --work-dir "$work/agent" \
     --probe-binary "$PWD/$dir/cairn-probe-cuda" --probe-on-register always \
     --probe-budget "$budget" --probe-models "$models" --layer-seq-lens "$seq" \
-    --layer-micro-batches 1,2,4 --metrics-address 127.0.0.1:0 --probe-timeout-s 1500 \
+    --layer-micro-batches "$micro" --metrics-address 127.0.0.1:0 --probe-timeout-s 1500 \
     > "$work/agent.out" 2> "$out/agent.log" &
 agent=$!
 start=$(date +%s)
@@ -84,6 +89,10 @@ id=$("${cli[@]}" profiles list | awk '/measured/ {print $1; exit}')
 if [ -n "$id" ]; then
   "${cli[@]}" profiles export --id "$id" --output "$out/profile.json" > /dev/null
   "${cli[@]}" profiles list --kind model > "$out/model-profiles.txt"
+  while read -r mid _ mname _; do
+    "${cli[@]}" profiles export --kind model --id "$mid" --output "$out/model-profile-$mname.json" \
+        > /dev/null
+  done < "$out/model-profiles.txt"
   "${cli[@]}" profiles diff --id "$id" | tee "$out/diff.txt"
 fi
 cp "$work"/agent/probes/*/report-*.json "$work"/agent/probes/*/rank-*.log "$out/" 2>/dev/null

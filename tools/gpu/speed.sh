@@ -11,15 +11,8 @@ export LD_LIBRARY_PATH="$PWD/.device/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 layers=${LAYERS:-8}
 steps=${STEPS:-20}
 
-spec() {  # NAME LAYERS HIDDEN FFN HEADS KV VOCAB SEQ
-  cat > "/tmp/$1.json" <<JSON
-{"name": "$1", "num_layers": $2, "hidden_size": $3, "ffn_hidden_size": $4, "num_heads": $5,
- "num_kv_heads": $6, "vocab_size": $7, "max_seq_len": $8, "norm": "NORM_KIND_RMSNORM",
- "activation": "ACTIVATION_KIND_SWIGLU", "position": "POSITION_KIND_ROPE"}
-JSON
-}
-spec llama3-8b-l$layers "$layers" 4096 14336 32 8 128256 4096
-spec llama2-7b-l$layers "$layers" 4096 11008 32 32 32000 4096
+source tools/gpu/model_specs.sh
+llama_shapes "$layers"
 
 # name, cairn model, pytorch model, batch, seq
 runs=("gpt2-124m gpt2-124m gpt2-124m 16 1024"

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# tools/gpu/validate_gpu.sh — the cost model against cairn-train on one GPU (docs/cost-model.md,
+# "Validation on one GPU"). For each single-GPU configuration below it prints the planner's
+# predicted step time from three sources next to the measured one:
+#   catalog   the built-in h100-sxm / h200-sxm hardware defaults, analytic layers
+#   probed    the HardwareProfile this GPU's agent probes measured (GEMM rate by shape, attention,
+#             HBM bandwidth, launch overhead), analytic layers
+#   +layers   the probed HardwareProfile plus the ModelProfile of measured layer times
+# and predicted against measured peak memory (the plan's most loaded stage, without the reserve,
+# against the engine's arena peak). Numbers are measured, never asserted.
+#
+# Runs from binaries staged into .device (tools/gpu/run_all.sh --stage and
+# tools/gpu/agent_probe.sh --stage). Usage, on the GPU machine:
+#   tools/gpu/validate_gpu.sh probe      # the agent probes this GPU for the models below
+#   tools/gpu/validate_gpu.sh table      # the table (uses $OUT/profile.json etc. when present)
+# Writes under $OUT (default /tmp/validate_gpu): the probe's files, validate.md, per-run logs.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-/tmp/validate_gpu}
+mkdir -p "$out/runs"
+export LD_LIBRARY_PATH="$PWD/.device/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+steps=${STEPS:-10}
+source tools/gpu/model_specs.sh
+llama_shapes 4
+MODELS=gpt2-124m,/tmp/llama3-8b-l4.json,/tmp/llama2-7b-l4.json
+
+# name | model | global batch | seq | evaluate flags (one GPU: dp 1, so the dp mode is moot)
+CONFIGS=(
+  "gpt2-b4-s1024|gpt2-124m|4|1024|--micro-batches 1"
+  "gpt2-b8-s1024-m2|gpt2-124m|8|1024|--micro-batches 2"
+  "gpt2-b4-s1024-rc|gpt2-124m|4|1024|--micro-batches 1 --recompute"
+  "l3-b1-s4096|/tmp/llama3-8b-l4.json|1|4096|--micro-batches 1"
+  "l3-b2-s4096|/tmp/llama3-8b-l4.json|2|4096|--micro-batches 1"
+  "l3-b4-s2048-m2|/tmp/llama3-8b-l4.json|4|2048|--micro-batches 2"
+  "l3-b2-s4096-rc|/tmp/llama3-8b-l4.json|2|4096|--micro-batches 1 --recompute"
+  "l3-b4-s1024|/tmp/llama3-8b-l4.json|4|1024|--micro-batches 1"
+  "l2-b1-s4096|/tmp/llama2-7b-l4.json|1|4096|--micro-batches 1"
+  "l2-b2-s2048|/tmp/llama2-7b-l4.json|2|2048|--micro-batches 1"
+  "l2-b4-s2048-m2-rc|/tmp/llama2-7b-l4.json|4|2048|--micro-batches 2 --recompute"
+  "l2-b4-s1024|/tmp/llama2-7b-l4.json|4|1024|--micro-batches 1"
+)
+
+case "${1:-table}" in
+  probe)
+    exec tools/gpu/agent_probe.sh --models "$MODELS" --seq 1024,2048,4096 --micro-batches 1,2,4 .device
+    ;;
+  table) ;;
+  *) echo "usage: $0 probe|table" >&2; exit 2 ;;
+esac
+
+[ -d /tmp/data ] || { head -c 40000000 /dev/urandom > /tmp/random.bin
+                      .device/cairn-data /tmp/random.bin --output /tmp/data > "$out/data.log" 2>&1; }
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+cluster=h100-sxm; [[ "$gpu" == *H200* ]] && cluster=h200-sxm
+hw=()
+[ -f "$out/profile.json" ] && hw=(--hardware-profile "$out/profile.json")
+
+# PLAN_JSON -> "step_s peak_bytes" (the plan's prediction: most loaded stage without the reserve)
+predicted() {
+  python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))["prediction"]
+peak = max(int(m["total_bytes"]) - int(m.get("reserved_bytes", 0)) for m in p["stage_memory"])
+print(p["step_time_s"], peak)' "$1"
+}
+
+rows=()
+for row in "${CONFIGS[@]}"; do
+  IFS='|' read -r name model batch seq flags <<< "$row"
+  mname=$(basename "$model" .json)
+  common=(--model "$model" --nodes 1 --gpus-per-node 1 --global-batch "$batch" --seq-len "$seq"
+          --tp 1 --pp 1 --dp-mode ddp)
+  # shellcheck disable=SC2086
+  .device/cairn evaluate "${common[@]}" --cluster "$cluster" $flags --json \
+      > "$out/runs/$name.catalog.json" 2> "$out/runs/$name.err" || { rows+=("| $name | evaluate failed: $(head -c 100 "$out/runs/$name.err") |"); continue; }
+  plan="$out/runs/$name.catalog.json"
+  cat_pred=$(predicted "$plan")
+  probed_pred="- -"; layers_pred="- -"
+  if [ ${#hw[@]} -gt 0 ]; then
+    # shellcheck disable=SC2086
+    .device/cairn evaluate "${common[@]}" "${hw[@]}" $flags --json > "$out/runs/$name.probed.json" \
+        2>> "$out/runs/$name.err" && probed_pred=$(predicted "$out/runs/$name.probed.json")
+    mp="$out/model-profile-$mname.json"
+    if [ -f "$mp" ]; then
+      # shellcheck disable=SC2086
+      .device/cairn evaluate "${common[@]}" "${hw[@]}" --model-profile "$mp" $flags --json \
+          > "$out/runs/$name.layers.json" 2>> "$out/runs/$name.err" &&
+          layers_pred=$(predicted "$out/runs/$name.layers.json")
+    fi
+  fi
+  timeout "${RUN_TIMEOUT:-120}" .device/cairn-train --device cuda --model "$model" --plan "$plan" --nproc 1 \
+      --data /tmp/data --steps "$steps" --metrics "$out/runs/$name.jsonl" \
+      > "$out/runs/$name.train.log" 2>&1 || { rows+=("| $name | cairn-train failed: $(tail -c 120 "$out/runs/$name.train.log" | tr '\n|' '  ') |"); continue; }
+  rows+=("$(python3 - "$name" "$out/runs/$name.jsonl" $cat_pred $probed_pred $layers_pred <<'PY'
+import json, statistics, sys
+name, path = sys.argv[1], sys.argv[2]
+preds = sys.argv[3:]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+timed = [r["step_time_s"] for r in rows[2:]] or [rows[-1]["step_time_s"]]
+t = statistics.median(timed)
+m = max(r["peak_memory_bytes"] for r in rows)
+def cell(i):
+    v = preds[i]
+    if v == "-": return "-"
+    v = float(v)
+    return f"{v * 1e3:.1f} ms ({100 * (v - t) / t:+.1f}%)"
+def mem(i):
+    v = preds[i]
+    if v == "-": return "-"
+    v = float(v)
+    return f"{v / 2**30:.2f} GiB ({100 * (v - m) / m:+.1f}%)"
+print(f"| {name} | {cell(0)} | {cell(2)} | {cell(4)} | {t * 1e3:.1f} ms | "
+      f"{mem(1)} | {mem(3)} | {m / 2**30:.2f} GiB |")
+PY
+)")
+  echo "${rows[-1]}"
+done
+{
+  echo "GPU: $gpu; catalog cluster: $cluster; profile: ${hw[*]:-none}; $steps steps, median of steps 3..$steps"
+  echo
+  echo "| config | predicted (catalog) | predicted (probed) | predicted (probed + layers) | measured step | predicted peak (catalog) | predicted peak (probed) | measured peak |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} | tee "$out/validate.md"
