@@ -70,10 +70,7 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   if (!loaded.ok()) return Fail(err, loaded.status());
   const SearchProblem& pb = loaded->problem;
   std::string format = a.Has("json") ? "json" : a.Get("format", "text");
-  if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
-    return Fail(err, absl::InvalidArgumentError(
-                         "--format must be text, json, megatron or galvatron"));
-  }
+  if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   planner::SearchOptions opt;
   std::mutex mu;
   auto last = std::chrono::steady_clock::now();
@@ -114,7 +111,7 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
     out << *json << "\n";
     return 0;
   }
-  if (format == "galvatron" || format == "megatron") {
+  if (IsExportFormat(format)) {
     return PrintExport(pb, planner::ToSearchResponse(pb, *r, prov), format,
                        /*allow_resplit=*/true, out, err);
   }
@@ -271,7 +268,7 @@ int CmdModels(const std::vector<std::string>& argv, std::ostream& out, std::ostr
   absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
   if (!json_name.ok()) return Fail(err, json_name.status());
   if (!json_name->empty()) {
-    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel(*json_name);
+    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(*json_name);
     if (!spec.ok()) return Fail(err, spec.status());
     absl::StatusOr<std::string> json = planner::ProtoToJson(*spec);
     if (!json.ok()) return Fail(err, json.status());
@@ -332,7 +329,8 @@ std::string Usage() {
 Commands:
   cairn plan      --model NAME|FILE.json --cluster NAME --nodes N --global-batch B --seq-len S
                   [--gpus-per-node G] [--memory-gb X] [--top K] [--explain] [--json]
-                  [--output FILE] [--format text|json|megatron|galvatron]
+                  [--output FILE] [--format text|json|megatron|galvatron|torchtitan|deepspeed|
+                  megatron-deepspeed]
                   [--batch-range MIN:MAX:STEP] [--pp 1,2,4] [--max-tp T] [--micro-batches 8,16]
                   [--schedules 1f1b,gpipe] [--dp-modes ddp,zero1,zero2,zero3]
                   [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
@@ -358,8 +356,8 @@ Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST
   profiles        list|show|export|import|delete [--kind hardware|model] [--id ID]
                   [--version N] [--file F] [--output F]
                   diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
-  plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron]
-                  [--output FILE] [--explain] [--json]
+  plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron|
+                  torchtitan|deepspeed|megatron-deepspeed] [--output FILE] [--explain] [--json]
   agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
   jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
                   submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]
