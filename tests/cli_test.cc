@@ -265,6 +265,34 @@ TEST(CliTest, TorchTitanAndDeepSpeedFormats) {
   EXPECT_THAT(bad.err, HasSubstr("torchtitan, deepspeed, megatron-deepspeed"));
 }
 
+// `evaluate --format F` exports the evaluated plan itself: no substitute, exit 2 with the reason
+// when the framework cannot run it.
+TEST(CliTest, EvaluateExportsThePlanItself) {
+  const std::vector<std::string> uniform = {
+      "evaluate", "--model", "llama3-8b", "--nodes", "1", "--global-batch", "64", "--seq-len",
+      "2048", "--tp", "2", "--pp", "2", "--micro-batches", "8"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = uniform;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Cairn(argv);
+  };
+  CliRun t = with({"--dp-mode", "ddp", "--format", "torchtitan"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_THAT(t.out, HasSubstr("tensor_parallel_degree = 2\n"));
+  EXPECT_THAT(t.out, HasSubstr("pipeline_parallel_degree = 2\n"));
+  EXPECT_THAT(t.out, HasSubstr("data_parallel_replicate_degree = 2\n"));
+  CliRun z1 = with({"--dp-mode", "zero1", "--format", "torchtitan"});
+  EXPECT_EQ(z1.status, 2);
+  EXPECT_THAT(z1.err, HasSubstr("TorchTitan has no zero1"));
+  CliRun z3 = with({"--dp-mode", "zero3", "--format", "deepspeed"});
+  EXPECT_EQ(z3.status, 2);
+  EXPECT_THAT(z3.err, HasSubstr("ZeRO stage 0 or 1 only"));
+  CliRun ds = with({"--dp-mode", "zero1", "--format", "deepspeed"});
+  ASSERT_EQ(ds.status, 0) << ds.err;
+  EXPECT_THAT(ds.out, HasSubstr("\"stage\": 1,"));
+  EXPECT_THAT(ds.err, HasSubstr("--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2"));
+}
+
 TEST(CliTest, MegatronFlagsCarryTheModelAndWhatThePlanAssumes) {
   // --pp 1 --max-tp 1: tp=1 pp=1 dp=8, so the data-parallel gradient reduction the cost model
   // overlaps with the backward must be asked of Megatron too.

@@ -124,7 +124,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   Args a;
   std::set<std::string> valued = ProblemFlags();
   valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
-                 "micro-batch-size"});
+                 "micro-batch-size", "format"});
   if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
                                               "uniform-layers", "quiet"});
       !s.ok()) {
@@ -141,6 +141,8 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
       return Fail(err, s);
     }
   }
+  const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
   const SearchProblem& pb = loaded->problem;
@@ -219,7 +221,13 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     }
     return 2;
   }
-  if (a.Has("json")) {
+  if (IsExportFormat(format)) {
+    // This plan exactly, as the framework runs it (no substitute): exit 2 with the reason if not.
+    absl::StatusOr<ExportedPlan> x = ExportPlan(format, pb, plan);
+    if (!x.ok()) return Fail(err, x.status());
+    out << x->text << "\n";
+    err << x->note;
+  } else if (format == "json") {
     planner::ProvenanceInfo prov;
     prov.hardware_profile = loaded->hardware_label;
     prov.model_profile = pb.model_profile_name;
@@ -343,6 +351,7 @@ Commands:
                    [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
+                  [--format text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed]
   cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
   cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
                   FILE.json)
