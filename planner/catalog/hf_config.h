@@ -49,9 +49,10 @@ std::vector<std::string> HfArchitectures();
 bool IsHfConfig(absl::string_view json);
 
 // Converts a Hugging Face config. `what` names the file in messages (usually its path).
-// Errors: InvalidArgument starting with `what`: malformed JSON, an unsupported architecture (listing
-// the supported ones), a missing or non-integer required field (named), an activation, head_dim or
-// expert count Cairn cannot represent. The result is not validated: LoadModelSpecFile does that.
+// Errors: InvalidArgument starting with `what`: malformed JSON, an unsupported architecture
+// (listing the supported ones), a missing or non-integer required field (named), an activation,
+// head_dim or expert count Cairn cannot represent. The result is not validated (LoadModelSpecFile
+// validates it).
 absl::StatusOr<cairn::v1::ModelSpec> ModelSpecFromHfConfig(absl::string_view json,
                                                            absl::string_view what,
                                                            absl::string_view fallback_name);

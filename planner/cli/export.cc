@@ -36,14 +36,15 @@ struct Candidate {
 };
 
 // The one strategy every block runs, for frameworks that apply one strategy to the whole model.
-// The embedding and head must share its degree and data-parallel mode; recomputation is per model.
+// The embedding and head must share its degree and data-parallel mode; recomputation is per model;
+// tensor-parallel groups are consecutive ranks (the innermost dimension of their device meshes).
 absl::StatusOr<Strategy> UniformBlockStrategy(const SearchProblem& problem, const PlanSpec& plan,
                                               const std::string& framework) {
   const int L = problem.model.num_layers;
   const Strategy& b = plan.layers[1];
   for (int i = 2; i <= L; ++i) {
     if (plan.layers[i].tp != b.tp || plan.layers[i].mode != b.mode ||
-        plan.layers[i].dp != b.dp) {
+        plan.layers[i].dp != b.dp || plan.layers[i].tp_consecutive != b.tp_consecutive) {
       return absl::UnimplementedError(absl::StrCat(
           framework, " applies one parallel strategy to every block; this plan mixes ",
           Describe(b), " and ", Describe(plan.layers[i]), " across its blocks"));
@@ -52,6 +53,10 @@ absl::StatusOr<Strategy> UniformBlockStrategy(const SearchProblem& problem, cons
       return absl::UnimplementedError(absl::StrCat(
           framework, " recomputes every block or none; this plan recomputes some blocks only"));
     }
+  }
+  if (b.tp > 1 && !b.tp_consecutive) {
+    return absl::UnimplementedError(absl::StrCat(
+        framework, " puts a tensor-parallel group on consecutive ranks; this plan strides it"));
   }
   for (int i : {0, L + 1}) {
     if (plan.layers[i].tp != b.tp || plan.layers[i].dp != b.dp) {
@@ -172,7 +177,8 @@ absl::StatusOr<Candidate> UniformSubstitute(const std::string& format, const Sea
       if (!e.ok() || !e->feasible) continue;
       const double per_sample_s = e->step_time_s / q.global_batch;
       if (!best.ok() || per_sample_s < best->per_sample_s) {
-        best = Candidate{per_sample_s, q, absl::StrCat(c.label, " with one strategy for every layer")};
+        best = Candidate{per_sample_s, q,
+                         absl::StrCat(c.label, " with one strategy for every layer")};
       }
     }
   }
@@ -369,7 +375,9 @@ absl::StatusOr<DeepSpeedExport> ExportDeepSpeed(const SearchProblem& problem,
       "--deepspeed --deepspeed_config ds_config.json --zero-stage %d "
       "--tensor-model-parallel-size %d --pipeline-model-parallel-size %d",
       stage, b.ulysses() ? 1 : b.tp, p);
-  if (b.ulysses()) absl::StrAppendFormat(&ds.launcher_flags, " --ds-sequence-parallel-size %d", b.tp);
+  if (b.ulysses()) {
+    absl::StrAppendFormat(&ds.launcher_flags, " --ds-sequence-parallel-size %d", b.tp);
+  }
   if (b.tp > 1 && b.mode == ParallelMode::kTensorSequence) {
     absl::StrAppend(&ds.launcher_flags, " --sequence-parallel");
   }

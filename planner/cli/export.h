@@ -62,7 +62,7 @@ void RestrictSpaceForExport(const std::string& format, cairn::v1::SearchSpace* s
 // left to TorchTitan's default (a comment says so).
 // Unimplemented when TorchTitan cannot run the plan as costed: blocks with different strategies,
 // embedding or head with another TP degree or data-parallel mode than the blocks, recomputation of
-// some blocks only, Ulysses, ZeRO-1/2, a model other than Llama style (RMSNorm, SwiGLU, RoPE, no
+// some blocks only, tensor-parallel groups strided over the ranks, Ulysses, ZeRO-1/2, a model other than Llama style (RMSNorm, SwiGLU, RoPE, no
 // biases, untied embeddings), gradients reduced in bf16, a micro-batch that does not split evenly
 // over the data-parallel ranks.
 absl::StatusOr<std::string> TorchTitanToml(const planner::SearchProblem& problem,
@@ -83,7 +83,7 @@ struct DeepSpeedExport {
 
 // DeepSpeed's form of `plan`. Unimplemented when it cannot run the plan as costed: blocks with
 // different strategies, embedding or head with another degree or mode than the blocks, some blocks
-// recomputed and others not, a pipeline that is not 1F1B or has uneven stages (its pipeline engine
+// recomputed and others not, strided tensor-parallel groups, a pipeline that is not 1F1B or has uneven stages (its pipeline engine
 // gives every stage the same number of blocks), ZeRO-2/3 with pipeline parallelism (its pipeline
 // engine takes ZeRO-0/1 only), a micro-batch that does not split evenly over the data-parallel
 // ranks.
