@@ -279,6 +279,11 @@ absl::StatusOr<std::string> TorchTitanToml(const SearchProblem& problem, const P
                         "[parallelism]\ndata_parallel_replicate_degree = %d\n"
                         "data_parallel_shard_degree = %d\n",
                         b.dp == DpMode::kZero3 ? 1 : dp, b.dp == DpMode::kZero3 ? dp : 1);
+  if (b.dp != DpMode::kZero3 && dp > 1 && (b.tp > 1 || p > 1)) {
+    absl::StrAppend(&out,
+                    "# DDP beside TP/PP needs a TorchTitan whose DDP takes the dp_replicate mesh "
+                    "(older ones raise\n# \"DDP has not supported > 1D parallelism\")\n");
+  }
   if (b.dp == DpMode::kZero3 && dp > 1) {
     // Cairn's ZeRO-3 gathers a layer's weights again for its backward.
     absl::StrAppend(&out, "fsdp_reshard_after_forward = \"always\"\n");

@@ -163,6 +163,7 @@ TEST(TorchTitanTest, UniformDataParallel) {
   // No TorchTitan flavor has small-llama's dimensions: a comment says what to register.
   EXPECT_THAT(toml, HasSubstr("dim = 1024, n_layers = 8, n_heads = 16"));
   EXPECT_THAT(toml, Not(HasSubstr("module_fqns_per_model_part")));
+  EXPECT_THAT(toml, Not(HasSubstr("DDP beside TP/PP")));  // plain DDP runs on every version
 }
 
 TEST(TorchTitanTest, TensorAndPipelineParallel) {
@@ -182,6 +183,7 @@ TEST(TorchTitanTest, TensorAndPipelineParallel) {
                               "  [\"layers.3\", \"layers.4\", \"layers.5\", \"layers.6\", "
                               "\"layers.7\", \"norm\", \"output\"],\n]"));
   EXPECT_THAT(toml, Not(HasSubstr("always shards the sequence")));
+  EXPECT_THAT(toml, HasSubstr("DDP beside TP/PP needs"));
   // Plain TP runs as TP + SP in TorchTitan: said in a comment.
   s.mode = ParallelMode::kTensor;
   EXPECT_THAT(*TorchTitanToml(Problem(), Plan(s, {3, 5}, 8)),
