@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -122,9 +123,14 @@ absl::Status ConvertLlamaStyle(const Reader& r, const std::string& arch, absl::s
   const bool attention_bias = r.Bool("attention_bias", false);
   const bool mlp_bias = r.Bool("mlp_bias", false);
   spec->set_bias(attention_bias && mlp_bias);
-  const bool qkv_bias = arch == "Qwen2ForCausalLM" || (attention_bias && !mlp_bias);
-  if (qkv_bias) {
-    notes->push_back(absl::StrCat("attention biases (", hidden + 2 * kv_heads * (hidden / heads),
+  // Qwen2 biases q, k and v; Llama's attention_bias also o. Either way the spec's all-or-nothing
+  // bias cannot hold it: their parameters go into the source.
+  const int64_t qkv_bias = hidden + 2 * int64_t{kv_heads} * (hidden / heads);
+  if (arch == "Qwen2ForCausalLM") {
+    notes->push_back(
+        absl::StrCat("q/k/v biases (", qkv_bias, " parameters per block) not modelled"));
+  } else if (attention_bias && !mlp_bias) {
+    notes->push_back(absl::StrCat("attention biases (", qkv_bias + hidden,
                                   " parameters per block) not modelled"));
   }
   if (mlp_bias && !attention_bias) notes->push_back("MLP biases not modelled");

@@ -66,7 +66,7 @@ TEST(HfConfigTest, MistralAndQwenSayWhatTheSpecDoesNotHold) {
   EXPECT_EQ(qwen->vocab_size(), 152064);
   EXPECT_FALSE(qwen->bias());
   // q/k/v biases: 3584 + 2 x 4 x 128 = 4608 per block.
-  EXPECT_THAT(qwen->source(), HasSubstr("attention biases (4608 parameters per block)"));
+  EXPECT_THAT(qwen->source(), HasSubstr("q/k/v biases (4608 parameters per block)"));
   EXPECT_THAT(qwen->source(), ::testing::Not(HasSubstr("sliding")));  // use_sliding_window false
 }
 
@@ -98,6 +98,15 @@ TEST(HfConfigTest, RefusesWhatCairnCannotModel) {
       "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4, "vocab_size": 1000,
       "max_position_embeddings": 512)";
   EXPECT_TRUE(ModelSpecFromHfConfig(llama + "}", "x", "x").ok());
+  // Llama's attention_bias alone: q, k, v, o biases = 256 + 2 x 4 x 64 + 256 = 1024 per block.
+  absl::StatusOr<cairn::v1::ModelSpec> biased =
+      ModelSpecFromHfConfig(llama + R"(, "attention_bias": true})", "x", "x");
+  ASSERT_TRUE(biased.ok()) << biased.status();
+  EXPECT_FALSE(biased->bias());
+  EXPECT_THAT(biased->source(), HasSubstr("attention biases (1024 parameters per block)"));
+  EXPECT_TRUE(
+      ModelSpecFromHfConfig(llama + R"(, "attention_bias": true, "mlp_bias": true})", "x", "x")
+          ->bias());
   EXPECT_THAT(ModelSpecFromHfConfig(llama + R"(, "hidden_act": "gelu"})", "x", "x"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SwiGLU")));
   EXPECT_THAT(ModelSpecFromHfConfig(llama + R"(, "head_dim": 128})", "x", "x"),
