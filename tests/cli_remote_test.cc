@@ -50,14 +50,18 @@ const std::vector<std::string> kProblem = {"--model", "gpt2-355m", "--cluster", 
                                            "--nodes", "1", "--global-batch", "64", "--seq-len",
                                            "1024", "--quiet"};
 
-TEST_F(CliRemoteTest, MegatronAndGalvatronFormatsMatchTheLocalOnes) {
-  for (const char* format : {"megatron", "galvatron"}) {
+TEST_F(CliRemoteTest, ExportFormatsMatchTheLocalOnes) {
+  for (const char* format :
+       {"megatron", "galvatron", "torchtitan", "deepspeed", "megatron-deepspeed"}) {
     std::vector<std::string> args = kProblem;
+    // TorchTitan has Llama-style models only.
+    if (std::string(format) == "torchtitan") args[1] = "llama3-8b";
     args.insert(args.end(), {"--format", format});
     auto [local, remote] = Both(args);
     ASSERT_EQ(local.status, 0) << local.err;
     ASSERT_EQ(remote.status, 0) << format << ": " << remote.err;
     EXPECT_EQ(remote.out, local.out) << format;
+    EXPECT_EQ(remote.err, local.err) << format;  // e.g. a substitute's notice or DeepSpeed's flags
   }
   // The uneven-stage re-split works through the daemon as well (restricted to pp=16 of 24 blocks).
   std::vector<std::string> args = {"--model", "gpt2-355m", "--cluster", "h100-sxm", "--nodes", "2",
@@ -114,6 +118,25 @@ TEST_F(CliRemoteTest, PlansShowTakesFormatAndOutput) {
   // megatron-core's traits).
   local.insert(local.end(), {"--format", "megatron", "--runtime", "cairn"});
   EXPECT_EQ(m.out, Cairn(local).out);
+  // The other export formats take the same path: the stored plan's closest expressible form.
+  for (const char* format : {"torchtitan", "deepspeed"}) {
+    std::vector<std::string> exported = show;
+    exported.insert(exported.end(), {"--format", format, "--cluster", "h100-sxm"});
+    CliRun e = Cairn(exported);
+    std::vector<std::string> same = {"plan"};
+    same.insert(same.end(), kProblem.begin(), kProblem.end());
+    same.insert(same.end(), {"--format", format});
+    CliRun direct = Cairn(same);
+    if (std::string(format) == "torchtitan") {
+      // gpt2-355m is not a model TorchTitan has: the same refusal either way.
+      EXPECT_EQ(e.status, 1);
+      EXPECT_THAT(e.err, HasSubstr("TorchTitan's llama3 model"));
+      EXPECT_EQ(direct.status, 1);
+    } else {
+      ASSERT_EQ(e.status, 0) << e.err;
+      EXPECT_THAT(e.out, HasSubstr("\"train_batch_size\": 64"));
+    }
+  }
   // --format json: the best Plan; --output writes it too.
   const std::string path = WriteTempFile("shown_plan.json", "");
   std::vector<std::string> json = show;
@@ -133,7 +156,7 @@ TEST_F(CliRemoteTest, PlansShowTakesFormatAndOutput) {
 
 TEST_F(CliRemoteTest, UnknownFormatIsBadInput) {
   std::vector<std::string> args = kProblem;
-  args.insert(args.end(), {"--format", "deepspeed"});
+  args.insert(args.end(), {"--format", "lightning"});
   auto [local, remote] = Both(args);
   EXPECT_EQ(local.status, 2);
   EXPECT_EQ(remote.status, 2);

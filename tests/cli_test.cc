@@ -223,6 +223,76 @@ TEST(CliTest, MegatronFormat) {
   EXPECT_THAT(r.out, HasSubstr("--global-batch-size 64"));
 }
 
+// --format torchtitan|deepspeed|megatron-deepspeed (planner/cli/export.h; the per-format content is
+// unit-tested in planner/cli/export_test.cc): the command-line path, substitutes and refusals.
+TEST(CliTest, TorchTitanAndDeepSpeedFormats) {
+  const std::vector<std::string> problem = {"plan", "--model", "llama3-8b", "--cluster",
+                                            "h100-sxm", "--nodes", "1", "--global-batch", "64",
+                                            "--seq-len", "2048", "--quiet", "--format"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = problem;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Cairn(argv);
+  };
+  CliRun t = with({"torchtitan"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  for (const char* line : {"[parallelism]\n", "flavor = \"8B\"\n", "global_batch_size = 64\n",
+                           "seq_len = 2048\n", "[activation_checkpoint]\n", "mode = \""}) {
+    EXPECT_THAT(t.out, HasSubstr(line));
+  }
+  CliRun d = with({"deepspeed"});
+  ASSERT_EQ(d.status, 0) << d.err;
+  EXPECT_THAT(d.out, HasSubstr("\"train_batch_size\": 64,"));
+  EXPECT_THAT(d.out, HasSubstr("\"zero_optimization\": {"));
+  CliRun md = with({"megatron-deepspeed"});
+  ASSERT_EQ(md.status, 0) << md.err;
+  EXPECT_THAT(md.out, HasSubstr("--deepspeed --deepspeed_config ds_config.json --zero-stage "));
+  EXPECT_THAT(md.out, HasSubstr("--global-batch-size 64 "));
+  // A pipeline needs Megatron-DeepSpeed: its flags go to stderr beside the config.
+  CliRun pp = with({"deepspeed", "--pp", "2"});
+  ASSERT_EQ(pp.status, 0) << pp.err;
+  EXPECT_THAT(pp.err, HasSubstr("--pipeline-model-parallel-size 2 "));
+  // Search restrictions the user gives are kept; what TorchTitan cannot run is refused with why.
+  CliRun zero1 = with({"torchtitan", "--dp-modes", "zero1"});
+  EXPECT_EQ(zero1.status, 1);
+  EXPECT_THAT(zero1.err, HasSubstr("TorchTitan has no zero1"));
+  CliRun gpt = Cairn({"plan", "--model", "gpt2-124m", "--nodes", "1", "--global-batch", "64",
+                      "--seq-len", "1024", "--quiet", "--format", "torchtitan"});
+  EXPECT_EQ(gpt.status, 1);
+  EXPECT_THAT(gpt.err, HasSubstr("TorchTitan's llama3 model has RMSNorm"));
+  CliRun bad = with({"toml"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_THAT(bad.err, HasSubstr("torchtitan, deepspeed, megatron-deepspeed"));
+}
+
+// `evaluate --format F` exports the evaluated plan itself: no substitute, exit 2 with the reason
+// when the framework cannot run it.
+TEST(CliTest, EvaluateExportsThePlanItself) {
+  const std::vector<std::string> uniform = {
+      "evaluate", "--model", "llama3-8b", "--nodes", "1", "--global-batch", "64", "--seq-len",
+      "2048", "--tp", "2", "--pp", "2", "--micro-batches", "8"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = uniform;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Cairn(argv);
+  };
+  CliRun t = with({"--dp-mode", "ddp", "--format", "torchtitan"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_THAT(t.out, HasSubstr("tensor_parallel_degree = 2\n"));
+  EXPECT_THAT(t.out, HasSubstr("pipeline_parallel_degree = 2\n"));
+  EXPECT_THAT(t.out, HasSubstr("data_parallel_replicate_degree = 2\n"));
+  CliRun z1 = with({"--dp-mode", "zero1", "--format", "torchtitan"});
+  EXPECT_EQ(z1.status, 2);
+  EXPECT_THAT(z1.err, HasSubstr("TorchTitan has no zero1"));
+  CliRun z3 = with({"--dp-mode", "zero3", "--format", "deepspeed"});
+  EXPECT_EQ(z3.status, 2);
+  EXPECT_THAT(z3.err, HasSubstr("ZeRO stage 0 or 1 only"));
+  CliRun ds = with({"--dp-mode", "zero1", "--format", "deepspeed"});
+  ASSERT_EQ(ds.status, 0) << ds.err;
+  EXPECT_THAT(ds.out, HasSubstr("\"stage\": 1,"));
+  EXPECT_THAT(ds.err, HasSubstr("--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2"));
+}
+
 TEST(CliTest, MegatronFlagsCarryTheModelAndWhatThePlanAssumes) {
   // --pp 1 --max-tp 1: tp=1 pp=1 dp=8, so the data-parallel gradient reduction the cost model
   // overlaps with the backward must be asked of Megatron too.

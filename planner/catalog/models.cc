@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "planner/catalog/hf_config.h"
 #include "planner/catalog/json_io.h"
 
 namespace cairn::planner {
@@ -173,13 +174,21 @@ absl::Status ValidateModelSpec(const ModelSpec& spec) {
 
 absl::StatusOr<ModelSpec> LoadModelSpecFile(const std::string& path) {
   CAIRN_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
-  ModelSpec spec;
-  CAIRN_RETURN_IF_ERROR(ParseProtoJson(text, path, &spec));
-  if (spec.name().empty()) {
-    std::string base = path.substr(path.find_last_of('/') + 1);
-    if (absl::EndsWith(base, ".json")) base.resize(base.size() - 5);
-    spec.set_name(base);
+  // The file's base name without ".json"; for a Hugging Face "config.json", its folder's name.
+  const size_t slash = path.find_last_of('/');
+  std::string base = path.substr(slash + 1);
+  if (absl::EndsWith(base, ".json")) base.resize(base.size() - 5);
+  if (base == "config" && slash != std::string::npos && slash > 0) {
+    const std::string dir = path.substr(0, slash);
+    base = dir.substr(dir.find_last_of('/') + 1);
   }
+  ModelSpec spec;
+  if (IsHfConfig(text)) {
+    CAIRN_ASSIGN_OR_RETURN(spec, ModelSpecFromHfConfig(text, path, base));
+  } else {
+    CAIRN_RETURN_IF_ERROR(ParseProtoJson(text, path, &spec));
+  }
+  if (spec.name().empty()) spec.set_name(base);
   const absl::Status valid = ValidateModelSpec(spec);
   if (!valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", valid.message()));

@@ -10,7 +10,8 @@
 //     "norm": "NORM_KIND_RMSNORM", "activation": "ACTIVATION_KIND_SWIGLU",
 //     "position": "POSITION_KIND_ROPE" }
 //
-// (camelCase names such as "numLayers" are accepted too.) Command-line tools take either form:
+// (camelCase names such as "numLayers" are accepted too), or a Hugging Face config.json of a
+// supported architecture (hf_config.h). Command-line tools take either form:
 //
 //   CAIRN_ASSIGN_OR_RETURN(cairn::v1::ModelSpec spec, ResolveModel(flag_model));
 //
@@ -44,8 +45,9 @@ absl::StatusOr<cairn::v1::ModelSpec> LookupModel(absl::string_view name);
 // Errors: InvalidArgument naming the first offending field and its value.
 absl::Status ValidateModelSpec(const cairn::v1::ModelSpec& spec);
 
-// Reads a ModelSpec from a proto3 JSON file and validates it. When the file has no "name", the
-// file's base name without ".json" is used.
+// Reads a ModelSpec from a proto3 JSON file, or from a Hugging Face config.json (hf_config.h:
+// recognised by its "architectures" / "model_type"), and validates it. When the file has no name,
+// the file's base name without ".json" is used (for "config.json", its folder's name).
 // Errors: NotFound (no such file), FailedPrecondition (a directory, unreadable), InvalidArgument
 // (bad JSON, unknown field, invalid dimensions); every message starts with the path.
 absl::StatusOr<cairn::v1::ModelSpec> LoadModelSpecFile(const std::string& path);

@@ -70,10 +70,7 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   if (!loaded.ok()) return Fail(err, loaded.status());
   const SearchProblem& pb = loaded->problem;
   std::string format = a.Has("json") ? "json" : a.Get("format", "text");
-  if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
-    return Fail(err, absl::InvalidArgumentError(
-                         "--format must be text, json, megatron or galvatron"));
-  }
+  if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   planner::SearchOptions opt;
   std::mutex mu;
   auto last = std::chrono::steady_clock::now();
@@ -114,7 +111,7 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
     out << *json << "\n";
     return 0;
   }
-  if (format == "galvatron" || format == "megatron") {
+  if (IsExportFormat(format)) {
     return PrintExport(pb, planner::ToSearchResponse(pb, *r, prov), format,
                        /*allow_resplit=*/true, out, err);
   }
@@ -127,7 +124,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   Args a;
   std::set<std::string> valued = ProblemFlags();
   valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
-                 "micro-batch-size"});
+                 "micro-batch-size", "format"});
   if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
                                               "uniform-layers", "quiet"});
       !s.ok()) {
@@ -144,6 +141,8 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
       return Fail(err, s);
     }
   }
+  const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
   const SearchProblem& pb = loaded->problem;
@@ -222,7 +221,13 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     }
     return 2;
   }
-  if (a.Has("json")) {
+  if (IsExportFormat(format)) {
+    // This plan exactly, as the framework runs it (no substitute): exit 2 with the reason if not.
+    absl::StatusOr<ExportedPlan> x = ExportPlan(format, pb, plan);
+    if (!x.ok()) return Fail(err, x.status());
+    out << x->text << "\n";
+    err << x->note;
+  } else if (format == "json") {
     planner::ProvenanceInfo prov;
     prov.hardware_profile = loaded->hardware_label;
     prov.model_profile = pb.model_profile_name;
@@ -271,7 +276,7 @@ int CmdModels(const std::vector<std::string>& argv, std::ostream& out, std::ostr
   absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
   if (!json_name.ok()) return Fail(err, json_name.status());
   if (!json_name->empty()) {
-    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel(*json_name);
+    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(*json_name);
     if (!spec.ok()) return Fail(err, spec.status());
     absl::StatusOr<std::string> json = planner::ProtoToJson(*spec);
     if (!json.ok()) return Fail(err, json.status());
@@ -332,7 +337,8 @@ std::string Usage() {
 Commands:
   cairn plan      --model NAME|FILE.json --cluster NAME --nodes N --global-batch B --seq-len S
                   [--gpus-per-node G] [--memory-gb X] [--top K] [--explain] [--json]
-                  [--output FILE] [--format text|json|megatron|galvatron]
+                  [--output FILE] [--format text|json|megatron|galvatron|torchtitan|deepspeed|
+                  megatron-deepspeed]
                   [--batch-range MIN:MAX:STEP] [--pp 1,2,4] [--max-tp T] [--micro-batches 8,16]
                   [--schedules 1f1b,gpipe] [--dp-modes ddp,zero1,zero2,zero3]
                   [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
@@ -345,6 +351,7 @@ Commands:
                    [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
+                  [--format text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed]
   cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
   cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
                   FILE.json)
@@ -358,8 +365,8 @@ Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST
   profiles        list|show|export|import|delete [--kind hardware|model] [--id ID]
                   [--version N] [--file F] [--output F]
                   diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
-  plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron]
-                  [--output FILE] [--explain] [--json]
+  plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron|
+                  torchtitan|deepspeed|megatron-deepspeed] [--output FILE] [--explain] [--json]
   agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
   jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
                   submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]

@@ -13,6 +13,7 @@
 #include "planner/catalog/galvatron.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
+#include "planner/cli/export.h"
 #include "planner/problem/problem_builder.h"
 #include "planner/problem/proto_enums.h"
 
@@ -150,6 +151,7 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
     CAIRN_ASSIGN_OR_RETURN(planner::ParallelMode md, ParseMode(s));
     sp->add_modes(planner::ToProto(md));
   }
+  RestrictSpaceForExport(a.Get("format"), sp);  // what --format torchtitan|deepspeed can express
   CAIRN_ASSIGN_OR_RETURN(int top, a.GetInt("top", 1));
   req.set_top_k(top);
   // Within this fraction of the fastest plan, the simplest first (planner/search/simplify.h);

@@ -151,10 +151,7 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   if (!loaded.ok()) return Fail(err, loaded.status());
   // The same output forms as the local search (--json is --format json).
   const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
-  if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
-    return Fail(err, absl::InvalidArgumentError(
-                         "--format must be text, json, megatron or galvatron"));
-  }
+  if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   cairn::v1::PlanRequest req;
   *req.mutable_search() = loaded->request;
   req.set_no_cache(a.Has("no-cache"));
@@ -209,7 +206,7 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
         << (response.cached() ? " (from the plan cache)" : "") << "\n";
     return 0;
   }
-  if (format == "megatron" || format == "galvatron") {
+  if (IsExportFormat(format)) {
     // Re-splitting scores plans with the local cost model: only when it has the daemon's hardware
     // (not for a stored --profile).
     return PrintExport(loaded->problem, r, format, /*allow_resplit=*/!a.Has("profile"), out, err);
@@ -424,10 +421,7 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
     }
     const cairn::v1::SearchResponse& r = resp.result();
     const std::string format = a.Get("format", "text");
-    if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
-      return Fail(err, absl::InvalidArgumentError(
-                           "--format must be text, json, megatron or galvatron"));
-    }
+    if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
     if ((a.Has("output") || format != "text") && r.plans_size() == 0) {
       err << "cairn: plan " << req.plan_id() << " has no plan: " << r.infeasible_reason() << "\n";
       return 1;
@@ -445,7 +439,7 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
       absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
       if (!json.ok()) return Fail(err, json.status());
       out << *json << "\n";
-    } else if (format == "megatron" || format == "galvatron") {
+    } else if (IsExportFormat(format)) {
       // The problem the plan was made for, from the plan itself (model, cluster, shape, batch,
       // sequence); --model/--cluster/--hardware-profile only where the plan cannot name them.
       Args problem_args;
@@ -471,7 +465,8 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
   }
   return Fail(err, absl::InvalidArgumentError(
                        "usage: cairn plans list [--model M] | show --id ID [--format "
-                       "text|json|megatron|galvatron] [--output FILE] [--explain] [--json]"));
+                       "text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed] "
+                       "[--output FILE] [--explain] [--json]"));
 }
 
 int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
