@@ -25,6 +25,7 @@
 #include "runtime/comm/local/local_communicator.h"
 #include "runtime/compute/cpu/cpu_backend.h"
 #include "runtime/data/token_shards.h"
+#include "runtime/engine/testing/engine_test_util.h"
 
 namespace cairn::runtime {
 namespace {
@@ -42,18 +43,14 @@ std::string TmpDir(const std::string& name) {
   return dir;
 }
 
-// A byte-level model small enough to train in seconds: 2 Llama blocks, hidden 32, vocabulary 256.
+// A byte-level model small enough to train in seconds: the engine tests' micro Llama (hidden 32,
+// GQA 4/2) with 2 blocks and a vocabulary of 256 bytes.
 plan::ModelDims TinyByteModel() {
-  plan::ModelDims m;
+  plan::ModelDims m = testing::MicroLlama();
   m.name = "llama-bytes";
   m.num_layers = 2;
-  m.hidden = 32;
-  m.ffn_hidden = 64;
-  m.num_heads = 4;
-  m.num_kv_heads = 2;
   m.vocab = 256;
   m.max_seq_len = kSeq;
-  m.rms_norm = m.swiglu = m.rope = true;
   return m;
 }
 
