@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python client example against a real daemon: starts cairn-planner on a free port with a
 # temporary SQLite database, runs examples/python/cairn_plan.py (message classes generated from
-# proto/ by //examples/python:cairn_pb2) and checks the printed plan and Megatron-LM flags, then a
+# proto/ by //examples/python:cairn_pb2) and checks the printed plan and Megatron-LM flags (the same
+# line the local `cairn plan --format megatron` prints), then a
 # bad model name (the daemon's INVALID_ARGUMENT, exit 1).
 #
 # Needs python3 with grpc and google.protobuf (Debian: python3-grpcio python3-protobuf, installed
@@ -66,6 +67,14 @@ expect ' --global-batch-size 256 --seq-length 4096 '
 expect ' --num-layers 32 --hidden-size 4096 --ffn-hidden-size 11008 --num-attention-heads 32 '
 expect ' --normalization RMSNorm --swiglu --position-embedding-type rope'
 expect ' --bf16'
+
+# One implementation: the very line the local `cairn plan --format megatron` prints.
+local_flags=$(planner/cli/cairn plan --model llama2-7b --cluster h100-sxm --nodes 2 \
+                --global-batch 256 --seq-len 4096 --format megatron --quiet) ||
+  fail "cairn plan --format megatron failed: $local_flags"
+python_flags=$(sed -n '/^Megatron-LM flags:$/{n;p}' <<<"$out")
+[ "$python_flags" = "$local_flags" ] ||
+  fail "flags differ from cairn plan --format megatron:\n python: $python_flags\n cairn:  $local_flags"
 
 # The same question again is answered from the daemon's plan cache, flags included.
 again=$("$python" "$client" --planner "127.0.0.1:$port" --model llama2-7b --cluster h100-sxm \

@@ -7,7 +7,9 @@ For PyTorch users who launch Megatron-LM with torchrun or Slurm: run `cairn-plan
         --cluster h100-sxm --nodes 4 --global-batch 512 --seq-len 4096
 
 prints the best plan (devices, pipeline, per-stage strategies, predicted step time, tokens/s, MFU,
-memory) and one line of Megatron-LM flags to append to `pretrain_gpt.py`. The flags come from the
+memory) and one line of Megatron-LM flags to append to `pretrain_gpt.py`. Like `cairn plan --format
+megatron`, it searches under megatron-core's runtime traits (--runtime), so the plan is one
+Megatron-LM runs well. The flags come from the
 daemon (PlanResponse.megatron_flags: the same code as `cairn plan --format megatron`), so this
 script renders nothing itself.
 
@@ -142,6 +144,9 @@ def main(argv):
     ap.add_argument("--nodes", type=int, default=1, help="nodes (1)")
     ap.add_argument("--global-batch", type=int, required=True, help="samples per optimizer step")
     ap.add_argument("--seq-len", type=int, required=True, help="tokens per sample")
+    ap.add_argument("--runtime", default="megatron-core", choices=["megatron-core", "cairn"],
+                    help="the runtime the plan will run on, for what the cost model assumes "
+                         "overlaps (megatron-core, as `cairn plan --format megatron`)")
     ap.add_argument("--token-file", help="file whose first line is the bearer token (none)")
     ap.add_argument("--tls-ca", help="CA certificate (PEM) for a TLS daemon (plaintext without)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for the plan (600)")
@@ -162,6 +167,7 @@ def main(argv):
                                           num_nodes=args.nodes)
         request.search.global_batch_size = args.global_batch
         request.search.seq_len = args.seq_len
+        request.search.runtime = args.runtime
         metadata = []
         if args.token_file:
             with open(args.token_file) as f:
