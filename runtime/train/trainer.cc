@@ -95,6 +95,17 @@ absl::StatusOr<std::optional<TokenDataset>> OpenValidation(const TrainerOptions&
   return std::optional<TokenDataset>(*std::move(val));
 }
 
+// The mean loss of validation batches 0 .. batches - 1 (the same batches at every evaluation, so
+// the numbers compare), forward only. Collective.
+absl::StatusOr<double> ValidationLoss(Engine* engine, const Sampler& val_sampler, int batches) {
+  double sum = 0;
+  for (int k = 0; k < batches; ++k) {
+    CAIRN_ASSIGN_OR_RETURN(const double loss, engine->Evaluate(k, val_sampler));
+    sum += loss;
+  }
+  return sum / batches;
+}
+
 }  // namespace
 
 absl::Status CheckTrainingInputs(const TrainerOptions& o) {
@@ -122,7 +133,6 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   };
   std::string no_validation;
   CAIRN_ASSIGN_OR_RETURN(std::optional<TokenDataset> val, OpenValidation(o, &no_validation));
-  // The same `val_batches` global batches at every evaluation, so the losses compare.
   const Sampler val_sampler = [&](int64_t batch, int64_t sample, std::vector<int32_t>* in,
                                   std::vector<int32_t>* tg) {
     return val->Sample(o.train.seed, batch, sample, o.seq_len, in, tg);
@@ -185,17 +195,12 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   int64_t peak = 0;
   const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
   const int val_every = val.has_value() ? o.val_every : 0;
-  // The mean validation loss of the val_batches batches (collective).
   auto evaluate = [&]() -> absl::StatusOr<double> {
     const auto t0 = std::chrono::steady_clock::now();
-    double sum = 0;
-    for (int k = 0; k < o.val_batches; ++k) {
-      CAIRN_ASSIGN_OR_RETURN(const double loss, engine->Evaluate(k, val_sampler));
-      sum += loss;
-    }
+    absl::StatusOr<double> loss = ValidationLoss(engine.get(), val_sampler, o.val_batches);
     eval_time_sum_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++evaluations;
-    return sum / o.val_batches;
+    return loss;
   };
   const auto loop_start = std::chrono::steady_clock::now();
   for (int64_t step = start; step < last; ++step) {
