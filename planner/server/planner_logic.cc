@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <sstream>
 #include <chrono>
 #include <thread>
 #include <utility>
@@ -10,6 +11,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -17,6 +20,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/models.h"
+#include "planner/cli/export.h"
 #include "planner/plan/plan_convert.h"
 #include "planner/problem/problem_builder.h"
 #include "planner/search/search.h"
@@ -84,6 +88,20 @@ cairn::v1::PlanSummary Summarize(const cairn::v1::SearchResponse& result,
     s.set_tokens_per_s(p.prediction().tokens_per_s());
   }
   return s;
+}
+
+// PlanResponse.megatron_flags / megatron_note: what `cairn plan --format megatron` prints for this
+// answer (its stdout / its stderr less the "cairn: " prefixes), from the same code, so a client in
+// any language prints the flags without re-deriving them. The answer was scored on `problem`'s
+// hardware, so plans may be re-split into Megatron's stages.
+void AddMegatronFlags(const SearchProblem& problem, cairn::v1::PlanResponse* response) {
+  std::ostringstream flags, note;
+  const int status = cli::PrintExport(problem, response->result(), "megatron",
+                                      /*allow_resplit=*/true, flags, note);
+  std::string why = absl::StrReplaceAll(note.str(), {{"cairn: ", ""}});
+  response->set_megatron_flags(status == 0 ? std::string(absl::StripAsciiWhitespace(flags.str()))
+                                           : "");
+  response->set_megatron_note(std::string(absl::StripAsciiWhitespace(why)));
 }
 
 }  // namespace
@@ -348,6 +366,7 @@ std::shared_ptr<SearchTicket> PlannerLogic::Plan(const cairn::v1::PlanRequest& r
       response.set_plan_id((*hit)->plan_id);
       *response.mutable_result() = std::move((*hit)->result);
       response.set_cached(true);
+      AddMegatronFlags(*problem, &response);
       ticket->Finish(std::move(response));
       return ticket;
     }
@@ -449,6 +468,7 @@ std::function<void()> PlannerLogic::RunSearch(const std::shared_ptr<Flight>& fli
       cairn::v1::PlanResponse r;
       r.set_plan_id(*id);
       *r.mutable_result() = std::move(record.result);
+      AddMegatronFlags(problem, &r);
       response = std::move(r);
     }
   }

@@ -160,6 +160,21 @@ TEST_F(PlannerLogicTest, SecondIdenticalPlanIsACacheHit) {
   EXPECT_EQ(fourth.plan_id(), third.plan_id());
 }
 
+// Every answer, fresh or from the cache, carries the Megatron-LM flags `cairn plan --format
+// megatron` prints for it (planner/cli/export.h), for clients that do not link the planner.
+TEST_F(PlannerLogicTest, AnswersCarryTheMegatronFlags) {
+  auto planner = Make();
+  ASSERT_OK_AND_ASSIGN(cairn::v1::PlanResponse first, planner->PlanAndWait(TinyRequest()));
+  EXPECT_THAT(first.megatron_flags(), HasSubstr("--tensor-model-parallel-size "));
+  EXPECT_THAT(first.megatron_flags(), HasSubstr(" --global-batch-size 16 --seq-length 256 "));
+  EXPECT_THAT(first.megatron_flags(), HasSubstr(" --num-layers 4 "));  // llama-tiny
+  EXPECT_EQ(first.megatron_flags().find('\n'), std::string::npos);
+  ASSERT_OK_AND_ASSIGN(cairn::v1::PlanResponse cached, planner->PlanAndWait(TinyRequest()));
+  ASSERT_TRUE(cached.cached());
+  EXPECT_EQ(cached.megatron_flags(), first.megatron_flags());
+  EXPECT_EQ(cached.megatron_note(), first.megatron_note());
+}
+
 TEST_F(PlannerLogicTest, GetPlanAndListPlansWithPages) {
   auto planner = Make();
   std::vector<std::string> ids;

@@ -107,7 +107,10 @@ absl::Status Engine::DryRun(const plan::ModelDims& model, const plan::PlanSpec& 
   CAIRN_RETURN_IF_ERROR(dry.topo_.Validate());
   CAIRN_RETURN_IF_ERROR(dry.Init());
   for (int s = 0; s < kDryRunSteps; ++s) CAIRN_RETURN_IF_ERROR(dry.Step(s, Sampler()).status());
-  return absl::OkStatus();
+  // An evaluation between steps (what the trainer runs every --val-every steps): its transient
+  // buffers are freed before it returns, so the steps after it replay the same offsets, and its
+  // extent is in the plan.
+  return dry.Evaluate(0, Sampler()).status();
 }
 
 absl::StatusOr<int64_t> Engine::PlanMemory(const plan::ModelDims& model,
@@ -424,7 +427,8 @@ absl::StatusOr<MicroBatch> Engine::LoadMicroBatch(int64_t step, int j, const Sam
 }
 
 absl::Status Engine::ForwardMicroBatch(int j, int chunk, const MicroBatch& mb,
-                                       const std::vector<plan::SentMessage>& released) {
+                                       const std::vector<plan::SentMessage>& released,
+                                       bool evaluate) {
   const ActLayout boundary = topo_.BoundaryLayout();
   const int g = topo_.model_chunk(chunk);
   const size_t begin = chunk_begin_[chunk], end = chunk_begin_[chunk + 1];
@@ -469,7 +473,8 @@ absl::Status Engine::ForwardMicroBatch(int j, int chunk, const MicroBatch& mb,
           nullptr);
     }
     ArenaBuffer y;
-    CAIRN_RETURN_IF_ERROR(l.runner->Forward(w, mb, std::move(x), &y, &saved_[j][i]));
+    CAIRN_RETURN_IF_ERROR(
+        l.runner->Forward(w, mb, std::move(x), &y, evaluate ? nullptr : &saved_[j][i]));
     x = std::move(y);
     compute_s_ += Now() - t0;
     t0 = Now();
@@ -746,6 +751,29 @@ absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
   result.compute_s = compute_s_;
   result.comm_s = comm_s_;
   return result;
+}
+
+absl::StatusOr<double> Engine::Evaluate(int64_t batch, const Sampler& sampler) {
+  // Forward only, micro-batch after micro-batch, each through the stage's chunks in model order.
+  // Every forward depends only on forwards of the same micro-batch earlier in the model, or of
+  // earlier micro-batches, so this order cannot deadlock under any schedule (1F1B, GPipe,
+  // interleaved); waiting for a micro-batch's sends before the next one keeps at most one
+  // micro-batch of pipeline messages alive.
+  CAIRN_RETURN_IF_ERROR(be_->Zero(scalars_.data(), sizeof(float)));
+  const int m = plan_.num_micro_batches;
+  for (auto& l : layers_) l->runner->ResetLossTokens();
+  for (int j = 0; j < m; ++j) {
+    CAIRN_ASSIGN_OR_RETURN(MicroBatch mb, LoadMicroBatch(batch, j, &sampler));
+    for (int c = 0; c < topo_.num_chunks(); ++c) {
+      CAIRN_RETURN_IF_ERROR(ForwardMicroBatch(j, c, mb, {}, /*evaluate=*/true));
+    }
+    CAIRN_RETURN_IF_ERROR(CompleteAllSends());
+  }
+  // The loss sum of the reporting ranks (the last stage's heads), summed over every rank.
+  CAIRN_RETURN_IF_ERROR(Finish(world_->StartAllReduce(scalars_.data(), scalars_.data(), 1,
+                                                      DType::kFloat32, ReduceOp::kSum, stream_)));
+  CAIRN_ASSIGN_OR_RETURN(const float sum, ReadScalar(scalars_));
+  return sum / (static_cast<double>(plan_.global_batch) * seq_);
 }
 
 absl::StatusOr<double> Engine::LossAndGradients(int64_t step, const Sampler& sampler,

@@ -28,6 +28,7 @@
 //   for (int step = 0; step < steps; ++step) {
 //     CAIRN_ASSIGN_OR_RETURN(StepResult r, engine->Step(step, sampler));
 //   }
+//   CAIRN_ASSIGN_OR_RETURN(double val_loss, engine->Evaluate(/*batch=*/0, val_sampler));
 //
 // Determinism: parameters come from a counter-based RNG keyed by (seed, tensor, global index) and
 // batches from the sampler by (step, sample index), so any plan on any number of ranks trains the
@@ -104,6 +105,16 @@ class Engine {
 
   absl::StatusOr<StepResult> Step(int64_t step, const Sampler& sampler);
 
+  // The mean token loss of one global batch through the plan, forward only: no gradients, no
+  // update, no state kept (validation). The batch is `sampler`'s step `batch` (a validation
+  // sampler, say), split into the plan's micro-batches exactly as Step splits it, so on the same
+  // data and parameters it equals the loss Step(batch, sampler) reports (up to summation order).
+  // Any schedule: each micro-batch runs forward through the stages in model order. Its buffers
+  // come from the arena and are freed before it returns (Create's dry run includes one, so it
+  // fits between any two steps). Collective: every rank calls it with the same `batch`; the same
+  // loss on every rank.
+  absl::StatusOr<double> Evaluate(int64_t batch, const Sampler& sampler);
+
   // Forward and backward of step `step`'s batch without updating anything: returns the mean loss
   // and fills `grads` with this rank's reduced gradients (DDP layers only; Unimplemented
   // otherwise), zeroed again before returning. For the gradient check.
@@ -170,8 +181,10 @@ class Engine {
   absl::Status Relocate(const ActLayout& from, const ActLayout& to, ArenaBuffer* data);
   // The forward / backward of micro-batch `j` through local chunk `chunk`; after receiving its
   // input, completes the sends `released` lists (plan::SendReleases).
+  // `evaluate`: forward only, nothing saved for a backward (Evaluate).
   absl::Status ForwardMicroBatch(int j, int chunk, const MicroBatch& mb,
-                                 const std::vector<plan::SentMessage>& released);
+                                 const std::vector<plan::SentMessage>& released,
+                                 bool evaluate = false);
   absl::Status BackwardMicroBatch(int j, int chunk, const MicroBatch& mb,
                                   const std::vector<plan::SentMessage>& released);
   // Point-to-point message tag of a pipeline message leaving model chunk `g` for micro-batch `j`.

@@ -241,9 +241,16 @@ absl::Status LayerRunner::Forward(const void* w, const MicroBatch& mb, ArenaBuff
   switch (place_.kind) {
     case LayerKind::kEmbedding:
       return EmbeddingForward(w, mb, y);
-    case LayerKind::kHead:
-      return HeadForward(w, mb, std::move(x), &saved->head);
+    case LayerKind::kHead: {
+      if (saved != nullptr) return HeadForward(w, mb, std::move(x), &saved->head);
+      HeadSaved scratch;  // evaluation: dropped here
+      return HeadForward(w, mb, std::move(x), &scratch, /*keep_gradient=*/false);
+    }
     case LayerKind::kBlock: {
+      if (saved == nullptr) {
+        BlockSaved scratch;  // evaluation: dropped here
+        return BlockForward(w, std::move(x), y, &scratch);
+      }
       if (!place_.strategy.recompute) return BlockForward(w, std::move(x), y, &saved->block);
       BlockSaved scratch;
       CAIRN_RETURN_IF_ERROR(BlockForward(w, std::move(x), y, &scratch));
@@ -570,7 +577,7 @@ absl::Status LayerRunner::BlockBackward(const void* w, BlockSaved* s, ArenaBuffe
 // ---- Head: final norm, LM head, cross-entropy ---------------------------------------------------
 
 absl::Status LayerRunner::HeadForward(const void* w, const MicroBatch& mb, ArenaBuffer x,
-                                      HeadSaved* s) {
+                                      HeadSaved* s, bool keep_gradient) {
   const int64_t C = m_.hidden;
   const int64_t Tin = b_ * s_loc_;
   const int64_t T = tp_ ? b_ * seq_ : Tin;  // tokens the LM head sees
@@ -616,10 +623,12 @@ absl::Status LayerRunner::HeadForward(const void* w, const MicroBatch& mb, Arena
     CAIRN_RETURN_IF_ERROR(Run(comms_.tp->StartAllReduce(sums.data(), sums.data(), 2 * T,
                                                         DType::kFloat32, ReduceOp::kSum, stream_)));
   }
-  CAIRN_ASSIGN_OR_RETURN(s->dlogits, W(T * vloc));
-  CAIRN_RETURN_IF_ERROR(be_->CrossEntropyLossAndGrad(ce, logits.f32(), targets.i32(), max.f32(),
-                                                     sums.f32(), sums.f32() + T, loss_scale_,
-                                                     losses.f32(), s->dlogits.data()));
+  if (keep_gradient) {
+    CAIRN_ASSIGN_OR_RETURN(s->dlogits, W(T * vloc));
+  }
+  CAIRN_RETURN_IF_ERROR(be_->CrossEntropyLossAndGrad(
+      ce, logits.f32(), targets.i32(), max.f32(), sums.f32(), sums.f32() + T, loss_scale_,
+      losses.f32(), keep_gradient ? s->dlogits.data() : logits.data()));
   // Every TP rank of a vocab-parallel head has every token's loss: rank 0 reports them.
   if (!tp_ || place_.tp_rank == 0) {
     CAIRN_RETURN_IF_ERROR(be_->Sum(T, losses.f32(), loss_sum_));

@@ -89,7 +89,9 @@ class LayerRunner {
   int64_t ActivationCount() const;
 
   // Consumes `x` (unused for the embedding) and writes `y` (left empty for the head). `weights`:
-  // the layer's flat weights in the working dtype.
+  // the layer's flat weights in the working dtype. `saved == nullptr` is an evaluation forward:
+  // nothing is kept for a backward (every intermediate is freed before returning) and the head
+  // adds its token losses to `loss_sum` without keeping the logits gradient.
   absl::Status Forward(const void* weights, const MicroBatch& mb, ArenaBuffer x, ArenaBuffer* y,
                        Saved* saved);
   // Consumes `dy` (unused for the head: its gradient starts at the loss) and writes `dx` (left
@@ -115,7 +117,10 @@ class LayerRunner {
   absl::Status BlockForward(const void* w, ArenaBuffer x, ArenaBuffer* y, BlockSaved* s);
   absl::Status BlockBackward(const void* w, BlockSaved* s, ArenaBuffer dy, ArenaBuffer* dx,
                              float* g);
-  absl::Status HeadForward(const void* w, const MicroBatch& mb, ArenaBuffer x, HeadSaved* s);
+  // With `keep_gradient` false (evaluation) the logits gradient overwrites the logits (the
+  // cross-entropy contract allows the alias) and is dropped with them.
+  absl::Status HeadForward(const void* w, const MicroBatch& mb, ArenaBuffer x, HeadSaved* s,
+                           bool keep_gradient = true);
   absl::Status HeadBackward(const void* w, HeadSaved* s, ArenaBuffer* dx, float* g);
 
   // Buffers of `count` elements in the working dtype / fp32 / int32.

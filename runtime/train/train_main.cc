@@ -58,7 +58,8 @@ constexpr const char* kUsage =
     "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
     "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
     "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
-    "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--quiet] "
+    "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--val-every 50] "
+    "[--val-batches 4] [--quiet] "
     "[--prediction-from-plan] [--help] [--version]\n"
     "Exit status: 0 done, 1 training failed, 2 bad input. See docs/runtime.md.\n";
 
@@ -80,7 +81,7 @@ int Main(int argc, char** argv) {
                   {"model", "plan", "data", "steps", "seed", "nproc", "seq-len", "global-batch",
                    "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
                    "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile",
-                   "device", "stop-at"},
+                   "device", "stop-at", "val-every", "val-batches"},
                   {"quiet", "prediction-from-plan"});
       !s.ok()) {
     return Fail(s);
@@ -98,6 +99,8 @@ int Main(int argc, char** argv) {
   absl::StatusOr<int> nproc = a.GetInt("nproc", 0), steps = a.GetInt("steps", 10),
                       every = a.GetInt("checkpoint-every", 0), warmup = a.GetInt("warmup", 0),
                       stop_at = a.GetInt("stop-at", 0),
+                      val_every = a.GetInt("val-every", opt.val_every),
+                      val_batches = a.GetInt("val-batches", opt.val_batches),
                       seed = a.GetInt("seed", 1234);
   absl::StatusOr<double> lr = a.GetDouble("lr", 3e-4), clip = a.GetDouble("grad-clip", 1.0),
                          wd = a.GetDouble("weight-decay", 0.1),
@@ -105,13 +108,15 @@ int Main(int argc, char** argv) {
                          mem_gb = a.GetDouble("memory-gb", 0);
   for (const absl::Status& s :
        {nproc.status(), steps.status(), every.status(), warmup.status(), seed.status(),
-        stop_at.status(),
+        stop_at.status(), val_every.status(), val_batches.status(),
         lr.status(), clip.status(), wd.status(), min_lr.status(), mem_gb.status()}) {
     if (!s.ok()) return Fail(s);
   }
   opt.steps = *steps;
   opt.checkpoint_every = *every;
   opt.stop_at = *stop_at;
+  opt.val_every = *val_every;
+  opt.val_batches = *val_batches;
   opt.train.seed = static_cast<uint64_t>(*seed);
   opt.train.adamw.learning_rate = static_cast<float>(*lr);
   opt.train.adamw.weight_decay = static_cast<float>(*wd);

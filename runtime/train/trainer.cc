@@ -24,6 +24,7 @@
 #include "runtime/compute/cpu/cpu_backend.h"
 #include "runtime/data/token_shards.h"
 #include "runtime/train/launcher.h"
+#include "runtime/train/progress.h"
 
 namespace cairn::runtime {
 namespace {
@@ -49,12 +50,19 @@ double Mfu(const TrainerOptions& o, double tokens_per_s) {
   return o.model_flops_per_token * tokens_per_s / (o.peak_flops_per_s * o.world_size);
 }
 
-absl::Status CheckData(const TrainerOptions& o, const TokenDataset& data) {
+absl::Status CheckVocabulary(const TrainerOptions& o, const TokenDataset& data,
+                             const std::string& split) {
   if (static_cast<int64_t>(data.max_token()) >= o.model.vocab) {
-    return absl::InvalidArgumentError(absl::StrCat("the data in ", o.data_dir, " has token ",
-                                                   data.max_token(), " but ", o.model.name,
-                                                   "'s vocabulary is ", o.model.vocab));
+    return absl::InvalidArgumentError(absl::StrCat("the ", split, " data in ", o.data_dir,
+                                                   " has token ", data.max_token(), " but ",
+                                                   o.model.name, "'s vocabulary is ",
+                                                   o.model.vocab));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckData(const TrainerOptions& o, const TokenDataset& data) {
+  CAIRN_RETURN_IF_ERROR(CheckVocabulary(o, data, "training"));
   if (data.num_tokens() < o.seq_len + 1) {
     return absl::InvalidArgumentError(absl::StrCat("the data in ", o.data_dir, " has ",
                                                    data.num_tokens(),
@@ -62,6 +70,40 @@ absl::Status CheckData(const TrainerOptions& o, const TokenDataset& data) {
                                                    o.seq_len + 1));
   }
   return absl::OkStatus();
+}
+
+// The validation split of the data directory when it can be used; nullopt with `why` (said once
+// by rank 0) when there is none or it is shorter than one sample; an error for a corrupt one or
+// tokens outside the vocabulary.
+absl::StatusOr<std::optional<TokenDataset>> OpenValidation(const TrainerOptions& o,
+                                                           std::string* why) {
+  if (o.val_every <= 0) return std::optional<TokenDataset>();
+  absl::StatusOr<TokenDataset> val = TokenDataset::Open(o.data_dir, "val");
+  if (absl::IsNotFound(val.status())) {
+    *why = absl::StrCat("no validation data in ", o.data_dir,
+                        " (val_*.bin, cairn-data --val-fraction): validation skipped");
+    return std::optional<TokenDataset>();
+  }
+  if (!val.ok()) return val.status();
+  CAIRN_RETURN_IF_ERROR(CheckVocabulary(o, *val, "validation"));
+  if (val->num_tokens() < o.seq_len + 1) {
+    *why = absl::StrCat("the validation data in ", o.data_dir, " has ", val->num_tokens(),
+                        " tokens, fewer than one sample (seq_len + 1 = ", o.seq_len + 1,
+                        "): validation skipped");
+    return std::optional<TokenDataset>();
+  }
+  return std::optional<TokenDataset>(*std::move(val));
+}
+
+// The mean loss of validation batches 0 .. batches - 1 (the same batches at every evaluation, so
+// the numbers compare), forward only. Collective.
+absl::StatusOr<double> ValidationLoss(Engine* engine, const Sampler& val_sampler, int batches) {
+  double sum = 0;
+  for (int k = 0; k < batches; ++k) {
+    CAIRN_ASSIGN_OR_RETURN(const double loss, engine->Evaluate(k, val_sampler));
+    sum += loss;
+  }
+  return sum / batches;
 }
 
 }  // namespace
@@ -72,9 +114,13 @@ absl::Status CheckTrainingInputs(const TrainerOptions& o) {
     return absl::InvalidArgumentError("the checkpoint interval must be >= 0");
   }
   if (o.stop_at < 0) return absl::InvalidArgumentError("--stop-at must be >= 0");
+  if (o.val_every < 0) return absl::InvalidArgumentError("--val-every must be >= 0");
+  if (o.val_batches < 1) return absl::InvalidArgumentError("--val-batches must be >= 1");
   CAIRN_RETURN_IF_ERROR(plan::CheckPlan(o.model, o.plan, o.world_size, o.seq_len));
   CAIRN_ASSIGN_OR_RETURN(TokenDataset data, TokenDataset::Open(o.data_dir, "train"));
-  return CheckData(o, data);
+  CAIRN_RETURN_IF_ERROR(CheckData(o, data));
+  std::string ignored;
+  return OpenValidation(o, &ignored).status();
 }
 
 absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBackend* backend) {
@@ -85,13 +131,24 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
                               std::vector<int32_t>* tg) {
     return data.Sample(o.train.seed, step, sample, o.seq_len, in, tg);
   };
+  std::string no_validation;
+  CAIRN_ASSIGN_OR_RETURN(std::optional<TokenDataset> val, OpenValidation(o, &no_validation));
+  const Sampler val_sampler = [&](int64_t batch, int64_t sample, std::vector<int32_t>* in,
+                                  std::vector<int32_t>* tg) {
+    return val->Sample(o.train.seed, batch, sample, o.seq_len, in, tg);
+  };
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
                          Engine::Create(o.model, o.plan, o.seq_len, world, backend, o.train));
   CAIRN_ASSIGN_OR_RETURN(const int64_t planned, engine->MaxOverRanks(engine->planned_bytes()));
+  const bool terminal =
+      o.progress == TrainerOptions::Progress::kTerminal ||
+      (o.progress == TrainerOptions::Progress::kAuto && ProgressPrinter::IsTerminal(stdout));
+  ProgressPrinter out(stdout, rank == 0 && terminal);
   if (rank == 0 && !o.quiet) {
-    std::printf("device memory: %s per rank planned before the first step (largest rank)\n",
-                FormatBytes(static_cast<double>(planned)).c_str());
-    std::fflush(stdout);
+    out.Message(absl::StrFormat("device memory: %s per rank planned before the first step "
+                                "(largest rank)",
+                                FormatBytes(static_cast<double>(planned))));
+    if (!no_validation.empty()) out.Message(no_validation);
   }
   int64_t start = 0;
   if (!o.resume_dir.empty()) {
@@ -103,9 +160,7 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
     CAIRN_RETURN_IF_ERROR(engine->Restore(ck));
     start = ck.meta.step;
     if (rank == 0) {
-      std::printf("resumed from %s at step %lld\n", o.resume_dir.c_str(),
-                  static_cast<long long>(start));
-      std::fflush(stdout);
+      out.Message(absl::StrCat("resumed from ", o.resume_dir, " at step ", start));
     }
   }
   // Each step in its own directory; rank 0 commits it (manifest, then `latest`) once every rank's
@@ -121,9 +176,7 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
                                             o.plan.global_batch);
       CAIRN_RETURN_IF_ERROR(CommitCheckpoint(
           o.checkpoint_dir, {done, o.model.name, o.world_size, 2, plan}, /*keep_last=*/3));
-      std::printf("checkpoint: step %lld saved to %s\n", static_cast<long long>(done),
-                  step_dir.c_str());
-      std::fflush(stdout);
+      out.Message(absl::StrCat("checkpoint: step ", done, " saved to ", step_dir));
     }
     return absl::OkStatus();
   };
@@ -137,8 +190,18 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   const double tokens = static_cast<double>(o.plan.global_batch) * o.seq_len;
   double time_sum = 0;
   int timed = 0;
+  double eval_time_sum_s = 0;
+  int evaluations = 0;
   int64_t peak = 0;
   const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  const int val_every = val.has_value() ? o.val_every : 0;
+  auto evaluate = [&]() -> absl::StatusOr<double> {
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<double> loss = ValidationLoss(engine.get(), val_sampler, o.val_batches);
+    eval_time_sum_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++evaluations;
+    return loss;
+  };
   const auto loop_start = std::chrono::steady_clock::now();
   for (int64_t step = start; step < last; ++step) {
     if (rank == o.fault_rank && step == o.fault_step) {
@@ -155,31 +218,38 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
       time_sum += r.step_time_s;
       ++timed;
     }
+    const int64_t done = step + 1;
+    std::optional<double> val_loss;
+    if (val_every > 0 && (done % val_every == 0 || done == last)) {
+      CAIRN_ASSIGN_OR_RETURN(val_loss, evaluate());
+    }
     const double mfu = Mfu(o, tokens / r.step_time_s);
     if (rank == 0 && !o.quiet) {
+      StepProgress p;
+      p.step = done;
+      p.steps = o.steps;
+      p.loss = r.loss;
+      p.val_loss = val_loss;
+      p.step_time_s = r.step_time_s;
       // The compute/communication split is host time: exact where the backend runs synchronously
       // (CPU), only the time to enqueue on an asynchronous one (CUDA), so it is not printed there.
-      const std::string split =
-          backend->default_stream() != nullptr
-              ? ""
-              : absl::StrFormat(" (compute %s, comm %s)", FormatSeconds(r.compute_s),
-                                FormatSeconds(r.comm_s));
-      // Elapsed wall time of this run's steps, and the steps left at the mean step time so far
-      // (the warm-up step alone until there is a second).
-      const double elapsed_s =
+      p.split_known = backend->default_stream() == nullptr;
+      p.compute_s = r.compute_s;
+      p.comm_s = r.comm_s;
+      p.tokens_per_s = tokens / r.step_time_s;
+      p.mfu = mfu;
+      p.peak_bytes = worst;
+      p.learning_rate = r.learning_rate;
+      p.grad_norm = r.grad_norm;
+      // Wall time of this run's steps and evaluations; the rest at the mean times so far (the
+      // warm-up step alone until there is a second).
+      p.elapsed_s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
-      const double per_step_s = timed > 0 ? time_sum / timed : r.step_time_s;
-      const double eta_s = per_step_s * static_cast<double>(last - step - 1);
-      std::printf(
-          "step %5lld/%d | loss %.4f | %s%s | %s tokens/s%s | peak %s | "
-          "lr %.2e | norm %.3f | elapsed %s | ETA %s\n",
-          static_cast<long long>(step + 1), o.steps, r.loss, FormatSeconds(r.step_time_s).c_str(),
-          split.c_str(),
-          FormatCount(tokens / r.step_time_s).c_str(),
-          mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
-          FormatBytes(static_cast<double>(worst)).c_str(), r.learning_rate, r.grad_norm,
-          FormatSeconds(elapsed_s).c_str(), FormatSeconds(eta_s).c_str());
-      std::fflush(stdout);
+      p.eta_s = EtaSeconds(last - done, timed > 0 ? time_sum / timed : r.step_time_s,
+                           EvaluationsLeft(done, last, val_every),
+                           evaluations > 0 ? eval_time_sum_s / evaluations : 0);
+      // On a terminal the line is rewritten in place; evaluations and the last step stay.
+      out.Update(FormatStepLine(p), val_loss.has_value() || done == last);
     }
     if (metrics) {
       *metrics << absl::StrFormat(
@@ -187,10 +257,11 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
           "\"peak_memory_bytes\": %d, \"planned_memory_bytes\": %d, \"learning_rate\": %.6g, "
           "\"grad_norm\": %.6f, \"compute_s\": %.6f, \"comm_s\": %.6f, \"mfu\": %.4f, "
           "\"predicted_step_time_s\": %.6f, \"predicted_memory_bytes\": %d, "
-          "\"backend_scratch_bytes\": %d}\n",
-          step + 1, r.loss, r.step_time_s, tokens / r.step_time_s, worst, planned,
+          "\"backend_scratch_bytes\": %d%s}\n",
+          done, r.loss, r.step_time_s, tokens / r.step_time_s, worst, planned,
           r.learning_rate, r.grad_norm, r.compute_s, r.comm_s, mfu, o.predicted.step_time_s,
-          o.predicted.peak_bytes, backend->ScratchHighWaterBytes());
+          o.predicted.peak_bytes, backend->ScratchHighWaterBytes(),
+          val_loss.has_value() ? absl::StrFormat(", \"val_loss\": %.6f", *val_loss) : "");
       metrics->flush();
     }
     if (!o.checkpoint_dir.empty() && o.checkpoint_every > 0 &&
@@ -205,18 +276,16 @@ absl::Status TrainRank(const TrainerOptions& o, Communicator* world, ComputeBack
   if (rank == 0 && timed > 0) {
     const double mean = time_sum / timed;
     const double mfu = Mfu(o, tokens / mean);
-    std::printf(
+    out.Message(absl::StrFormat(
         "done: %d steps | mean step %s (predicted %s) | %s tokens/s%s | peak memory %s per rank "
-        "(predicted %s, planned %s) + backend scratch %s\n",
-        static_cast<int>(last), FormatSeconds(mean).c_str(),
-        FormatSeconds(o.predicted.step_time_s).c_str(),
-        FormatCount(tokens / mean).c_str(),
-        mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu).c_str() : "",
-        FormatBytes(static_cast<double>(peak)).c_str(),
-        FormatBytes(static_cast<double>(o.predicted.peak_bytes)).c_str(),
-        FormatBytes(static_cast<double>(planned)).c_str(),
-        FormatBytes(static_cast<double>(backend->ScratchHighWaterBytes())).c_str());
-    std::fflush(stdout);
+        "(predicted %s, planned %s) + backend scratch %s",
+        last, FormatSeconds(mean), FormatSeconds(o.predicted.step_time_s),
+        FormatCount(tokens / mean),
+        mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "",
+        FormatBytes(static_cast<double>(peak)),
+        FormatBytes(static_cast<double>(o.predicted.peak_bytes)),
+        FormatBytes(static_cast<double>(planned)),
+        FormatBytes(static_cast<double>(backend->ScratchHighWaterBytes()))));
   }
   return world->Barrier();
 }

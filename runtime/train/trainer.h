@@ -16,9 +16,19 @@
 //   // or, in a process that is already one rank of a job (torchrun-style environment, agents):
 //   CAIRN_RETURN_IF_ERROR(TrainRank(opt, world.get(), backend.get()));
 //
-// Rank 0 prints one progress line per step (unless quiet) and appends one JSON line per step to
-// `metrics_path`. Errors are Status: InvalidArgument for input the user can fix, the engine's and
-// communicators' errors otherwise.
+// Rank 0 prints one progress line per step (unless quiet; runtime/train/progress.h: rewritten in
+// place on a terminal, plain lines otherwise) and appends one JSON line per step to
+// `metrics_path`.
+//
+// Validation: when the data directory holds a validation split (val_*.bin, cairn-data
+// --val-fraction), every `val_every` steps and after the last step the trainer evaluates the mean
+// token loss of `val_batches` global batches of it (the same batches each time), forward only,
+// under the same plan on the same ranks (Engine::Evaluate), and reports it on that step's line
+// ("val 2.3456") and as "val_loss" in its JSON line. Without a validation split (or with one shorter
+// than seq_len + 1 tokens) it says so once and trains without.
+//
+// Errors are Status: InvalidArgument for input the user can fix, the engine's and communicators'
+// errors otherwise.
 #ifndef CAIRN_RUNTIME_TRAIN_TRAINER_H_
 #define CAIRN_RUNTIME_TRAIN_TRAINER_H_
 
@@ -68,6 +78,15 @@ struct TrainerOptions {
   std::string resume_dir;         // empty: start from the initialisation
   std::string metrics_path;       // JSON lines, appended by rank 0; empty: none
   bool quiet = false;             // no per-step lines
+  // How rank 0 prints the step lines: kAuto rewrites one line in place when stdout is a terminal
+  // and prints plain lines otherwise; kLines / kTerminal force either.
+  enum class Progress { kAuto, kLines, kTerminal };
+  Progress progress = Progress::kAuto;
+  // Validation loss every `val_every` steps and after the last (0: never), over `val_batches`
+  // global batches of the data directory's validation split (skipped, said once, when it has
+  // none).
+  int val_every = 50;
+  int val_batches = 4;
   Prediction predicted;
   // For MFU on the progress lines and metrics (0: not reported): model FLOPs per token by the
   // PaLM/Megatron convention (planner/cost/model_math.h) and the device's peak FLOP/s.
@@ -84,7 +103,9 @@ struct TrainerOptions {
 
 // Everything that can be checked before a worker starts: the plan against the contract for this
 // world size and sequence length, the data (present, vocabulary within the model's, long enough
-// for one sample), the step counts. InvalidArgument naming what to change.
+// for one sample; a validation split's tokens within the vocabulary), the step counts and
+// validation settings. InvalidArgument naming what to change. (A validation split shorter than one
+// sample is not an error: the run says so and trains without validation.)
 absl::Status CheckTrainingInputs(const TrainerOptions& options);
 
 // Runs this process's rank of the job over `world` (one communicator per process, any

@@ -223,6 +223,42 @@ TEST_F(TrainTest, StepLinesSayElapsedAndEta) {
   EXPECT_THAT(r.output.substr(r.output.find("step     3/3")), HasSubstr("| ETA 0"));
 }
 
+// The validation split cairn-data writes (--val-fraction, 5% by default) is evaluated every
+// --val-every steps and at the end, on a 2-stage pipeline too: "val" on those steps' lines and
+// val_loss in their metrics lines. Through a pipe (not a terminal) every step is a plain line.
+TEST_F(TrainTest, ValidationLossEveryNStepsOnPlainLines) {
+  const std::string metrics = Tmp() + "/val.jsonl";
+  const Result r = Sh(Train("--nproc 2 --steps 5 --val-every 2 --val-batches 2 --metrics " +
+                            metrics + " --plan " +
+                            PlanFile("val_pp2", 2, "\"tp_degree\": 1", 2, 2)));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("\r")));
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("validation skipped")));
+  std::vector<int> val_steps;
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(r.output, '\n')) {
+    if (line.substr(0, 5) != "step ") continue;
+    ++lines;
+    if (line.find("| val ") != absl::string_view::npos) val_steps.push_back(lines);
+  }
+  EXPECT_EQ(lines, 5) << r.output;
+  EXPECT_THAT(val_steps, ::testing::ElementsAre(2, 4, 5)) << r.output;
+  int with_val = 0;
+  for (absl::string_view line : absl::StrSplit(ReadAll(metrics), '\n', absl::SkipEmpty())) {
+    if (line.find("\"val_loss\": ") != absl::string_view::npos) ++with_val;
+  }
+  EXPECT_EQ(with_val, 3);
+  // A data directory without a validation split: said once, training goes on.
+  ASSERT_EQ(Sh("mkdir -p " + Tmp() + "/train_only && cp " + Tmp() + "/data/train_* " + Tmp() +
+               "/train_only/").status, 0);
+  const Result none = Sh(absl::StrCat("runtime/train/cairn-train --model llama-tiny --data ", Tmp(),
+                                      "/train_only --global-batch 8 --seq-len 32 --steps 2 "
+                                      "--val-every 1 --nproc 1"));
+  ASSERT_EQ(none.status, 0) << none.output;
+  EXPECT_THAT(none.output, HasSubstr("no validation data in"));
+  EXPECT_THAT(none.output, ::testing::Not(HasSubstr("| val ")));
+}
+
 // --prediction-from-plan: the run compares itself with the prediction the plan file carries (as an
 // agent's worker does with the planner's), not with one for this device's catalog profile.
 TEST_F(TrainTest, PredictionFromThePlanFile) {
