@@ -28,6 +28,7 @@
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/remote.h"
 #include "planner/cli/render.h"
+#include "planner/picture/picture_render.h"
 #include "planner/cost/evaluate.h"
 #include "planner/cost/model_math.h"
 #include "planner/plan/plan_convert.h"
@@ -60,7 +61,7 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
 int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "format"});
+  valued.insert({"top", "output", "format", "svg", "html"});
   if (absl::Status s = a.Parse(argv, valued,
                                {"explain", "json", "no-recompute", "uniform-layers", "quiet"});
       !s.ok()) {
@@ -110,6 +111,10 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   if (a.Has("output")) {
     if (absl::Status s = WriteFile(a.Get("output"), *json); !s.ok()) return Fail(err, s);
   }
+  if (absl::Status s = planner::WritePlanPictures({a.Get("svg"), a.Get("html")}, pb, best, be, err);
+      !s.ok()) {
+    return Fail(err, s);
+  }
   if (format == "json") {
     out << *json << "\n";
     return 0;
@@ -127,7 +132,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   Args a;
   std::set<std::string> valued = ProblemFlags();
   valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
-                 "micro-batch-size"});
+                 "micro-batch-size", "svg", "html"});
   if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
                                               "uniform-layers", "quiet"});
       !s.ok()) {
@@ -221,6 +226,10 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
       if (seen.insert(v).second) err << "  " << v << "\n";
     }
     return 2;
+  }
+  if (absl::Status s = planner::WritePlanPictures({a.Get("svg"), a.Get("html")}, pb, plan, *e, err);
+      !s.ok()) {
+    return Fail(err, s);
   }
   if (a.Has("json")) {
     planner::ProvenanceInfo prov;
@@ -340,11 +349,14 @@ Commands:
                   [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
                   [--dtype bf16|fp32] [--runtime cairn|megatron-core] [--threads N]
                   [--memory-quantum-mb Q] [--simplicity-tolerance F] [--quiet]
+                  [--svg FILE] [--html FILE]  (a picture of the best plan: layers,
+                  memory, the pipeline timeline)
   cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
                    --tp T --pp P (--micro-batches M | --micro-batch-size PER_DEVICE)
                    [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
+                  [--svg FILE] [--html FILE]
   cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
   cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
                   FILE.json)
