@@ -129,6 +129,29 @@ TEST_F(CliRemoteTest, PlansShowTakesFormatAndOutput) {
   std::vector<std::string> bad = show;
   bad.insert(bad.end(), {"--format", "toml"});
   EXPECT_EQ(Cairn(bad).status, 2);
+  // --svg: the stored plan scored again with the cluster's cost model draws the same step as the
+  // local `cairn plan --svg`.
+  const std::string remote_svg = WriteTempFile("shown_plan.svg", "");
+  const std::string local_svg = WriteTempFile("local_plan.svg", "");
+  std::vector<std::string> picture = show;
+  picture.insert(picture.end(), {"--svg", remote_svg, "--cluster", "h100-sxm"});
+  CliRun p = Cairn(picture);
+  ASSERT_EQ(p.status, 0) << p.err;
+  std::vector<std::string> local_picture = {"plan"};
+  local_picture.insert(local_picture.end(), kProblem.begin(), kProblem.end());
+  local_picture.insert(local_picture.end(), {"--svg", local_svg});
+  ASSERT_EQ(Cairn(local_picture).status, 0);
+  auto step_of = [](const std::string& file) {
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string svg = text.str();
+    const size_t at = svg.find("data-step-time-s=\"");
+    return at == std::string::npos ? std::string("none")
+                                   : svg.substr(at, svg.find('"', at + 18) - at);
+  };
+  EXPECT_NE(step_of(remote_svg), "none");
+  EXPECT_EQ(step_of(remote_svg), step_of(local_svg));
 }
 
 TEST_F(CliRemoteTest, UnknownFormatIsBadInput) {

@@ -371,7 +371,7 @@ Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST
                   [--version N] [--file F] [--output F]
                   diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
   plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron]
-                  [--output FILE] [--explain] [--json]
+                  [--output FILE] [--explain] [--json] [--svg FILE] [--html FILE]
   agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
   jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
                   submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "planner/catalog/json_io.h"
+#include "planner/plan/plan_convert.h"
 
 namespace cairn::planner {
 namespace {
@@ -499,6 +500,15 @@ absl::Status WritePlanPictures(const PictureFiles& files, const SearchProblem& p
     log << "cairn: picture written to " << files.html_path << "\n";
   }
   return absl::OkStatus();
+}
+
+absl::Status WritePlanPictures(const PictureFiles& files, const SearchProblem& problem,
+                               const cairn::v1::Plan& plan, std::ostream& log) {
+  if (files.empty()) return absl::OkStatus();
+  CAIRN_ASSIGN_OR_RETURN(const PlanSpec spec, PlanSpecFromProto(problem, plan));
+  const CostModel cm(problem);
+  CAIRN_ASSIGN_OR_RETURN(const Evaluation e, Evaluate(cm, spec));
+  return WritePlanPictures(files, problem, spec, e, log);
 }
 
 }  // namespace cairn::planner

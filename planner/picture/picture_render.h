@@ -37,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "planner/picture/plan_picture.h"
+#include "proto/cairn/v1/plan.pb.h"
 
 namespace cairn::planner {
 
@@ -60,6 +61,13 @@ struct PictureFiles {
 // folder, permissions, a directory), DataLoss when a write fails.
 absl::Status WritePlanPictures(const PictureFiles& files, const SearchProblem& problem,
                                const PlanSpec& plan, const Evaluation& e, std::ostream& log);
+
+// The same for a cairn.v1.Plan (a stored plan, `cairn plans show`): its strategies are scored
+// again with `problem`'s cost model, so the picture matches the plan's own prediction when
+// `problem` has the hardware it was planned on. Errors: also InvalidArgument when the plan does
+// not fit `problem` (PlanSpecFromProto, Evaluate).
+absl::Status WritePlanPictures(const PictureFiles& files, const SearchProblem& problem,
+                               const cairn::v1::Plan& plan, std::ostream& log);
 
 }  // namespace cairn::planner
 
