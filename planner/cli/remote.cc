@@ -143,7 +143,7 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
                std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "profile", "format"});
+  valued.insert({"top", "output", "profile", "format", "svg", "html"});
   if (absl::Status s = a.Parse(argv, valued, {"explain", "json", "no-recompute", "uniform-layers",
                                               "quiet", "no-cache"});
       !s.ok()) {
@@ -156,6 +156,14 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   if (format != "text" && format != "json" && format != "megatron" && format != "galvatron") {
     return Fail(err, absl::InvalidArgumentError(
                          "--format must be text, json, megatron or galvatron"));
+  }
+  const planner::PictureFiles pictures{a.Get("svg"), a.Get("html")};
+  if (!pictures.empty() && a.Has("profile")) {
+    // The picture re-scores the plan with the local cost model, which has no stored profile.
+    return Fail(err, absl::InvalidArgumentError(
+                         "--svg/--html need the plan's hardware here: not with --profile (save the "
+                         "plan with --output and run `cairn evaluate --plan FILE "
+                         "--hardware-profile FILE.json --svg ...`)"));
   }
   cairn::v1::PlanRequest req;
   *req.mutable_search() = loaded->request;
@@ -200,6 +208,10 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
     std::ofstream f(a.Get("output"));
     f << *json;
     if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+  }
+  if (absl::Status s = planner::WritePlanPictures(pictures, loaded->problem, r.plans(0), err);
+      !s.ok()) {
+    return Fail(err, s);
   }
   if (format == "json") {
     // The best Plan, exactly as the local `cairn plan --json` prints it; the daemon's plan id (for
