@@ -46,6 +46,17 @@ class CliRemoteTest : public ::testing::Test {
   std::unique_ptr<planner::Server> server_;
 };
 
+// The step time an SVG picture states (its root's data-step-time-s), or "none".
+std::string StepOfPicture(const std::string& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string svg = text.str();
+  const size_t at = svg.find("data-step-time-s=\"");
+  return at == std::string::npos ? std::string("none")
+                                 : svg.substr(at, svg.find('"', at + 18) - at);
+}
+
 const std::vector<std::string> kProblem = {"--model", "gpt2-355m", "--cluster", "h100-sxm",
                                            "--nodes", "1", "--global-batch", "64", "--seq-len",
                                            "1024", "--quiet"};
@@ -152,6 +163,42 @@ TEST_F(CliRemoteTest, PlansShowTakesFormatAndOutput) {
   std::vector<std::string> bad = show;
   bad.insert(bad.end(), {"--format", "toml"});
   EXPECT_EQ(Cairn(bad).status, 2);
+  // --svg: the stored plan scored again with the cluster's cost model draws the same step as the
+  // local `cairn plan --svg`.
+  const std::string remote_svg = WriteTempFile("shown_plan.svg", "");
+  const std::string local_svg = WriteTempFile("local_plan.svg", "");
+  std::vector<std::string> picture = show;
+  picture.insert(picture.end(), {"--svg", remote_svg, "--cluster", "h100-sxm"});
+  CliRun p = Cairn(picture);
+  ASSERT_EQ(p.status, 0) << p.err;
+  std::vector<std::string> local_picture = {"plan"};
+  local_picture.insert(local_picture.end(), kProblem.begin(), kProblem.end());
+  local_picture.insert(local_picture.end(), {"--svg", local_svg});
+  ASSERT_EQ(Cairn(local_picture).status, 0);
+  EXPECT_NE(StepOfPicture(remote_svg), "none");
+  EXPECT_EQ(StepOfPicture(remote_svg), StepOfPicture(local_svg));
+}
+
+TEST_F(CliRemoteTest, PlanDrawsThePictureTheLocalPlanDraws) {
+  const std::string remote_svg = WriteTempFile("remote_plan.svg", "");
+  const std::string local_svg = WriteTempFile("local_plan_2.svg", "");
+  std::vector<std::string> local = {"plan"};
+  local.insert(local.end(), kProblem.begin(), kProblem.end());
+  local.insert(local.end(), {"--svg", local_svg});
+  ASSERT_EQ(Cairn(local).status, 0);
+  std::vector<std::string> remote = {"--planner", absl::StrCat("127.0.0.1:", server_->port())};
+  remote.insert(remote.end(), local.begin(), local.end());
+  remote.back() = remote_svg;
+  CliRun r = Cairn(remote);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("picture written to " + remote_svg));
+  EXPECT_NE(StepOfPicture(remote_svg), "none");
+  EXPECT_EQ(StepOfPicture(remote_svg), StepOfPicture(local_svg));
+  // A stored profile's hardware is not here to score the plan with: refused before searching.
+  remote.insert(remote.end(), {"--profile", "hw-1"});
+  r = Cairn(remote);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("--profile"));
 }
 
 TEST_F(CliRemoteTest, UnknownFormatIsBadInput) {

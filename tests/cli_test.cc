@@ -453,6 +453,57 @@ TEST(CliTest, GalvatronStrategyExportImport) {
   EXPECT_THAT(e.out, HasSubstr("galvatron import"));
 }
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream text;
+  text << f.rdbuf();
+  return text.str();
+}
+
+// Issue 13: --svg/--html on plan and evaluate (planner/picture; the browser test loads them).
+TEST(CliTest, PlanAndEvaluateDrawPictures) {
+  const std::string svg = TempPath("picture.svg"), html = TempPath("picture.html");
+  CliRun r = Cairn({"plan", "--model", "gpt2-355m", "--nodes", "1", "--global-batch", "32",
+                    "--seq-len", "1024", "--quiet", "--svg", svg, "--html", html});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("picture written to " + svg));
+  EXPECT_THAT(r.err, HasSubstr("picture written to " + html));
+  EXPECT_EQ(ReadAll(svg).rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
+  EXPECT_EQ(ReadAll(html).rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_THAT(ReadAll(html), HasSubstr("gpt2-355m"));
+  // --json output stays a plan alone on stdout.
+  r = Cairn({"plan", "--model", "gpt2-355m", "--nodes", "1", "--global-batch", "32", "--seq-len",
+             "1024", "--quiet", "--json", "--svg", svg});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(planner::PlanFromJson(r.out).ok());
+  // evaluate: 2 stages x 8 micro-batches -> 16 forward blocks.
+  r = Cairn({"evaluate", "--model", "gpt2-355m", "--nodes", "1", "--global-batch", "32",
+             "--seq-len", "1024", "--tp", "2", "--pp", "2", "--micro-batches", "8", "--svg", svg});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string text = ReadAll(svg);
+  EXPECT_THAT(text, HasSubstr("data-stages=\"2\""));
+  int forwards = 0;
+  for (size_t at = text.find("class=\"timeline-block fwd"); at != std::string::npos;
+       at = text.find("class=\"timeline-block fwd", at + 1)) {
+    ++forwards;
+  }
+  EXPECT_EQ(forwards, 16);
+  // A file that cannot be written: exit 2, naming it, as other bad input.
+  const std::string bad = TempPath("no-such-folder/picture.svg");
+  r = Cairn({"evaluate", "--model", "gpt2-355m", "--nodes", "1", "--global-batch", "32",
+             "--seq-len", "1024", "--svg", bad});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("cannot write " + bad));
+  r = Cairn({"plan", "--model", "gpt2-355m", "--global-batch", "32", "--quiet", "--html",
+             TempPath("")});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("is a directory"));
+  r = Cairn({"plan", "--model", "gpt2-355m", "--global-batch", "32", "--svg"});
+  EXPECT_EQ(r.status, 2);  // a flag without its value
+  EXPECT_THAT(cli::CommandUsage("plan"), HasSubstr("--svg FILE"));
+  EXPECT_THAT(cli::CommandUsage("evaluate"), HasSubstr("--html FILE"));
+}
+
 TEST(CliTest, BadInputGetsClearErrors) {
   CliRun r = Cairn({"plan", "--model", "llama9-1t", "--global-batch", "8"});
   EXPECT_EQ(r.status, 2);

@@ -35,6 +35,23 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
   return text.str();
 }
 
+absl::Status WriteTextFile(const std::string& path, absl::string_view text) {
+  struct stat info;
+  if (stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write ", path, ": is a directory"));
+  }
+  errno = 0;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot write ", path, ": ", errno != 0 ? std::strerror(errno) : "cannot be opened"));
+  }
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat("writing ", path, " failed"));
+  return absl::OkStatus();
+}
+
 absl::Status ParseProtoJson(absl::string_view json, absl::string_view what,
                             google::protobuf::Message* message) {
   message->Clear();

@@ -26,6 +26,11 @@ namespace cairn::planner {
 // cannot be read. Messages name the path.
 absl::StatusOr<std::string> ReadTextFile(const std::string& path);
 
+// Writes `text` to `path`, replacing the file. Errors: FailedPrecondition "cannot write PATH:
+// REASON" when it cannot be created or opened (missing folder, permissions, a directory); DataLoss
+// when writing or closing fails (disk full).
+absl::Status WriteTextFile(const std::string& path, absl::string_view text);
+
 // Parses proto3 JSON into `message` (cleared first). Field names may be the proto names
 // (snake_case) or lowerCamelCase; enums may be names or numbers. Unknown fields are rejected, so a
 // misspelt field is an error rather than silently dropped.

@@ -34,6 +34,23 @@ TEST(JsonIoTest, MissingFileAndDirectoryAreDistinguished) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a directory")));
 }
 
+TEST(JsonIoTest, WritesAndReplacesAFile) {
+  const std::string path = TempDir() + "/written.txt";
+  ASSERT_OK(WriteTextFile(path, "a longer first version\n"));
+  ASSERT_OK(WriteTextFile(path, "second\n"));
+  ASSERT_OK_AND_ASSIGN(std::string text, ReadTextFile(path));
+  EXPECT_EQ(text, "second\n");
+}
+
+TEST(JsonIoTest, WriteErrorsNameThePathAndTheReason) {
+  const std::string missing = TempDir() + "/no-such-folder/x.txt";
+  EXPECT_THAT(WriteTextFile(missing, "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("cannot write " + missing + ": No such file or directory")));
+  EXPECT_THAT(WriteTextFile(TempDir(), "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a directory")));
+}
+
 TEST(JsonIoTest, ParsesProtoNamesAndCamelCase) {
   cairn::v1::ModelSpec spec;
   ASSERT_OK(ParseProtoJson(R"({"num_layers": 3, "maxSeqLen": 7, "norm": "NORM_KIND_RMSNORM"})",

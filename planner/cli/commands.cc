@@ -28,6 +28,7 @@
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/remote.h"
 #include "planner/cli/render.h"
+#include "planner/picture/picture_render.h"
 #include "planner/cost/evaluate.h"
 #include "planner/cost/model_math.h"
 #include "planner/plan/plan_convert.h"
@@ -60,7 +61,7 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
 int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "format"});
+  valued.insert({"top", "output", "format", "svg", "html"});
   if (absl::Status s = a.Parse(argv, valued,
                                {"explain", "json", "no-recompute", "uniform-layers", "quiet"});
       !s.ok()) {
@@ -107,6 +108,10 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   if (a.Has("output")) {
     if (absl::Status s = WriteFile(a.Get("output"), *json); !s.ok()) return Fail(err, s);
   }
+  if (absl::Status s = planner::WritePlanPictures({a.Get("svg"), a.Get("html")}, pb, best, be, err);
+      !s.ok()) {
+    return Fail(err, s);
+  }
   if (format == "json") {
     out << *json << "\n";
     return 0;
@@ -124,7 +129,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
   Args a;
   std::set<std::string> valued = ProblemFlags();
   valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
-                 "micro-batch-size", "format"});
+                 "micro-batch-size", "format", "svg", "html"});
   if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
                                               "uniform-layers", "quiet"});
       !s.ok()) {
@@ -220,6 +225,10 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
       if (seen.insert(v).second) err << "  " << v << "\n";
     }
     return 2;
+  }
+  if (absl::Status s = planner::WritePlanPictures({a.Get("svg"), a.Get("html")}, pb, plan, *e, err);
+      !s.ok()) {
+    return Fail(err, s);
   }
   if (IsExportFormat(format)) {
     // This plan exactly, as the framework runs it (no substitute): exit 2 with the reason if not.
@@ -346,12 +355,15 @@ Commands:
                   [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
                   [--dtype bf16|fp32] [--runtime cairn|megatron-core] [--threads N]
                   [--memory-quantum-mb Q] [--simplicity-tolerance F] [--quiet]
+                  [--svg FILE] [--html FILE]  (a picture of the best plan: layers,
+                  memory, the pipeline timeline)
   cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
                    --tp T --pp P (--micro-batches M | --micro-batch-size PER_DEVICE)
                    [--mode tp|tp+sp|ulysses]
                    [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
                   plus the model/cluster flags of `plan`; [--json] [--explain]
                   [--format text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed]
+                  [--svg FILE] [--html FILE]
   cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
   cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
                   FILE.json)
@@ -367,6 +379,7 @@ Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST
                   diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
   plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron|
                   torchtitan|deepspeed|megatron-deepspeed] [--output FILE] [--explain] [--json]
+                  [--svg FILE] [--html FILE]
   agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
   jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
                   submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]

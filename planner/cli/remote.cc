@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/status_macros.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
 #include "planner/catalog/json_io.h"
@@ -19,6 +20,7 @@
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/profile_diff.h"
 #include "planner/cli/render.h"
+#include "planner/picture/picture_render.h"
 #include "planner/plan/plan_convert.h"
 #include "proto/cairn/v1/service.grpc.pb.h"
 
@@ -141,7 +143,7 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
                std::ostream& err) {
   Args a;
   std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "profile", "format"});
+  valued.insert({"top", "output", "profile", "format", "svg", "html"});
   if (absl::Status s = a.Parse(argv, valued, {"explain", "json", "no-recompute", "uniform-layers",
                                               "quiet", "no-cache"});
       !s.ok()) {
@@ -152,6 +154,14 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   // The same output forms as the local search (--json is --format json).
   const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
   if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
+  const planner::PictureFiles pictures{a.Get("svg"), a.Get("html")};
+  if (!pictures.empty() && a.Has("profile")) {
+    // The picture re-scores the plan with the local cost model, which has no stored profile.
+    return Fail(err, absl::InvalidArgumentError(
+                         "--svg/--html need the plan's hardware here: not with --profile (save the "
+                         "plan with --output and run `cairn evaluate --plan FILE "
+                         "--hardware-profile FILE.json --svg ...`)"));
+  }
   cairn::v1::PlanRequest req;
   *req.mutable_search() = loaded->request;
   req.set_no_cache(a.Has("no-cache"));
@@ -195,6 +205,10 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
     std::ofstream f(a.Get("output"));
     f << *json;
     if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+  }
+  if (absl::Status s = planner::WritePlanPictures(pictures, loaded->problem, r.plans(0), err);
+      !s.ok()) {
+    return Fail(err, s);
   }
   if (format == "json") {
     // The best Plan, exactly as the local `cairn plan --json` prints it; the daemon's plan id (for
@@ -382,19 +396,33 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
                        "[--against CLUSTER|ID[@V]]"));
 }
 
+// The problem a stored plan was made for, from the plan itself (model, cluster, shape, batch,
+// sequence); --model/--cluster/--hardware-profile in `a` only where the plan cannot name them.
+absl::StatusOr<Loaded> ProblemOfStoredPlan(const Args& a, const cairn::v1::Plan& plan,
+                                           const std::string& plan_id) {
+  Args problem_args;
+  for (const char* flag : {"model", "cluster", "hardware-profile"}) {
+    if (a.Has(flag)) problem_args.Set(flag, a.Get(flag));
+  }
+  CAIRN_RETURN_IF_ERROR(TakeProblemFromPlan(plan, "plan " + plan_id, &problem_args));
+  return LoadProblem(problem_args);
+}
+
 int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   const std::string verb = argv.empty() ? "" : argv[0];
   Args a;
   if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
                                                          argv.end()),
-                               {"id", "model", "format", "output", "cluster", "hardware-profile"},
+                               {"id", "model", "format", "output", "cluster", "hardware-profile",
+                                "svg", "html"},
                                {"json", "explain"});
       !s.ok()) {
     return Fail(err, s);
   }
   auto ctx = c.Context();
-  if (verb == "list" && (a.Has("format") || a.Has("output"))) {
-    return Fail(err, absl::InvalidArgumentError("--format and --output are for `plans show`"));
+  if (verb == "list" && (a.Has("format") || a.Has("output") || a.Has("svg") || a.Has("html"))) {
+    return Fail(err, absl::InvalidArgumentError(
+                         "--format, --output, --svg and --html are for `plans show`"));
   }
   if (verb == "list") {
     cairn::v1::ListPlansRequest req;
@@ -422,7 +450,8 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
     const cairn::v1::SearchResponse& r = resp.result();
     const std::string format = a.Get("format", "text");
     if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
-    if ((a.Has("output") || format != "text") && r.plans_size() == 0) {
+    const planner::PictureFiles pictures{a.Get("svg"), a.Get("html")};
+    if ((a.Has("output") || format != "text" || !pictures.empty()) && r.plans_size() == 0) {
       err << "cairn: plan " << req.plan_id() << " has no plan: " << r.infeasible_reason() << "\n";
       return 1;
     }
@@ -433,6 +462,14 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
       f << *json;
       if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
     }
+    if (!pictures.empty()) {
+      absl::StatusOr<Loaded> loaded = ProblemOfStoredPlan(a, r.plans(0), req.plan_id());
+      if (!loaded.ok()) return Fail(err, loaded.status());
+      if (absl::Status s = planner::WritePlanPictures(pictures, loaded->problem, r.plans(0), err);
+          !s.ok()) {
+        return Fail(err, s);
+      }
+    }
     if (a.Has("json")) {
       out << Json(resp) << "\n";  // the stored PlanResponse, id and all
     } else if (format == "json") {
@@ -440,17 +477,7 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
       if (!json.ok()) return Fail(err, json.status());
       out << *json << "\n";
     } else if (IsExportFormat(format)) {
-      // The problem the plan was made for, from the plan itself (model, cluster, shape, batch,
-      // sequence); --model/--cluster/--hardware-profile only where the plan cannot name them.
-      Args problem_args;
-      for (const char* flag : {"model", "cluster", "hardware-profile"}) {
-        if (a.Has(flag)) problem_args.Set(flag, a.Get(flag));
-      }
-      if (absl::Status s = TakeProblemFromPlan(r.plans(0), "plan " + req.plan_id(), &problem_args);
-          !s.ok()) {
-        return Fail(err, s);
-      }
-      absl::StatusOr<Loaded> loaded = LoadProblem(problem_args);
+      absl::StatusOr<Loaded> loaded = ProblemOfStoredPlan(a, r.plans(0), req.plan_id());
       if (!loaded.ok()) return Fail(err, loaded.status());
       const bool built_in =
           absl::EndsWith(r.plans(0).provenance().hardware_profile(), " (built-in default)");
@@ -466,7 +493,7 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
   return Fail(err, absl::InvalidArgumentError(
                        "usage: cairn plans list [--model M] | show --id ID [--format "
                        "text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed] "
-                       "[--output FILE] [--explain] [--json]"));
+                       "[--output FILE] [--explain] [--json] [--svg FILE] [--html FILE]"));
 }
 
 int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,

@@ -165,6 +165,8 @@ ChunkCost CostChunk(const CostModel& cm, const PlanSpec& plan, int chunk) {
     t.forward_s += c.forward_s;
     t.backward_s += c.backward_s;
     t.step_sync_s += c.step_sync_s;
+    cc.forward_compute_s += c.compute_forward_s;
+    cc.backward_compute_s += c.compute_backward_s;
     cc.compute_s += m * (c.compute_forward_s + c.compute_backward_s);
     cc.tp_comm_s += m * (c.tp_comm_forward_s + c.tp_comm_backward_s);
     cc.tp_comm_hidden_s += c.tp_comm_hidden_s;
@@ -336,7 +338,6 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   if (absl::Status s = ValidatePlanShape(pb, plan); !s.ok()) return s;
   Evaluation e;
   const int p = plan.pipeline_degree();
-  const int m = plan.num_micro_batches;
   e.budget_bytes = pb.memory_budget_bytes;
   // The contract's verdict (what the runtime would refuse), each problem once; then what the
   // runtime the plan is costed for cannot run.
@@ -361,13 +362,8 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   // Model chunks in model order (chunk c on stage c mod p).
   e.chunks.resize(plan.num_chunks());
   for (ChunkCost& c : by_stage) e.chunks[c.chunk] = std::move(c);
-  std::vector<StageTimes> times(plan.num_chunks());
-  for (int c = 0; c < plan.num_chunks(); ++c) times[c] = e.chunks[c].times;
   e.feasible = e.violations.empty();
-  PipelineOptions opt;
-  opt.virtual_stages = std::max(1, plan.virtual_stages);
-  opt.blocking_sends = pb.runtime.blocking_sends;
-  e.pipeline = SimulatePipeline(plan.schedule, m, times, opt);
+  e.pipeline = SimulatePlanPipeline(pb, plan, e.chunks);
   e.step_time_s = e.pipeline.step_time_s;
   const double tokens = static_cast<double>(plan.global_batch) * pb.seq_len;
   const int N = pb.hardware.num_devices();
@@ -390,6 +386,17 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   for (const ChunkCost& c : e.chunks) e.pipeline_comm_s += 2 * c.times.hop_s;
   e.bubble_s = e.pipeline.bubble_s;
   return e;
+}
+
+PipelineResult SimulatePlanPipeline(const SearchProblem& problem, const PlanSpec& plan,
+                                    const std::vector<ChunkCost>& chunks, bool record_events) {
+  std::vector<StageTimes> times(chunks.size());
+  for (size_t c = 0; c < chunks.size(); ++c) times[c] = chunks[c].times;
+  PipelineOptions opt;
+  opt.virtual_stages = std::max(1, plan.virtual_stages);
+  opt.blocking_sends = problem.runtime.blocking_sends;
+  opt.record_events = record_events;
+  return SimulatePipeline(plan.schedule, plan.num_micro_batches, times, opt);
 }
 
 std::vector<std::string> SummarizeLayers(const PlanSpec& plan, int first, int count,

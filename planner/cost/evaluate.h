@@ -29,6 +29,10 @@ struct ChunkCost {
   int first_layer = 0;
   int num_layers = 0;
   StageTimes times;               // per micro-batch forward/backward, per step sync, hop onwards
+  // Per micro-batch, the compute part of times.forward_s / times.backward_s (the rest is exposed
+  // TP/SP/Ulysses and ZeRO communication and layout transitions).
+  double forward_compute_s = 0;
+  double backward_compute_s = 0;
   // Per optimizer step (m micro-batches), seconds.
   double compute_s = 0;
   double tp_comm_s = 0;           // exposed TP/SP/Ulysses collectives
@@ -123,6 +127,13 @@ struct Evaluation {
 absl::Status ValidatePlanShape(const SearchProblem& problem, const PlanSpec& plan);
 
 absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan);
+
+// The pipeline simulation Evaluate runs for `plan`, from its costed chunks (Evaluation::chunks, in
+// model order) with the problem's runtime options. Evaluate calls it with record_events = false;
+// pictures of the step (planner/picture) call it again with true, so they show what was costed.
+PipelineResult SimulatePlanPipeline(const SearchProblem& problem, const PlanSpec& plan,
+                                    const std::vector<ChunkCost>& chunks,
+                                    bool record_events = false);
 
 // Why `b` is slower (or faster) than `a`: the terms that differ most, stage by stage.
 std::string Explain(const CostModel& cm, const PlanSpec& a, const Evaluation& ea, const PlanSpec& b,

@@ -19,6 +19,12 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
   std::vector<std::vector<double>> bend(chunks, std::vector<double>(m, kNotYet));
   std::vector<size_t> next(p, 0);
   std::vector<double> free_at(p, 0.0), busy(p, 0.0);
+  // Per stage, in time order (only with record_events).
+  std::vector<std::vector<PipelineEvent>> events(opt.record_events ? p : 0);
+  using Kind = PipelineEvent::Kind;
+  auto record = [&](int stage, Kind kind, int chunk, int micro_batch, double start, double end) {
+    events[stage].push_back({kind, stage, chunk, micro_batch, start, end});
+  };
   size_t remaining = 0;
   for (const auto& o : order) remaining += o.size();
   // Dependencies only point to neighbouring chunks, so repeated sweeps make progress every pass.
@@ -30,13 +36,15 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
         const int g = op.chunk * p + i;
         const int j = op.micro_batch;
         double ready;
+        double hop = 0;  // transit of the input, ending at `ready`
         if (op.forward) {
           if (g == 0) {
             ready = 0;
           } else if (fend[g - 1][j] < 0) {
             break;
           } else {
-            ready = fend[g - 1][j] + st[g - 1].hop_s;
+            hop = st[g - 1].hop_s;
+            ready = fend[g - 1][j] + hop;
           }
         } else {
           if (g == chunks - 1) {
@@ -44,7 +52,8 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
           } else if (bend[g + 1][j] < 0) {
             break;
           } else {
-            ready = bend[g + 1][j] + st[g].hop_s;
+            hop = st[g].hop_s;
+            ready = bend[g + 1][j] + hop;
           }
         }
         const double start = std::max(free_at[i], ready);
@@ -55,6 +64,15 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
         if (opt.blocking_sends) {
           if (op.forward && g < chunks - 1) sending = st[g].hop_s;
           if (!op.forward && g > 0) sending = st[g - 1].hop_s;
+        }
+        if (opt.record_events) {
+          // The stage idles from free_at to start: the last `hop` seconds of it (at most) the
+          // input was in transit, before that it waited for the sender.
+          const double transit_from = std::max(free_at[i], start - hop);
+          if (transit_from > free_at[i]) record(i, Kind::kWait, -1, -1, free_at[i], transit_from);
+          if (start > transit_from) record(i, Kind::kReceive, g, j, transit_from, start);
+          record(i, op.forward ? Kind::kForward : Kind::kBackward, g, j, start, end);
+          if (sending > 0) record(i, Kind::kSend, g, j, end, end + sending);
         }
         free_at[i] = end + sending;
         busy[i] += end + sending - start;
@@ -81,6 +99,15 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
   }
   for (int i = 0; i < p; ++i) r.stage_idle_s[i] = std::max(0.0, r.step_time_s - busy[i] - sync[i]);
   r.bubble_s = r.stage_idle_s[r.bottleneck_stage];
+  if (opt.record_events) {
+    for (int i = 0; i < p; ++i) {
+      if (sync[i] > 0) record(i, Kind::kSync, -1, -1, free_at[i], r.stage_end_s[i]);
+      if (r.step_time_s > r.stage_end_s[i]) {
+        record(i, Kind::kWait, -1, -1, r.stage_end_s[i], r.step_time_s);
+      }
+      r.events.insert(r.events.end(), events[i].begin(), events[i].end());
+    }
+  }
   return r;
 }
 

@@ -65,5 +65,99 @@ TEST(PipelineTest, BlockingSendsKeepTheSenderBusy) {
   EXPECT_DOUBLE_EQ(blocking.stage_busy_s[1], 3.5);
 }
 
+
+TEST(PipelineTest, EventsOfOneMicroBatchTracedByHand) {
+  // The case of HopsAddToTheCriticalPath: stage 1 waits for stage 0's forward (0-1), then for its
+  // hop (1-1.5), runs forward 1.5-2.5 and backward 2.5-4.5, and idles to the end of the step (7);
+  // stage 0 runs forward 0-1, waits 1-4.5, receives 4.5-5 and runs backward 5-7.
+  using Kind = PipelineEvent::Kind;
+  std::vector<StageTimes> st = {{1, 2, 0, 0.5}, {1, 2, 0, 0}};
+  const PipelineResult r = SimulatePipeline(Schedule::k1F1B, 1, st, {.record_events = true});
+  struct Want {
+    int stage;
+    Kind kind;
+    double start_s, end_s;
+  };
+  const std::vector<Want> want = {
+      {0, Kind::kForward, 0, 1},   {0, Kind::kWait, 1, 4.5},       {0, Kind::kReceive, 4.5, 5},
+      {0, Kind::kBackward, 5, 7},  {1, Kind::kWait, 0, 1},         {1, Kind::kReceive, 1, 1.5},
+      {1, Kind::kForward, 1.5, 2.5}, {1, Kind::kBackward, 2.5, 4.5}, {1, Kind::kWait, 4.5, 7},
+  };
+  ASSERT_EQ(r.events.size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(r.events[k].stage, want[k].stage);
+    EXPECT_EQ(r.events[k].kind, want[k].kind);
+    EXPECT_DOUBLE_EQ(r.events[k].start_s, want[k].start_s);
+    EXPECT_DOUBLE_EQ(r.events[k].end_s, want[k].end_s);
+  }
+  // Without the option, no events (the search's and Evaluate's path).
+  EXPECT_TRUE(SimulatePipeline(Schedule::k1F1B, 1, st).events.empty());
+}
+
+// For every schedule: each stage's events tile the step, operations appear once each, and the
+// waits and busy intervals add up to the simulation's own idle and busy times.
+TEST(PipelineTest, EventsTileTheStepAndMatchBusyAndIdle) {
+  using Kind = PipelineEvent::Kind;
+  struct Case {
+    Schedule schedule;
+    int m, v;
+    bool blocking;
+  };
+  for (const Case& c : {Case{Schedule::k1F1B, 6, 1, false}, Case{Schedule::kGPipe, 4, 1, true},
+                        Case{Schedule::kInterleaved1F1B, 6, 2, false},
+                        Case{Schedule::kInterleaved1F1B, 3, 3, true}}) {
+    SCOPED_TRACE(ToString(c.schedule));
+    const int p = 3;
+    std::vector<StageTimes> st;
+    for (int g = 0; g < p * c.v; ++g) {
+      // Uneven chunks, a hop after all but the last, a sync on some.
+      st.push_back({1.0 + 0.25 * (g % 3), 2.0 + 0.5 * (g % 2), g % 2 ? 0.75 : 0.0,
+                    g + 1 < p * c.v ? 0.125 : 0.0});
+    }
+    PipelineOptions opt;
+    opt.virtual_stages = c.v;
+    opt.blocking_sends = c.blocking;
+    opt.record_events = true;
+    const PipelineResult r = SimulatePipeline(c.schedule, c.m, st, opt);
+    const PipelineResult plain = SimulatePipeline(c.schedule, c.m, st, {c.v, c.blocking});
+    EXPECT_DOUBLE_EQ(r.step_time_s, plain.step_time_s);
+    std::vector<double> at(p, 0.0), busy(p, 0.0), idle(p, 0.0);
+    std::vector<int> ops(p, 0);
+    int last_stage = 0;
+    for (const PipelineEvent& e : r.events) {
+      ASSERT_GE(e.stage, last_stage);  // stage-major
+      last_stage = e.stage;
+      EXPECT_NEAR(e.start_s, at[e.stage], 1e-12);
+      EXPECT_GE(e.end_s, e.start_s);
+      at[e.stage] = e.end_s;
+      switch (e.kind) {
+        case Kind::kForward:
+        case Kind::kBackward:
+          EXPECT_EQ(e.chunk % p, e.stage);
+          ++ops[e.stage];
+          [[fallthrough]];
+        case Kind::kSend:
+          busy[e.stage] += e.duration_s();
+          break;
+        case Kind::kReceive:
+        case Kind::kWait:
+          idle[e.stage] += e.duration_s();
+          break;
+        case Kind::kSync:
+          break;
+      }
+    }
+    for (int i = 0; i < p; ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_NEAR(at[i], r.step_time_s, 1e-9);
+      EXPECT_EQ(ops[i], 2 * c.m * c.v);
+      EXPECT_NEAR(busy[i], r.stage_busy_s[i], 1e-9);
+      EXPECT_NEAR(idle[i], r.stage_idle_s[i], 1e-9);
+    }
+    EXPECT_NEAR(idle[r.bottleneck_stage], r.bubble_s, 1e-9);
+  }
+}
+
 }  // namespace
 }  // namespace cairn::planner
