@@ -367,6 +367,7 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   PipelineOptions opt;
   opt.virtual_stages = std::max(1, plan.virtual_stages);
   opt.blocking_sends = pb.runtime.blocking_sends;
+  opt.op_overhead_s = std::max(0.0, pb.runtime.op_overhead_s);
   e.pipeline = SimulatePipeline(plan.schedule, m, times, opt);
   e.step_time_s = e.pipeline.step_time_s;
   const double tokens = static_cast<double>(plan.global_batch) * pb.seq_len;

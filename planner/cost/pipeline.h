@@ -36,6 +36,8 @@ struct PipelineOptions {
   // The sender of a pipeline message is busy for its transfer too (RuntimeTraits::blocking_sends);
   // else only the receiver waits for it.
   bool blocking_sends = false;
+  // Fixed seconds added to every operation (RuntimeTraits::op_overhead_s).
+  double op_overhead_s = 0;
 };
 
 struct PipelineResult {
