@@ -456,6 +456,20 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   return c;
 }
 
+int CostModel::RelocationStride(const Layout& from, const Layout& to, int group) {
+  // Who holds the pieces (runtime/engine/engine.cc, Relocate): local rank r of layout `from`
+  // holds row block r / from.tp and, when the sequence is sharded, sequence piece r % from.tp.
+  // A device collects row_blocks blocks of rows, each in group / row_blocks sequence pieces.
+  const int row_blocks = std::max(1, from.dp / std::max(1, to.dp));
+  const int seq_pieces = std::max(1, group / row_blocks);
+  // Pieces of one row block only: consecutive ranks of one from.tp group. Whole from.tp groups
+  // of consecutive row blocks: consecutive ranks too.
+  if (row_blocks == 1) return 1;
+  if (from.seq_sharded && seq_pieces >= from.tp) return 1;
+  // Row blocks held by every from.tp-th rank (one piece each, or some of each group's pieces).
+  return std::max(1, from.tp);
+}
+
 TransitionCost CostModel::Transition(const Layout& from, const Layout& to,
                                      const StageContext& ctx) const {
   TransitionCost tc;
@@ -469,7 +483,7 @@ TransitionCost CostModel::Transition(const Layout& from, const Layout& to,
     if (group == 1) return 0.0;
     const double need = (1.0 / b.dp) * (b.seq_sharded ? 1.0 / b.tp : 1.0);
     return hw_.CollectiveTime(CollectiveOp::kAllGather, group,
-                              hw_.Placement(group, std::min(a.tp, b.tp)), need * act);
+                              hw_.Placement(group, RelocationStride(a, b, group)), need * act);
   };
   tc.forward_s = gather(from, to);
   tc.backward_s = gather(to, from);

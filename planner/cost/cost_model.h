@@ -119,6 +119,11 @@ class CostModel {
   // Relocating activations from `from` to `to` (all-gather of the missing part, or a free slice),
   // and the mirror for gradients in backward.
   TransitionCost Transition(const Layout& from, const Layout& to, const StageContext& ctx) const;
+  // The rank stride of the group a relocation from `from` to `to` gathers over (`group` ranks,
+  // plan::RelocationGroupSize): 1 when the pieces sit on consecutive ranks (a sequence gather
+  // inside a TP group, or whole TP groups), else from.tp (row blocks on every from.tp-th rank).
+  // With the devices per node it decides whether the gather crosses nodes.
+  static int RelocationStride(const Layout& from, const Layout& to, int group);
   // Point-to-point time of one micro-batch's activation (or gradient) between stage `i` and `i+1`.
   double PipelineHop(const StageContext& ctx) const;
   // The same between any two stages (interleaving wraps from the last stage to the first).

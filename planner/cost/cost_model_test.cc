@@ -131,6 +131,30 @@ TEST_F(CostModelTest, TransitionGathersWhatIsMissing) {
   EXPECT_EQ(cm_.Transition(to, to, ctx_).total(), 0.0);
 }
 
+TEST(TransitionPlacementTest, SequenceGatherStaysInsideTheNode) {
+  // 16 devices per stage on nodes of 8 (RoundHardware: intra-node 10 us + bus / 100 GB/s,
+  // inter-node 20 us + bus / 10 GB/s). From TP+SP 8 (dp 2, sequence over 8) to plain TP 8
+  // (dp 2, replicated): each device gathers the 8 sequence pieces of its rows, held by the 8
+  // consecutive ranks of its TP group, which share a node. Micro-batch 2 x 1024 x 1024 x 2 B =
+  // 4 MiB; a device needs half (its row block): all-gather of 2,097,152 B over 8 ranks,
+  // 10 us + 2097152 x 7/8 / 100e9 = 28.35008 us (inter-node would be 20 us + 183.5 us).
+  const SearchProblem pb = testing::SmallProblem(2, 8, 2, 2, 1024, int64_t{80} << 30);
+  const CostModel cm(pb);
+  StageContext ctx;
+  ctx.stage_devices = 16;
+  ctx.micro_batch = 2;
+  const Layout sp{2, 8, true}, tp{2, 8, false};
+  EXPECT_EQ(CostModel::RelocationStride(sp, tp, 8), 1);
+  EXPECT_NEAR(cm.Transition(sp, tp, ctx).forward_s, 28.35008e-6, 1e-12);
+  // Row blocks of a batch split over 16 into a batch split over 2 with TP 8 (replicated): the 8
+  // blocks sit on every rank (from.tp = 1): consecutive as well.
+  EXPECT_EQ(CostModel::RelocationStride(Layout{16, 1, false}, tp, 8), 1);
+  // Row blocks of a TP 2 layout (replicated) into a TP 8 one: every second rank holds a block.
+  EXPECT_EQ(CostModel::RelocationStride(Layout{8, 2, false}, tp, 4), 2);
+  // TP+SP 2 into TP 8: four row blocks, both sequence pieces of each: whole TP groups.
+  EXPECT_EQ(CostModel::RelocationStride(Layout{8, 2, true}, tp, 8), 1);
+}
+
 TEST_F(CostModelTest, InvalidStrategiesSayWhy) {
   Strategy s;
   s.tp = 32;
@@ -166,6 +190,33 @@ TEST_F(CostModelTest, EvaluateAddsStagesAndFlagsMemory) {
   EXPECT_NE(t.violations[0].find("over the budget"), std::string::npos);
   plan.layers.pop_back();
   EXPECT_FALSE(Evaluate(cm_, plan).ok());
+}
+
+TEST_F(CostModelTest, FixedCostPerOperationChargesEveryChunkAndMicroBatch) {
+  // The 2-block model on 8 devices: one stage (embedding, 2 blocks, head) against two stages of
+  // one block each (4 devices per stage), both with 4 micro-batches of 8 samples. A fixed cost of 1 ms per
+  // operation (RuntimeTraits::op_overhead_s) adds 2 m = 8 ms to the one-stage step (one chunk,
+  // 4 forwards and 4 backwards in a row) and 2 (m + p - 1) = 10 ms to the two-stage step (each
+  // of its 1F1B slots holds one operation of each stage).
+  auto step = [&](const PlanSpec& plan, double overhead_s) {
+    SearchProblem pb = pb_;
+    pb.runtime.op_overhead_s = overhead_s;
+    const CostModel cm(pb);
+    absl::StatusOr<Evaluation> e = Evaluate(cm, plan);
+    EXPECT_TRUE(e.ok());
+    return e.ok() ? e->step_time_s : 0.0;
+  };
+  PlanSpec one;
+  one.global_batch = 32;
+  one.num_micro_batches = 4;
+  one.stage_layers = {4};
+  one.layers.assign(4, Strategy{});
+  EXPECT_NEAR(step(one, 1e-3) - step(one, 0), 8e-3, 1e-9);
+  PlanSpec two = one;
+  two.stage_layers = {2, 2};
+  const double added = step(two, 1e-3) - step(two, 0);
+  EXPECT_GE(added, 8e-3 - 1e-9);
+  EXPECT_LE(added, 10e-3 + 1e-9);
 }
 
 }  // namespace

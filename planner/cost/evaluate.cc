@@ -395,6 +395,7 @@ PipelineResult SimulatePlanPipeline(const SearchProblem& problem, const PlanSpec
   PipelineOptions opt;
   opt.virtual_stages = std::max(1, plan.virtual_stages);
   opt.blocking_sends = problem.runtime.blocking_sends;
+  opt.op_overhead_s = std::max(0.0, problem.runtime.op_overhead_s);
   opt.record_events = record_events;
   return SimulatePipeline(plan.schedule, plan.num_micro_batches, times, opt);
 }

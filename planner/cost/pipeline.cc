@@ -57,7 +57,8 @@ PipelineResult SimulatePipeline(Schedule schedule, int m, const std::vector<Stag
           }
         }
         const double start = std::max(free_at[i], ready);
-        const double end = start + (op.forward ? st[g].forward_s : st[g].backward_s);
+        const double end =
+            start + opt.op_overhead_s + (op.forward ? st[g].forward_s : st[g].backward_s);
         (op.forward ? fend : bend)[g][j] = end;
         // A blocking send keeps the stage busy for the transfer of its output.
         double sending = 0;

@@ -43,6 +43,8 @@ struct PipelineOptions {
   // Fill PipelineResult::events (off in the search and in Evaluate: it costs an allocation per
   // operation).
   bool record_events = false;
+  // Fixed seconds added to every operation (RuntimeTraits::op_overhead_s).
+  double op_overhead_s = 0;
 };
 
 // One interval of one stage's step, as the simulation placed it.

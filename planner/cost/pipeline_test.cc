@@ -159,5 +159,28 @@ TEST(PipelineTest, EventsTileTheStepAndMatchBusyAndIdle) {
   }
 }
 
+TEST(PipelineTest, FixedCostPerOperationIsPaidPerChunkAndMicroBatch) {
+  // Every operation costs 0.5 s more: the stages of UnevenStagesBottleneck become (1.5, 2.5)
+  // and (2.5, 4.5), so 4 + 7 + 3 x 7 = 32 instead of 27.
+  std::vector<StageTimes> st = {{1, 2, 0, 0}, {2, 4, 0, 0}};
+  PipelineOptions opt;
+  opt.op_overhead_s = 0.5;
+  EXPECT_DOUBLE_EQ(SimulatePipeline(Schedule::k1F1B, 4, st, opt).step_time_s, 32);
+  // The same work cut into more, thinner chunks pays it more often: one stage of F = 2, B = 4 in
+  // one chunk, m = 4: 4 x (6 + 1) = 28; as 2 chunks of F = 1, B = 2 on 2 stages... the fixed cost
+  // is paid by each of the 2 x 2 operations per micro-batch of a stage: 2 stages of F = 1.5,
+  // B = 2.5: (m + p - 1) x 4 = 20 against 15 without it.
+  const std::vector<StageTimes> one = {{2, 4, 0, 0}};
+  EXPECT_DOUBLE_EQ(SimulatePipeline(Schedule::k1F1B, 4, one, opt).step_time_s, 28);
+  const std::vector<StageTimes> two = {{1, 2, 0, 0}, {1, 2, 0, 0}};
+  EXPECT_DOUBLE_EQ(SimulatePipeline(Schedule::k1F1B, 4, two, opt).step_time_s, 20);
+  // Interleaving doubles the operations per stage: 4 chunks of F = 1.5, B = 2.5 on 2 stages,
+  // m = 4: 8 operations of 4 s per stage plus (2 - 1) x 4 / 2... = 32 + 4 = 36 (27 without).
+  const std::vector<StageTimes> chunks(4, StageTimes{1, 2, 0, 0});
+  PipelineOptions il = opt;
+  il.virtual_stages = 2;
+  EXPECT_DOUBLE_EQ(SimulatePipeline(Schedule::kInterleaved1F1B, 4, chunks, il).step_time_s, 36);
+}
+
 }  // namespace
 }  // namespace cairn::planner

@@ -146,6 +146,13 @@ struct RuntimeTraits {
   // Pipeline sends block the sender until the receiver has the message (the hop is charged to
   // both stages); false: sends are asynchronous, only the receiver waits.
   bool blocking_sends = false;
+  // Fixed cost of every pipeline operation (one model chunk's forward or backward of one
+  // micro-batch) on the stage's critical path, beside its kernels: the schedule's host-side
+  // bookkeeping, posting its sends and receives, the micro-batch's data and loss handling. A
+  // pipeline of p x v chunks pays it 2 m v times per stage, so deep pipelines of thin stages pay
+  // for their many operations. Seconds; 0 = not measured (neither built-in runtime has a
+  // measurement yet; docs/cost-model.md).
+  double op_overhead_s = 0;
   // Layer structure: Q, K, V as one GEMM (else three) and the SwiGLU gate and up as one.
   bool fused_qkv = false;
   bool fused_gate_up = false;

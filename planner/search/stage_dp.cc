@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace cairn::planner {
@@ -13,13 +14,15 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // DP table of one step: objective f and busy time x per (memory units v, column), row-major in v.
 // f(v, c) = best objective of the layers so far, the last one using option column c, with at most
 // v units of memory. Monotone non-increasing in v because the initial table is 0 for every v.
+// f, x and pred are left uninitialised where nothing reads them (x and pred where f is infinite),
+// so a new table costs no fill of its (U + 1) x width cells.
 struct Table {
   int width = 0;
-  std::vector<float> f, x;
+  std::unique_ptr<float[]> f, x;
   std::vector<int> layout;       // per column
   std::vector<int> option;       // per column: option index (-1 = virtual start)
   std::vector<int> units;        // per column: memory units of the option
-  std::vector<uint16_t> pred;    // per cell: column of the previous table
+  std::unique_ptr<uint16_t[]> pred;  // per cell: column of the previous table
   int first_row = 0;             // rows below hold no finite value
 };
 
@@ -58,6 +61,16 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     }
   }
   auto T = [&](int a, int b) { return trans[static_cast<size_t>(a) * K + b]; };
+  // The same as the DP adds it, rounded to float once: m x relocation (objective) and the
+  // relocation itself (busy time), [from][to] with row kNone zero.
+  std::vector<float> trans_obj(static_cast<size_t>(K + 1) * K, 0.0f);
+  std::vector<float> trans_busy(static_cast<size_t>(K + 1) * K, 0.0f);
+  for (int a = 0; a < K; ++a) {
+    for (int b = 0; b < K; ++b) {
+      trans_obj[static_cast<size_t>(a) * K + b] = static_cast<float>(m * T(a, b));
+      trans_busy[static_cast<size_t>(a) * K + b] = static_cast<float>(T(a, b));
+    }
+  }
   const int64_t base_quantum = std::max<int64_t>(1, in.quantum_bytes);
   auto stopped = [&] {
     if (in.cancelled == nullptr || !in.cancelled->load(std::memory_order_relaxed)) return false;
@@ -173,8 +186,10 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
     {
       Table start;
       start.width = 1;
-      start.f.assign(U + 1, 0.0f);
-      start.x.assign(U + 1, 0.0f);
+      start.f.reset(new float[U + 1]);
+      start.x.reset(new float[U + 1]);
+      std::fill(start.f.get(), start.f.get() + U + 1, 0.0f);
+      std::fill(start.x.get(), start.x.get() + U + 1, 0.0f);
       start.layout = {in.has_embedding ? kNone : in.boundary_layout};
       start.option = {-1};
       start.units = {0};
@@ -192,10 +207,25 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
       for (int v = 0; v < prev.first_row; ++v) {
         std::fill(&into[static_cast<size_t>(v) * K], &into[static_cast<size_t>(v + 1) * K], kInf);
       }
+      std::vector<int> live;  // layouts with a finite best, in order
+      live.reserve(K + 1);
       for (int v = prev.first_row; v <= U; ++v) {
         if (stopped()) return;
         const float* fp = &prev.f[static_cast<size_t>(v) * prev.width];
         const float* xp = &prev.x[static_cast<size_t>(v) * prev.width];
+        // More memory often changes nothing (the table is flat in v over long runs): a row equal
+        // to the one below gives the same relocations, so copy them instead of recomputing.
+        bool same = v > prev.first_row;
+        for (int j = 0; same && j < prev.width; ++j) {
+          same = fp[j] == fp[j - prev.width] && (fp[j] == kInf || xp[j] == xp[j - prev.width]);
+        }
+        if (same) {
+          const size_t row = static_cast<size_t>(v) * K;
+          std::copy(&into[row - K], &into[row], &into[row]);
+          std::copy(&into_x[row - K], &into_x[row], &into_x[row]);
+          std::copy(&into_arg[row - K], &into_arg[row], &into_arg[row]);
+          continue;
+        }
         std::fill(bl.begin(), bl.end(), kInf);
         for (int j = 0; j < prev.width; ++j) {
           const int gp = prev.layout[j];
@@ -205,22 +235,30 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
             blarg[gp] = static_cast<uint16_t>(j);
           }
         }
+        live.clear();
+        for (int gp = 0; gp <= K; ++gp) {
+          if (bl[gp] != kInf) live.push_back(gp);
+        }
+        const float* t_obj = trans_obj.data();
+        const float* t_busy = trans_busy.data();
+        float* row_f = &into[static_cast<size_t>(v) * K];
+        float* row_x = &into_x[static_cast<size_t>(v) * K];
+        uint16_t* row_a = &into_arg[static_cast<size_t>(v) * K];
         for (int g = 0; g < K; ++g) {
           float best = kInf, bx = kInf;
           uint16_t arg = 0;
-          for (int gp = 0; gp <= K; ++gp) {
-            if (bl[gp] == kInf) continue;
-            const double t = gp == kNone ? 0.0 : T(gp, g);
-            const float val = bl[gp] + static_cast<float>(m * t);
+          for (int gp : live) {
+            const size_t at = static_cast<size_t>(gp) * K + g;
+            const float val = bl[gp] + t_obj[at];
             if (val < best) {
               best = val;
-              bx = blx[gp] + static_cast<float>(t);
+              bx = blx[gp] + t_busy[at];
               arg = blarg[gp];
             }
           }
-          into[static_cast<size_t>(v) * K + g] = best;
-          into_x[static_cast<size_t>(v) * K + g] = bx;
-          into_arg[static_cast<size_t>(v) * K + g] = arg;
+          row_f[g] = best;
+          row_x[g] = bx;
+          row_a[g] = arg;
         }
       }
       Table cur;
@@ -235,35 +273,47 @@ StageDpOutput SolveStage(const CostModel& cm, const StageDpInput& in) {
         busy[c] = static_cast<float>(o.busy_s);
       }
       const size_t cells = static_cast<size_t>(U + 1) * cur.width;
-      cur.f.assign(cells, kInf);
-      cur.x.resize(cells);
-      cur.pred.resize(cells);
+      cur.f.reset(new float[cells]);
+      cur.x.reset(new float[cells]);
+      cur.pred.reset(new uint16_t[cells]);
       const int* units = cur.units.data();
       const int* layout = cur.layout.data();
       cur.first_row = U + 1;
       for (int c = 0; c < cur.width; ++c) {
         cur.first_row = std::min(cur.first_row, prev.first_row + units[c]);
       }
+      std::fill(cur.f.get(), cur.f.get() + static_cast<size_t>(cur.first_row) * cur.width, kInf);
+      // Raw pointers: the stores below cannot alias the vectors' internals, so the compiler need
+      // not reload them per cell.
+      const float* into_f = into.data();
+      const float* into_b = into_x.data();
+      const uint16_t* into_a = into_arg.data();
+      const float* obj_p = obj.data();
+      const float* busy_p = busy.data();
+      const int width = cur.width;
+      const size_t k_layouts = static_cast<size_t>(K);
       for (int v = cur.first_row; v <= U; ++v) {
         if (stopped()) return;
-        float* f = &cur.f[static_cast<size_t>(v) * cur.width];
-        float* x = &cur.x[static_cast<size_t>(v) * cur.width];
-        uint16_t* pr = &cur.pred[static_cast<size_t>(v) * cur.width];
-        for (int c = 0; c < cur.width; ++c) {
+        float* f = &cur.f[static_cast<size_t>(v) * width];
+        float* x = &cur.x[static_cast<size_t>(v) * width];
+        uint16_t* pr = &cur.pred[static_cast<size_t>(v) * width];
+        for (int c = 0; c < width; ++c) {
           const int from = v - units[c];
-          if (from < 0) continue;
-          const size_t src = static_cast<size_t>(from) * K + layout[c];
-          const float in_f = into[src];
-          if (in_f == kInf) continue;
-          f[c] = in_f + obj[c];
-          x[c] = into_x[src] + busy[c];
-          pr[c] = into_arg[src];
+          if (from < 0) {
+            f[c] = kInf;
+            continue;
+          }
+          // Where into[src] is infinite, so is f (obj is finite): x and pred are then never read.
+          const size_t src = static_cast<size_t>(from) * k_layouts + layout[c];
+          f[c] = into_f[src] + obj_p[c];
+          x[c] = into_b[src] + busy_p[c];
+          pr[c] = into_a[src];
         }
       }
       out.cells += static_cast<int64_t>(cells);
       // Only the newest table's values are read again; earlier tables keep what backtracking needs.
-      std::vector<float>().swap(tables.back().f);
-      std::vector<float>().swap(tables.back().x);
+      tables.back().f.reset();
+      tables.back().x.reset();
       tables.push_back(std::move(cur));
     };
 
