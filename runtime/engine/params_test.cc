@@ -4,24 +4,18 @@
 
 #include "gtest/gtest.h"
 #include "runtime/compute/rng.h"
+#include "runtime/engine/testing/engine_test_util.h"
 #include "runtime/engine/topology.h"
 
 namespace cairn::runtime {
 namespace {
 
+// MicroLlama widened so one block holds millions of elements.
 plan::ModelDims Wide() {
-  plan::ModelDims m;
-  m.name = "wide";
-  m.num_layers = 1;
+  plan::ModelDims m = testing::MicroLlama();
   m.hidden = 512;
   m.ffn_hidden = 2048;
-  m.num_heads = 8;
-  m.num_kv_heads = 8;
-  m.vocab = 4096;
-  m.max_seq_len = 128;
-  m.rms_norm = true;
-  m.swiglu = true;
-  m.rope = true;
+  m.num_heads = m.num_kv_heads = 8;
   return m;
 }
 
