@@ -37,12 +37,24 @@ Result RunBinary(const std::string& binary, const std::string& args) {
   return r;
 }
 
+// Every binary that builds without CUDA (the CUDA ones use the same common/cli_app.h). A new
+// binary goes here, and in the BUILD file's data.
 const std::vector<std::pair<std::string, std::string>> kBinaries = {
     {"cairn", "planner/cli/cairn"},
     {"cairn-planner", "planner/server/cairn-planner"},
     {"cairn-agent", "agent/cairn-agent"},
+    {"cairn-probe", "agent/probes/cairn-probe"},
     {"cairn-train", "runtime/train/cairn-train"},
+    {"cairn-profile-layers", "runtime/train/cairn-profile-layers"},
     {"cairn-data", "runtime/data/cairn-data"},
+    {"planner_load", "planner/server/planner_load"},
+    {"stream_flood", "planner/server/stream_flood"},
+    {"reliability_bench", "planner/server/reliability_bench"},
+    {"store_writer", "planner/store/sqlite/store_writer"},
+    {"store_bench", "planner/store/sqlite/store_bench"},
+    {"search_bench", "planner/search/search_bench"},
+    {"cpu_backend_bench", "runtime/compute/cpu/cpu_backend_bench"},
+    {"gloo_bench", "runtime/comm/gloo/gloo_bench"},
 };
 
 TEST(CommandLinesTest, HelpExitsZeroWithUsage) {
@@ -50,14 +62,23 @@ TEST(CommandLinesTest, HelpExitsZeroWithUsage) {
     for (const char* flag : {"--help", "-h"}) {
       Result r = RunBinary(path, flag);
       EXPECT_EQ(r.status, 0) << name << " " << flag << ":\n" << r.output;
-      EXPECT_THAT(r.output, HasSubstr("sage")) << name;  // "usage:" / "Usage:"
+      if (name != "cairn") {  // still common/args.h until the next commit
+        EXPECT_THAT(r.output, HasSubstr("usage: " + name)) << name;
+        EXPECT_THAT(r.output, HasSubstr("--version")) << name;
+      }
       EXPECT_THAT(r.output, Not(HasSubstr("No flags matched"))) << name;
     }
   }
   // The daemons list their flags with defaults.
-  EXPECT_THAT(RunBinary("planner/server/cairn-planner", "--help").output,
-              HasSubstr("--db (SQLite database file"));
-  EXPECT_THAT(RunBinary("agent/cairn-agent", "--help").output, HasSubstr("--planner"));
+  const std::string planner_help = RunBinary("planner/server/cairn-planner", "--help").output;
+  EXPECT_THAT(planner_help, HasSubstr("--db PATH"));
+  EXPECT_THAT(planner_help, HasSubstr("SQLite database file"));
+  EXPECT_THAT(planner_help, HasSubstr("(default: 127.0.0.1:7070)"));
+  EXPECT_THAT(planner_help, HasSubstr("--read-only,--no-read-only "));
+  const std::string agent_help = RunBinary("agent/cairn-agent", "--help").output;
+  EXPECT_THAT(agent_help, HasSubstr("--planner HOST:PORT"));
+  EXPECT_THAT(agent_help, HasSubstr("--flagfile FILE"));
+  EXPECT_THAT(agent_help, HasSubstr("(default: /var/lib/cairn-agent)"));
 }
 
 TEST(CommandLinesTest, EverySubcommandOfCairnHasHelp) {
@@ -104,7 +125,7 @@ TEST(CommandLinesTest, FlagTyposExitTwo) {
   r = RunBinary("agent/cairn-agent", "--cpu-slots=many");
   EXPECT_EQ(r.status, 2) << r.output;
   // Negated booleans and dashed names still parse (then fail for another reason, not as a typo).
-  r = RunBinary("planner/server/cairn-planner", "--noread-only --log-level=loud");
+  r = RunBinary("planner/server/cairn-planner", "--no-read-only --log_level=loud");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("--log-level must be"));
 }

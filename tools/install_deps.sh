@@ -13,7 +13,8 @@
 set -euo pipefail
 
 # One line per group; BUILD_NOTES.md says what each provides (Bazel 4.2.3, gRPC 1.51, protobuf 3.21,
-# Abseil 20220623, SQLite 3.40, prometheus-cpp 1.0.1, GoogleTest 1.12, Benchmark 1.7, Gloo, OpenBLAS).
+# Abseil 20220623, SQLite 3.40, prometheus-cpp 1.0.1, GoogleTest 1.12, Benchmark 1.7, Gloo, OpenBLAS,
+# CLI11 2.1 for every command line).
 PACKAGES=(
   bazel-bootstrap
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
@@ -22,7 +23,7 @@ PACKAGES=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgloo-dev libopenblas-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libcli11-dev
   clang-14 libclang-rt-14-dev
 )
 CUDA_HOME=/usr/local/cuda
