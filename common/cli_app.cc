@@ -24,6 +24,40 @@ class HelpFormatter : public CLI::Formatter {
     label("Usage", "usage");
     column_width(32);
   }
+  // "  --name VALUE   description (default: X)": the description from column_width_ on, wrapped
+  // at kHelpWidth columns; on the next line when the name is too long.
+  std::string make_option(const CLI::Option* opt, bool is_positional) const override {
+    constexpr size_t kHelpWidth = 100;
+    std::string out = "  " + make_option_name(opt, is_positional) + make_option_opts(opt);
+    if (out.size() + 1 > column_width_) {
+      out += "\n" + std::string(column_width_, ' ');
+    } else {
+      out += std::string(column_width_ - out.size(), ' ');
+    }
+    size_t column = column_width_;
+    bool first = true;
+    // "(default: X)" stays on one line, so it can be found (and read) whole.
+    std::vector<std::string> words =
+        absl::StrSplit(opt->get_description(), ' ', absl::SkipEmpty());
+    if (opt->get_type_size() != 0 && !opt->get_default_str().empty()) {
+      words.push_back(absl::StrCat("(default: ", opt->get_default_str(), ")"));
+    }
+    for (absl::string_view word : words) {
+      if (!first && column + 1 + word.size() > kHelpWidth) {
+        out += "\n" + std::string(column_width_, ' ');
+        column = column_width_;
+        first = true;
+      }
+      if (!first) {
+        out += ' ';
+        ++column;
+      }
+      absl::StrAppend(&out, word);
+      column += word.size();
+      first = false;
+    }
+    return out + "\n";
+  }
   std::string make_option_name(const CLI::Option* opt, bool is_positional) const override {
     // "--read-only,--no-read-only", without CLI11's "{false}" after the negated name.
     std::string name = CLI::Formatter::make_option_name(opt, is_positional);
@@ -39,13 +73,6 @@ class HelpFormatter : public CLI::Formatter {
     if (opt->get_expected_max() == CLI::detail::expected_max_vector_size) out += " ...";
     if (opt->get_required()) out += " (required)";
     return out;
-  }
-  std::string make_option_desc(const CLI::Option* opt) const override {
-    std::string desc = opt->get_description();
-    if (opt->get_type_size() != 0 && !opt->get_default_str().empty()) {
-      absl::StrAppend(&desc, " (default: ", opt->get_default_str(), ")");
-    }
-    return desc;
   }
 };
 

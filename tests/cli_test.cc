@@ -8,7 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "absl/strings/str_cat.h"
-#include "common/args.h"
+#include "common/cli_app.h"
 #include "planner/cli/commands.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/render.h"
@@ -340,11 +340,12 @@ TEST(CliTest, MegatronExportReSplitsUnevenStages) {
 }
 
 TEST(CliTest, MegatronStageSplitKeepsMiddleStagesEqual) {
-  Args a;
-  ASSERT_TRUE(a.Parse({"--model", "llama2-13b", "--nodes", "2", "--global-batch", "64",
-                       "--seq-len", "2048"},
-                      cli::ProblemFlags(), {})
-                  .ok());
+  Flags a;
+  cli::AddProblemFlags(a);
+  a.Set("model", "llama2-13b");
+  a.Set("nodes", "2");
+  a.Set("global-batch", "64");
+  a.Set("seq-len", "2048");
   absl::StatusOr<cli::Loaded> l = cli::LoadProblem(a);
   ASSERT_TRUE(l.ok()) << l.status();
   planner::Strategy s;  // tp=1

@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/planner_test_util.h"
 
@@ -209,7 +210,7 @@ TEST(PlannerDaemonTest, TheFlagTableInTheDocsMatchesTheBinary) {
     std::string entry = lines[i];
     for (size_t j = i + 1; j < lines.size() && lines[j].rfind("  -", 0) != 0 && !lines[j].empty();
          ++j) {
-      entry += " " + lines[j];
+      entry += " " + std::string(absl::StripLeadingAsciiWhitespace(lines[j]));
     }
     const std::string name = entry.substr(4, entry.find_first_of(" ,", 4) - 4);
     if (name == "help" || name == "version") continue;
