@@ -83,8 +83,7 @@ int Main(int argc, char** argv) {
   app->add_option("--tls-cert", o.planner.tls_cert_file,
                   "PEM client certificate for mutual TLS (with --tls-key)")
       ->type_name("FILE");
-  app->add_option("--tls-key", o.planner.tls_key_file, "PEM key of --tls-cert")
-      ->type_name("FILE");
+  app->add_option("--tls-key", o.planner.tls_key_file, "PEM key of --tls-cert")->type_name("FILE");
   app->add_option("--node-name", o.node_name, "name of this node (default: the host name)")
       ->type_name("NAME");
   app->add_option("--advertise-address", o.advertise_address,

@@ -37,8 +37,7 @@ class HelpFormatter : public CLI::Formatter {
     size_t column = column_width_;
     bool first = true;
     // "(default: X)" stays on one line, so it can be found (and read) whole.
-    std::vector<std::string> words =
-        absl::StrSplit(opt->get_description(), ' ', absl::SkipEmpty());
+    std::vector<std::string> words = absl::StrSplit(opt->get_description(), ' ', absl::SkipEmpty());
     if (opt->get_type_size() != 0 && !opt->get_default_str().empty()) {
       words.push_back(absl::StrCat("(default: ", opt->get_default_str(), ")"));
     }
@@ -101,7 +100,8 @@ absl::Status ExpandFlagfiles(const std::vector<std::string>& in, int depth,
     }
     for (absl::string_view file : absl::StrSplit(files, ',', absl::SkipEmpty())) {
       std::ifstream f{std::string(file)};
-      if (!f) return absl::InvalidArgumentError(absl::StrCat("--flagfile ", file, ": cannot be read"));
+      if (!f)
+        return absl::InvalidArgumentError(absl::StrCat("--flagfile ", file, ": cannot be read"));
       std::vector<std::string> lines;
       for (std::string line; std::getline(f, line);) {
         absl::string_view l = absl::StripAsciiWhitespace(line);
@@ -136,7 +136,8 @@ std::string ExtraArgument(const CLI::App& app) {
   for (const std::string& e : extras) {
     if (e.size() > 1 && e[0] == '-') return "unknown flag " + e.substr(0, e.find('='));
   }
-  if (where->get_subcommands().empty() && !where->get_subcommands(std::function<bool(const CLI::App*)>()).empty()) {
+  if (where->get_subcommands().empty() &&
+      !where->get_subcommands(std::function<bool(const CLI::App*)>()).empty()) {
     return absl::StrCat("unknown command '", extras.front(), "'");
   }
   return absl::StrCat("unexpected argument '", extras.front(), "'");
@@ -241,8 +242,8 @@ std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv) {
                           std::cout, std::cerr);
 }
 
-Flags& Flags::Value(const std::string& name, const std::string& value_name,
-                    const std::string& help, const std::string& default_value) {
+Flags& Flags::Value(const std::string& name, const std::string& value_name, const std::string& help,
+                    const std::string& default_value) {
   Declared& d = declared_[name];
   d.default_value = default_value;
   if (app_ != nullptr) {
@@ -256,11 +257,13 @@ Flags& Flags::Bool(const std::string& name, const std::string& help) {
   Declared& d = declared_[name];
   d.is_bool = true;
   if (app_ != nullptr) {
-    d.option = app_->add_flag("--" + name, help)->check(CLI::Validator(
-        [name](std::string& v) {
-          return IsBoolText(v) ? std::string() : "--" + name + " takes no value (or true|false)";
-        },
-        "", "bool"));
+    d.option = app_->add_flag("--" + name, help)
+                   ->check(CLI::Validator(
+                       [name](std::string& v) {
+                         return IsBoolText(v) ? std::string()
+                                              : "--" + name + " takes no value (or true|false)";
+                       },
+                       "", "bool"));
   }
   return *this;
 }

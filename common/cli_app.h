@@ -1,19 +1,20 @@
 // common/cli_app.h — the command line of every Cairn binary, on CLI11 (Debian's libcli11-dev).
 //
-// Why CLI11 and not Abseil flags: `cairn` is a tree of subcommands (plan, evaluate, jobs submit, ...)
-// each with its own flags and its own generated `--help`; Abseil's flags are process-global, so
-// `cairn plan --help` could not list only plan's flags. One library for every binary: the daemons,
-// cairn-train, cairn-data, the probes and the benches use the same App, the same --help/--version
-// and the same exit statuses.
+// Why CLI11 and not Abseil flags: `cairn` is a tree of subcommands (plan, evaluate, jobs
+// submit, ...) each with its own flags and its own generated `--help`; Abseil's flags are
+// process-global, so `cairn plan --help` could not list only plan's flags. One library for every
+// binary: the daemons, cairn-train, cairn-data, the probes and the benches use the same App, the
+// same --help/--version and the same exit statuses.
 //
-// The rules every binary follows (docs/cli.md):
-//   --help / -h        the (sub)command's usage, its flags with their defaults, on stdout; exit 0
-//   --version          "PROGRAM VERSION (BUILD KIND)" (common/version.h) on stdout; exit 0
-//   a flag mistake     an unknown flag, a missing or unparsable value, a stray argument: one line on
-//                      stderr naming it ("cairn-planner: unknown flag --frobnicate (see
-//                      cairn-planner --help)"); exit 2 (the systemd units' RestartPreventExitStatus=2)
-//   --flagfile=FILE    (daemons, AddFlagfile) flags read from FILE, one --name=value per line, '#'
-//                      comments; its mistakes exit 2 like the command line's
+// The rules every binary follows (docs/cli.md, "Command lines"):
+//   --help / -h      the (sub)command's usage, its flags with their defaults, on stdout; exit 0
+//   --version        "PROGRAM VERSION (BUILD KIND)" (common/version.h) on stdout; exit 0
+//   a flag mistake   an unknown flag, a missing or unparsable value, a stray argument: one line
+//                    on stderr naming it ("cairn-planner: unknown flag --frobnicate (see
+//                    cairn-planner --help)"); exit 2 (the systemd units'
+//                    RestartPreventExitStatus=2)
+//   --flagfile=FILE  (daemons, AddFlagfile) flags read from FILE, one --name=value per line, '#'
+//                    comments; its mistakes exit 2 like the command line's
 //   flags are spelled with dashes (--search-workers; --search_workers, Abseil's spelling, is read
 //   as the same flag); a later flag overrides an earlier one.
 //
@@ -27,8 +28,8 @@
 //        app->add_option("--listen", o.listen_address, "gRPC address HOST:PORT");
 //        if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
 //
-//  - or a Flags table (the `cairn` commands, cairn-train, cairn-data): each flag declared in one line
-//    with its default; the command body reads the values by name, as text or typed:
+//  - or a Flags table (the `cairn` commands, cairn-train, cairn-data): each flag declared in one
+//    line with its default; the command body reads the values by name, as text or typed:
 //
 //      cairn::Flags f(app->add_subcommand("plan", "search for the fastest plans"));
 //      f.Value("nodes", "N", "nodes in the cluster", "1").Bool("json", "print the plan as JSON");
@@ -36,8 +37,8 @@
 //      absl::StatusOr<int> nodes = f.GetInt("nodes");   // 1 unless given
 //      if (f.Has("json")) ...
 //
-// Thread safety: none needed (parsing happens once, in main). Errors: Parse* return the exit
-// status; nothing here throws past its API or calls exit().
+// Thread safety: none needed (parsing happens once, in main). Errors: ParseCommandLine returns the
+// exit status; nothing here throws past its API or calls exit().
 #ifndef CAIRN_COMMON_CLI_APP_H_
 #define CAIRN_COMMON_CLI_APP_H_
 

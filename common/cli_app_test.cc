@@ -83,7 +83,8 @@ TEST(CliAppTest, EveryMistakeExitsTwoNamingIt) {
     std::string message;
   };
   for (const Case& c : std::vector<Case>{
-           {{"plan", "--frobnicate", "1"}, "tool plan: unknown flag --frobnicate (see tool plan --help)"},
+           {{"plan", "--frobnicate", "1"},
+            "tool plan: unknown flag --frobnicate (see tool plan --help)"},
            {{"plan", "--frobnicate=1"}, "unknown flag --frobnicate"},
            {{"--frobnicate"}, "tool: unknown flag --frobnicate"},
            {{"plan", "--nodes"}, "--nodes"},

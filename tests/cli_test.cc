@@ -5,15 +5,15 @@
 #include <string>
 #include <vector>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli_app.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "planner/cli/commands.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/render.h"
-#include "planner/search/search.h"
 #include "planner/plan/plan_convert.h"
+#include "planner/search/search.h"
 
 namespace cairn {
 namespace {

@@ -133,8 +133,8 @@ TEST(CommandLinesTest, EverySubcommandOfCairnHasHelp) {
   EXPECT_THAT(r.output, HasSubstr("submit"));
   // The top level lists every command.
   r = RunBinary("planner/cli/cairn", "--help");
-  for (const char* command : {"plan", "evaluate", "models", "clusters", "profiles", "plans",
-                              "agents", "jobs"}) {
+  for (const char* command :
+       {"plan", "evaluate", "models", "clusters", "profiles", "plans", "agents", "jobs"}) {
     EXPECT_THAT(r.output, HasSubstr(absl::StrCat("\n  ", command, " "))) << command;
   }
 }
@@ -148,8 +148,7 @@ TEST(CommandLinesTest, FlagTyposExitTwoInEveryCairnCommand) {
     Result r = RunBinary("planner/cli/cairn",
                          absl::StrCat("--planner 127.0.0.1:1 ", command, " --frobnicate=1"));
     EXPECT_EQ(r.status, 2) << command << ":\n" << r.output;
-    EXPECT_THAT(r.output, HasSubstr("cairn " + command + ": unknown flag --frobnicate"))
-        << command;
+    EXPECT_THAT(r.output, HasSubstr("cairn " + command + ": unknown flag --frobnicate")) << command;
   }
   Result r = RunBinary("planner/cli/cairn", "plan --nodes");  // a missing value
   EXPECT_EQ(r.status, 2) << r.output;

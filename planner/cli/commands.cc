@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -352,7 +352,8 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
   evaluate.Value("plan", "PLAN.json", "the plan (it fixes the model, cluster, batch and sequence)")
       .Value("galvatron-strategy", "FILE.json", "a plan in Galvatron's strategy format")
       .Value("tp", "T", "uniform plan: tensor-parallel degree", "1")
-      .Value("mode", "tp|tp+sp|ulysses", "uniform plan: tensor/sequence mode (default: tp+sp when T > 1, else tp)")
+      .Value("mode", "tp|tp+sp|ulysses",
+             "uniform plan: tensor/sequence mode (default: tp+sp when T > 1, else tp)")
       .Value("dp-mode", "ddp|zero1|zero2|zero3", "uniform plan: data-parallel mode", "zero1")
       .Value("schedule", "1f1b|gpipe|interleaved", "uniform plan: pipeline schedule", "1f1b")
       .Value("micro-batch-size", "PER_DEVICE",
@@ -366,7 +367,8 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
   cl->Add("", "models", "list the built-in models")
       .Value("json", "NAME", "print one as JSON (a starting file for --model FILE.json)");
   cl->Add("", "clusters", "list the built-in clusters")
-      .Value("json", "NAME", "print one as JSON (a starting file for --hardware-profile FILE.json)");
+      .Value("json", "NAME",
+             "print one as JSON (a starting file for --hardware-profile FILE.json)");
   cl->Add("", "help", "this text (cairn COMMAND --help: one command's)");
 
   // The daemon's commands (--planner or CAIRN_PLANNER).
@@ -387,11 +389,13 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
       .Value("file", "F", "the profile (required)");
   kind(cl->Add("profiles", "delete", "delete every version of a stored profile"))
       .Value("id", "ID", "the profile (required)");
-  kind(cl->Add("profiles", "diff", "a measured hardware profile against the catalog default it "
-                                   "replaces, or another profile"))
+  kind(cl->Add("profiles", "diff",
+               "a measured hardware profile against the catalog default it "
+               "replaces, or another profile"))
       .Value("id", "ID", "the measured profile (required)")
       .Value("version", "N", "its version (0: the latest)", "0")
-      .Value("against", "CLUSTER|ID[@V]", "compare with (default: the catalog cluster of its device)");
+      .Value("against", "CLUSTER|ID[@V]",
+             "compare with (default: the catalog cluster of its device)");
 
   cl->AddGroup("plans", "stored plans (daemon)");
   cl->Add("plans", "list", "list stored plans").Value("model", "M", "only this model's");
@@ -403,7 +407,8 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
       .Bool("json", "the stored PlanResponse as JSON")
       .Value("model", "NAME|FILE.json", "megatron/galvatron: the model, when outside the catalog")
       .Value("cluster", "NAME", "megatron/galvatron: the cluster, when the plan cannot name it")
-      .Value("hardware-profile", "FILE.json", "megatron/galvatron: the hardware, instead of --cluster");
+      .Value("hardware-profile", "FILE.json",
+             "megatron/galvatron: the hardware, instead of --cluster");
 
   cl->AddGroup("agents", "the node agents (daemon)");
   cl->Add("agents", "list", "the agents, UP or DOWN, with devices and last heartbeat")
@@ -419,8 +424,8 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
   cl->Add("jobs", "list", "every job");
   for (const char* verb : {"show", "watch", "cancel", "logs"}) {
     Flags& f = cl->Add("jobs", verb,
-                       std::string(verb) == "show"    ? "one job (--json: with measured vs predicted)"
-                       : std::string(verb) == "watch" ? "follow a job's steps until it ends"
+                       std::string(verb) == "show" ? "one job (--json: with measured vs predicted)"
+                       : std::string(verb) == "watch"  ? "follow a job's steps until it ends"
                        : std::string(verb) == "cancel" ? "cancel a job"
                                                        : "the workers' output the agents sent");
     f.Positionals("JOB", "the job id").Value("id", "JOB", "the job id (instead of JOB)");
@@ -444,8 +449,7 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
       .Value("model-profile", "ID", "with --profile: a stored model profile")
       .Value("nodes", "N", "nodes (0: the daemon's planning picks)", "0")
       .Value("gpus-per-node", "G", "devices per node (0: the daemon's planning picks)", "0")
-      .Value("max-restarts", "R", "restart a failed attempt from its checkpoint up to R times",
-             "0")
+      .Value("max-restarts", "R", "restart a failed attempt from its checkpoint up to R times", "0")
       .Value("checkpoint-dir", "DIR", "where the workers write checkpoints")
       .Value("checkpoint-every", "K", "steps between checkpoints (0: never)", "0")
       .Value("name", "NAME", "a name for the job")

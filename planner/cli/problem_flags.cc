@@ -28,8 +28,10 @@ void AddProblemFlags(Flags& f) {
       .Value("batch-range", "MIN:MAX:STEP", "search the global batch too")
       .Value("seq-len", "S", "tokens per sample (default: min(4096, the model's maximum))")
       .Value("memory-gb", "X", "per-device memory budget, GiB (default: the device's memory)")
-      .Value("hardware-profile", "FILE.json", "a HardwareProfile (proto3 JSON) instead of --cluster")
-      .Value("galvatron-hardware", "DIR", "import Galvatron's hardware profile files over the cluster")
+      .Value("hardware-profile", "FILE.json",
+             "a HardwareProfile (proto3 JSON) instead of --cluster")
+      .Value("galvatron-hardware", "DIR",
+             "import Galvatron's hardware profile files over the cluster")
       .Value("model-profile", "FILE.json", "measured layer times instead of the analytic model")
       .Value("galvatron-model-profile", "COMP.json[,MEM.json]",
              "Galvatron's measured layer times instead of the analytic model")
@@ -197,7 +199,6 @@ absl::StatusOr<Loaded> LoadProblem(const Flags& a) {
   return out;
 }
 
-
 // `cairn evaluate --plan FILE`: the plan fixes the model, the cluster shape, the batch and the
 // sequence length. Flags may repeat them; a flag that contradicts the plan is an error naming both
 // values (scoring the plan on another problem would answer a question nobody asked).
@@ -249,6 +250,5 @@ absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string&
   }
   return absl::OkStatus();
 }
-
 
 }  // namespace cairn::cli

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_app.h"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "common/units.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/galvatron.h"
@@ -56,8 +56,9 @@ std::string ReferenceDir() {
 
 int main(int argc, char** argv) {
   int threads = 0;
-  std::unique_ptr<CLI::App> app =
-      cairn::MakeApp("search_bench", "search time and peak memory of the strategy search on the cases in docs/benchmarks.md");
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "search_bench",
+      "search time and peak memory of the strategy search on the cases in docs/benchmarks.md");
   app->add_option("--threads", threads, "search threads; 0 = every core")->type_name("N");
   if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   const std::vector<Case> cases = {

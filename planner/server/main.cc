@@ -61,8 +61,7 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--agent-timeout", f.agent_timeout,
                  "seconds without a heartbeat before an agent is marked down")
       ->type_name("S");
-  app.add_option("--search-workers", f.search_workers, "searches running at once")
-      ->type_name("N");
+  app.add_option("--search-workers", f.search_workers, "searches running at once")->type_name("N");
   app.add_option("--search-queue", f.search_queue,
                  "searches waiting for a worker beyond those; more are refused "
                  "(RESOURCE_EXHAUSTED)")
@@ -70,8 +69,7 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--max-search-seconds", f.max_search_seconds,
                  "a search running longer is stopped (DEADLINE_EXCEEDED)")
       ->type_name("S");
-  app.add_option("--max-search-threads", f.max_search_threads,
-                 "threads per search; 0 = every core")
+  app.add_option("--max-search-threads", f.max_search_threads, "threads per search; 0 = every core")
       ->type_name("N");
   app.add_option("--max-request-bytes", f.max_request_bytes,
                  "largest request accepted, bytes (RESOURCE_EXHAUSTED beyond)")

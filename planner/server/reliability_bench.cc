@@ -17,9 +17,9 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_app.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "common/cli_app.h"
 #include "planner/catalog/models.h"
 #include "planner/server/clock.h"
 #include "planner/server/metrics.h"
@@ -79,7 +79,9 @@ int main(int argc, char** argv) {
   int only = -1, repeat = 1;
   std::unique_ptr<CLI::App> app = cairn::MakeApp(
       "reliability_bench", "how fast a search stops once its caller leaves or its time is up");
-  app->add_option("--after", after_s, "cancel case: seconds the search runs before the caller cancels")->type_name("S");
+  app->add_option("--after", after_s,
+                  "cancel case: seconds the search runs before the caller cancels")
+      ->type_name("S");
   app->add_option("--case", only, "run only case I (from 0); -1: every case")->type_name("I");
   app->add_option("--repeat", repeat, "runs of each case")->type_name("N");
   if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;

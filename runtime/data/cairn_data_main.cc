@@ -4,11 +4,12 @@
 //
 // Writes data/train_00000.bin ... and data/val_00000.bin (format: runtime/data/token_shards.h) and
 // prints what it wrote. Exit status 2 on bad input, 1 on I/O failure.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/stat.h>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -32,7 +33,8 @@ int main(int argc, char** argv) {
   const std::vector<std::string> files = a.List("FILE");
   const std::string output = a.Get("output");
   if (files.empty() || output.empty()) {
-    std::fprintf(stderr, "cairn-data: give the text FILEs and --output DIR (see cairn-data --help)\n");
+    std::fprintf(stderr,
+                 "cairn-data: give the text FILEs and --output DIR (see cairn-data --help)\n");
     return 2;
   }
   // Written so that NaN fails too (every comparison with NaN is false).

@@ -105,11 +105,9 @@ int Main(int argc, char** argv) {
   opt.quiet = a.Has("quiet");
   absl::StatusOr<int> nproc = a.GetInt("nproc"), steps = a.GetInt("steps"),
                       every = a.GetInt("checkpoint-every"), warmup = a.GetInt("warmup"),
-                      stop_at = a.GetInt("stop-at"),
-                      seed = a.GetInt("seed");
+                      stop_at = a.GetInt("stop-at"), seed = a.GetInt("seed");
   absl::StatusOr<double> lr = a.GetDouble("lr"), clip = a.GetDouble("grad-clip"),
-                         wd = a.GetDouble("weight-decay"),
-                         min_lr = a.GetDouble("min-lr-ratio"),
+                         wd = a.GetDouble("weight-decay"), min_lr = a.GetDouble("min-lr-ratio"),
                          mem_gb = a.GetDouble("memory-gb");
   for (const absl::Status& s :
        {nproc.status(), steps.status(), every.status(), warmup.status(), seed.status(),

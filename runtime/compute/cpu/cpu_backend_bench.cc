@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_app.h"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "runtime/compute/compute_backend.h"
@@ -390,8 +390,8 @@ void BenchBlock(ComputeBackend& be, int reps) {
 
 int main(int argc, char** argv) {
   int reps = 20;
-  std::unique_ptr<CLI::App> app =
-      cairn::MakeApp("cpu_backend_bench", "speed of the CPU backend: matmuls and one llama-tiny block");
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "cpu_backend_bench", "speed of the CPU backend: matmuls and one llama-tiny block");
   app->add_option("--reps", reps, "timed repetitions per case")->check(CLI::PositiveNumber);
   if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");

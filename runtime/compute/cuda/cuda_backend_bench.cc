@@ -32,10 +32,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_app.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "runtime/compute/compute_backend.h"
@@ -563,9 +563,9 @@ void WriteJson(Bench& b, const std::string& path) {
 int main(int argc, char** argv) {
   Flags flags;
   std::unique_ptr<CLI::App> app = cairn::MakeApp(
-      "cuda_backend_bench", "speed of the CUDA backend on a GPU, next to the ceilings measured in the same run");
-  app->add_option("--reps", flags.reps, "timed repetitions per case")
-      ->check(CLI::PositiveNumber);
+      "cuda_backend_bench",
+      "speed of the CUDA backend on a GPU, next to the ceilings measured in the same run");
+  app->add_option("--reps", flags.reps, "timed repetitions per case")->check(CLI::PositiveNumber);
   app->add_option("--warmup", flags.warmup, "untimed repetitions first")
       ->check(CLI::NonNegativeNumber);
   app->add_option("--json", flags.json, "also write the results as JSON to FILE")
