@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <type_traits>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
@@ -313,20 +314,20 @@ std::string Flags::Get(const std::string& name, const std::string& fallback) con
 
 namespace {
 
-absl::StatusOr<int> ParseInt(const std::string& name, const std::string& text) {
-  int v;
-  if (!absl::SimpleAtoi(text, &v)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", name, " must be an integer, got '", text, "'"));
+// "--NAME must be an integer, got 'x'" / "... a number ...".
+template <typename T>
+absl::StatusOr<T> ParseNumber(const std::string& name, const std::string& text) {
+  T v;
+  bool ok;
+  if constexpr (std::is_integral_v<T>) {
+    ok = absl::SimpleAtoi(text, &v);
+  } else {
+    ok = absl::SimpleAtod(text, &v);
   }
-  return v;
-}
-
-absl::StatusOr<double> ParseDouble(const std::string& name, const std::string& text) {
-  double v;
-  if (!absl::SimpleAtod(text, &v)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", name, " must be a number, got '", text, "'"));
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", name, std::is_integral_v<T> ? " must be an integer" : " must be a number", ", got '",
+        text, "'"));
   }
   return v;
 }
@@ -336,25 +337,25 @@ absl::StatusOr<double> ParseDouble(const std::string& name, const std::string& t
 absl::StatusOr<int> Flags::GetInt(const std::string& name) const {
   const std::string v = Get(name);
   if (v.empty()) return 0;
-  return ParseInt(name, v);
+  return ParseNumber<int>(name, v);
 }
 
 absl::StatusOr<int> Flags::GetInt(const std::string& name, int fallback) const {
   std::optional<std::string> v = Given(name);
   if (!v.has_value()) return fallback;
-  return ParseInt(name, *v);
+  return ParseNumber<int>(name, *v);
 }
 
 absl::StatusOr<double> Flags::GetDouble(const std::string& name) const {
   const std::string v = Get(name);
   if (v.empty()) return 0.0;
-  return ParseDouble(name, v);
+  return ParseNumber<double>(name, v);
 }
 
 absl::StatusOr<double> Flags::GetDouble(const std::string& name, double fallback) const {
   std::optional<std::string> v = Given(name);
   if (!v.has_value()) return fallback;
-  return ParseDouble(name, *v);
+  return ParseNumber<double>(name, *v);
 }
 
 absl::StatusOr<std::vector<int>> Flags::GetIntList(const std::string& name) const {

@@ -169,6 +169,13 @@ TEST(CommandLinesTest, VersionSaysHowTheBinaryWasBuilt) {
         << name;
     EXPECT_THAT(r.output, Not(HasSubstr("NDEBUG"))) << name;  // Abseil's, about Abseil's build
   }
+  // `cairn COMMAND --version` too.
+  Result r = RunBinary("planner/cli/cairn", "plan --version");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, VersionLine("cairn") + "\n");
+#ifdef NDEBUG
+  EXPECT_EQ(std::string(BuildKind()), "opt build");  // issue 13: -c opt builds said "Debug build"
+#endif
 }
 
 TEST(CommandLinesTest, FlagTyposExitTwo) {

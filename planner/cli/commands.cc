@@ -23,6 +23,7 @@
 #include "common/cli_app.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "common/version.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/galvatron.h"
 #include "planner/catalog/json_io.h"
@@ -310,11 +311,17 @@ struct CommandLine {
   Flags& Add(const std::string& parent, const std::string& name, const std::string& help) {
     CLI::App* under = parent.empty() ? app.get() : app->get_subcommand(parent);
     const std::string path = parent.empty() ? name : parent + " " + name;
-    return commands.emplace(path, Flags(under->add_subcommand(name, help))).first->second;
+    CLI::App* command = under->add_subcommand(name, help);
+    if (parent.empty()) AddVersion(command);  // verbs may have their own --version (profiles)
+    return commands.emplace(path, Flags(command)).first->second;
   }
   // A command whose verbs are its subcommands (`cairn jobs submit`).
   void AddGroup(const std::string& name, const std::string& help) {
-    app->add_subcommand(name, help)->require_subcommand(1);
+    AddVersion(app->add_subcommand(name, help)->require_subcommand(1));
+  }
+  // `cairn plan --version` as `cairn --version`.
+  static void AddVersion(CLI::App* command) {
+    command->set_version_flag("--version", VersionLine("cairn"), "print the version and exit");
   }
 };
 
