@@ -18,8 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/usage.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -29,56 +28,13 @@
 #include "agent/agent_options.h"
 #include "agent/fingerprint.h"
 #include "agent/planner_client.h"
-#include "agent/util/flags.h"
+#include "common/cli_app.h"
 #include "common/logging.h"
 
 namespace {
-const cairn::agent::AgentOptions kDefaults;
-
 std::string Join(const std::vector<std::string>& v) { return absl::StrJoin(v, ","); }
 std::string JoinInts(const std::vector<int>& v) { return absl::StrJoin(v, ","); }
 }  // namespace
-
-ABSL_FLAG(std::string, planner, "", "HOST:PORT of cairn-planner (required)");
-ABSL_FLAG(std::string, token_file, "", "file whose first line is the agent's bearer token");
-ABSL_FLAG(std::string, tls_ca, "", "PEM CA of the planner's certificate; enables TLS");
-ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS (with --tls-key)");
-ABSL_FLAG(std::string, tls_key, "", "PEM key of --tls-cert");
-ABSL_FLAG(std::string, node_name, "", "name of this node (default: the host name)");
-ABSL_FLAG(std::string, advertise_address, "",
-          "address of this node the other nodes' workers reach (default: the interface that "
-          "routes to the planner)");
-ABSL_FLAG(std::string, device_kind, kDefaults.device_kind, "cpu (worker slots) or cuda (GPUs)");
-ABSL_FLAG(int, cpu_slots, kDefaults.cpu_slots, "cpu: workers this node runs at once");
-ABSL_FLAG(std::string, gpus, "", "cuda: GPU indices this agent owns, e.g. 0,1,2,3 (default all)");
-ABSL_FLAG(std::string, cpu_set, "", "CPUs the agent and its workers may use, e.g. 0-3 (default: inherited)");
-ABSL_FLAG(double, cpu_slot_memory_gb, 0, "cpu: memory per slot in the profile (0: 80% of host / slots)");
-ABSL_FLAG(double, peak_tflops, 0, "datasheet peak per device for MFU (0: known GPUs, else measured)");
-ABSL_FLAG(std::string, work_dir, kDefaults.work_dir, "jobs, probes and logs go here");
-ABSL_FLAG(std::string, train_binary, "", "cairn-train (default: next to cairn-agent, then PATH)");
-ABSL_FLAG(std::string, probe_binary, "", "cairn-probe (default: next to cairn-agent, then PATH)");
-ABSL_FLAG(std::string, probe_on_register, kDefaults.probe_on_register,
-          "auto (when the planner has no fresh profile of this node), always or never");
-ABSL_FLAG(double, probe_max_age_hours, absl::ToDoubleHours(kDefaults.probe_max_age),
-          "a measured profile older than this is probed again (auto)");
-ABSL_FLAG(std::string, probe_models, Join(kDefaults.probe_models),
-          "models whose GEMM shapes and layer times the probes measure");
-ABSL_FLAG(std::string, layer_seq_lens, JoinInts(kDefaults.layer_seq_lens),
-          "sequence lengths of the layer probe (jobs' seq lengths)");
-ABSL_FLAG(std::string, layer_micro_batches, JoinInts(kDefaults.layer_micro_batches),
-          "micro-batch sizes of the layer probe");
-ABSL_FLAG(std::string, probe_budget, kDefaults.probe_budget, "full, or quick (CI: seconds)");
-ABSL_FLAG(double, probe_max_bytes, kDefaults.probe_max_bytes,
-          "largest collective probed, bytes (0: 64 MiB cpu, 1 GiB cuda)");
-ABSL_FLAG(double, probe_timeout_s, absl::ToDoubleSeconds(kDefaults.probe_timeout),
-          "a probe run longer than this is stopped");
-ABSL_FLAG(double, worker_grace_s, absl::ToDoubleSeconds(kDefaults.worker_grace),
-          "SIGTERM to workers, then SIGKILL after this long");
-ABSL_FLAG(int, threads_per_worker, kDefaults.threads_per_worker,
-          "OpenBLAS threads per CPU worker (0: cores / slots)");
-ABSL_FLAG(std::string, metrics_address, kDefaults.metrics_address,
-          "Prometheus endpoint HOST:PORT serving /metrics; empty disables it");
-ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 
 namespace cairn::agent {
 namespace {
@@ -101,45 +57,111 @@ std::vector<int> Ints(const std::string& text, bool* ok) {
 int Main(int argc, char** argv) {
   // The agent forks workers from threads; gRPC's fork handlers are not wanted in those children.
   setenv("GRPC_ENABLE_FORK_SUPPORT", "0", 0);
-  absl::SetProgramUsageMessage(
-      "the Cairn node agent: registers the node with cairn-planner, probes it, runs assigned "
-      "training ranks.\nUsage: cairn-agent --planner HOST:PORT [flags]; see docs/agent.md");
-  ParseDashedCommandLine(argc, argv);
-  const std::string level = absl::GetFlag(FLAGS_log_level);
-  SetLogLevel(level == "debug"     ? LogLevel::kDebug
-              : level == "warning" ? LogLevel::kWarning
-              : level == "error"   ? LogLevel::kError
-                                   : LogLevel::kInfo);
+  const AgentOptions defaults;
+  // Every flag, with its default (AgentOptions' where it has one); --flagfile=FILE is the systemd
+  // unit's and DaemonSet's configuration file.
+  std::string log_level = "info", gpus, layer_seq_lens = JoinInts(defaults.layer_seq_lens),
+              layer_micro_batches = JoinInts(defaults.layer_micro_batches),
+              probe_models = Join(defaults.probe_models);
+  double cpu_slot_memory_gb = 0, peak_tflops = 0,
+         probe_max_age_hours = absl::ToDoubleHours(defaults.probe_max_age),
+         probe_timeout_s = absl::ToDoubleSeconds(defaults.probe_timeout),
+         worker_grace_s = absl::ToDoubleSeconds(defaults.worker_grace);
   AgentOptions o;
-  o.planner.address = absl::GetFlag(FLAGS_planner);
-  o.planner.token_file = absl::GetFlag(FLAGS_token_file);
-  o.planner.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
-  o.planner.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  o.planner.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  o.node_name = absl::GetFlag(FLAGS_node_name);
-  o.advertise_address = absl::GetFlag(FLAGS_advertise_address);
-  o.device_kind = absl::GetFlag(FLAGS_device_kind);
-  o.cpu_slots = absl::GetFlag(FLAGS_cpu_slots);
+  std::unique_ptr<CLI::App> app = MakeApp(
+      "cairn-agent",
+      "the Cairn node agent: registers the node with cairn-planner, probes it, runs assigned "
+      "training ranks. Run as cairn-agent --planner HOST:PORT [flags]; see docs/agent.md");
+  app->add_option("--planner", o.planner.address, "HOST:PORT of cairn-planner (required)")
+      ->type_name("HOST:PORT");
+  app->add_option("--token-file", o.planner.token_file,
+                  "file whose first line is the agent's bearer token")
+      ->type_name("FILE");
+  app->add_option("--tls-ca", o.planner.tls_ca_file,
+                  "PEM CA of the planner's certificate; enables TLS")
+      ->type_name("FILE");
+  app->add_option("--tls-cert", o.planner.tls_cert_file,
+                  "PEM client certificate for mutual TLS (with --tls-key)")
+      ->type_name("FILE");
+  app->add_option("--tls-key", o.planner.tls_key_file, "PEM key of --tls-cert")->type_name("FILE");
+  app->add_option("--node-name", o.node_name, "name of this node (default: the host name)")
+      ->type_name("NAME");
+  app->add_option("--advertise-address", o.advertise_address,
+                  "address of this node the other nodes' workers reach (default: the interface "
+                  "that routes to the planner)")
+      ->type_name("HOST");
+  app->add_option("--device-kind", o.device_kind, "cpu (worker slots) or cuda (GPUs)")
+      ->type_name("KIND");
+  app->add_option("--cpu-slots", o.cpu_slots, "cpu: workers this node runs at once")
+      ->type_name("N");
+  app->add_option("--gpus", gpus, "cuda: GPU indices this agent owns, e.g. 0,1,2,3 (default all)")
+      ->type_name("LIST");
+  app->add_option("--cpu-set", o.cpu_set,
+                  "CPUs the agent and its workers may use, e.g. 0-3 (default: inherited)")
+      ->type_name("CPUS");
+  app->add_option("--cpu-slot-memory-gb", cpu_slot_memory_gb,
+                  "cpu: memory per slot in the profile (0: 80% of host / slots)")
+      ->type_name("GB");
+  app->add_option("--peak-tflops", peak_tflops,
+                  "datasheet peak per device for MFU (0: known GPUs, else measured)")
+      ->type_name("T");
+  app->add_option("--work-dir", o.work_dir, "jobs, probes and logs go here")->type_name("DIR");
+  app->add_option("--train-binary", o.train_binary,
+                  "cairn-train (default: next to cairn-agent, then PATH)")
+      ->type_name("PATH");
+  app->add_option("--probe-binary", o.probe_binary,
+                  "cairn-probe (default: next to cairn-agent, then PATH)")
+      ->type_name("PATH");
+  app->add_option("--probe-on-register", o.probe_on_register,
+                  "auto (when the planner has no fresh profile of this node), always or never")
+      ->type_name("WHEN");
+  app->add_option("--probe-max-age-hours", probe_max_age_hours,
+                  "a measured profile older than this is probed again (auto)")
+      ->type_name("H");
+  app->add_option("--probe-models", probe_models,
+                  "models whose GEMM shapes and layer times the probes measure")
+      ->type_name("M1,M2");
+  app->add_option("--layer-seq-lens", layer_seq_lens,
+                  "sequence lengths of the layer probe (jobs' seq lengths)")
+      ->type_name("LIST");
+  app->add_option("--layer-micro-batches", layer_micro_batches,
+                  "micro-batch sizes of the layer probe")
+      ->type_name("LIST");
+  app->add_option("--probe-budget", o.probe_budget, "full, or quick (CI: seconds)")
+      ->type_name("BUDGET");
+  app->add_option("--probe-max-bytes", o.probe_max_bytes,
+                  "largest collective probed, bytes (0: 64 MiB cpu, 1 GiB cuda)")
+      ->type_name("BYTES");
+  app->add_option("--probe-timeout-s", probe_timeout_s, "a probe run longer than this is stopped")
+      ->type_name("S");
+  app->add_option("--worker-grace-s", worker_grace_s,
+                  "SIGTERM to workers, then SIGKILL after this long")
+      ->type_name("S");
+  app->add_option("--threads-per-worker", o.threads_per_worker,
+                  "OpenBLAS threads per CPU worker (0: cores / slots)")
+      ->type_name("N");
+  app->add_option("--metrics-address", o.metrics_address,
+                  "Prometheus endpoint HOST:PORT serving /metrics; empty disables it")
+      ->type_name("HOST:PORT");
+  app->add_option("--log-level", log_level, "debug, info, warning or error")->type_name("LEVEL");
+  AddFlagfile(app.get());
+  if (std::optional<int> exit = ParseCommandLine(*app, argc, argv)) return *exit;
+
+  SetLogLevel(log_level == "debug"     ? LogLevel::kDebug
+              : log_level == "warning" ? LogLevel::kWarning
+              : log_level == "error"   ? LogLevel::kError
+                                       : LogLevel::kInfo);
   bool ok = true;
-  o.gpus = Ints(absl::GetFlag(FLAGS_gpus), &ok);
-  o.layer_seq_lens = Ints(absl::GetFlag(FLAGS_layer_seq_lens), &ok);
-  o.layer_micro_batches = Ints(absl::GetFlag(FLAGS_layer_micro_batches), &ok);
+  o.gpus = Ints(gpus, &ok);
+  o.layer_seq_lens = Ints(layer_seq_lens, &ok);
+  o.layer_micro_batches = Ints(layer_micro_batches, &ok);
   if (!ok) return Fail("--gpus, --layer-seq-lens and --layer-micro-batches take integers", 2);
-  o.cpu_set = absl::GetFlag(FLAGS_cpu_set);
-  o.cpu_slot_memory_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_cpu_slot_memory_gb) * (1 << 30));
-  o.peak_flops_per_s = absl::GetFlag(FLAGS_peak_tflops) * 1e12;
-  o.work_dir = absl::GetFlag(FLAGS_work_dir);
-  o.train_binary = absl::GetFlag(FLAGS_train_binary);
-  o.probe_binary = absl::GetFlag(FLAGS_probe_binary);
-  o.probe_on_register = absl::GetFlag(FLAGS_probe_on_register);
-  o.probe_max_age = absl::Hours(absl::GetFlag(FLAGS_probe_max_age_hours));
-  o.probe_models = absl::StrSplit(absl::GetFlag(FLAGS_probe_models), ',', absl::SkipEmpty());
-  o.probe_budget = absl::GetFlag(FLAGS_probe_budget);
-  o.probe_max_bytes = absl::GetFlag(FLAGS_probe_max_bytes);
-  o.probe_timeout = absl::Seconds(absl::GetFlag(FLAGS_probe_timeout_s));
-  o.worker_grace = absl::Seconds(absl::GetFlag(FLAGS_worker_grace_s));
-  o.threads_per_worker = absl::GetFlag(FLAGS_threads_per_worker);
-  o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  o.cpu_slot_memory_bytes = static_cast<int64_t>(cpu_slot_memory_gb * (1 << 30));
+  o.peak_flops_per_s = peak_tflops * 1e12;
+  o.probe_max_age = absl::Hours(probe_max_age_hours);
+  o.probe_models = absl::StrSplit(probe_models, ',', absl::SkipEmpty());
+  o.probe_timeout = absl::Seconds(probe_timeout_s);
+  o.worker_grace = absl::Seconds(worker_grace_s);
 
   // The node's CPUs, before any thread starts (threads inherit the mask, workers too).
   if (!o.cpu_set.empty()) {

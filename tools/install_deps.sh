@@ -13,9 +13,10 @@
 set -euo pipefail
 
 # One line per group; BUILD_NOTES.md says what each provides (Bazel 4.2.3, gRPC 1.51, protobuf 3.21,
-# Abseil 20220623, SQLite 3.40, prometheus-cpp 1.0.1, GoogleTest 1.12, Benchmark 1.7, Gloo, OpenBLAS;
-# python3-grpcio 1.51 and python3-protobuf 3.21 for the Python client example, examples/python);
-# chromium-headless-shell is the browser tests/plan_picture_browser_test.sh loads the plan pictures in.
+# Abseil 20220623, SQLite 3.40, prometheus-cpp 1.0.1, GoogleTest 1.12, Benchmark 1.7, Gloo, OpenBLAS,
+# CLI11 2.1 for every command line; python3-grpcio 1.51 and python3-protobuf 3.21 for the Python
+# client example, examples/python); chromium-headless-shell is the browser
+# tests/plan_picture_browser_test.sh loads the plan pictures in.
 PACKAGES=(
   bazel-bootstrap
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
@@ -24,7 +25,7 @@ PACKAGES=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgloo-dev libopenblas-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libcli11-dev
   clang-14 libclang-rt-14-dev
   python3-grpcio python3-protobuf chromium-headless-shell
 )

@@ -25,9 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -38,7 +36,7 @@
 #include "agent/probes/layer_probe.h"
 #include "agent/probes/overlap_probe.h"
 #include "agent/probes/probe_harness.h"
-#include "agent/util/flags.h"
+#include "common/cli_app.h"
 #include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
@@ -46,30 +44,72 @@
 #include "runtime/comm/planner_store.h"
 #include "runtime/train/backends.h"
 
-ABSL_FLAG(std::string, backend, "cpu", "cpu or cuda");
-ABSL_FLAG(int, device, -1, "GPU of this rank (cuda); -1 = the local rank");
-ABSL_FLAG(int, rank, 0, "this rank in the probe");
-ABSL_FLAG(int, world_size, 1, "ranks of the probe");
-ABSL_FLAG(int, local_rank, 0, "rank among this host's ranks");
-ABSL_FLAG(std::string, nodes, "", "node index of every rank, comma-separated (default all 0)");
-ABSL_FLAG(int, node, 0, "this rank's node index (for the report)");
-ABSL_FLAG(std::string, store_dir, "", "rendezvous directory (else the planner, from CAIRN_RDZV_*)");
-ABSL_FLAG(std::string, host_address, "127.0.0.1", "address of this host the other ranks reach");
-ABSL_FLAG(std::string, suites, "compute,comm,overlap,layers",
-          "comma-separated: compute (gemm, attention, memory, launch), comm, overlap, layers");
-ABSL_FLAG(std::string, models, "llama-tiny",
-          "catalog models (or ModelSpec JSON files) whose GEMM shapes and layers are probed");
-ABSL_FLAG(std::string, tp_degrees, "", "tensor-parallel degrees of the GEMM shapes (default per backend)");
-ABSL_FLAG(std::string, micro_batches, "", "micro-batches of the GEMM shapes (default per backend)");
-ABSL_FLAG(int, seq_len, 0, "tokens per sample of the GEMM shapes (default per backend)");
-ABSL_FLAG(std::string, layer_seq_lens, "128", "sequence lengths of the layer probe");
-ABSL_FLAG(std::string, layer_micro_batches, "1,2,4,8,16", "micro-batches of the layer probe");
-ABSL_FLAG(double, max_bytes, 0, "largest collective buffer (default: 64 MiB cpu, 1 GiB cuda)");
-ABSL_FLAG(double, min_bytes, 1024, "smallest collective buffer");
-ABSL_FLAG(double, size_factor, 4, "ratio between successive collective sizes");
-ABSL_FLAG(std::string, budget, "full", "full or quick (CI: seconds in all)");
-ABSL_FLAG(double, timeout_s, 600, "rendezvous and per-operation timeout of the communicators");
-ABSL_FLAG(std::string, output, "", "where the JSON report goes (default stdout)");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string backend = "cpu";
+  int device = -1;
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string nodes = "";
+  int node = 0;
+  std::string store_dir = "";
+  std::string host_address = "127.0.0.1";
+  std::string suites = "compute,comm,overlap,layers";
+  std::string models = "llama-tiny";
+  std::string tp_degrees = "";
+  std::string micro_batches = "";
+  int seq_len = 0;
+  std::string layer_seq_lens = "128";
+  std::string layer_micro_batches = "1,2,4,8,16";
+  double max_bytes = 0;
+  double min_bytes = 1024;
+  double size_factor = 4;
+  std::string budget = "full";
+  double timeout_s = 600;
+  std::string output = "";
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--backend", g_flags.backend, "cpu or cuda");
+  app.add_option("--device", g_flags.device, "GPU of this rank (cuda); -1 = the local rank");
+  app.add_option("--rank", g_flags.rank, "this rank in the probe");
+  app.add_option("--world-size", g_flags.world_size, "ranks of the probe");
+  app.add_option("--local-rank", g_flags.local_rank, "rank among this host's ranks");
+  app.add_option("--nodes", g_flags.nodes,
+                 "node index of every rank, comma-separated (default all 0)");
+  app.add_option("--node", g_flags.node, "this rank's node index (for the report)");
+  app.add_option("--store-dir", g_flags.store_dir,
+                 "rendezvous directory (else the planner, from CAIRN_RDZV_*)");
+  app.add_option("--host-address", g_flags.host_address,
+                 "address of this host the other ranks reach");
+  app.add_option(
+      "--suites", g_flags.suites,
+      "comma-separated: compute (gemm, attention, memory, launch), comm, overlap, layers");
+  app.add_option(
+      "--models", g_flags.models,
+      "catalog models (or ModelSpec JSON files) whose GEMM shapes and layers are probed");
+  app.add_option("--tp-degrees", g_flags.tp_degrees,
+                 "tensor-parallel degrees of the GEMM shapes (default per backend)");
+  app.add_option("--micro-batches", g_flags.micro_batches,
+                 "micro-batches of the GEMM shapes (default per backend)");
+  app.add_option("--seq-len", g_flags.seq_len,
+                 "tokens per sample of the GEMM shapes (default per backend)");
+  app.add_option("--layer-seq-lens", g_flags.layer_seq_lens, "sequence lengths of the layer probe");
+  app.add_option("--layer-micro-batches", g_flags.layer_micro_batches,
+                 "micro-batches of the layer probe");
+  app.add_option("--max-bytes", g_flags.max_bytes,
+                 "largest collective buffer (default: 64 MiB cpu, 1 GiB cuda)");
+  app.add_option("--min-bytes", g_flags.min_bytes, "smallest collective buffer");
+  app.add_option("--size-factor", g_flags.size_factor, "ratio between successive collective sizes");
+  app.add_option("--budget", g_flags.budget, "full or quick (CI: seconds in all)");
+  app.add_option("--timeout-s", g_flags.timeout_s,
+                 "rendezvous and per-operation timeout of the communicators");
+  app.add_option("--output", g_flags.output, "where the JSON report goes (default stdout)");
+}
+}  // namespace
 
 namespace cairn::agent {
 namespace {
@@ -115,40 +155,39 @@ absl::Status WriteReport(const ProbeReport& report, const std::string& path) {
 }
 
 absl::Status Run() {
-  CAIRN_ASSIGN_OR_RETURN(const DeviceKind kind,
-                         runtime::DeviceKindFromName(absl::GetFlag(FLAGS_backend)));
-  const int rank = absl::GetFlag(FLAGS_rank), world_size = absl::GetFlag(FLAGS_world_size);
-  const int local_rank = absl::GetFlag(FLAGS_local_rank);
+  CAIRN_ASSIGN_OR_RETURN(const DeviceKind kind, runtime::DeviceKindFromName(g_flags.backend));
+  const int rank = g_flags.rank, world_size = g_flags.world_size;
+  const int local_rank = g_flags.local_rank;
   if (world_size < 1 || rank < 0 || rank >= world_size) {
     return absl::InvalidArgumentError(absl::StrCat("--rank ", rank, " is outside --world-size ",
                                                    world_size));
   }
   std::vector<int> nodes(world_size, 0);
-  if (!absl::GetFlag(FLAGS_nodes).empty()) {
-    CAIRN_ASSIGN_OR_RETURN(nodes, IntList(absl::GetFlag(FLAGS_nodes)));
+  if (!g_flags.nodes.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(nodes, IntList(g_flags.nodes));
     if (static_cast<int>(nodes.size()) != world_size) {
       return absl::InvalidArgumentError("--nodes needs one entry per rank");
     }
   }
   std::vector<plan::ModelDims> models;
-  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
+  for (absl::string_view name : absl::StrSplit(g_flags.models, ',', absl::SkipEmpty())) {
     CAIRN_ASSIGN_OR_RETURN(cairn::v1::ModelSpec spec, planner::ResolveModel(std::string(name)));
     models.push_back(plan::ModelDimsFromSpec(spec));
   }
   std::set<std::string> suites;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_suites), ',', absl::SkipEmpty())) {
+  for (absl::string_view s : absl::StrSplit(g_flags.suites, ',', absl::SkipEmpty())) {
     if (s != "compute" && s != "comm" && s != "overlap" && s != "layers") {
       return absl::InvalidArgumentError(absl::StrCat("unknown suite '", s, "'"));
     }
     suites.insert(std::string(s));
   }
-  const bool quick = absl::GetFlag(FLAGS_budget) == "quick";
-  if (!quick && absl::GetFlag(FLAGS_budget) != "full") {
+  const bool quick = g_flags.budget == "quick";
+  if (!quick && g_flags.budget != "full") {
     return absl::InvalidArgumentError("--budget must be full or quick");
   }
   const ProbeBudget budget = quick ? ProbeBudget::Quick() : ProbeBudget::Full();
 
-  const int device = absl::GetFlag(FLAGS_device) >= 0 ? absl::GetFlag(FLAGS_device) : local_rank;
+  const int device = g_flags.device >= 0 ? g_flags.device : local_rank;
   CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<runtime::ComputeBackend> backend,
                          runtime::MakeComputeBackend(kind, device));
   ProbeReport report;
@@ -158,7 +197,7 @@ absl::Status Run() {
   report.set_rank(rank);
   report.set_world_size(world_size);
   report.set_local_rank(local_rank);
-  report.set_node(absl::GetFlag(FLAGS_node));
+  report.set_node(g_flags.node);
   report.set_started_at(Rfc3339Now());
   const auto start = std::chrono::steady_clock::now();
 
@@ -168,16 +207,16 @@ absl::Status Run() {
   runtime::Communicator* world = nullptr;
   if (world_size > 1) {
     std::shared_ptr<runtime::Store> store;
-    if (!absl::GetFlag(FLAGS_store_dir).empty()) {
-      CAIRN_ASSIGN_OR_RETURN(store, runtime::OpenDirectoryStore(absl::GetFlag(FLAGS_store_dir)));
+    if (!g_flags.store_dir.empty()) {
+      CAIRN_ASSIGN_OR_RETURN(store, runtime::OpenDirectoryStore(g_flags.store_dir));
     } else {
       CAIRN_ASSIGN_OR_RETURN(std::unique_ptr<runtime::PlannerStore> p,
                              runtime::PlannerStore::FromEnvironment());
       store = std::move(p);
     }
     runtime::WorldOptions opt;
-    opt.hostname = absl::GetFlag(FLAGS_host_address);
-    opt.timeout = opt.rendezvous_timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+    opt.hostname = g_flags.host_address;
+    opt.timeout = opt.rendezvous_timeout = absl::Seconds(g_flags.timeout_s);
     opt.name = "probe-control";
     CAIRN_ASSIGN_OR_RETURN(control, runtime::MakeWorldCommunicator(DeviceKind::kCpu, rank,
                                                                     world_size, store, nullptr, opt));
@@ -211,13 +250,13 @@ absl::Status Run() {
                                                         : ComputeProbeConfig::ForGpu(models);
   compute.budget = budget;
   compute.lockstep = control.get();
-  if (!absl::GetFlag(FLAGS_tp_degrees).empty()) {
-    CAIRN_ASSIGN_OR_RETURN(compute.tp_degrees, IntList(absl::GetFlag(FLAGS_tp_degrees)));
+  if (!g_flags.tp_degrees.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(compute.tp_degrees, IntList(g_flags.tp_degrees));
   }
-  if (!absl::GetFlag(FLAGS_micro_batches).empty()) {
-    CAIRN_ASSIGN_OR_RETURN(compute.micro_batches, IntList(absl::GetFlag(FLAGS_micro_batches)));
+  if (!g_flags.micro_batches.empty()) {
+    CAIRN_ASSIGN_OR_RETURN(compute.micro_batches, IntList(g_flags.micro_batches));
   }
-  if (absl::GetFlag(FLAGS_seq_len) > 0) compute.seq_len = absl::GetFlag(FLAGS_seq_len);
+  if (g_flags.seq_len > 0) compute.seq_len = g_flags.seq_len;
   if (quick) {
     compute.attention_seq_lens.resize(std::min<size_t>(2, compute.attention_seq_lens.size()));
     compute.memory_bytes = std::min<int64_t>(compute.memory_bytes, int64_t{4} << 20);
@@ -232,8 +271,8 @@ absl::Status Run() {
   }));
   LayerProbeConfig layers;
   layers.models = models;
-  CAIRN_ASSIGN_OR_RETURN(layers.seq_lens, IntList(absl::GetFlag(FLAGS_layer_seq_lens)));
-  CAIRN_ASSIGN_OR_RETURN(layers.micro_batches, IntList(absl::GetFlag(FLAGS_layer_micro_batches)));
+  CAIRN_ASSIGN_OR_RETURN(layers.seq_lens, IntList(g_flags.layer_seq_lens));
+  CAIRN_ASSIGN_OR_RETURN(layers.micro_batches, IntList(g_flags.layer_micro_batches));
   layers.iterations = quick ? 3 : 7;
   layers.min_seconds = quick ? 0.15 : 0.6;
   layers.lockstep = control.get();
@@ -243,9 +282,9 @@ absl::Status Run() {
     CommProbeConfig comm =
         kind == DeviceKind::kCpu ? CommProbeConfig::ForCpu() : CommProbeConfig::ForGpu();
     comm.budget = budget;
-    comm.min_bytes = absl::GetFlag(FLAGS_min_bytes);
-    comm.size_factor = absl::GetFlag(FLAGS_size_factor);
-    if (absl::GetFlag(FLAGS_max_bytes) > 0) comm.max_bytes = absl::GetFlag(FLAGS_max_bytes);
+    comm.min_bytes = g_flags.min_bytes;
+    comm.size_factor = g_flags.size_factor;
+    if (g_flags.max_bytes > 0) comm.max_bytes = g_flags.max_bytes;
     CAIRN_RETURN_IF_ERROR(suite("comm", [&] {
       return ProbeCollectives(world, control.get(), backend.get(), nodes, comm, &report);
     }));
@@ -259,17 +298,22 @@ absl::Status Run() {
   CAIRN_RETURN_IF_ERROR(barrier());
   report.set_duration_s(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return WriteReport(report, absl::GetFlag(FLAGS_output));
+  return WriteReport(report, g_flags.output);
 }
 
 }  // namespace
 }  // namespace cairn::agent
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "one rank of a Cairn probe run; writes a JSON ProbeReport.\nUsage: cairn-probe [--rank R "
+  // cairn-probe or cairn-probe-cuda: the name it was started under.
+  std::string program = argc > 0 ? argv[0] : "cairn-probe";
+  program = program.substr(program.find_last_of('/') + 1);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      program,
+      "one rank of a Cairn probe run; writes a JSON ProbeReport. Run as cairn-probe [--rank R "
       "--world-size N --store-dir DIR] [--backend cpu|cuda] [--suites ...] [--output FILE]");
-  cairn::agent::ParseDashedCommandLine(argc, argv);
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   const absl::Status s = cairn::agent::Run();
   if (!s.ok()) {
     std::fprintf(stderr, "cairn-probe: %s\n", std::string(s.message()).c_str());

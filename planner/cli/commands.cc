@@ -3,19 +3,24 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/cli_app.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "common/version.h"
@@ -23,7 +28,6 @@
 #include "planner/catalog/galvatron.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
-#include "common/args.h"
 #include "planner/cli/export.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/remote.h"
@@ -58,19 +62,11 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  Args a;
-  std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "format", "svg", "html"});
-  if (absl::Status s = a.Parse(argv, valued,
-                               {"explain", "json", "no-recompute", "uniform-layers", "quiet"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
+int CmdPlan(const Flags& a, std::ostream& out, std::ostream& err) {
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
   const SearchProblem& pb = loaded->problem;
-  std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  std::string format = a.Has("json") ? "json" : a.Get("format");
   if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   planner::SearchOptions opt;
   std::mutex mu;
@@ -125,16 +121,7 @@ int CmdPlan(const std::vector<std::string>& argv, std::ostream& out, std::ostrea
   return 0;
 }
 
-int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  Args a;
-  std::set<std::string> valued = ProblemFlags();
-  valued.insert({"plan", "galvatron-strategy", "tp", "mode", "dp-mode", "schedule", "top",
-                 "micro-batch-size", "format", "svg", "html"});
-  if (absl::Status s = a.Parse(argv, valued, {"json", "recompute", "explain", "no-recompute",
-                                              "uniform-layers", "quiet"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
+int CmdEvaluate(Flags a, std::ostream& out, std::ostream& err) {
   cairn::v1::Plan plan_proto;
   if (a.Has("plan")) {
     absl::StatusOr<std::string> text = planner::ReadTextFile(a.Get("plan"));
@@ -163,7 +150,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     plan = *spec;
   } else {
     planner::Strategy s;
-    absl::StatusOr<int> tp = a.GetInt("tp", 1);
+    absl::StatusOr<int> tp = a.GetInt("tp");
     absl::StatusOr<std::vector<int>> pp = a.GetIntList("pp");
     absl::StatusOr<std::vector<int>> ms = a.GetIntList("micro-batches");
     if (!tp.ok()) return Fail(err, tp.status());
@@ -171,8 +158,8 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     if (!ms.ok()) return Fail(err, ms.status());
     s.tp = *tp;
     auto mode = ParseMode(a.Get("mode", s.tp > 1 ? "tp+sp" : "tp"));
-    auto dp = ParseDpMode(a.Get("dp-mode", "zero1"));
-    auto sched = ParseSchedule(a.Get("schedule", "1f1b"));
+    auto dp = ParseDpMode(a.Get("dp-mode"));
+    auto sched = ParseSchedule(a.Get("schedule"));
     if (!mode.ok()) return Fail(err, mode.status());
     if (!dp.ok()) return Fail(err, dp.status());
     if (!sched.ok()) return Fail(err, sched.status());
@@ -187,7 +174,7 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
     if (a.Has("micro-batch-size")) {
       // Megatron's --micro-batch-size: samples per device per micro-batch, so
       // m = batch / (dp x size) with dp = devices / (pp x tp).
-      absl::StatusOr<int> mbs = a.GetInt("micro-batch-size", 1);
+      absl::StatusOr<int> mbs = a.GetInt("micro-batch-size");
       if (!mbs.ok()) return Fail(err, mbs.status());
       const int n = pb.hardware.num_devices();
       const int dp = p > 0 && s.tp > 0 ? n / p / s.tp : 0;
@@ -273,19 +260,9 @@ int CmdEvaluate(const std::vector<std::string>& argv, std::ostream& out, std::os
 
 // `models`/`clusters` take [--json NAME]: the catalog entry as JSON, a starting file for
 // --model FILE.json / --hardware-profile FILE.json.
-absl::StatusOr<std::string> CatalogJsonName(const std::vector<std::string>& argv) {
-  if (argv.empty()) return std::string();
-  if (argv.size() == 2 && argv[0] == "--json") return argv[1];
-  if (argv.size() == 1 && argv[0].rfind("--json=", 0) == 0) return argv[0].substr(7);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unexpected arguments '", absl::StrJoin(argv, " "), "' (usage: [--json NAME])"));
-}
-
-int CmdModels(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
-  if (!json_name.ok()) return Fail(err, json_name.status());
-  if (!json_name->empty()) {
-    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(*json_name);
+int CmdModels(const Flags& a, std::ostream& out, std::ostream& err) {
+  if (a.Has("json")) {
+    absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(a.Get("json"));
     if (!spec.ok()) return Fail(err, spec.status());
     absl::StatusOr<std::string> json = planner::ProtoToJson(*spec);
     if (!json.ok()) return Fail(err, json.status());
@@ -313,11 +290,9 @@ std::string FormatFlopRate(double flops_per_s) {
   return absl::StrFormat("%.1f MFLOP/s", flops_per_s / 1e6);
 }
 
-int CmdClusters(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  absl::StatusOr<std::string> json_name = CatalogJsonName(argv);
-  if (!json_name.ok()) return Fail(err, json_name.status());
-  if (!json_name->empty()) {
-    absl::StatusOr<cairn::v1::HardwareProfile> hw = planner::LookupHardware(*json_name);
+int CmdClusters(const Flags& a, std::ostream& out, std::ostream& err) {
+  if (a.Has("json")) {
+    absl::StatusOr<cairn::v1::HardwareProfile> hw = planner::LookupHardware(a.Get("json"));
     if (!hw.ok()) return Fail(err, hw.status());
     absl::StatusOr<std::string> json = planner::ProtoToJson(*hw);
     if (!json.ok()) return Fail(err, json.status());
@@ -338,155 +313,229 @@ int CmdClusters(const std::vector<std::string>& argv, std::ostream& out, std::os
   return 0;
 }
 
+// The `cairn` command line: every command, its flags with their defaults, and their help (CLI11
+// prints it for `cairn COMMAND --help`). A new flag is one more line in its command's block; the
+// command's body reads it by name (a.Get("svg"), a.Has("svg")).
+struct CommandLine {
+  std::unique_ptr<CLI::App> app;
+  Flags global;                           // --planner, --token-file, --tls-ca, --timeout
+  std::map<std::string, Flags> commands;  // by path: "plan", "jobs submit"
+
+  // A command under `parent` ("" = the top level), with its help line.
+  Flags& Add(const std::string& parent, const std::string& name, const std::string& help) {
+    CLI::App* under = parent.empty() ? app.get() : app->get_subcommand(parent);
+    const std::string path = parent.empty() ? name : parent + " " + name;
+    CLI::App* command = under->add_subcommand(name, help);
+    if (parent.empty()) AddVersion(command);  // verbs may have their own --version (profiles)
+    return commands.emplace(path, Flags(command)).first->second;
+  }
+  // A command whose verbs are its subcommands (`cairn jobs submit`).
+  void AddGroup(const std::string& name, const std::string& help) {
+    AddVersion(app->add_subcommand(name, help)->require_subcommand(1));
+  }
+  // `cairn plan --version` as `cairn --version`.
+  static void AddVersion(CLI::App* command) {
+    command->set_version_flag("--version", VersionLine("cairn"), "print the version and exit");
+  }
+};
+
+constexpr char kExitStatus[] =
+    "Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input. Every flag "
+    "with its default: cairn COMMAND --help, docs/cli.md.";
+
+std::unique_ptr<CommandLine> MakeCommandLine() {
+  auto cl = std::make_unique<CommandLine>();
+  cl->app = MakeApp("cairn", "cairn — find and score hybrid-parallel training plans.");
+  cl->app->footer(kExitStatus);  // every command's (set before they are added)
+  const char* env = std::getenv("CAIRN_PLANNER");
+  cl->global = Flags(cl->app.get());
+  cl->global
+      .Value("planner", "HOST:PORT",
+             "the planner daemon to talk to (default: $CAIRN_PLANNER; none: local commands)",
+             env != nullptr ? env : "")
+      .Value("token-file", "F", "first line: the bearer token (default: none)")
+      .Value("tls-ca", "CA.pem", "TLS with this CA (default: plaintext)")
+      .Value("timeout", "S", "seconds per call to the daemon, searches included", "300");
+
+  Flags& plan = cl->Add("", "plan", "search for the fastest plans (by the daemon with --planner)");
+  AddProblemFlags(plan);
+  plan.Value("top", "K", "plans to print", "1")
+      .Value("format", "text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed", "output form", "text")
+      .Value("svg", "FILE", "a picture of the best plan: layers, memory, the pipeline step")
+      .Value("html", "FILE", "the same picture in an HTML page with a table per stage")
+      .Bool("json", "the best plan as JSON (--format json)")
+      .Value("output", "FILE", "also write the best plan as JSON")
+      .Bool("explain", "why the best uniform plan (and alternative 2) are slower")
+      .Bool("quiet", "no search progress on stderr")
+      .Value("profile", "ID", "with --planner: a stored hardware profile instead of --cluster")
+      .Bool("no-cache", "with --planner: search again even if the plan cache has the answer");
+
+  Flags& evaluate = cl->Add("", "evaluate", "score one plan with the same cost model");
+  AddProblemFlags(evaluate);
+  evaluate.Value("plan", "PLAN.json", "the plan (it fixes the model, cluster, batch and sequence)")
+      .Value("galvatron-strategy", "FILE.json", "a plan in Galvatron's strategy format")
+      .Value("tp", "T", "uniform plan: tensor-parallel degree", "1")
+      .Value("mode", "tp|tp+sp|ulysses",
+             "uniform plan: tensor/sequence mode (default: tp+sp when T > 1, else tp)")
+      .Value("dp-mode", "ddp|zero1|zero2|zero3", "uniform plan: data-parallel mode", "zero1")
+      .Value("schedule", "1f1b|gpipe|interleaved", "uniform plan: pipeline schedule", "1f1b")
+      .Value("micro-batch-size", "PER_DEVICE",
+             "uniform plan: Megatron's per-device micro-batch size (instead of --micro-batches)")
+      .Bool("recompute", "uniform plan: recompute every block's activations")
+      .Value("top", "K", "plans compared with --explain", "1")
+      .Bool("json", "the scored Plan as JSON")
+      .Value("format", "text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed",
+             "output form: another framework's form of exactly this plan (exit 2 if it cannot "
+             "express it)",
+             "text")
+      .Value("svg", "FILE", "a picture of the plan: layers, memory, the pipeline step")
+      .Value("html", "FILE", "the same picture in an HTML page with a table per stage")
+      .Bool("explain", "where each stage's step goes, against the best plan the search finds")
+      .Bool("quiet", "no search progress on stderr");
+
+  cl->Add("", "models", "list the built-in models")
+      .Value("json", "NAME", "print one as JSON (a starting file for --model FILE.json)");
+  cl->Add("", "clusters", "list the built-in clusters")
+      .Value("json", "NAME",
+             "print one as JSON (a starting file for --hardware-profile FILE.json)");
+  cl->Add("", "help", "this text (cairn COMMAND --help: one command's)");
+
+  // The daemon's commands (--planner or CAIRN_PLANNER).
+  cl->AddGroup("profiles", "stored hardware and model profiles (daemon)");
+  auto kind = [](Flags& f) -> Flags& {
+    return f.Value("kind", "hardware|model", "which profiles", "hardware");
+  };
+  kind(cl->Add("profiles", "list", "list stored profiles"));
+  for (const char* verb : {"show", "export"}) {
+    kind(cl->Add("profiles", verb,
+                 std::string(verb) == "show" ? "one stored profile, with its id and version"
+                                             : "one profile as a file for --hardware-profile"))
+        .Value("id", "ID", "the profile (required)")
+        .Value("version", "N", "its version (0: the latest)", "0")
+        .Value("output", "F", "write it here instead of stdout");
+  }
+  kind(cl->Add("profiles", "import", "store a profile from a proto3 JSON file"))
+      .Value("file", "F", "the profile (required)");
+  kind(cl->Add("profiles", "delete", "delete every version of a stored profile"))
+      .Value("id", "ID", "the profile (required)");
+  kind(cl->Add("profiles", "diff",
+               "a measured hardware profile against the catalog default it "
+               "replaces, or another profile"))
+      .Value("id", "ID", "the measured profile (required)")
+      .Value("version", "N", "its version (0: the latest)", "0")
+      .Value("against", "CLUSTER|ID[@V]",
+             "compare with (default: the catalog cluster of its device)");
+
+  cl->AddGroup("plans", "stored plans (daemon)");
+  cl->Add("plans", "list", "list stored plans").Value("model", "M", "only this model's");
+  cl->Add("plans", "show", "one stored plan, in any output form of `cairn plan`")
+      .Value("id", "ID", "the plan (required)")
+      .Value("format", "text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed", "output form", "text")
+      .Value("svg", "FILE", "a picture of the best plan")
+      .Value("html", "FILE", "the same picture in an HTML page")
+      .Value("output", "FILE", "also write the best plan as JSON")
+      .Bool("explain", "why the best uniform plan (and alternative 2) are slower")
+      .Bool("json", "the stored PlanResponse as JSON")
+      .Value("model", "NAME|FILE.json", "exports and pictures: the model, when outside the catalog")
+      .Value("cluster", "NAME", "exports and pictures: the cluster, when the plan cannot name it")
+      .Value("hardware-profile", "FILE.json",
+             "exports and pictures: the hardware, instead of --cluster");
+
+  cl->AddGroup("agents", "the node agents (daemon)");
+  cl->Add("agents", "list", "the agents, UP or DOWN, with devices and last heartbeat")
+      .Bool("json", "their node facts as JSON");
+  cl->Add("agents", "probe", "ask agents to probe their nodes now (when no job runs on them)")
+      .Positionals("NODE", "agent ids or host names (none: every UP agent)")
+      .Bool("cross-node", "the communication probes as one world across the agents")
+      .Bool("quick", "a quick probe (seconds)")
+      .Value("suites", "compute,comm,overlap,layers", "which probes (default: all)")
+      .Value("models", "M1,M2", "models whose shapes and layers are probed (default: the agents')");
+
+  cl->AddGroup("jobs", "training jobs run by the agents (daemon)");
+  cl->Add("jobs", "list", "every job");
+  for (const char* verb : {"show", "watch", "cancel", "logs"}) {
+    Flags& f = cl->Add("jobs", verb,
+                       std::string(verb) == "show" ? "one job (--json: with measured vs predicted)"
+                       : std::string(verb) == "watch"  ? "follow a job's steps until it ends"
+                       : std::string(verb) == "cancel" ? "cancel a job"
+                                                       : "the workers' output the agents sent");
+    f.Positionals("JOB", "the job id").Value("id", "JOB", "the job id (instead of JOB)");
+    if (std::string(verb) == "show") f.Bool("json", "the Job as JSON");
+    if (std::string(verb) == "logs") {
+      f.Value("rank", "R", "only this rank (-1: every rank)", "-1")
+          .Value("tail", "BYTES", "the last BYTES of each (0: all that is kept)", "0");
+    }
+  }
+  cl->Add("jobs", "submit", "run a job: a plan file, a stored plan, or one the daemon plans")
+      .Value("model", "M", "the model (required with --plan auto)")
+      .Value("data", "DIR", "token shards from cairn-data (required)")
+      .Value("plan", "auto|FILE.json|PLAN_ID",
+             "auto: planned by the daemon for the UP agents' measured profiles (or --profile)",
+             "auto")
+      .Value("steps", "N", "optimizer steps", "10")
+      .Value("global-batch", "B", "samples per step (--plan auto)", "16")
+      .Value("seq-len", "S", "tokens per sample (0: the daemon's planning picks)", "0")
+      .Value("dtype", "bf16|fp32", "precision (default: the daemon's planning picks)")
+      .Value("profile", "ID", "plan for this stored hardware profile instead of the agents'")
+      .Value("model-profile", "ID", "with --profile: a stored model profile")
+      .Value("nodes", "N", "nodes (0: the daemon's planning picks)", "0")
+      .Value("gpus-per-node", "G", "devices per node (0: the daemon's planning picks)", "0")
+      .Value("max-restarts", "R", "restart a failed attempt from its checkpoint up to R times", "0")
+      .Value("checkpoint-dir", "DIR", "where the workers write checkpoints")
+      .Value("checkpoint-every", "K", "steps between checkpoints (0: never)", "0")
+      .Value("name", "NAME", "a name for the job")
+      .Bool("watch", "follow the job until it ends")
+      .Bool("json", "print the submitted Job as JSON");
+  cl->app->footer(absl::StrCat(
+      "Against a planner daemon: the global flags before the command, or "
+      "CAIRN_PLANNER=HOST:PORT; plan then runs there, and profiles, plans, agents and jobs only "
+      "run there.\n",
+      kExitStatus));
+  return cl;
+}
+
 }  // namespace
 
-std::string Usage() {
-  return R"(cairn — find and score hybrid-parallel training plans.
-
-Commands:
-  cairn plan      --model NAME|FILE.json --cluster NAME --nodes N --global-batch B --seq-len S
-                  [--gpus-per-node G] [--memory-gb X] [--top K] [--explain] [--json]
-                  [--output FILE] [--format text|json|megatron|galvatron|torchtitan|deepspeed|
-                  megatron-deepspeed]
-                  [--batch-range MIN:MAX:STEP] [--pp 1,2,4] [--max-tp T] [--micro-batches 8,16]
-                  [--schedules 1f1b,gpipe] [--dp-modes ddp,zero1,zero2,zero3]
-                  [--modes tp,tp+sp,ulysses] [--no-recompute] [--uniform-layers]
-                  [--hardware-profile FILE.json] [--galvatron-hardware DIR]
-                  [--model-profile FILE.json] [--galvatron-model-profile COMP.json[,MEM.json]]
-                  [--dtype bf16|fp32] [--runtime cairn|megatron-core] [--threads N]
-                  [--memory-quantum-mb Q] [--simplicity-tolerance F] [--quiet]
-                  [--svg FILE] [--html FILE]  (a picture of the best plan: layers,
-                  memory, the pipeline timeline)
-  cairn evaluate  (--plan PLAN.json | --galvatron-strategy FILE.json |
-                   --tp T --pp P (--micro-batches M | --micro-batch-size PER_DEVICE)
-                   [--mode tp|tp+sp|ulysses]
-                   [--dp-mode ddp|zero1|zero2|zero3] [--recompute] [--schedule 1f1b|gpipe])
-                  plus the model/cluster flags of `plan`; [--json] [--explain]
-                  [--format text|json|megatron|galvatron|torchtitan|deepspeed|megatron-deepspeed]
-                  [--svg FILE] [--html FILE]
-  cairn models    list the built-in models; [--json NAME]: one as JSON (a --model FILE.json)
-  cairn clusters  list the built-in clusters; [--json NAME]: one as JSON (a --hardware-profile
-                  FILE.json)
-  cairn help      this text (`cairn COMMAND --help`: one command's)
-  cairn --version the version and build kind (opt, fastbuild or debug)
-
-Against a planner daemon (global flags before the command, or CAIRN_PLANNER=HOST:PORT):
-  cairn --planner HOST:PORT [--token-file F] [--tls-ca CA.pem] [--timeout S] COMMAND
-  plan            the same flags as above, searched by the daemon (plan cache; --no-cache,
-                  --profile ID to use a stored hardware profile)
-  profiles        list|show|export|import|delete [--kind hardware|model] [--id ID]
-                  [--version N] [--file F] [--output F]
-                  diff --id ID [--against CLUSTER|ID[@V]]  (measured vs the catalog default)
-  plans           list [--model M] | show --id ID [--format text|json|megatron|galvatron|
-                  torchtitan|deepspeed|megatron-deepspeed] [--output FILE] [--explain] [--json]
-                  [--svg FILE] [--html FILE]
-  agents          list [--json] | probe [NODE...] [--cross-node] [--quick] [--suites S]
-  jobs            list | show JOB | watch JOB | cancel JOB | logs JOB [--rank R] [--tail B]
-                  submit --model M --data DIR [--plan auto|FILE.json|PLAN_ID] [--steps N]
-                  [--global-batch B] [--seq-len S] [--dtype bf16|fp32] [--profile ID]
-                  [--nodes N] [--max-restarts R --checkpoint-dir DIR] [--watch]
-                  (auto: planned for the UP agents' measured profiles)
-
-Exit status: 0 ok, 1 nothing fits (the message says what would), 2 bad input.
-)";
-}
-
-std::string CommandUsage(const std::string& command) {
-  // The command's entry in Usage(): its first line ("  cairn plan ..." or, for the daemon's
-  // commands, "  profiles ...") and the lines indented under it.
-  const std::string text = Usage();
-  std::vector<std::string> lines = absl::StrSplit(text, '\n');
-  std::string out;
-  bool in = false;
-  for (const std::string& line : lines) {
-    const bool entry = line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ';
-    if (entry) {
-      in = absl::StartsWith(line, absl::StrCat("  cairn ", command, " ")) ||
-           absl::StartsWith(line, absl::StrCat("  ", command, " "));
-    } else if (!line.empty() && line[0] != ' ') {
-      in = false;
-    }
-    if (in) absl::StrAppend(&out, line, "\n");
+int RunCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::unique_ptr<CommandLine> cl = MakeCommandLine();
+  if (std::optional<int> exit = ParseCommandLine(*cl->app, args, out, err)) return *exit;
+  // "cairn jobs submit" -> command "jobs", verb "submit".
+  std::vector<std::string> path = absl::StrSplit(SelectedCommandPath(*cl->app), ' ');
+  const std::string command = path.size() > 1 ? path[1] : "";
+  const std::string verb = path.size() > 2 ? path[2] : "";
+  if (command.empty() || command == "help") {
+    out << cl->app->get_formatter()->make_help(cl->app.get(), "cairn", CLI::AppFormatMode::Normal);
+    return command.empty() ? 2 : 0;
   }
-  if (out.empty()) return "";
-  return absl::StrCat("usage:\n", out,
-                      "\nExit status: 0 ok, 1 nothing fits (the message says what would), 2 bad "
-                      "input. Every flag with its default: docs/cli.md.\n");
-}
-
-int RunCommand(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
-  // Global flags before the command: the planner daemon to talk to.
+  const Flags& a = cl->commands.at(verb.empty() ? command : command + " " + verb);
+  // The planner daemon to talk to.
   Connection conn;
-  if (const char* env = std::getenv("CAIRN_PLANNER")) conn.address = env;
-  size_t i = 0;
-  for (; i < all_args.size() && all_args[i].rfind("--", 0) == 0; ++i) {
-    std::string name = all_args[i].substr(2), value;
-    const size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-    } else if (name != "help" && name != "version" && i + 1 < all_args.size()) {
-      value = all_args[++i];
-    }
-    if (name == "planner") {
-      conn.address = value;
-    } else if (name == "token-file") {
-      conn.token_file = value;
-    } else if (name == "tls-ca") {
-      conn.tls_ca = value;
-    } else if (name == "timeout") {
-      if (!absl::SimpleAtod(value, &conn.timeout_s) || conn.timeout_s <= 0) {
-        err << "cairn: --timeout must be a positive number of seconds\n";
-        return 2;
-      }
-    } else if (name == "help") {
-      out << Usage();
-      return 0;
-    } else if (name == "version") {
-      out << VersionLine("cairn") << "\n";
-      return 0;
-    } else {
-      err << "cairn: unknown global flag --" << name
-          << " (global flags: --planner, --token-file, --tls-ca, --timeout)\n";
-      return 2;
-    }
-  }
-  const std::vector<std::string> argv(all_args.begin() + i, all_args.end());
-  // `cairn COMMAND --help` (or -h) anywhere after the command: that command's usage, exit 0, for
-  // local and daemon commands alike; --version likewise.
-  if (!argv.empty()) {
-    for (size_t j = 1; j < argv.size(); ++j) {
-      if (argv[j] == "--help" || argv[j] == "-h") {
-        const std::string usage = CommandUsage(argv[0]);
-        if (usage.empty()) break;  // an unknown command: reported below
-        out << usage;
-        return 0;
-      }
-      if (argv[j] == "--version") {
-        out << VersionLine("cairn") << "\n";
-        return 0;
-      }
-    }
+  conn.address = cl->global.Get("planner");
+  conn.token_file = cl->global.Get("token-file");
+  conn.tls_ca = cl->global.Get("tls-ca");
+  if (!absl::SimpleAtod(cl->global.Get("timeout"), &conn.timeout_s) || !(conn.timeout_s > 0)) {
+    err << "cairn: --timeout must be a positive number of seconds\n";
+    return 2;
   }
   const std::set<std::string> remote_only = {"profiles", "plans", "agents", "jobs"};
-  if (!argv.empty() && remote_only.count(argv[0]) && conn.address.empty()) {
-    err << "cairn: '" << argv[0]
+  if (remote_only.count(command) && conn.address.empty()) {
+    err << "cairn: '" << command
         << "' talks to the planner daemon: pass --planner HOST:PORT (or set CAIRN_PLANNER)\n";
     return 2;
   }
-  if (!argv.empty() && !conn.address.empty() && (argv[0] == "plan" || remote_only.count(argv[0]))) {
-    return RunRemoteCommand(conn, argv, out, err);
+  if (!conn.address.empty() && (command == "plan" || remote_only.count(command))) {
+    return RunRemoteCommand(conn, command, verb, a, out, err);
   }
-  if (argv.empty() || argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h") {
-    out << Usage();
-    return argv.empty() ? 2 : 0;
+  if (a.Has("profile") || a.Has("no-cache")) {
+    err << "cairn: --profile and --no-cache are for the planner daemon: pass --planner "
+           "HOST:PORT (or set CAIRN_PLANNER)\n";
+    return 2;
   }
-  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  if (argv[0] == "plan") return CmdPlan(rest, out, err);
-  if (argv[0] == "evaluate") return CmdEvaluate(rest, out, err);
-  if (argv[0] == "models") return CmdModels(rest, out, err);
-  if (argv[0] == "clusters") return CmdClusters(rest, out, err);
-  err << "cairn: unknown command '" << argv[0] << "'\n" << Usage();
+  if (command == "plan") return CmdPlan(a, out, err);
+  if (command == "evaluate") return CmdEvaluate(a, out, err);
+  if (command == "models") return CmdModels(a, out, err);
+  if (command == "clusters") return CmdClusters(a, out, err);
+  err << "cairn: unknown command '" << command << "'\n";  // declared but not dispatched: a bug
   return 2;
 }
 

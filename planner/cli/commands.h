@@ -14,14 +14,10 @@
 
 namespace cairn::cli {
 
+// `argv` without the program name. The command line is CLI11's (common/cli_app.h): `cairn --help`
+// and `cairn COMMAND [VERB] --help` print the generated help (every flag, its default) to `out`
+// and return 0; a flag mistake returns 2 with the message on `err`.
 int RunCommand(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
-
-// The text `cairn help` prints.
-std::string Usage();
-
-// The part of Usage() about one command (what `cairn COMMAND --help` prints); empty for an unknown
-// command.
-std::string CommandUsage(const std::string& command);
 
 }  // namespace cairn::cli
 

@@ -19,12 +19,43 @@
 
 namespace cairn::cli {
 
-std::set<std::string> ProblemFlags() {
-  return {
-    "model", "cluster", "nodes", "gpus-per-node", "global-batch", "batch-range", "seq-len",
-    "memory-gb", "hardware-profile", "galvatron-hardware", "model-profile",
-    "galvatron-model-profile", "dtype", "threads", "pp", "max-tp", "micro-batches", "schedules",
-    "dp-modes", "modes", "memory-quantum-mb", "runtime", "simplicity-tolerance"};
+void AddProblemFlags(Flags& f) {
+  f.Value("model", "NAME|FILE.json", "catalog model (cairn models) or a ModelSpec in proto3 JSON",
+          "llama2-7b")
+      .Value("cluster", "NAME", "catalog cluster (cairn clusters)", "h100-sxm")
+      .Value("nodes", "N", "nodes in the cluster", "1")
+      .Value("gpus-per-node", "G", "devices per node (0: the cluster's)", "0")
+      .Value("global-batch", "B", "samples per optimizer step (this or --batch-range is required)")
+      .Value("batch-range", "MIN:MAX:STEP", "search the global batch too")
+      .Value("seq-len", "S", "tokens per sample (default: min(4096, the model's maximum))")
+      .Value("memory-gb", "X", "per-device memory budget, GiB (default: the device's memory)")
+      .Value("hardware-profile", "FILE.json",
+             "a HardwareProfile (proto3 JSON) instead of --cluster")
+      .Value("galvatron-hardware", "DIR",
+             "import Galvatron's hardware profile files over the cluster")
+      .Value("model-profile", "FILE.json", "measured layer times instead of the analytic model")
+      .Value("galvatron-model-profile", "COMP.json[,MEM.json]",
+             "Galvatron's measured layer times instead of the analytic model")
+      .Value("dtype", "bf16|fp32", "runtime precision: bf16 mixed (GPU) or fp32 (CPU runtime)",
+             "bf16")
+      .Value("runtime", "cairn|megatron-core",
+             "the runtime the plan will run on (default: cairn; megatron-core with --format "
+             "megatron)")
+      .Value("threads", "N", "search threads (0: every core)", "0")
+      .Value("pp", "1,2,4", "pipeline degrees to search (default: every one dividing the devices)")
+      .Value("max-tp", "T", "largest tensor-parallel degree (0: the devices per node)", "0")
+      .Value("micro-batches", "8,16",
+             "micro-batch counts to search (default: every one dividing the batch)")
+      .Value("schedules", "1f1b,gpipe,interleaved", "pipeline schedules to search (default: 1f1b)")
+      .Value("dp-modes", "ddp,zero1,zero2,zero3", "data-parallel modes to search (default: all)")
+      .Value("modes", "tp,tp+sp,ulysses", "tensor/sequence modes to search (default: all)")
+      .Value("memory-quantum-mb", "Q", "DP memory resolution, MiB (0: device memory / 2048)", "0")
+      .Value("simplicity-tolerance", "F",
+             "among plans within this fraction of the fastest, the simplest first (0: the "
+             "fastest)",
+             "0.01")
+      .Bool("no-recompute", "never recompute activations")
+      .Bool("uniform-layers", "one strategy for every block");
 }
 
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s) {
@@ -53,18 +84,18 @@ absl::StatusOr<planner::Schedule> ParseSchedule(absl::string_view s) {
 
 
 // Builds the SearchRequest from the flags shared by `plan` and `evaluate`.
-absl::StatusOr<Loaded> LoadProblem(const Args& a) {
+absl::StatusOr<Loaded> LoadProblem(const Flags& a) {
   cairn::v1::SearchRequest req;
-  CAIRN_ASSIGN_OR_RETURN(*req.mutable_model(), planner::ResolveModel(a.Get("model", "llama2-7b")));
-  CAIRN_ASSIGN_OR_RETURN(int nodes, a.GetInt("nodes", 1));
-  CAIRN_ASSIGN_OR_RETURN(int gpn, a.GetInt("gpus-per-node", 0));
+  CAIRN_ASSIGN_OR_RETURN(*req.mutable_model(), planner::ResolveModel(a.Get("model")));
+  CAIRN_ASSIGN_OR_RETURN(int nodes, a.GetInt("nodes"));
+  CAIRN_ASSIGN_OR_RETURN(int gpn, a.GetInt("gpus-per-node"));
   std::string label;
   cairn::v1::HardwareProfile hw;
   if (a.Has("hardware-profile")) {
     CAIRN_ASSIGN_OR_RETURN(hw, planner::LoadHardwareProfileFile(a.Get("hardware-profile")));
     label = absl::StrCat(hw.name(), " (", a.Get("hardware-profile"), ")");
   } else {
-    const std::string name = a.Get("cluster", "h100-sxm");
+    const std::string name = a.Get("cluster");
     CAIRN_ASSIGN_OR_RETURN(hw, planner::LookupHardware(name));
     label = absl::StrCat(name, " (built-in default)");
   }
@@ -102,16 +133,16 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
         "device), got ", a.Get("memory-gb")));
   }
   req.set_memory_budget_bytes(static_cast<int64_t>(mem_gb * kGiB));
-  CAIRN_ASSIGN_OR_RETURN(double q_mb, a.GetDouble("memory-quantum-mb", 0));
+  CAIRN_ASSIGN_OR_RETURN(double q_mb, a.GetDouble("memory-quantum-mb"));
   if (!(q_mb >= 0 && q_mb <= 1 << 20)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--memory-quantum-mb must be a number of MiB >= 0 (0 = automatic), got ",
         a.Get("memory-quantum-mb")));
   }
   req.set_memory_quantum_bytes(static_cast<int64_t>(q_mb * kMiB));
-  CAIRN_ASSIGN_OR_RETURN(int threads, a.GetInt("threads", 0));
+  CAIRN_ASSIGN_OR_RETURN(int threads, a.GetInt("threads"));
   req.set_threads(threads);
-  const std::string dtype = a.Get("dtype", "bf16");
+  const std::string dtype = a.Get("dtype");
   if (dtype != "bf16" && dtype != "fp32") {
     return absl::InvalidArgumentError("--dtype must be bf16 or fp32");
   }
@@ -133,7 +164,7 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   cairn::v1::SearchSpace* sp = req.mutable_space();
   CAIRN_ASSIGN_OR_RETURN(std::vector<int> pps, a.GetIntList("pp"));
   for (int p : pps) sp->add_pipeline_degrees(p);
-  CAIRN_ASSIGN_OR_RETURN(int max_tp, a.GetInt("max-tp", 0));
+  CAIRN_ASSIGN_OR_RETURN(int max_tp, a.GetInt("max-tp"));
   sp->set_max_tp_degree(max_tp);
   CAIRN_ASSIGN_OR_RETURN(std::vector<int> ms, a.GetIntList("micro-batches"));
   for (int m : ms) sp->add_micro_batch_counts(m);
@@ -156,7 +187,7 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   req.set_top_k(top);
   // Within this fraction of the fastest plan, the simplest first (planner/search/simplify.h);
   // 0 keeps the fastest (the request says "off" with a negative value, 0 being its default).
-  CAIRN_ASSIGN_OR_RETURN(double simple, a.GetDouble("simplicity-tolerance", 0.01));
+  CAIRN_ASSIGN_OR_RETURN(double simple, a.GetDouble("simplicity-tolerance"));
   if (!(simple >= 0 && simple <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--simplicity-tolerance must be a fraction in [0, 1] (0: the fastest plan only), got ",
@@ -170,11 +201,10 @@ absl::StatusOr<Loaded> LoadProblem(const Args& a) {
   return out;
 }
 
-
 // `cairn evaluate --plan FILE`: the plan fixes the model, the cluster shape, the batch and the
 // sequence length. Flags may repeat them; a flag that contradicts the plan is an error naming both
 // values (scoring the plan on another problem would answer a question nobody asked).
-absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& path, Args* a) {
+absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& path, Flags* a) {
   auto reconcile = [&](const std::string& flag, const std::string& field,
                        const std::string& value) -> absl::Status {
     if (value.empty() || value == "0") return absl::OkStatus();  // not recorded in the plan
@@ -222,6 +252,5 @@ absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string&
   }
   return absl::OkStatus();
 }
-
 
 }  // namespace cairn::cli

@@ -1,24 +1,26 @@
 // planner/cli/problem_flags.h — the model/cluster/search flags shared by `cairn plan` and
 // `cairn evaluate`, locally and against the planner daemon.
 //
-//   Args a; a.Parse(argv, ProblemFlags(), {...});
+//   Flags a(app->add_subcommand("plan", ...));
+//   AddProblemFlags(a);                           // declares --model, --nodes, ... with defaults
+//   ... parse ...
 //   absl::StatusOr<Loaded> l = LoadProblem(a);   // l->request to send, l->problem to search locally
 #ifndef CAIRN_PLANNER_CLI_PROBLEM_FLAGS_H_
 #define CAIRN_PLANNER_CLI_PROBLEM_FLAGS_H_
 
-#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/args.h"
+#include "common/cli_app.h"
 #include "planner/problem/problem.h"
 #include "proto/cairn/v1/plan.pb.h"
 #include "proto/cairn/v1/search.pb.h"
 
 namespace cairn::cli {
 
-// Flags taking a value that LoadProblem reads (booleans: no-recompute, uniform-layers).
-std::set<std::string> ProblemFlags();
+// Declares the flags LoadProblem reads, each with its default and help (also on a Flags without a
+// command line, for a problem taken from a plan).
+void AddProblemFlags(Flags& flags);
 
 struct Loaded {
   cairn::v1::SearchRequest request;   // as built from the flags (model and cluster embedded)
@@ -27,7 +29,7 @@ struct Loaded {
 };
 
 // Builds and validates the search from the flags; InvalidArgument/NotFound name the flag and the fix.
-absl::StatusOr<Loaded> LoadProblem(const Args& args);
+absl::StatusOr<Loaded> LoadProblem(const Flags& args);
 
 // Sets the problem flags a plan fixes (model, cluster, nodes, gpus-per-node, global-batch, seq-len)
 // from `plan`, so LoadProblem builds the problem the plan was made for. A flag already given must
@@ -35,7 +37,7 @@ absl::StatusOr<Loaded> LoadProblem(const Args& args);
 // plan's seq_len 8192 (PLAN)"); also for --batch-range, and when the plan names no built-in
 // cluster and neither --cluster nor --hardware-profile is given. `source` names the plan in
 // messages (a path, a plan id).
-absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& source, Args* a);
+absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& source, Flags* a);
 
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s);
 absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s);

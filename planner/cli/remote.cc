@@ -13,9 +13,8 @@
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
-#include "planner/catalog/json_io.h"
-#include "common/args.h"
 #include "planner/catalog/clusters.h"
+#include "planner/catalog/json_io.h"
 #include "planner/cli/export.h"
 #include "planner/cli/problem_flags.h"
 #include "planner/cli/profile_diff.h"
@@ -111,17 +110,6 @@ std::string Json(const google::protobuf::Message& m) {
   return out;
 }
 
-// Leading arguments that are not flags ("cairn jobs logs JOB", "cairn agents probe NODE1 NODE2"),
-// split from the flags after them.
-std::vector<std::string> TakePositional(std::vector<std::string>* argv) {
-  std::vector<std::string> out;
-  while (!argv->empty() && argv->front().rfind("--", 0) != 0) {
-    out.push_back(argv->front());
-    argv->erase(argv->begin());
-  }
-  return out;
-}
-
 const char* JobStateName(cairn::v1::JobState s) {
   switch (s) {
     case cairn::v1::JOB_STATE_PENDING: return "pending";
@@ -139,20 +127,11 @@ void RenderJob(const cairn::v1::Job& j, std::ostream& out) {
                          JobStateName(j.state()), j.plan_id(), j.steps(), j.message());
 }
 
-int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& out,
-               std::ostream& err) {
-  Args a;
-  std::set<std::string> valued = ProblemFlags();
-  valued.insert({"top", "output", "profile", "format", "svg", "html"});
-  if (absl::Status s = a.Parse(argv, valued, {"explain", "json", "no-recompute", "uniform-layers",
-                                              "quiet", "no-cache"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
+int RemotePlan(Client& c, const Flags& a, std::ostream& out, std::ostream& err) {
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
   // The same output forms as the local search (--json is --format json).
-  const std::string format = a.Has("json") ? "json" : a.Get("format", "text");
+  const std::string format = a.Has("json") ? "json" : a.Get("format");
   if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
   const planner::PictureFiles pictures{a.Get("svg"), a.Get("html")};
   if (!pictures.empty() && a.Has("profile")) {
@@ -231,17 +210,9 @@ int RemotePlan(Client& c, const std::vector<std::string>& argv, std::ostream& ou
   return 0;
 }
 
-int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+int Profiles(Client& c, const std::string& verb, const Flags& a, std::ostream& out,
              std::ostream& err) {
-  const std::string verb = argv.empty() ? "" : argv[0];
-  Args a;
-  if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
-                                                         argv.end()),
-                               {"id", "version", "file", "output", "kind", "against"}, {"json"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
-  const std::string kind = a.Get("kind", "hardware");
+  const std::string kind = a.Get("kind");
   if (kind != "hardware" && kind != "model") {
     return Fail(err, absl::InvalidArgumentError("--kind must be hardware or model"));
   }
@@ -276,7 +247,7 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
   if (verb == "show" || verb == "export") {
     cairn::v1::ProfileKey key;
     key.set_id(a.Get("id"));
-    absl::StatusOr<int> version = a.GetInt("version", 0);
+    absl::StatusOr<int> version = a.GetInt("version");
     if (!version.ok()) return Fail(err, version.status());
     key.set_version(*version);
     if (key.id().empty()) return Fail(err, absl::InvalidArgumentError("--id is required"));
@@ -340,7 +311,7 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
     if (!hw) return Fail(err, absl::InvalidArgumentError("diff compares hardware profiles"));
     cairn::v1::ProfileKey key;
     key.set_id(a.Get("id"));
-    absl::StatusOr<int> version = a.GetInt("version", 0);
+    absl::StatusOr<int> version = a.GetInt("version");
     if (!version.ok()) return Fail(err, version.status());
     key.set_version(*version);
     if (key.id().empty()) return Fail(err, absl::InvalidArgumentError("--id is required"));
@@ -398,9 +369,10 @@ int Profiles(Client& c, const std::vector<std::string>& argv, std::ostream& out,
 
 // The problem a stored plan was made for, from the plan itself (model, cluster, shape, batch,
 // sequence); --model/--cluster/--hardware-profile in `a` only where the plan cannot name them.
-absl::StatusOr<Loaded> ProblemOfStoredPlan(const Args& a, const cairn::v1::Plan& plan,
+absl::StatusOr<Loaded> ProblemOfStoredPlan(const Flags& a, const cairn::v1::Plan& plan,
                                            const std::string& plan_id) {
-  Args problem_args;
+  Flags problem_args;
+  AddProblemFlags(problem_args);
   for (const char* flag : {"model", "cluster", "hardware-profile"}) {
     if (a.Has(flag)) problem_args.Set(flag, a.Get(flag));
   }
@@ -408,22 +380,9 @@ absl::StatusOr<Loaded> ProblemOfStoredPlan(const Args& a, const cairn::v1::Plan&
   return LoadProblem(problem_args);
 }
 
-int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
-  const std::string verb = argv.empty() ? "" : argv[0];
-  Args a;
-  if (absl::Status s = a.Parse(std::vector<std::string>(argv.begin() + (argv.empty() ? 0 : 1),
-                                                         argv.end()),
-                               {"id", "model", "format", "output", "cluster", "hardware-profile",
-                                "svg", "html"},
-                               {"json", "explain"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
+int Plans(Client& c, const std::string& verb, const Flags& a, std::ostream& out,
+          std::ostream& err) {
   auto ctx = c.Context();
-  if (verb == "list" && (a.Has("format") || a.Has("output") || a.Has("svg") || a.Has("html"))) {
-    return Fail(err, absl::InvalidArgumentError(
-                         "--format, --output, --svg and --html are for `plans show`"));
-  }
   if (verb == "list") {
     cairn::v1::ListPlansRequest req;
     req.set_page_size(1000);
@@ -448,7 +407,7 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
       return Fail(err, s);
     }
     const cairn::v1::SearchResponse& r = resp.result();
-    const std::string format = a.Get("format", "text");
+    const std::string format = a.Get("format");
     if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
     const planner::PictureFiles pictures{a.Get("svg"), a.Get("html")};
     if ((a.Has("output") || format != "text" || !pictures.empty()) && r.plans_size() == 0) {
@@ -496,20 +455,12 @@ int Plans(Client& c, const std::vector<std::string>& argv, std::ostream& out, st
                        "[--output FILE] [--explain] [--json] [--svg FILE] [--html FILE]"));
 }
 
-int JobsCmd(Client& c, const std::vector<std::string>& argv, std::ostream& out,
+int JobsCmd(Client& c, const std::string& verb, const Flags& a, std::ostream& out,
             std::ostream& err);
 
-int AgentsCmd(Client& c, const std::vector<std::string>& argv_in, std::ostream& out,
+int AgentsCmd(Client& c, const std::string& verb, const Flags& a, std::ostream& out,
               std::ostream& err) {
-  std::vector<std::string> argv = argv_in;
-  const std::string verb = argv.empty() ? "" : argv[0];
-  if (!argv.empty()) argv.erase(argv.begin());
-  const std::vector<std::string> nodes = TakePositional(&argv);
-  Args a;
-  if (absl::Status s = a.Parse(argv, {"suites", "models"}, {"json", "cross-node", "quick"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
+  const std::vector<std::string> nodes = a.List("NODE");
   if (verb == "list") {
     cairn::v1::ListAgentsResponse resp;
     if (auto s = c.Check(c.agents_->ListAgents(c.Context().get(), {}, &resp)); !s.ok()) {
@@ -555,33 +506,23 @@ int AgentsCmd(Client& c, const std::vector<std::string>& argv_in, std::ostream& 
 
 // `cairn jobs submit`: a job from a plan file, a stored plan id, or a search (auto) run by the
 // planner for the agents' measured profiles.
-int JobsSubmit(Client& c, const std::vector<std::string>& argv, std::ostream& out,
-               std::ostream& err) {
-  Args a;
-  if (absl::Status s = a.Parse(argv,
-                               {"model", "data", "steps", "plan", "global-batch", "seq-len",
-                                "profile", "model-profile", "nodes", "gpus-per-node", "name",
-                                "max-restarts", "checkpoint-dir", "checkpoint-every", "dtype"},
-                               {"watch", "json"});
-      !s.ok()) {
-    return Fail(err, s);
-  }
+int JobsSubmit(Client& c, const Flags& a, std::ostream& out, std::ostream& err) {
   if (!a.Has("data")) return Fail(err, absl::InvalidArgumentError("--data DIR is required"));
   cairn::v1::SubmitJobRequest req;
   req.set_data_path(a.Get("data"));
   req.set_name(a.Get("name"));
   req.set_checkpoint_dir(a.Get("checkpoint-dir"));
-  absl::StatusOr<int> steps = a.GetInt("steps", 10), restarts = a.GetInt("max-restarts", 0),
-                      every = a.GetInt("checkpoint-every", 0), gb = a.GetInt("global-batch", 16),
-                      seq = a.GetInt("seq-len", 0), nodes = a.GetInt("nodes", 0),
-                      gpn = a.GetInt("gpus-per-node", 0);
+  absl::StatusOr<int> steps = a.GetInt("steps"), restarts = a.GetInt("max-restarts"),
+                      every = a.GetInt("checkpoint-every"), gb = a.GetInt("global-batch"),
+                      seq = a.GetInt("seq-len"), nodes = a.GetInt("nodes"),
+                      gpn = a.GetInt("gpus-per-node");
   for (const auto* v : {&steps, &restarts, &every, &gb, &seq, &nodes, &gpn}) {
     if (!v->ok()) return Fail(err, v->status());
   }
   req.set_steps(*steps);
   req.set_max_restarts(*restarts);
   req.set_checkpoint_every(*every);
-  const std::string plan = a.Get("plan", "auto");
+  const std::string plan = a.Get("plan");
   if (plan == "auto") {
     if (!a.Has("model")) {
       return Fail(err, absl::InvalidArgumentError("--model is required with --plan auto"));
@@ -619,18 +560,18 @@ int JobsSubmit(Client& c, const std::vector<std::string>& argv, std::ostream& ou
         << JobStateName(job.state()) << "): " << job.message() << "\n";
   }
   if (!a.Has("watch")) return 0;
-  return JobsCmd(c, {"watch", "--id", job.job_id()}, out, err);
+  Flags watch;
+  watch.Set("id", job.job_id());
+  return JobsCmd(c, "watch", watch, out, err);
 }
 
 // `cairn jobs logs JOB [--rank R] [--tail BYTES]`: the workers' output the agents sent.
-int JobsLogs(Client& c, const std::string& id, const std::vector<std::string>& argv,
-             std::ostream& out, std::ostream& err) {
-  Args a;
-  if (absl::Status s = a.Parse(argv, {"id", "rank", "tail"}, {}); !s.ok()) return Fail(err, s);
+int JobsLogs(Client& c, const std::string& id, const Flags& a, std::ostream& out,
+             std::ostream& err) {
   cairn::v1::GetJobLogsRequest req;
-  req.set_job_id(id.empty() ? a.Get("id") : id);
+  req.set_job_id(id);
   if (req.job_id().empty()) return Fail(err, absl::InvalidArgumentError("usage: cairn jobs logs JOB"));
-  absl::StatusOr<int> rank = a.GetInt("rank", -1), tail = a.GetInt("tail", 0);
+  absl::StatusOr<int> rank = a.GetInt("rank"), tail = a.GetInt("tail");
   if (!rank.ok()) return Fail(err, rank.status());
   if (!tail.ok()) return Fail(err, tail.status());
   if (*rank >= 0) req.add_ranks(*rank);
@@ -652,20 +593,13 @@ int JobsLogs(Client& c, const std::string& id, const std::vector<std::string>& a
   return 0;
 }
 
-int JobsCmd(Client& c, const std::vector<std::string>& argv_in, std::ostream& out,
+int JobsCmd(Client& c, const std::string& verb, const Flags& a, std::ostream& out,
             std::ostream& err) {
-  std::vector<std::string> argv = argv_in;
-  const std::string verb = argv.empty() ? "" : argv[0];
-  if (!argv.empty()) argv.erase(argv.begin());
-  if (verb == "submit") return JobsSubmit(c, argv, out, err);
+  if (verb == "submit") return JobsSubmit(c, a, out, err);
   // "cairn jobs show JOB" as well as "--id JOB".
-  const std::vector<std::string> ids = TakePositional(&argv);
-  if (verb == "logs") return JobsLogs(c, ids.empty() ? "" : ids[0], argv, out, err);
-  if (!ids.empty()) argv.insert(argv.begin(), {"--id", ids[0]});
-  Args a;
-  if (absl::Status s = a.Parse(argv, {"id"}, {"json"}); !s.ok()) {
-    return Fail(err, s);
-  }
+  const std::vector<std::string> ids = a.List("JOB");
+  const std::string id = ids.empty() ? a.Get("id") : ids[0];
+  if (verb == "logs") return JobsLogs(c, id, a, out, err);
   auto ctx = c.Context();
   if (verb == "list") {
     cairn::v1::ListJobsRequest req;
@@ -675,7 +609,6 @@ int JobsCmd(Client& c, const std::vector<std::string>& argv_in, std::ostream& ou
     for (const auto& j : resp.jobs()) RenderJob(j, out);
     return 0;
   }
-  const std::string id = a.Get("id");
   if (id.empty() && (verb == "show" || verb == "watch" || verb == "cancel")) {
     return Fail(err, absl::InvalidArgumentError("--id is required"));
   }
@@ -763,17 +696,17 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& address) {
   }
 }
 
-int RunRemoteCommand(const Connection& connection, const std::vector<std::string>& argv,
-                     std::ostream& out, std::ostream& err) {
+int RunRemoteCommand(const Connection& connection, const std::string& command,
+                     const std::string& verb, const Flags& a, std::ostream& out,
+                     std::ostream& err) {
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(connection);
   if (!client.ok()) return Fail(err, client.status());
-  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  const std::string& cmd = argv[0];
-  if (cmd == "plan") return RemotePlan(**client, rest, out, err);
-  if (cmd == "profiles") return Profiles(**client, rest, out, err);
-  if (cmd == "plans") return Plans(**client, rest, out, err);
-  if (cmd == "agents") return AgentsCmd(**client, rest, out, err);
-  if (cmd == "jobs") return JobsCmd(**client, rest, out, err);
+  const std::string& cmd = command;
+  if (cmd == "plan") return RemotePlan(**client, a, out, err);
+  if (cmd == "profiles") return Profiles(**client, verb, a, out, err);
+  if (cmd == "plans") return Plans(**client, verb, a, out, err);
+  if (cmd == "agents") return AgentsCmd(**client, verb, a, out, err);
+  if (cmd == "jobs") return JobsCmd(**client, verb, a, out, err);
   return Fail(err, absl::InvalidArgumentError(absl::StrCat(
                        "'", cmd, "' does not run against the planner daemon; commands: plan, "
                        "profiles, plans, agents, jobs")));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/cli_app.h"
 #include "grpcpp/grpcpp.h"
 
 namespace cairn::cli {
@@ -29,9 +30,12 @@ struct Connection {
 // A gRPC status from `address` turned into a message a user can act on.
 absl::Status FromGrpc(const grpc::Status& status, const std::string& address);
 
-// Runs `argv` (command first) against the daemon. Exit codes as for local commands.
-int RunRemoteCommand(const Connection& connection, const std::vector<std::string>& argv,
-                     std::ostream& out, std::ostream& err);
+// Runs `command` (plan, profiles, plans, agents, jobs) and its `verb` ("" for plan; list, show,
+// ...) against the daemon, with the flags the command line gave them. Exit codes as for local
+// commands.
+int RunRemoteCommand(const Connection& connection, const std::string& command,
+                     const std::string& verb, const Flags& flags, std::ostream& out,
+                     std::ostream& err);
 
 }  // namespace cairn::cli
 

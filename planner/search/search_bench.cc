@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "common/units.h"
 #include "planner/catalog/clusters.h"
 #include "planner/catalog/galvatron.h"
@@ -55,9 +57,11 @@ std::string ReferenceDir() {
 
 int main(int argc, char** argv) {
   int threads = 0;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
-  }
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "search_bench",
+      "search time and peak memory of the strategy search on the cases in docs/benchmarks.md");
+  app->add_option("--threads", threads, "search threads; 0 = every core")->type_name("N");
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   const std::vector<Case> cases = {
       {"a: llama2-7b 1x8 B=64 s=2048 36GB (Galvatron profiles)", "llama2-7b", "a100-80g-sxm", 1,
        64, 2048, 36, true},

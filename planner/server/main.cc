@@ -16,12 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/cli_flags.h"
+#include "common/cli_app.h"
 #include "common/logging.h"
 #include "planner/plan/plan_convert.h"
 #include "planner/server/server.h"
@@ -29,62 +27,100 @@
 #include "planner/store/sqlite/sqlite_store.h"
 
 namespace {
-const cairn::planner::ServerOptions kDefaults;
+
+// The daemon's flags, each with its default (ServerOptions' where it has one).
+struct Flags {
+  cairn::planner::ServerOptions defaults;
+  std::string listen = defaults.listen_address;
+  std::string metrics_address = defaults.metrics_address;
+  std::string db;
+  std::string log_level = "info";
+  double agent_timeout = absl::ToDoubleSeconds(defaults.agent_timeout);
+  int search_workers = defaults.search_workers;
+  int search_queue = defaults.search_queue;
+  double max_search_seconds = absl::ToDoubleSeconds(defaults.max_search_time);
+  int max_search_threads = defaults.max_search_threads;
+  int max_request_bytes = defaults.max_request_bytes;
+  int worker_threads = defaults.worker_threads;
+  int worker_queue = defaults.worker_queue;
+  bool read_only = false;
+  std::string tls_cert, tls_key, tls_client_ca, token_file;
+  double shutdown_grace_seconds = absl::ToDoubleSeconds(defaults.shutdown_grace);
+};
+
+void AddFlags(CLI::App& app, Flags& f) {
+  app.add_option("--listen", f.listen,
+                 "gRPC address HOST:PORT (port 0: any free port, printed at start)")
+      ->type_name("HOST:PORT");
+  app.add_option("--metrics-address", f.metrics_address,
+                 "Prometheus endpoint HOST:PORT serving /metrics; empty disables it")
+      ->type_name("HOST:PORT");
+  app.add_option("--db", f.db, "SQLite database file (created if missing); required")
+      ->type_name("PATH");
+  app.add_option("--log-level", f.log_level, "debug, info, warning or error")->type_name("LEVEL");
+  app.add_option("--agent-timeout", f.agent_timeout,
+                 "seconds without a heartbeat before an agent is marked down")
+      ->type_name("S");
+  app.add_option("--search-workers", f.search_workers, "searches running at once")->type_name("N");
+  app.add_option("--search-queue", f.search_queue,
+                 "searches waiting for a worker beyond those; more are refused "
+                 "(RESOURCE_EXHAUSTED)")
+      ->type_name("N");
+  app.add_option("--max-search-seconds", f.max_search_seconds,
+                 "a search running longer is stopped (DEADLINE_EXCEEDED)")
+      ->type_name("S");
+  app.add_option("--max-search-threads", f.max_search_threads, "threads per search; 0 = every core")
+      ->type_name("N");
+  app.add_option("--max-request-bytes", f.max_request_bytes,
+                 "largest request accepted, bytes (RESOURCE_EXHAUSTED beyond)")
+      ->type_name("BYTES");
+  app.add_option("--worker-threads", f.worker_threads,
+                 "threads that run the calls' database work and plan-cache lookups off gRPC's "
+                 "threads")
+      ->type_name("N");
+  app.add_option("--worker-queue", f.worker_queue,
+                 "calls that may wait for a worker thread; more are refused (RESOURCE_EXHAUSTED)")
+      ->type_name("N");
+  app.add_flag("--read-only,!--no-read-only", f.read_only,
+               "serve a database this process may not write: reads and cached plans only, every "
+               "write refused (FAILED_PRECONDITION); without it a read-only --db is refused at "
+               "start");
+  app.add_option("--tls-cert", f.tls_cert,
+                 "PEM server certificate chain; enables TLS (with --tls-key)")
+      ->type_name("FILE");
+  app.add_option("--tls-key", f.tls_key, "PEM private key of --tls-cert")->type_name("FILE");
+  app.add_option("--tls-client-ca", f.tls_client_ca,
+                 "PEM CA bundle; clients must present a certificate it signed (mutual TLS)")
+      ->type_name("FILE");
+  app.add_option("--token-file", f.token_file,
+                 "file of 'ROLE TOKEN' lines (roles admin, client, agent); empty: no "
+                 "authentication")
+      ->type_name("FILE");
+  app.add_option("--shutdown-grace-seconds", f.shutdown_grace_seconds,
+                 "on SIGTERM, how long in-flight calls may take to finish")
+      ->type_name("S");
+  cairn::AddFlagfile(&app);
+}
 
 }  // namespace
 
-ABSL_FLAG(std::string, listen, kDefaults.listen_address,
-          "gRPC address HOST:PORT (port 0: any free port, printed at start)");
-ABSL_FLAG(std::string, metrics_address, kDefaults.metrics_address,
-          "Prometheus endpoint HOST:PORT serving /metrics; empty disables it");
-ABSL_FLAG(std::string, db, "", "SQLite database file (created if missing); required");
-ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
-ABSL_FLAG(double, agent_timeout, absl::ToDoubleSeconds(kDefaults.agent_timeout),
-          "seconds without a heartbeat before an agent is marked down");
-ABSL_FLAG(int, search_workers, kDefaults.search_workers, "searches running at once");
-ABSL_FLAG(int, search_queue, kDefaults.search_queue,
-          "searches waiting for a worker beyond those; more are refused (RESOURCE_EXHAUSTED)");
-ABSL_FLAG(double, max_search_seconds, absl::ToDoubleSeconds(kDefaults.max_search_time),
-          "a search running longer is stopped (DEADLINE_EXCEEDED)");
-ABSL_FLAG(int, max_search_threads, kDefaults.max_search_threads,
-          "threads per search; 0 = every core");
-ABSL_FLAG(int, max_request_bytes, kDefaults.max_request_bytes,
-          "largest request accepted, bytes (RESOURCE_EXHAUSTED beyond)");
-ABSL_FLAG(int, worker_threads, kDefaults.worker_threads,
-          "threads that run the calls' database work and plan-cache lookups off gRPC's threads");
-ABSL_FLAG(int, worker_queue, kDefaults.worker_queue,
-          "calls that may wait for a worker thread; more are refused (RESOURCE_EXHAUSTED)");
-ABSL_FLAG(bool, read_only, false,
-          "serve a database this process may not write: reads and cached plans only, every "
-          "write refused (FAILED_PRECONDITION); without it a read-only --db is refused at start");
-ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS (with --tls-key)");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
-ABSL_FLAG(std::string, tls_client_ca, "",
-          "PEM CA bundle; clients must present a certificate it signed (mutual TLS)");
-ABSL_FLAG(std::string, token_file, "",
-          "file of 'ROLE TOKEN' lines (roles admin, client, agent); empty: no authentication");
-ABSL_FLAG(double, shutdown_grace_seconds, absl::ToDoubleSeconds(kDefaults.shutdown_grace),
-          "on SIGTERM, how long in-flight calls may take to finish");
-
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "cairn-planner",
       "the Cairn planner daemon: strategy searches, profiles, agents, jobs and rendezvous over "
-      "gRPC.\nUsage: cairn-planner --db PATH [--listen HOST:PORT] [flags]; see "
+      "gRPC. Run as cairn-planner --db PATH [--listen HOST:PORT] [flags]; see "
       "docs/planner-daemon.md");
-  // Dashed flag names, --help/--version (exit 0), flag mistakes exit 2.
-  std::vector<char*> rest = cairn::ParseFlagsOrExit("cairn-planner", argc, argv);
-  if (rest.size() > 1) {
-    std::cerr << "cairn-planner: unexpected argument '" << rest[1]
-              << "' (every setting is a --flag; see --help)\n";
-    return 2;
-  }
+  Flags flags;
+  AddFlags(*app, flags);
+  // --help/--version exit 0, flag mistakes exit 2 (the systemd unit does not restart on 2).
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   cairn::LogLevel level;
-  if (!cairn::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+  if (!cairn::ParseLogLevel(flags.log_level, &level)) {
     std::cerr << "cairn-planner: --log-level must be debug, info, warning or error\n";
     return 2;
   }
   cairn::SetLogLevel(level);
-  const std::string db = absl::GetFlag(FLAGS_db);
+  const std::string db = flags.db;
   if (db.empty()) {
     std::cerr << "cairn-planner: --db is required: the SQLite file to keep profiles, plans, agents "
                  "and jobs in (created if missing), e.g. --db /var/lib/cairn/planner.db\n";
@@ -92,21 +128,21 @@ int main(int argc, char** argv) {
   }
 
   cairn::planner::ServerOptions options;
-  options.listen_address = absl::GetFlag(FLAGS_listen);
-  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
-  options.agent_timeout = absl::Seconds(absl::GetFlag(FLAGS_agent_timeout));
-  options.search_workers = absl::GetFlag(FLAGS_search_workers);
-  options.search_queue = absl::GetFlag(FLAGS_search_queue);
-  options.max_search_time = absl::Seconds(absl::GetFlag(FLAGS_max_search_seconds));
-  options.max_search_threads = absl::GetFlag(FLAGS_max_search_threads);
-  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
-  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
-  options.worker_queue = absl::GetFlag(FLAGS_worker_queue);
-  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
-  options.token_file = absl::GetFlag(FLAGS_token_file);
-  options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  options.listen_address = flags.listen;
+  options.metrics_address = flags.metrics_address;
+  options.agent_timeout = absl::Seconds(flags.agent_timeout);
+  options.search_workers = flags.search_workers;
+  options.search_queue = flags.search_queue;
+  options.max_search_time = absl::Seconds(flags.max_search_seconds);
+  options.max_search_threads = flags.max_search_threads;
+  options.max_request_bytes = flags.max_request_bytes;
+  options.worker_threads = flags.worker_threads;
+  options.worker_queue = flags.worker_queue;
+  options.tls_cert_file = flags.tls_cert;
+  options.tls_key_file = flags.tls_key;
+  options.tls_client_ca_file = flags.tls_client_ca;
+  options.token_file = flags.token_file;
+  options.shutdown_grace = absl::Seconds(flags.shutdown_grace_seconds);
 
   // SIGTERM/SIGINT are taken by sigwait below, never by a handler: block them before any thread
   // starts so every thread inherits the mask.
@@ -119,7 +155,7 @@ int main(int argc, char** argv) {
   // One daemon per database: the file stays locked (flock) while this process runs.
   cairn::planner::SqliteOptions store_options;
   store_options.lock_file = true;
-  store_options.read_only = absl::GetFlag(FLAGS_read_only);
+  store_options.read_only = flags.read_only;
   absl::StatusOr<std::unique_ptr<cairn::planner::SqliteStore>> store =
       cairn::planner::SqliteStore::Open(db, store_options);
   if (!store.ok()) {

@@ -18,22 +18,38 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_app.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/cairn/v1/service.grpc.pb.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:7070", "cairn-planner address");
-ABSL_FLAG(std::string, mode, "cached", "cached or fresh");
-ABSL_FLAG(double, rate, 1000, "requests per second");
-ABSL_FLAG(double, seconds, 10, "how long to send");
-ABSL_FLAG(int, connections, 4, "gRPC channels (connections) to spread requests over");
-ABSL_FLAG(std::string, token, "", "bearer token, if the daemon has --token-file");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string target = "127.0.0.1:7070";
+  std::string mode = "cached";
+  double rate = 1000;
+  double seconds = 10;
+  int connections = 4;
+  std::string token = "";
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--target", g_flags.target, "cairn-planner address");
+  app.add_option("--mode", g_flags.mode, "cached or fresh");
+  app.add_option("--rate", g_flags.rate, "requests per second");
+  app.add_option("--seconds", g_flags.seconds, "how long to send");
+  app.add_option("--connections", g_flags.connections,
+                 "gRPC channels (connections) to spread requests over");
+  app.add_option("--token", g_flags.token, "bearer token, if the daemon has --token-file");
+}
+}  // namespace
 
 namespace {
 
@@ -71,20 +87,25 @@ double Percentile(std::vector<double>& sorted, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const std::string mode = absl::GetFlag(FLAGS_mode);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "planner_load",
+      "a load generator for cairn-planner (benchmarks, not tests): sends Plan requests at a fixed "
+      "rate and prints the achieved rate and latency percentiles");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
+  const std::string mode = g_flags.mode;
   if (mode != "cached" && mode != "fresh") {
     std::fprintf(stderr, "planner_load: --mode must be cached or fresh\n");
     return 2;
   }
-  const double rate = absl::GetFlag(FLAGS_rate);
-  const std::string token = absl::GetFlag(FLAGS_token);
+  const double rate = g_flags.rate;
+  const std::string token = g_flags.token;
   std::vector<std::unique_ptr<cairn::v1::Planner::Stub>> stubs;
-  for (int i = 0; i < std::max(1, absl::GetFlag(FLAGS_connections)); ++i) {
+  for (int i = 0; i < std::max(1, g_flags.connections); ++i) {
     grpc::ChannelArguments args;
     args.SetInt("cairn.load.channel", i);  // distinct arguments: a connection of its own
-    stubs.push_back(cairn::v1::Planner::NewStub(grpc::CreateCustomChannel(
-        absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args)));
+    stubs.push_back(cairn::v1::Planner::NewStub(
+        grpc::CreateCustomChannel(g_flags.target, grpc::InsecureChannelCredentials(), args)));
   }
   const cairn::v1::PlanRequest request = Request(mode);
   {
@@ -108,7 +129,7 @@ int main(int argc, char** argv) {
   std::atomic<int> outstanding{0};
   absl::Notification all_done;
   std::atomic<bool> sending{true};
-  const int total = static_cast<int>(rate * absl::GetFlag(FLAGS_seconds));
+  const int total = static_cast<int>(rate * g_flags.seconds);
   latencies_ms.reserve(total);
   const absl::Duration interval = absl::Seconds(1.0 / rate);
   const absl::Time start = absl::Now();

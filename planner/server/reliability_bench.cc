@@ -16,8 +16,10 @@
 #include <memory>
 #include <string>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "common/cli_app.h"
 #include "planner/catalog/models.h"
 #include "planner/server/clock.h"
 #include "planner/server/metrics.h"
@@ -75,11 +77,14 @@ struct Case {
 int main(int argc, char** argv) {
   double after_s = 2.0;
   int only = -1, repeat = 1;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--after") == 0) after_s = std::atof(argv[i + 1]);
-    if (std::strcmp(argv[i], "--case") == 0) only = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--repeat") == 0) repeat = std::atoi(argv[i + 1]);
-  }
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "reliability_bench", "how fast a search stops once its caller leaves or its time is up");
+  app->add_option("--after", after_s,
+                  "cancel case: seconds the search runs before the caller cancels")
+      ->type_name("S");
+  app->add_option("--case", only, "run only case I (from 0); -1: every case")->type_name("I");
+  app->add_option("--repeat", repeat, "runs of each case")->type_name("N");
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   std::unique_ptr<SqliteStore> store = SqliteStore::Open(":memory:").value();
   TimerThread timers;
   Metrics metrics;

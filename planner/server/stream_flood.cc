@@ -15,18 +15,31 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_app.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/cairn/v1/service.grpc.pb.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:7070", "cairn-planner address");
-ABSL_FLAG(int, streams, 20, "WatchJob streams that never read");
-ABSL_FLAG(int, reports, 30000, "step reports sent for the job");
-ABSL_FLAG(int, pid, 0, "the daemon's pid, to print its memory");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string target = "127.0.0.1:7070";
+  int streams = 20;
+  int reports = 30000;
+  int pid = 0;
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--target", g_flags.target, "cairn-planner address");
+  app.add_option("--streams", g_flags.streams, "WatchJob streams that never read");
+  app.add_option("--reports", g_flags.reports, "step reports sent for the job");
+  app.add_option("--pid", g_flags.pid, "the daemon's pid, to print its memory");
+}
+}  // namespace
 
 namespace {
 
@@ -51,9 +64,13 @@ std::unique_ptr<grpc::ClientContext> Ctx() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const int pid = absl::GetFlag(FLAGS_pid);
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "stream_flood",
+      "the daemon's memory under WatchJob clients that never read (docs/reliability.md).");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
+  const int pid = g_flags.pid;
+  auto channel = grpc::CreateChannel(g_flags.target, grpc::InsecureChannelCredentials());
   auto agents = cairn::v1::Agents::NewStub(channel);
   auto planner = cairn::v1::Planner::NewStub(channel);
   auto jobs = cairn::v1::Jobs::NewStub(channel);
@@ -88,12 +105,12 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<grpc::ClientReader<cairn::v1::JobEvent>>> readers;
   cairn::v1::WatchJobRequest watch;
   watch.set_job_id(job.job_id());
-  for (int i = 0; i < absl::GetFlag(FLAGS_streams); ++i) {
+  for (int i = 0; i < g_flags.streams; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
     readers.push_back(jobs->WatchJob(contexts.back().get(), watch));
   }
   const absl::Time start = absl::Now();
-  for (int i = 0; i < absl::GetFlag(FLAGS_reports); ++i) {
+  for (int i = 0; i < g_flags.reports; ++i) {
     cairn::v1::ReportJobStatusRequest r;
     r.set_job_id(job.job_id());
     r.set_agent_id(agent.agent_id());
@@ -108,8 +125,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("after reports: %s (%d reports in %.1f s)\n", Memory(pid).c_str(),
-              absl::GetFlag(FLAGS_reports), absl::ToDoubleSeconds(absl::Now() - start));
+  std::printf("after reports: %s (%d reports in %.1f s)\n", Memory(pid).c_str(), g_flags.reports,
+              absl::ToDoubleSeconds(absl::Now() - start));
   for (auto& c : contexts) c->TryCancel();
   int ended = 0, read_events = 0;
   std::string codes;

@@ -1,26 +1,37 @@
 // cuda-probe: prints this machine's CUDA devices and their device-to-device copy rate as JSON.
 //
-//   $ cuda-probe --copy_bytes=268435456
+//   $ cuda-probe --copy-bytes=268435456
 //   {"devices": [{"index": 0, "name": "NVIDIA H200", "total_memory_bytes": 150...,
 //                 "sm_count": 132, "compute_capability": "9.0", "d2d_copy_gbps": 2...}]}
 //
-// --copy_bytes=0 skips the bandwidth measurement. Exit status: 0 on success; 1 with the error on
+// --copy-bytes=0 skips the bandwidth measurement. Exit status: 0 on success; 1 with the error on
 // stderr otherwise (e.g. "FAILED_PRECONDITION: no CUDA device: ..." on a machine without a GPU).
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "runtime/cuda/device_probe.h"
 
-ABSL_FLAG(int64_t, copy_bytes, int64_t{256} << 20,
-          "bytes per device-to-device copy when measuring bandwidth; 0 skips the measurement");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  int64_t copy_bytes = int64_t{256} << 20;
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option(
+      "--copy-bytes", g_flags.copy_bytes,
+      "bytes per device-to-device copy when measuring bandwidth; 0 skips the measurement");
+}
+}  // namespace
 
 namespace cairn::runtime::cuda {
 namespace {
@@ -72,10 +83,14 @@ absl::StatusOr<std::string> ProbeAsJson(int64_t copy_bytes) {
 }  // namespace cairn::runtime::cuda
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const int64_t copy_bytes = absl::GetFlag(FLAGS_copy_bytes);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "cuda-probe",
+      "prints this machine's CUDA devices and their device-to-device copy rate as JSON");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
+  const int64_t copy_bytes = g_flags.copy_bytes;
   if (copy_bytes < 0) {
-    std::fprintf(stderr, "cuda-probe: --copy_bytes must be >= 0, got %lld\n",
+    std::fprintf(stderr, "cuda-probe: --copy-bytes must be >= 0, got %lld\n",
                  static_cast<long long>(copy_bytes));
     return 1;
   }

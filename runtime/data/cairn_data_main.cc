@@ -4,80 +4,52 @@
 //
 // Writes data/train_00000.bin ... and data/val_00000.bin (format: runtime/data/token_shards.h) and
 // prints what it wrote. Exit status 2 on bad input, 1 on I/O failure.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/stat.h>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "common/version.h"
+#include "common/cli_app.h"
 #include "runtime/data/token_shards.h"
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: cairn-data FILE... --output DIR [--val-fraction F (0.05)] "
-    "[--shard-tokens N (100000000)] [--help] [--version]\n"
-    "Exit status: 0 done, 1 I/O failure, 2 bad input.\n";
-
-int Usage() {
-  std::fputs(kUsage, stderr);
-  return 2;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::vector<std::string> files;
-  std::string output;
-  double val_fraction = 0.05;
-  int64_t shard_tokens = 100000000;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (a == "--version") {
-      std::printf("%s\n", cairn::VersionLine("cairn-data").c_str());
-      return 0;
-    }
-    auto value = [&](const char* name) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "cairn-data: %s needs a value\n", name);
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    if (a == "--output") {
-      const char* v = value("--output");
-      if (!v) return 2;
-      output = v;
-    } else if (a == "--val-fraction") {
-      const char* v = value("--val-fraction");
-      // Written so that NaN fails too (every comparison with NaN is false).
-      if (!v || !absl::SimpleAtod(v, &val_fraction) || !(val_fraction >= 0 && val_fraction < 1)) {
-        std::fprintf(stderr, "cairn-data: --val-fraction must be in [0, 1), got %s\n",
-                     v ? v : "nothing");
-        return 2;
-      }
-    } else if (a == "--shard-tokens") {
-      const char* v = value("--shard-tokens");
-      if (!v || !absl::SimpleAtoi(v, &shard_tokens) || shard_tokens < 1) {
-        std::fprintf(stderr, "cairn-data: --shard-tokens must be a positive integer\n");
-        return 2;
-      }
-    } else if (a.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "cairn-data: unknown flag %s\n", a.c_str());
-      return Usage();
-    } else {
-      files.push_back(a);
-    }
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "cairn-data",
+      "turns text files into token shards for cairn-train (byte-level tokens, vocab 256). Exit "
+      "status: 0 done, 1 I/O failure, 2 bad input.");
+  cairn::Flags a(app.get());
+  a.Positionals("FILE", "text files to tokenize, in order (at least one)")
+      .Value("output", "DIR", "where the shards go (required)")
+      .Value("val-fraction", "F", "fraction of the tokens held out for validation, in [0, 1)",
+             "0.05")
+      .Value("shard-tokens", "N", "tokens per shard file", "100000000");
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
+  const std::vector<std::string> files = a.List("FILE");
+  const std::string output = a.Get("output");
+  if (files.empty() || output.empty()) {
+    std::fprintf(stderr,
+                 "cairn-data: give the text FILEs and --output DIR (see cairn-data --help)\n");
+    return 2;
   }
-  if (files.empty() || output.empty()) return Usage();
+  // Written so that NaN fails too (every comparison with NaN is false).
+  double val_fraction = 0;
+  if (!absl::SimpleAtod(a.Get("val-fraction"), &val_fraction) ||
+      !(val_fraction >= 0 && val_fraction < 1)) {
+    std::fprintf(stderr, "cairn-data: --val-fraction must be in [0, 1), got %s\n",
+                 a.Get("val-fraction").c_str());
+    return 2;
+  }
+  int64_t shard_tokens = 0;
+  if (!absl::SimpleAtoi(a.Get("shard-tokens"), &shard_tokens) || shard_tokens < 1) {
+    std::fprintf(stderr, "cairn-data: --shard-tokens must be a positive integer\n");
+    return 2;
+  }
   std::string text;
   for (const std::string& f : files) {
     std::ifstream in(f, std::ios::binary);

@@ -12,12 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
-#include "common/args.h"
+#include "common/cli_app.h"
+#include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
-#include "common/plan/plan_proto.h"
 #include "runtime/compute/cpu/cpu_backend.h"
 #include "runtime/train/launcher.h"
 #include "runtime/train/layer_timing.h"
@@ -26,18 +27,23 @@ namespace cairn::runtime {
 namespace {
 
 int Main(int argc, char** argv) {
-  Args a;
-  if (absl::Status s = a.Parse(std::vector<std::string>(argv + 1, argv + argc),
-                               {"model", "seq-len", "micro-batches", "iterations", "output",
-                                "workers"},
-                               {});
-      !s.ok()) {
-    std::fprintf(stderr, "cairn-profile-layers: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(a.Get("model", "llama-tiny"));
-  absl::StatusOr<int> seq = a.GetInt("seq-len", 128), iters = a.GetInt("iterations", 5),
-                      workers = a.GetInt("workers", 1);
+  std::unique_ptr<CLI::App> app = MakeApp(
+      "cairn-profile-layers",
+      "measures the runtime's own per-layer forward and backward times on this machine (CPU "
+      "backend) and writes them as a cairn.v1.ModelProfile for `cairn plan --model-profile`");
+  Flags a(app.get());
+  a.Value("model", "NAME|FILE.json", "catalog model or ModelSpec JSON whose layers are timed",
+          "llama-tiny")
+      .Value("seq-len", "S", "tokens per sample", "128")
+      .Value("micro-batches", "1,2,4,8", "micro-batch sizes to time", "1,2,4,8")
+      .Value("iterations", "N", "timed iterations per layer (the median is kept)", "5")
+      .Value("workers", "N",
+             "worker processes timing at once, as `cairn-train --nproc N` runs them", "1")
+      .Value("output", "FILE", "where the profile goes (default: stdout)");
+  if (std::optional<int> exit = ParseCommandLine(*app, argc, argv)) return *exit;
+  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(a.Get("model"));
+  absl::StatusOr<int> seq = a.GetInt("seq-len"), iters = a.GetInt("iterations"),
+                      workers = a.GetInt("workers");
   absl::StatusOr<std::vector<int>> sizes = a.GetIntList("micro-batches");
   for (const absl::Status& s :
        {spec.status(), seq.status(), iters.status(), sizes.status(), workers.status()}) {

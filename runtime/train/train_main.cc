@@ -26,14 +26,14 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/args.h"
+#include "common/cli_app.h"
 #include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
 #include "common/units.h"
-#include "common/version.h"
 #include "planner/catalog/json_io.h"
 #include "planner/catalog/models.h"
 #include "planner/plan/plan_convert.h"
@@ -52,42 +52,53 @@ int Fail(const absl::Status& s) {
   return 2;
 }
 
-constexpr const char* kUsage =
-    "usage: cairn-train --model NAME|FILE.json --plan PLAN.json|auto --data DIR "
-    "[--nproc N] [--steps N] [--seed S] [--global-batch B --seq-len S (plan auto)] "
-    "[--lr 3e-4] [--warmup 0] [--min-lr-ratio 0.1] [--grad-clip 1] "
-    "[--weight-decay 0.1] [--checkpoint-dir DIR] [--checkpoint-every N] "
-    "[--resume DIR] [--memory-gb X] [--metrics FILE.jsonl] "
-    "[--model-profile PROFILE.json] [--device cuda|cpu] [--stop-at STEP] [--val-every 50] "
-    "[--val-batches 4] [--quiet] "
-    "[--prediction-from-plan] [--help] [--version]\n"
-    "Exit status: 0 done, 1 training failed, 2 bad input. See docs/runtime.md.\n";
+// Every flag with its default (`cairn-train --help`; docs/runtime.md).
+void AddFlags(Flags& a) {
+  a.Value("model", "NAME|FILE.json", "catalog model or ModelSpec JSON", "llama-tiny")
+      .Value("plan", "PLAN.json|auto",
+             "the plan to execute, or auto: planned here for this world and device", "auto")
+      .Value("data", "DIR", "token shards written by cairn-data (required)")
+      .Value("nproc", "N",
+             "fork N local workers; 0: one rank of a launcher's world (RANK, WORLD_SIZE), or one "
+             "process",
+             "0")
+      .Value("steps", "N", "optimizer steps", "10")
+      .Value("seed", "S", "initialization and data order seed", "1234")
+      .Value("global-batch", "B", "samples per step (--plan auto)", "8")
+      .Value("seq-len", "S", "tokens per sample (--plan auto; default: min(256, the model's))")
+      .Value("lr", "LR", "peak AdamW learning rate", "3e-4")
+      .Value("warmup", "N", "linear warm-up steps", "0")
+      .Value("min-lr-ratio", "F", "cosine decay floor, a fraction of --lr", "0.1")
+      .Value("grad-clip", "NORM", "global gradient-norm clip", "1")
+      .Value("weight-decay", "WD", "AdamW weight decay", "0.1")
+      .Value("checkpoint-dir", "DIR", "where checkpoints go")
+      .Value("checkpoint-every", "N", "steps between checkpoints (0: only at the end)", "0")
+      .Value("resume", "DIR", "resume from this checkpoint (under any plan)")
+      .Value("memory-gb", "X", "per-device memory budget for --plan auto (0: the device's)", "0")
+      .Value("metrics", "FILE.jsonl", "append one JSON line per step")
+      .Value("model-profile", "PROFILE.json", "measured layer times for planning and prediction")
+      .Value("device", "cuda|cpu", "cuda when this build has it and a GPU is visible, else cpu")
+      .Value("stop-at", "STEP", "stop after this step as if interrupted (tests of resume)", "0")
+      .Value("val-every", "N",
+             "validation loss every N steps and after the last (0: never; needs a val_ shard)",
+             "50")
+      .Value("val-batches", "K", "global batches of validation data per evaluation", "4")
+      .Bool("quiet", "no per-step lines")
+      .Bool("prediction-from-plan",
+            "report measured against the plan file's own prediction instead of one for this "
+            "device");
+}
 
 int Main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (arg == "--version") {
-      std::printf("%s\n", VersionLine("cairn-train").c_str());
-      return 0;
-    }
-  }
-  Args a;
-  if (absl::Status s =
-          a.Parse(std::vector<std::string>(argv + 1, argv + argc),
-                  {"model", "plan", "data", "steps", "seed", "nproc", "seq-len", "global-batch",
-                   "lr", "min-lr-ratio", "warmup", "grad-clip", "weight-decay", "checkpoint-dir",
-                   "checkpoint-every", "resume", "memory-gb", "metrics", "model-profile",
-                   "device", "stop-at", "val-every", "val-batches"},
-                  {"quiet", "prediction-from-plan"});
-      !s.ok()) {
-    return Fail(s);
-  }
+  std::unique_ptr<CLI::App> app = MakeApp(
+      "cairn-train",
+      "trains a model under a plan (a file, or --plan auto) on CPU or CUDA workers. Exit status: "
+      "0 done, 1 training failed, 2 bad input. See docs/runtime.md.");
+  Flags a(app.get());
+  AddFlags(a);
+  if (std::optional<int> exit = ParseCommandLine(*app, argc, argv)) return *exit;
   if (!a.Has("data")) {
-    std::fprintf(stderr, "cairn-train: --data is required\n%s", kUsage);
+    std::fprintf(stderr, "cairn-train: --data is required (see cairn-train --help)\n");
     return 2;
   }
   TrainerOptions opt;
@@ -96,16 +107,13 @@ int Main(int argc, char** argv) {
   opt.resume_dir = a.Get("resume");
   opt.metrics_path = a.Get("metrics");
   opt.quiet = a.Has("quiet");
-  absl::StatusOr<int> nproc = a.GetInt("nproc", 0), steps = a.GetInt("steps", 10),
-                      every = a.GetInt("checkpoint-every", 0), warmup = a.GetInt("warmup", 0),
-                      stop_at = a.GetInt("stop-at", 0),
-                      val_every = a.GetInt("val-every", opt.val_every),
-                      val_batches = a.GetInt("val-batches", opt.val_batches),
-                      seed = a.GetInt("seed", 1234);
-  absl::StatusOr<double> lr = a.GetDouble("lr", 3e-4), clip = a.GetDouble("grad-clip", 1.0),
-                         wd = a.GetDouble("weight-decay", 0.1),
-                         min_lr = a.GetDouble("min-lr-ratio", 0.1),
-                         mem_gb = a.GetDouble("memory-gb", 0);
+  absl::StatusOr<int> nproc = a.GetInt("nproc"), steps = a.GetInt("steps"),
+                      every = a.GetInt("checkpoint-every"), warmup = a.GetInt("warmup"),
+                      stop_at = a.GetInt("stop-at"), val_every = a.GetInt("val-every"),
+                      val_batches = a.GetInt("val-batches"), seed = a.GetInt("seed");
+  absl::StatusOr<double> lr = a.GetDouble("lr"), clip = a.GetDouble("grad-clip"),
+                         wd = a.GetDouble("weight-decay"), min_lr = a.GetDouble("min-lr-ratio"),
+                         mem_gb = a.GetDouble("memory-gb");
   for (const absl::Status& s :
        {nproc.status(), steps.status(), every.status(), warmup.status(), seed.status(),
         stop_at.status(), val_every.status(), val_batches.status(),
@@ -149,7 +157,7 @@ int Main(int argc, char** argv) {
 
   // The device: CUDA (bf16) when asked for, or by default when this build has it and a GPU is
   // visible; else the CPU (fp32).
-  std::string device = a.Get("device", "");
+  std::string device = a.Get("device");
   if (!device.empty() && device != "cpu" && device != "cuda") {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--device must be cuda or cpu, got '", device, "'")));
@@ -187,7 +195,7 @@ int Main(int argc, char** argv) {
   }
   device = "cpu";
 #endif
-  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(a.Get("model", "llama-tiny"));
+  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::ResolveModel(a.Get("model"));
   if (!spec.ok()) return Fail(spec.status());
   req.model = *spec;
   req.world_size = world;
@@ -203,7 +211,7 @@ int Main(int argc, char** argv) {
     req.model_profile = profile;
   }
   opt.model = plan::ModelDimsFromSpec(*spec);
-  const std::string plan_arg = a.Get("plan", "auto");
+  const std::string plan_arg = a.Get("plan");
   std::optional<cairn::v1::Plan> plan_proto;  // the plan file, when one is given
   if (plan_arg != "auto") {
     absl::StatusOr<std::string> text = planner::ReadTextFile(plan_arg);
@@ -225,7 +233,7 @@ int Main(int argc, char** argv) {
     opt.seq_len = proto->seq_len();
     plan_proto = *std::move(proto);
   } else {
-    absl::StatusOr<int> gb = a.GetInt("global-batch", 8), sl = a.GetInt("seq-len", 0);
+    absl::StatusOr<int> gb = a.GetInt("global-batch"), sl = a.GetInt("seq-len");
     if (!gb.ok()) return Fail(gb.status());
     if (!sl.ok()) return Fail(sl.status());
     req.global_batch = *gb;

@@ -21,17 +21,29 @@
 #include <thread>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_app.h"
 #include "planner/store/sqlite/sqlite_store.h"
 #include "planner/store/store.h"
 
-ABSL_FLAG(std::string, dir, "/tmp", "directory for the benchmark databases");
-ABSL_FLAG(int, writes, 2000, "writes per write measurement");
-ABSL_FLAG(int, reads, 20000, "lookups per read measurement");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string dir = "/tmp";
+  int writes = 2000;
+  int reads = 20000;
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--dir", g_flags.dir, "directory for the benchmark databases");
+  app.add_option("--writes", g_flags.writes, "writes per write measurement");
+  app.add_option("--reads", g_flags.reads, "lookups per read measurement");
+}
+}  // namespace
 
 namespace cairn::planner {
 namespace {
@@ -155,10 +167,13 @@ void BenchReads(const std::string& dir, int read_connections, bool concurrent_wr
 }  // namespace cairn::planner
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const std::string dir = absl::GetFlag(FLAGS_dir);
-  const int writes = absl::GetFlag(FLAGS_writes);
-  const int reads = absl::GetFlag(FLAGS_reads);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "store_bench", "throughput and latency of the SQLite store on this machine (docs/store.md)");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
+  const std::string dir = g_flags.dir;
+  const int writes = g_flags.writes;
+  const int reads = g_flags.reads;
   using cairn::planner::SqliteOptions;
   std::printf("PutPlan payload: %zu bytes serialized\n",
               cairn::planner::BenchPlan(0).result.ByteSizeLong());

@@ -22,17 +22,29 @@
 #include <memory>
 #include <string>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/cli_app.h"
 #include "common/status_macros.h"
 #include "planner/store/sqlite/sqlite_store.h"
 #include "planner/store/store.h"
 
-ABSL_FLAG(std::string, db, "", "SQLite database file (created if missing)");
-ABSL_FLAG(int64_t, first, 0, "first sequence number");
-ABSL_FLAG(int64_t, count, 0, "number of writes; 0 = until killed");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string db = "";
+  int64_t first = 0;
+  int64_t count = 0;
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--db", g_flags.db, "SQLite database file (created if missing)");
+  app.add_option("--first", g_flags.first, "first sequence number");
+  app.add_option("--count", g_flags.count, "number of writes; 0 = until killed");
+}
+}  // namespace
 
 namespace cairn::planner {
 namespace {
@@ -112,14 +124,16 @@ absl::Status Run(const std::string& db, int64_t first, int64_t count) {
 }  // namespace cairn::planner
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  const std::string db = absl::GetFlag(FLAGS_db);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "store_writer", "a write load for the crash test (tests/store_durability_test.cc)");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
+  const std::string db = g_flags.db;
   if (db.empty()) {
     std::fprintf(stderr, "store_writer: --db is required\n");
     return 2;
   }
-  const absl::Status status =
-      cairn::planner::Run(db, absl::GetFlag(FLAGS_first), absl::GetFlag(FLAGS_count));
+  const absl::Status status = cairn::planner::Run(db, g_flags.first, g_flags.count);
   if (!status.ok()) {
     std::fprintf(stderr, "store_writer: %s\n", status.ToString().c_str());
     return 1;

@@ -25,29 +25,46 @@
 #include <thread>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_app.h"
 #include "common/collective.h"
 #include "common/status_macros.h"
 #include "runtime/comm/file_store.h"
-#include "runtime/comm/testing/fork_ranks.h"
 #include "runtime/comm/gloo/gloo_communicator.h"
+#include "runtime/comm/testing/fork_ranks.h"
 
-ABSL_FLAG(std::string, nproc, "2,4", "comma-separated process counts");
-ABSL_FLAG(std::string, ops, "all_reduce,all_gather,reduce_scatter,all_to_all",
-          "comma-separated collectives");
-ABSL_FLAG(std::string, sizes, "4096,65536,1048576,16777216,67108864",
-          "comma-separated buffer sizes in bytes (see the definitions in the source)");
-ABSL_FLAG(double, seconds, 0.5, "target timed duration per case; iterations are chosen to fill it");
-ABSL_FLAG(int, min_iters, 5, "fewest timed iterations per case");
-ABSL_FLAG(int, max_iters, 1000, "most timed iterations per case");
-ABSL_FLAG(std::string, tmpdir, "", "where the rendezvous directories go (default: $TMPDIR or /tmp)");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string nproc = "2,4";
+  std::string ops = "all_reduce,all_gather,reduce_scatter,all_to_all";
+  std::string sizes = "4096,65536,1048576,16777216,67108864";
+  double seconds = 0.5;
+  int min_iters = 5;
+  int max_iters = 1000;
+  std::string tmpdir = "";
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--nproc", g_flags.nproc, "comma-separated process counts");
+  app.add_option("--ops", g_flags.ops, "comma-separated collectives");
+  app.add_option("--sizes", g_flags.sizes,
+                 "comma-separated buffer sizes in bytes (see the definitions in the source)");
+  app.add_option("--seconds", g_flags.seconds,
+                 "target timed duration per case; iterations are chosen to fill it");
+  app.add_option("--min-iters", g_flags.min_iters, "fewest timed iterations per case");
+  app.add_option("--max-iters", g_flags.max_iters, "most timed iterations per case");
+  app.add_option("--tmpdir", g_flags.tmpdir,
+                 "where the rendezvous directories go (default: $TMPDIR or /tmp)");
+}
+}  // namespace
 
 namespace cairn::runtime {
 namespace {
@@ -112,8 +129,8 @@ absl::Status RunRank(int rank, int n, const std::string& dir, const std::vector<
     CAIRN_RETURN_IF_ERROR(RunOnce(*comm, c.op, in, out, elements));
     float warm_s = static_cast<float>(absl::ToDoubleSeconds(absl::Now() - start));
     CAIRN_RETURN_IF_ERROR(comm->AllReduce(&warm_s, &warm_s, 1, ReduceOp::kMax));
-    const int iters = std::clamp(static_cast<int>(absl::GetFlag(FLAGS_seconds) / warm_s),
-                                 absl::GetFlag(FLAGS_min_iters), absl::GetFlag(FLAGS_max_iters));
+    const int iters = std::clamp(static_cast<int>(g_flags.seconds / warm_s), g_flags.min_iters,
+                                 g_flags.max_iters);
 
     CAIRN_RETURN_IF_ERROR(comm->Barrier());
     start = absl::Now();
@@ -140,7 +157,7 @@ std::vector<std::string> SplitList(const std::string& text) {
 
 int Main() {
   std::vector<int> nprocs;
-  for (const std::string& s : SplitList(absl::GetFlag(FLAGS_nproc))) {
+  for (const std::string& s : SplitList(g_flags.nproc)) {
     int n = 0;
     if (!absl::SimpleAtoi(s, &n) || n < 1) {
       std::fprintf(stderr, "gloo_bench: bad --nproc entry '%s'\n", s.c_str());
@@ -149,13 +166,13 @@ int Main() {
     nprocs.push_back(n);
   }
   std::vector<Case> cases;
-  for (const std::string& op : SplitList(absl::GetFlag(FLAGS_ops))) {
+  for (const std::string& op : SplitList(g_flags.ops)) {
     const std::optional<CollectiveOp> known = CollectiveOpFromName(op);
     if (!known.has_value() || *known == CollectiveOp::kSendRecv) {
       std::fprintf(stderr, "gloo_bench: unknown op '%s'\n", op.c_str());
       return 2;
     }
-    for (const std::string& s : SplitList(absl::GetFlag(FLAGS_sizes))) {
+    for (const std::string& s : SplitList(g_flags.sizes)) {
       size_t bytes = 0;
       if (!absl::SimpleAtoi(s, &bytes)) {
         std::fprintf(stderr, "gloo_bench: bad --sizes entry '%s'\n", s.c_str());
@@ -164,7 +181,7 @@ int Main() {
       cases.push_back({op, bytes});
     }
   }
-  std::string tmp = absl::GetFlag(FLAGS_tmpdir);
+  std::string tmp = g_flags.tmpdir;
   if (tmp.empty()) tmp = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
 
   std::printf("gloo_bench: %u hardware threads; time = slowest rank's mean per operation\n\n",
@@ -196,6 +213,10 @@ int Main() {
 }  // namespace cairn::runtime
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "gloo_bench",
+      "bandwidth of the Gloo communicator's collectives on N local processes over loopback.");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   return cairn::runtime::Main();
 }

@@ -32,31 +32,51 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_app.h"
 #include "common/collective.h"
 #include "common/status_macros.h"
 #include "runtime/comm/file_store.h"
-#include "runtime/comm/testing/fork_ranks.h"
 #include "runtime/comm/nccl/nccl_communicator.h"
+#include "runtime/comm/testing/fork_ranks.h"
 
-ABSL_FLAG(std::string, nproc, "1", "comma-separated process counts (one GPU each)");
-ABSL_FLAG(std::string, ops, "all_reduce,all_gather,reduce_scatter,all_to_all,send_recv",
-          "comma-separated operations (send_recv needs 2 or more ranks)");
-ABSL_FLAG(std::string, sizes, "1048576,16777216,268435456,1073741824",
-          "comma-separated buffer sizes in bytes (see the definitions in the source)");
-ABSL_FLAG(std::string, dtype, "bf16", "element type: f32 or bf16");
-ABSL_FLAG(double, seconds, 0.3, "target timed duration per case; iterations are chosen to fill it");
-ABSL_FLAG(int, warmup, 5, "untimed operations before timing");
-ABSL_FLAG(int, min_iters, 5, "fewest timed iterations per case");
-ABSL_FLAG(int, max_iters, 1000, "most timed iterations per case");
-ABSL_FLAG(std::string, tmpdir, "", "where the rendezvous directories go (default: $TMPDIR or /tmp)");
+namespace {
+// The command line (--help lists every flag with its default).
+struct CommandLineFlags {
+  std::string nproc = "1";
+  std::string ops = "all_reduce,all_gather,reduce_scatter,all_to_all,send_recv";
+  std::string sizes = "1048576,16777216,268435456,1073741824";
+  std::string dtype = "bf16";
+  double seconds = 0.3;
+  int warmup = 5;
+  int min_iters = 5;
+  int max_iters = 1000;
+  std::string tmpdir = "";
+};
+CommandLineFlags g_flags;
+
+void AddFlags(CLI::App& app) {
+  app.add_option("--nproc", g_flags.nproc, "comma-separated process counts (one GPU each)");
+  app.add_option("--ops", g_flags.ops,
+                 "comma-separated operations (send_recv needs 2 or more ranks)");
+  app.add_option("--sizes", g_flags.sizes,
+                 "comma-separated buffer sizes in bytes (see the definitions in the source)");
+  app.add_option("--dtype", g_flags.dtype, "element type: f32 or bf16");
+  app.add_option("--seconds", g_flags.seconds,
+                 "target timed duration per case; iterations are chosen to fill it");
+  app.add_option("--warmup", g_flags.warmup, "untimed operations before timing");
+  app.add_option("--min-iters", g_flags.min_iters, "fewest timed iterations per case");
+  app.add_option("--max-iters", g_flags.max_iters, "most timed iterations per case");
+  app.add_option("--tmpdir", g_flags.tmpdir,
+                 "where the rendezvous directories go (default: $TMPDIR or /tmp)");
+}
+}  // namespace
 
 namespace cairn::runtime {
 namespace {
@@ -234,11 +254,11 @@ absl::Status RunRank(int rank, int n, const std::string& dir, DType dtype,
       for (auto& handle : pending) CAIRN_RETURN_IF_ERROR(handle->Wait());
       return absl::ToDoubleSeconds(absl::Now() - start) / iters;
     };
-    CAIRN_ASSIGN_OR_RETURN(double warm_s, run(std::max(1, absl::GetFlag(FLAGS_warmup))));
+    CAIRN_ASSIGN_OR_RETURN(double warm_s, run(std::max(1, g_flags.warmup)));
     CAIRN_ASSIGN_OR_RETURN(const float slowest_warm_s,
                            MaxOverRanks(*comm, static_cast<float>(warm_s), scratch));
-    const int iters = std::clamp(static_cast<int>(absl::GetFlag(FLAGS_seconds) / slowest_warm_s),
-                                 absl::GetFlag(FLAGS_min_iters), absl::GetFlag(FLAGS_max_iters));
+    const int iters = std::clamp(static_cast<int>(g_flags.seconds / slowest_warm_s),
+                                 g_flags.min_iters, g_flags.max_iters);
     CAIRN_ASSIGN_OR_RETURN(double time_s, run(iters));
     CAIRN_ASSIGN_OR_RETURN(const float slowest_s,
                            MaxOverRanks(*comm, static_cast<float>(time_s), scratch));
@@ -265,7 +285,7 @@ std::vector<std::string> SplitList(const std::string& text) {
 
 int Main() {
   std::vector<int> nprocs;
-  for (const std::string& s : SplitList(absl::GetFlag(FLAGS_nproc))) {
+  for (const std::string& s : SplitList(g_flags.nproc)) {
     int n = 0;
     if (!absl::SimpleAtoi(s, &n) || n < 1) {
       std::fprintf(stderr, "nccl_bench: bad --nproc entry '%s'\n", s.c_str());
@@ -274,7 +294,7 @@ int Main() {
     nprocs.push_back(n);
   }
   DType dtype;
-  const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
+  const std::string dtype_name = g_flags.dtype;
   if (dtype_name == "f32") {
     dtype = DType::kFloat32;
   } else if (dtype_name == "bf16") {
@@ -285,13 +305,13 @@ int Main() {
     return 2;
   }
   std::vector<Case> cases;
-  for (const std::string& name : SplitList(absl::GetFlag(FLAGS_ops))) {
+  for (const std::string& name : SplitList(g_flags.ops)) {
     const std::optional<CollectiveOp> op = CollectiveOpFromName(name);
     if (!op.has_value()) {
       std::fprintf(stderr, "nccl_bench: unknown op '%s'\n", name.c_str());
       return 2;
     }
-    for (const std::string& s : SplitList(absl::GetFlag(FLAGS_sizes))) {
+    for (const std::string& s : SplitList(g_flags.sizes)) {
       size_t bytes = 0;
       if (!absl::SimpleAtoi(s, &bytes)) {
         std::fprintf(stderr, "nccl_bench: bad --sizes entry '%s'\n", s.c_str());
@@ -300,7 +320,7 @@ int Main() {
       cases.push_back({*op, bytes});
     }
   }
-  std::string tmp = absl::GetFlag(FLAGS_tmpdir);
+  std::string tmp = g_flags.tmpdir;
   if (tmp.empty()) tmp = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
 
   std::printf("nccl_bench: time = slowest rank's mean per operation; NCCL_NVLS_ENABLE forced to 0 "
@@ -333,6 +353,9 @@ int Main() {
 }  // namespace cairn::runtime
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "nccl_bench", "bandwidth of the NCCL communicator's operations, one process per GPU.");
+  AddFlags(*app);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   return cairn::runtime::Main();
 }

@@ -24,7 +24,9 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "runtime/compute/compute_backend.h"
@@ -388,9 +390,10 @@ void BenchBlock(ComputeBackend& be, int reps) {
 
 int main(int argc, char** argv) {
   int reps = 20;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--reps") == 0) reps = std::max(1, std::atoi(argv[i + 1]));
-  }
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "cpu_backend_bench", "speed of the CPU backend: matmuls and one llama-tiny block");
+  app->add_option("--reps", reps, "timed repetitions per case")->check(CLI::PositiveNumber);
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   std::printf(
       "cpu_backend_bench: OpenBLAS %s; core %s; %d threads; OPENBLAS_CORETYPE=%s; %d reps\n",

@@ -31,9 +31,11 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/cli_app.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "runtime/compute/compute_backend.h"
@@ -560,32 +562,18 @@ void WriteJson(Bench& b, const std::string& path) {
 
 int main(int argc, char** argv) {
   Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--reps") {
-      flags.reps = std::max(1, std::atoi(value().c_str()));
-    } else if (arg == "--warmup") {
-      flags.warmup = std::max(0, std::atoi(value().c_str()));
-    } else if (arg == "--json") {
-      flags.json = value();
-    } else if (arg == "--only") {
-      flags.only = value();
-    } else if (arg == "--quick") {
-      flags.quick = true;
-    } else {
-      std::fprintf(stderr,
-                   "usage: cuda_backend_bench [--reps N] [--warmup N] [--json FILE] "
-                   "[--only SUBSTRING] [--quick]\n");
-      return 2;
-    }
-  }
+  std::unique_ptr<CLI::App> app = cairn::MakeApp(
+      "cuda_backend_bench",
+      "speed of the CUDA backend on a GPU, next to the ceilings measured in the same run");
+  app->add_option("--reps", flags.reps, "timed repetitions per case")->check(CLI::PositiveNumber);
+  app->add_option("--warmup", flags.warmup, "untimed repetitions first")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--json", flags.json, "also write the results as JSON to FILE")
+      ->type_name("FILE");
+  app->add_option("--only", flags.only, "only the cases whose name contains SUBSTRING")
+      ->type_name("SUBSTRING");
+  app->add_flag("--quick", flags.quick, "fewer shapes (a smoke run)");
+  if (std::optional<int> exit = cairn::ParseCommandLine(*app, argc, argv)) return *exit;
   auto probe = CudaBackend::Create(0);
   if (!probe.ok()) {
     std::fprintf(stderr, "cuda_backend_bench: %s\n", probe.status().ToString().c_str());
