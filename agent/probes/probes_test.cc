@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/probes/comm_probes.h"
 #include "agent/probes/compute_probes.h"
+#include "agent/probes/device_buffer.h"
 #include "agent/probes/layer_probe.h"
 #include "agent/probes/overlap_probe.h"
 #include "common/plan/plan_proto.h"
@@ -62,6 +63,26 @@ void ExpectMeasured(const ProbeReport& r, const std::string& probe, int at_least
     EXPECT_GT(m.time_s(), 0) << m.name();
   }
   EXPECT_GE(n, at_least) << probe;
+}
+
+// Probe buffers are filled on the device (a first chunk, then doubled by device copies): every
+// element holds the value, across the chunk boundaries and in a ragged tail.
+TEST(DeviceBufferTest, FillsEveryElementOnTheDevice) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  const int64_t count = 3 * (int64_t{1} << 20) + 12345;
+  for (float value : {0.0f, 0.25f, -3.0f}) {
+    ASSERT_OK_AND_ASSIGN(DeviceBuffer f, DeviceBuffer::F32(be.get(), count, value));
+    ASSERT_OK_AND_ASSIGN(DeviceBuffer w, DeviceBuffer::Working(be.get(), count, value));
+    ASSERT_OK_AND_ASSIGN(std::vector<float> f_all, f.ReadF32(count));
+    ASSERT_OK_AND_ASSIGN(std::vector<float> w_all, w.ReadWorking(count));
+    for (const std::vector<float>& all : {f_all, w_all}) {
+      ASSERT_EQ(static_cast<int64_t>(all.size()), count);
+      int64_t wrong = 0;
+      for (float x : all) wrong += x != value;
+      EXPECT_EQ(wrong, 0) << "value " << value;
+    }
+  }
 }
 
 TEST(ComputeProbesTest, EverySuiteMeasuresAndChecksOnTheCpuBackend) {
