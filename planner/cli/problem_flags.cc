@@ -20,7 +20,8 @@
 namespace cairn::cli {
 
 void AddProblemFlags(Flags& f) {
-  f.Value("model", "NAME|FILE.json", "catalog model (cairn models) or a ModelSpec in proto3 JSON",
+  f.Value("model", "NAME|FILE.json",
+          "catalog model (cairn models), a ModelSpec in proto3 JSON or a Hugging Face config.json",
           "llama2-7b")
       .Value("cluster", "NAME", "catalog cluster (cairn clusters)", "h100-sxm")
       .Value("nodes", "N", "nodes in the cluster", "1")

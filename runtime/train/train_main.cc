@@ -54,7 +54,8 @@ int Fail(const absl::Status& s) {
 
 // Every flag with its default (`cairn-train --help`; docs/runtime.md).
 void AddFlags(Flags& a) {
-  a.Value("model", "NAME|FILE.json", "catalog model or ModelSpec JSON", "llama-tiny")
+  a.Value("model", "NAME|FILE.json", "catalog model, ModelSpec JSON or Hugging Face config.json",
+          "llama-tiny")
       .Value("plan", "PLAN.json|auto",
              "the plan to execute, or auto: planned here for this world and device", "auto")
       .Value("data", "DIR", "token shards written by cairn-data (required)")
