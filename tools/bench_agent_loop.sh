@@ -59,7 +59,7 @@ for gb in $batches; do
   job=$(echo "$out" | grep -o "Submitted job [^ ]*" | awk '{print $3}')
   plan=$($CLI jobs show "$job" --json | grep '"plan_id"' | head -1 | cut -d'"' -f4)
   shape=$($CLI plans show --id "$plan" | sed -n 3p | sed 's/^ *pipeline: //')
-  strat=$($CLI plans show --id "$plan" | grep -m1 "blocks" | sed 's/^ *//')
+  strat=$($CLI plans show --id "$plan" | { grep -m1 -E "blocks|model chunk [0-9]" || true; } | sed 's/^ *//')
   pred=$($CLI plans show --id "$plan" | sed -n 2p | awk '{print $2, $3}')
   metrics=$(ls "$D"/a*/jobs/"$job"/attempt-1/metrics.jsonl | head -1)
   python3 - "$metrics" "$gb" "$seq" "$pred" "$shape; $strat" <<'PY'
