@@ -624,15 +624,36 @@ SearchResult Searcher::Run() {
   r.stats.dp_cells = cells_;
   r.stats.plans_evaluated = evaluated_;
   if (pb_.space.uniform_layers) {
-    // Galvatron's coarse mode: the best uniform plan replaces the per-layer search result.
+    // Galvatron's coarse mode: the best plans with one strategy for every layer replace the
+    // per-layer result — every strategy the space allows (EnumerateStrategies: TP degree, mode,
+    // data-parallel mode, recomputation) on every (batch, pipeline degree, micro-batches,
+    // schedule) combination, not only the baseline families (which the space's --dp-modes or --pp
+    // can rule out while other uniform plans fit). Interleaved combinations are left out:
+    // MakeUniformPlan cuts plain stages.
     r.plans.clear();
     r.evaluations.clear();
-    std::vector<BaselineResult> all = Baselines(pb_, opt_.cancelled);
-    for (BaselineResult& b : all) {
-      if (!b.feasible) continue;
-      r.plans.push_back(b.plan);
-      r.evaluations.push_back(b.evaluation);
+    TopK uniform(std::max(1, pb_.top_k));
+    const int N = pb_.hardware.num_devices();
+    for (const Combo& c : combos) {
+      if (Cancelled(opt_.cancelled)) break;
+      if (c.schedule == Schedule::kInterleaved1F1B || N % c.pp != 0) continue;
+      for (const Strategy& s : EnumerateStrategies(pb_, LayerKind::kBlock, N / c.pp)) {
+        Strategy eh = s;
+        eh.recompute = false;
+        PlanSpec plan;
+        if (!MakeUniformPlan(pb_, c.batch, c.pp, c.m, c.schedule, s, eh, &plan)) continue;
+        plan.origin = "uniform";
+        absl::StatusOr<Evaluation> e = Evaluate(cm_, plan);
+        ++evaluated_;
+        if (!e.ok() || !e->StrategiesValid() || !e->feasible) continue;
+        uniform.Offer(e->step_time_s / c.batch, std::move(plan), *std::move(e));
+      }
     }
+    for (auto& it : uniform.items) {
+      r.plans.push_back(std::move(it.second.first));
+      r.evaluations.push_back(std::move(it.second.second));
+    }
+    r.stats.plans_evaluated = evaluated_;
   }
   r.search_time_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

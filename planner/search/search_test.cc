@@ -204,6 +204,41 @@ TEST(SearchTest, ReturnsTopKDistinctFeasiblePlansBestFirst) {
   EXPECT_GE(r.gain_over_best_baseline, 1.0 - 1e-9);
 }
 
+// --uniform-layers (Galvatron's coarse mode): one strategy for every block, from every strategy the
+// space allows — not only the baseline families, which --dp-modes ddp,zero3 with --pp 2 rules out
+// entirely (megatron needs ZeRO-1, fsdp and ddp need pp = 1) while uniform plans still fit.
+TEST(SearchTest, UniformLayersSearchesEveryUniformStrategyOfTheSpace) {
+  SearchProblem pb = testing::SmallProblem(8, 8, 1, 64, 2048, int64_t{40} << 30);
+  pb.top_k = 3;
+  pb.threads = 2;
+  pb.space.uniform_layers = true;
+  pb.space.pipeline_degrees = {2};
+  pb.space.dp_modes = {DpMode::kDdp, DpMode::kZero3};
+  ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
+  for (const BaselineResult& b : r.baselines) EXPECT_FALSE(b.feasible) << b.family;
+  ASSERT_FALSE(r.plans.empty()) << r.infeasible_reason;
+  for (size_t i = 0; i < r.plans.size(); ++i) {
+    const PlanSpec& plan = r.plans[i];
+    EXPECT_TRUE(r.evaluations[i].feasible);
+    EXPECT_EQ(plan.pipeline_degree(), 2);
+    if (i > 0) EXPECT_LE(r.evaluations[i - 1].step_time_s, r.evaluations[i].step_time_s);
+    const Strategy* first_block = nullptr;
+    for (size_t l = 0; l < plan.layers.size(); ++l) {
+      const Strategy& s = plan.layers[l];
+      EXPECT_TRUE(s.dp == DpMode::kDdp || s.dp == DpMode::kZero3) << l;
+      if (l == 0 || l + 1 == plan.layers.size()) continue;  // embedding and head
+      if (first_block == nullptr) first_block = &s;
+      EXPECT_TRUE(s == *first_block) << "block " << l << " of plan " << i;
+    }
+  }
+  // The per-layer search of the same space is at least as fast (it contains every uniform plan).
+  pb.space.uniform_layers = false;
+  ASSERT_OK_AND_ASSIGN(SearchResult full, Search(pb));
+  ASSERT_FALSE(full.plans.empty());
+  EXPECT_LE(full.evaluations[0].step_time_s / full.plans[0].global_batch,
+            r.evaluations[0].step_time_s / r.plans[0].global_batch * (1 + 1e-9));
+}
+
 TEST(SearchTest, ExplainsWhyNothingFits) {
   // 8 blocks of a 4096-wide model in 2 GiB per device: even the leanest plan does not fit.
   SearchProblem pb = testing::SmallProblem(8, 4, 1, 8, 2048, int64_t{2} << 30);
