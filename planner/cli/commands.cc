@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,15 +52,6 @@ int Fail(std::ostream& err, const absl::Status& s) {
   return 2;
 }
 
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream f(path);
-  if (!f) return absl::FailedPreconditionError(absl::StrCat("cannot write ", path));
-  f << text;
-  f.close();
-  if (!f) return absl::DataLossError(absl::StrCat("writing ", path, " failed"));
-  return absl::OkStatus();
-}
-
 int CmdPlan(const Flags& a, std::ostream& out, std::ostream& err) {
   absl::StatusOr<Loaded> loaded = LoadProblem(a);
   if (!loaded.ok()) return Fail(err, loaded.status());
@@ -102,7 +92,9 @@ int CmdPlan(const Flags& a, std::ostream& out, std::ostream& err) {
   absl::StatusOr<std::string> json = planner::PlanToJson(proto);
   if (!json.ok()) return Fail(err, json.status());
   if (a.Has("output")) {
-    if (absl::Status s = WriteFile(a.Get("output"), *json); !s.ok()) return Fail(err, s);
+    if (absl::Status s = planner::WriteTextFile(a.Get("output"), *json); !s.ok()) {
+      return Fail(err, s);
+    }
   }
   if (absl::Status s = planner::WritePlanPictures({a.Get("svg"), a.Get("html")}, pb, best, be, err);
       !s.ok()) {

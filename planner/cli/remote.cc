@@ -1,6 +1,5 @@
 #include "planner/cli/remote.h"
 
-#include <fstream>
 #include <memory>
 #include <sstream>
 
@@ -9,7 +8,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "google/protobuf/util/json_util.h"
@@ -22,6 +20,7 @@
 #include "planner/picture/picture_render.h"
 #include "planner/plan/plan_convert.h"
 #include "proto/cairn/v1/service.grpc.pb.h"
+#include "runtime/comm/planner_store.h"
 
 namespace cairn::cli {
 namespace {
@@ -40,42 +39,21 @@ int Fail(std::ostream& err, const absl::Status& s) {
              : 1;
 }
 
-absl::StatusOr<std::string> ReadFirstLine(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
-  std::string line;
-  std::getline(f, line);
-  line = std::string(absl::StripAsciiWhitespace(line));
-  // Accept "role token" lines as in the server's token file.
-  const size_t space = line.rfind(' ');
-  if (space != std::string::npos) line = line.substr(space + 1);
-  if (line.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " holds no token"));
-  return line;
-}
-
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const Connection& c) {
-    std::shared_ptr<grpc::ChannelCredentials> creds;
-    if (c.tls_ca.empty()) {
-      creds = grpc::InsecureChannelCredentials();
-    } else {
-      absl::StatusOr<std::string> ca = planner::ReadTextFile(c.tls_ca);
-      if (!ca.ok()) return ca.status();
-      grpc::SslCredentialsOptions opt;
-      opt.pem_root_certs = *ca;
-      creds = grpc::SslCredentials(opt);
-    }
+    // The daemon's one client connection (runtime/comm/planner_store.h): TLS, bearer token file,
+    // message size, reconnect backoff, as for agents and workers.
+    runtime::PlannerConnection pc;
+    pc.address = c.address;
+    pc.token_file = c.token_file;
+    pc.tls_ca_file = c.tls_ca;
     auto client = std::unique_ptr<Client>(new Client);
     client->connection_ = c;
     if (!c.token_file.empty()) {
-      absl::StatusOr<std::string> token = ReadFirstLine(c.token_file);
-      if (!token.ok()) return token.status();
-      client->token_ = *token;
+      CAIRN_ASSIGN_OR_RETURN(client->token_, runtime::ReadBearerToken(c.token_file));
     }
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    auto channel = grpc::CreateCustomChannel(c.address, creds, args);
+    CAIRN_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, runtime::OpenPlannerChannel(pc));
     client->planner_ = Planner::NewStub(channel);
     client->profiles_ = Profiles::NewStub(channel);
     client->agents_ = Agents::NewStub(channel);
@@ -120,6 +98,12 @@ const char* JobStateName(cairn::v1::JobState s) {
     case cairn::v1::JOB_STATE_CANCELLED: return "cancelled";
     default: return "unknown";
   }
+}
+
+// `--output FILE`: the plan as the JSON `cairn plan --output` writes.
+absl::Status WritePlanJson(const cairn::v1::Plan& plan, const std::string& path) {
+  CAIRN_ASSIGN_OR_RETURN(std::string json, planner::PlanToJson(plan));
+  return planner::WriteTextFile(path, json);
 }
 
 void RenderJob(const cairn::v1::Job& j, std::ostream& out) {
@@ -179,11 +163,7 @@ int RemotePlan(Client& c, const Flags& a, std::ostream& out, std::ostream& err) 
     return 1;
   }
   if (a.Has("output")) {
-    absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
-    if (!json.ok()) return Fail(err, json.status());
-    std::ofstream f(a.Get("output"));
-    f << *json;
-    if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+    if (absl::Status st = WritePlanJson(r.plans(0), a.Get("output")); !st.ok()) return Fail(err, st);
   }
   if (absl::Status s = planner::WritePlanPictures(pictures, loaded->problem, r.plans(0), err);
       !s.ok()) {
@@ -269,9 +249,9 @@ int Profiles(Client& c, const std::string& verb, const Flags& a, std::ostream& o
                                    : static_cast<const google::protobuf::Message&>(p));
     }
     if (a.Has("output")) {
-      std::ofstream f(a.Get("output"));
-      f << text << "\n";
-      if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+      if (absl::Status st = planner::WriteTextFile(a.Get("output"), text + "\n"); !st.ok()) {
+        return Fail(err, st);
+      }
       out << "Profile written to " << a.Get("output") << "\n";
     } else {
       out << text << "\n";
@@ -415,11 +395,9 @@ int Plans(Client& c, const std::string& verb, const Flags& a, std::ostream& out,
       return 1;
     }
     if (a.Has("output")) {
-      absl::StatusOr<std::string> json = planner::PlanToJson(r.plans(0));
-      if (!json.ok()) return Fail(err, json.status());
-      std::ofstream f(a.Get("output"));
-      f << *json;
-      if (!f) return Fail(err, absl::FailedPreconditionError("cannot write " + a.Get("output")));
+      if (absl::Status st = WritePlanJson(r.plans(0), a.Get("output")); !st.ok()) {
+        return Fail(err, st);
+      }
     }
     if (!pictures.empty()) {
       absl::StatusOr<Loaded> loaded = ProblemOfStoredPlan(a, r.plans(0), req.plan_id());
