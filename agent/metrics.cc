@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "absl/time/clock.h"
-
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/collective_proto.h"
 #include "prometheus/exposer.h"
 #include "prometheus/text_serializer.h"
 
@@ -15,17 +15,6 @@ namespace {
 prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& r, const char* name,
                                                    const char* help) {
   return prometheus::BuildGauge().Name(name).Help(help).Register(r);
-}
-
-const char* OpLabel(cairn::v1::CollectiveOp op) {
-  switch (op) {
-    case cairn::v1::COLLECTIVE_OP_ALL_REDUCE: return "all_reduce";
-    case cairn::v1::COLLECTIVE_OP_ALL_GATHER: return "all_gather";
-    case cairn::v1::COLLECTIVE_OP_REDUCE_SCATTER: return "reduce_scatter";
-    case cairn::v1::COLLECTIVE_OP_ALL_TO_ALL: return "all_to_all";
-    case cairn::v1::COLLECTIVE_OP_SEND_RECV: return "send_recv";
-    default: return "unspecified";
-  }
 }
 
 }  // namespace
@@ -186,7 +175,7 @@ void AgentMetrics::SetProfile(const cairn::v1::HardwareProfile& p, absl::Time wh
   probe_overlap_->Set(profile->overlap_slowdown());
   for (const cairn::v1::CollectiveCost& c : profile->collectives()) {
     probe_busbw_
-        ->Add({{"op", OpLabel(c.op())},
+        ->Add({{"op", cairn::ToString(c.op())},
                {"group_size", absl::StrCat(c.group_size())},
                {"spans_nodes", c.spans_nodes() ? "true" : "false"}})
         .Set(c.busbw_bytes_per_s());

@@ -23,4 +23,11 @@ CollectiveOp FromProto(cairn::v1::CollectiveOp op) {
   }
 }
 
+const char* ToString(cairn::v1::CollectiveOp op) {
+  if (op == cairn::v1::COLLECTIVE_OP_UNSPECIFIED || !cairn::v1::CollectiveOp_IsValid(op)) {
+    return "unspecified";
+  }
+  return ToString(FromProto(op));
+}
+
 }  // namespace cairn

@@ -10,6 +10,9 @@ namespace cairn {
 
 cairn::v1::CollectiveOp ToProto(CollectiveOp op);
 CollectiveOp FromProto(cairn::v1::CollectiveOp op);
+// The collective's name as ToString(CollectiveOp) spells it ("all_reduce", ...); "unspecified" for
+// COLLECTIVE_OP_UNSPECIFIED and unknown values (messages and metric labels say what was sent).
+const char* ToString(cairn::v1::CollectiveOp op);
 // BusFactor (common/collective.h) of a cairn.v1 collective.
 inline double BusFactor(cairn::v1::CollectiveOp op, int group_size) {
   return BusFactor(FromProto(op), group_size);

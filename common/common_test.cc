@@ -1,5 +1,6 @@
 #include <string>
 
+#include "common/collective_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/testing/status_matchers.h"
@@ -44,6 +45,17 @@ TEST(UnitsTest, FormatsHumanReadable) {
   EXPECT_EQ(FormatCount(1234567), "1.23 M");
   EXPECT_DOUBLE_EQ(TFlops(989), 989e12);
   EXPECT_DOUBLE_EQ(GBps(50), 50e9);
+}
+
+TEST(CollectiveProtoTest, NamesEveryOpAndSaysWhenItIsUnspecified) {
+  for (CollectiveOp op : {CollectiveOp::kAllReduce, CollectiveOp::kAllGather,
+                          CollectiveOp::kReduceScatter, CollectiveOp::kAllToAll,
+                          CollectiveOp::kSendRecv}) {
+    EXPECT_STREQ(ToString(ToProto(op)), ToString(op));
+  }
+  EXPECT_STREQ(ToString(cairn::v1::COLLECTIVE_OP_SEND_RECV), "send_recv");
+  EXPECT_STREQ(ToString(cairn::v1::COLLECTIVE_OP_UNSPECIFIED), "unspecified");
+  EXPECT_STREQ(ToString(static_cast<cairn::v1::CollectiveOp>(99)), "unspecified");
 }
 
 TEST(LoggingTest, ParsesLevels) {

@@ -32,17 +32,6 @@ constexpr int kCpuMaxWorkersPerNode = 64;
 // Largest group size of the derived inter-node tables (the planner extrapolates beyond).
 constexpr int kMaxInterNodeGroup = 16384;
 
-const char* OpName(CollectiveOp op) {
-  switch (op) {
-    case cairn::v1::COLLECTIVE_OP_ALL_REDUCE: return "all_reduce";
-    case cairn::v1::COLLECTIVE_OP_ALL_GATHER: return "all_gather";
-    case cairn::v1::COLLECTIVE_OP_REDUCE_SCATTER: return "reduce_scatter";
-    case cairn::v1::COLLECTIVE_OP_ALL_TO_ALL: return "all_to_all";
-    case cairn::v1::COLLECTIVE_OP_SEND_RECV: return "send_recv";
-    default: return "unspecified";
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Measured data (shared/reference/README.md and planner/catalog/scripts/measure_gemm.py).
 
@@ -336,7 +325,7 @@ constexpr CatalogEntry kCatalog[] = {
 };
 
 std::string Describe(const CollectiveCost& c, int index) {
-  return absl::StrCat("collectives[", index, "] (", OpName(c.op()), ", group ", c.group_size(),
+  return absl::StrCat("collectives[", index, "] (", cairn::ToString(c.op()), ", group ", c.group_size(),
                       c.spans_nodes() ? ", inter-node)" : ", intra-node)");
 }
 
@@ -508,7 +497,7 @@ absl::Status ValidateHardwareProfile(const HardwareProfile& hw) {
   }
   std::vector<std::string> missing;
   for (CollectiveOp op : {kAllReduce, kAllGather, kReduceScatter, kAllToAll, kSendRecv}) {
-    if (ops_present.count(op) == 0) missing.push_back(OpName(op));
+    if (ops_present.count(op) == 0) missing.push_back(cairn::ToString(op));
   }
   if (!missing.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("collectives has no entry for ",
