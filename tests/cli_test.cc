@@ -100,15 +100,20 @@ TEST(CliTest, PlansAndReportsEverythingAUserNeeds) {
   }
 }
 
+// The whole file (empty when it cannot be read).
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream text;
+  text << f.rdbuf();
+  return text.str();
+}
+
 TEST(CliTest, JsonPlanRoundTripsThroughEvaluate) {
   const std::string path = TempPath("plan.json");
   CliRun r = Cairn({"plan", "--model", "gpt2-355m", "--cluster", "a100-80g-sxm", "--nodes", "2",
                  "--global-batch", "128", "--seq-len", "1024", "--quiet", "--output", path});
   ASSERT_EQ(r.status, 0) << r.err;
-  std::ifstream f(path);
-  std::stringstream text;
-  text << f.rdbuf();
-  auto plan = planner::PlanFromJson(text.str());
+  auto plan = planner::PlanFromJson(ReadAll(path));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->model_name(), "gpt2-355m");
   EXPECT_EQ(plan->layers_size(), 24 + 2);
@@ -129,10 +134,7 @@ TEST(CliTest, EvaluateTakesTheProblemFromThePlanFile) {
   CliRun r = Cairn({"plan", "--model", "gpt2-355m", "--cluster", "a100-80g-sxm", "--nodes", "2",
                     "--global-batch", "96", "--seq-len", "1024", "--quiet", "--output", path});
   ASSERT_EQ(r.status, 0) << r.err;
-  std::ifstream f(path);
-  std::stringstream text;
-  text << f.rdbuf();
-  auto plan = planner::PlanFromJson(text.str());
+  auto plan = planner::PlanFromJson(ReadAll(path));
   ASSERT_TRUE(plan.ok()) << plan.status();
   // No problem flags at all: everything comes from the plan, and the score is the plan's own.
   CliRun e = Cairn({"evaluate", "--plan", path, "--json"});
@@ -452,13 +454,6 @@ TEST(CliTest, GalvatronStrategyExportImport) {
                  "--global-batch", "64", "--seq-len", "2048", "--galvatron-strategy", path});
   EXPECT_EQ(e.status, 0) << e.err;
   EXPECT_THAT(e.out, HasSubstr("galvatron import"));
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream text;
-  text << f.rdbuf();
-  return text.str();
 }
 
 // Issue 13: --svg/--html on plan and evaluate (planner/picture; the browser test loads them).
