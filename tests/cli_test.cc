@@ -494,6 +494,13 @@ TEST(CliTest, PlanAndEvaluateDrawPictures) {
              TempPath("")});
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("is a directory"));
+  // Refused before the search, which would otherwise be lost: no search progress was printed.
+  const std::string bad_json = TempPath("no-such-folder/plan.json");
+  r = Cairn({"plan", "--model", "gpt2-355m", "--global-batch", "32", "--output", bad_json});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("cannot write " + bad_json + ": No such file or directory"));
+  EXPECT_THAT(r.err, Not(HasSubstr("searching")));
+  EXPECT_EQ(r.out, "");
   r = Cairn({"plan", "--model", "gpt2-355m", "--global-batch", "32", "--svg"});
   EXPECT_EQ(r.status, 2);  // a flag without its value
   EXPECT_THAT(Cairn({"plan", "--help"}).out, HasSubstr("--svg"));

@@ -1,6 +1,7 @@
 #include "planner/catalog/json_io.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -49,6 +50,23 @@ absl::Status WriteTextFile(const std::string& path, absl::string_view text) {
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   out.close();
   if (!out) return absl::DataLossError(absl::StrCat("writing ", path, " failed"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckWritableFile(const std::string& path) {
+  auto refuse = [&](const char* reason) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write ", path, ": ", reason));
+  };
+  struct stat info;
+  if (stat(path.c_str(), &info) == 0) {
+    if (S_ISDIR(info.st_mode)) return refuse("is a directory");
+    if (access(path.c_str(), W_OK) != 0) return refuse(std::strerror(errno));
+    return absl::OkStatus();
+  }
+  const size_t slash = path.find_last_of('/');
+  const std::string folder =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  if (access(folder.c_str(), W_OK) != 0) return refuse(std::strerror(errno));
   return absl::OkStatus();
 }
 

@@ -31,6 +31,12 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path);
 // when writing or closing fails (disk full).
 absl::Status WriteTextFile(const std::string& path, absl::string_view text);
 
+// Whether WriteTextFile(path, ...) can create or replace `path`, checked without touching it (its
+// folder exists and is writable; the file, if it exists, is a writable regular file), so a command
+// refuses a bad output path before long work instead of after it. The same FailedPrecondition
+// "cannot write PATH: REASON" as WriteTextFile.
+absl::Status CheckWritableFile(const std::string& path);
+
 // Parses proto3 JSON into `message` (cleared first). Field names may be the proto names
 // (snake_case) or lowerCamelCase; enums may be names or numbers. Unknown fields are rejected, so a
 // misspelt field is an error rather than silently dropped.

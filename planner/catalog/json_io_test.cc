@@ -51,6 +51,21 @@ TEST(JsonIoTest, WriteErrorsNameThePathAndTheReason) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a directory")));
 }
 
+// Checked before long work: the same refusals as WriteTextFile, and nothing is created.
+TEST(JsonIoTest, ChecksAnOutputPathWithoutWritingIt) {
+  const std::string missing = TempDir() + "/no-such-folder/x.txt";
+  EXPECT_THAT(CheckWritableFile(missing),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("cannot write " + missing + ": No such file or directory")));
+  EXPECT_THAT(CheckWritableFile(TempDir()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a directory")));
+  const std::string fresh = TempDir() + "/not-yet.txt";
+  ASSERT_OK(CheckWritableFile(fresh));
+  EXPECT_THAT(ReadTextFile(fresh), StatusIs(absl::StatusCode::kNotFound, HasSubstr(fresh)));
+  ASSERT_OK(WriteTextFile(fresh, "x"));
+  ASSERT_OK(CheckWritableFile(fresh));  // an existing file is replaced
+}
+
 TEST(JsonIoTest, ParsesProtoNamesAndCamelCase) {
   cairn::v1::ModelSpec spec;
   ASSERT_OK(ParseProtoJson(R"({"num_layers": 3, "maxSeqLen": 7, "norm": "NORM_KIND_RMSNORM"})",

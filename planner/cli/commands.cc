@@ -58,6 +58,7 @@ int CmdPlan(const Flags& a, std::ostream& out, std::ostream& err) {
   const SearchProblem& pb = loaded->problem;
   std::string format = a.Has("json") ? "json" : a.Get("format");
   if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
+  if (absl::Status s = CheckOutputFiles(a); !s.ok()) return Fail(err, s);
   planner::SearchOptions opt;
   std::mutex mu;
   auto last = std::chrono::steady_clock::now();

@@ -59,6 +59,13 @@ void AddProblemFlags(Flags& f) {
       .Bool("uniform-layers", "one strategy for every block");
 }
 
+absl::Status CheckOutputFiles(const Flags& a) {
+  for (const char* flag : {"output", "svg", "html"}) {
+    if (a.Has(flag)) CAIRN_RETURN_IF_ERROR(planner::CheckWritableFile(a.Get(flag)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s) {
   if (s == "tp") return planner::ParallelMode::kTensor;
   if (s == "tp+sp" || s == "sp") return planner::ParallelMode::kTensorSequence;

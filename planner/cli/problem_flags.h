@@ -39,6 +39,10 @@ absl::StatusOr<Loaded> LoadProblem(const Flags& args);
 // messages (a path, a plan id).
 absl::Status TakeProblemFromPlan(const cairn::v1::Plan& plan, const std::string& source, Flags* a);
 
+// The files a command will write (--output, --svg, --html, where given) can be written: checked
+// before the search, so a mistyped path does not cost a finished search.
+absl::Status CheckOutputFiles(const Flags& args);
+
 absl::StatusOr<planner::ParallelMode> ParseMode(absl::string_view s);
 absl::StatusOr<planner::DpMode> ParseDpMode(absl::string_view s);
 absl::StatusOr<planner::Schedule> ParseSchedule(absl::string_view s);

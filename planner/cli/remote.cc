@@ -117,6 +117,7 @@ int RemotePlan(Client& c, const Flags& a, std::ostream& out, std::ostream& err) 
   // The same output forms as the local search (--json is --format json).
   const std::string format = a.Has("json") ? "json" : a.Get("format");
   if (absl::Status s = CheckOutputFormat(format); !s.ok()) return Fail(err, s);
+  if (absl::Status s = CheckOutputFiles(a); !s.ok()) return Fail(err, s);
   const planner::PictureFiles pictures{a.Get("svg"), a.Get("html")};
   if (!pictures.empty() && a.Has("profile")) {
     // The picture re-scores the plan with the local cost model, which has no stored profile.
