@@ -155,6 +155,34 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
                                           best_rate / 1e9));
   }
 
+  // GEMM shapes: the cost model reads these first (nearest measured shapes in log m, n, k) and
+  // falls back on the table above. One point per (m, n, k), times averaged over the node's ranks.
+  if (measured_compute) {
+    std::map<std::tuple<int64_t, int64_t, int64_t>, std::vector<const Measurement*>> shapes;
+    for (const auto& [name, ms] : ByName(reports, "gemm")) {
+      for (const Measurement* m : ms) {
+        const int64_t gm = static_cast<int64_t>(Param(*m, "m"));
+        const int64_t gn = static_cast<int64_t>(Param(*m, "n"));
+        const int64_t gk = static_cast<int64_t>(Param(*m, "k"));
+        if (gm > 0 && gn > 0 && gk > 0 && Param(*m, "forward_s") > 0) {
+          shapes[{gm, gn, gk}].push_back(m);
+        }
+      }
+    }
+    for (const auto& [mnk, ms] : shapes) {
+      cairn::v1::GemmShapePoint* g = d->add_gemm_shapes();
+      g->set_m(std::get<0>(mnk));
+      g->set_n(std::get<1>(mnk));
+      g->set_k(std::get<2>(mnk));
+      g->set_forward_s(Mean(ms, [](const Measurement& m) { return Param(m, "forward_s"); }));
+      g->set_backward_s(Mean(ms, [](const Measurement& m) { return Param(m, "backward_s"); }));
+    }
+    if (!shapes.empty()) {
+      out.summary.push_back(absl::StrFormat("GEMM shapes: %d measured (forward and backward)",
+                                            shapes.size()));
+    }
+  }
+
   // Attention efficiency against the GEMM table.
   std::map<std::string, std::pair<double, double>> attn;  // case -> fwd time, bwd time
   std::map<std::string, double> attn_flops;
@@ -173,6 +201,32 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
     if (t.first <= 0 || t.second <= 0) continue;
     const double f = attn_flops[base];
     effs.push_back(3.5 * f / (GemmRateAt(*d, f) * (t.first + t.second)));
+  }
+  // Measured attention kernels, which the cost model prefers to the efficiency (nearest head
+  // dimension, rate interpolated in log(seq)).
+  std::map<std::tuple<int, int, int, int>, std::pair<double, double>> kernels;  // b, h, s, d
+  for (const auto& [name, ms] : ByName(reports, "attention")) {
+    const Measurement& m0 = *ms[0];
+    const std::tuple<int, int, int, int> key{
+        static_cast<int>(Param(m0, "batch")), static_cast<int>(Param(m0, "heads")),
+        static_cast<int>(Param(m0, "seq")), static_cast<int>(Param(m0, "head_dim"))};
+    if (std::get<0>(key) <= 0 || std::get<1>(key) <= 0 || std::get<2>(key) <= 0 ||
+        std::get<3>(key) <= 0) {
+      continue;
+    }
+    const double t = Mean(ms, [](const Measurement& m) { return m.time_s(); });
+    (m0.op() == "forward" ? kernels[key].first : kernels[key].second) = t;
+  }
+  for (const auto& [key, t] : kernels) {
+    if (t.first <= 0) continue;
+    cairn::v1::AttentionPoint* a = d->add_attention();
+    a->set_batch(std::get<0>(key));
+    a->set_heads(std::get<1>(key));
+    a->set_kv_heads(std::get<1>(key));  // the probe's kernels have as many K/V heads as Q heads
+    a->set_seq_len(std::get<2>(key));
+    a->set_head_dim(std::get<3>(key));
+    a->set_forward_s(t.first);
+    a->set_backward_s(t.second);
   }
   if (!effs.empty()) {
     d->set_attention_efficiency(Median(effs));
@@ -197,8 +251,9 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
   }
   for (const auto& [name, ms] : ByName(reports, "launch")) {
     const double t = Mean(ms, [](const Measurement& m) { return m.time_s(); });
-    notes.push_back(absl::StrFormat("Kernel launch overhead (1-element kernel, back to back): "
-                                    "%.2f us.", t * 1e6));
+    d->set_kernel_launch_s(t);
+    notes.push_back(absl::StrFormat("kernel_launch_s: a 1-element kernel enqueued back to back, "
+                                    "%.2f us per kernel.", t * 1e6));
     out.summary.push_back(absl::StrFormat("launch overhead %.2f us", t * 1e6));
   }
 

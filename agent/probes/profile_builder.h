@@ -11,10 +11,20 @@
 //                               achieved rate = (forward + dA + dB FLOPs) / (their times), averaged
 //                               over the node's ranks; shapes within 5% in FLOPs merged (the cost
 //                               model interpolates in log(flops) and needs distinct points).
+//   device.gemm_shapes          one point per probed (m, n, k): forward and backward (dA + dB)
+//                               seconds, averaged over the ranks. The cost model reads these first
+//                               (nearest shapes in log m, n, k; hardware_model.h) and the table
+//                               above only for a profile without shapes.
 //   device.attention_efficiency median over attention cases of 3.5 x FLOPs / (GEMM rate at those
 //                               FLOPs x (forward + backward time)): the cost model charges attention
-//                               forward as FLOPs / (gemm x efficiency) and backward as 2.5 x that.
+//                               forward as FLOPs / (gemm x efficiency) and backward as 2.5 x that
+//                               when the profile has no attention points (profiles of older probes).
+//   device.attention            one point per probed kernel (batch, heads, seq, head dim; K/V heads
+//                               = Q heads): forward and backward seconds, averaged over the ranks;
+//                               preferred by the cost model over the efficiency.
 //   device.memory_bandwidth     the AdamW probe's rate in the cost model's optimizer bytes.
+//   device.kernel_launch_s      the launch probe's time per 1-element kernel enqueued back to back
+//                               (charged per kernel by the cost model).
 //   device.peak_flops_per_s     the datasheet peak given in `node` (MFU is against it), else the
 //                               best measured GEMM rate (said so in the notes).
 //   collectives                 one CollectiveCost per (op, group size, spans nodes) from the
@@ -28,8 +38,7 @@
 //                               cross-node tables of an earlier coordinated probe.
 //   overlap_slowdown            the overlap probe's gamma (else `previous`'s, else unset).
 //   source MEASURED; notes      what was measured, by which probe version, when, fit errors,
-//                               copy/add bandwidths and kernel launch overhead (no field of their
-//                               own in the profile).
+//                               copy/add bandwidths (no field of their own in the profile).
 // ModelProfile per model: one LayerTiming per (kind, micro-batch, seq), forward/backward/activation
 // bytes averaged over the node's ranks; device_model = the fingerprint's.
 // Errors: InvalidArgument when the reports hold no GEMM measurement (nothing to build from) or

@@ -43,6 +43,13 @@ std::vector<ProbeReport> Reports() {
     Measurement* g = Add(&rs[r], "gemm", "gemm x", "qkv");
     g->set_flops(6e9);
     g->set_time_s(r == 0 ? 0.1 : 0.2);
+    // Its shape (2 x 1000 x 1000 x 1000 = 2 GFLOP forward): forward 0.04 / 0.06 s, backward
+    // 0.06 / 0.14 s on the two ranks -> the shape point's means 0.05 and 0.1.
+    (*g->mutable_params())["m"] = 1000;
+    (*g->mutable_params())["n"] = 1000;
+    (*g->mutable_params())["k"] = 1000;
+    (*g->mutable_params())["forward_s"] = r == 0 ? 0.04 : 0.06;
+    (*g->mutable_params())["backward_s"] = r == 0 ? 0.06 : 0.14;
     // A second shape 3% larger in FLOPs: merged with the first.
     Measurement* g2 = Add(&rs[r], "gemm", "gemm y", "out");
     g2->set_flops(6.18e9);
@@ -54,7 +61,14 @@ std::vector<ProbeReport> Reports() {
     af->set_time_s(0.1);
     Measurement* ab = Add(&rs[r], "attention", "attention s backward", "backward");
     ab->set_flops(5e9);
-    ab->set_time_s(0.25);
+    ab->set_time_s(r == 0 ? 0.2 : 0.3);
+    for (Measurement* a : {af, ab}) {
+      (*a->mutable_params())["batch"] = 1;
+      (*a->mutable_params())["seq"] = 512;
+      (*a->mutable_params())["heads"] = 8;
+      (*a->mutable_params())["head_dim"] = 64;
+    }
+    Add(&rs[r], "launch", "launch", "scale")->set_time_s(r == 0 ? 4e-6 : 6e-6);
     Add(&rs[r], "memory", "memory adamw", "adamw")->set_rate(5e9);
     Add(&rs[r], "memory", "memory copy", "copy")->set_rate(9e9);
     Measurement* l = Add(&rs[r], "layer", "llama-tiny block b=2 seq=128", "block");
@@ -101,6 +115,25 @@ TEST(ProfileBuilderTest, BuildsTheHardwareProfileFieldByField) {
   const double rate = 12.18e9 / 0.3;
   EXPECT_NEAR(hw.device().attention_efficiency(), 3.5 * 2e9 / (rate * 0.35), 1e-9);
   EXPECT_EQ(hw.device().memory_bandwidth_bytes_per_s(), 5e9);
+  // The measured shape, times averaged over the ranks ("gemm y" has no shape: table only).
+  ASSERT_EQ(hw.device().gemm_shapes_size(), 1);
+  const cairn::v1::GemmShapePoint& shape = hw.device().gemm_shapes(0);
+  EXPECT_EQ(shape.m(), 1000);
+  EXPECT_EQ(shape.n(), 1000);
+  EXPECT_EQ(shape.k(), 1000);
+  EXPECT_NEAR(shape.forward_s(), 0.05, 1e-12);
+  EXPECT_NEAR(shape.backward_s(), 0.1, 1e-12);
+  // The attention kernel: forward 0.1 s, backward the mean of 0.2 and 0.3.
+  ASSERT_EQ(hw.device().attention_size(), 1);
+  const cairn::v1::AttentionPoint& att = hw.device().attention(0);
+  EXPECT_EQ(att.batch(), 1);
+  EXPECT_EQ(att.heads(), 8);
+  EXPECT_EQ(att.kv_heads(), 8);
+  EXPECT_EQ(att.seq_len(), 512);
+  EXPECT_EQ(att.head_dim(), 64);
+  EXPECT_NEAR(att.forward_s(), 0.1, 1e-12);
+  EXPECT_NEAR(att.backward_s(), 0.25, 1e-12);
+  EXPECT_NEAR(hw.device().kernel_launch_s(), 5e-6, 1e-15);
   ASSERT_EQ(hw.collectives_size(), 2);
   for (const cairn::v1::CollectiveCost& c : hw.collectives()) {
     EXPECT_EQ(c.op(), cairn::v1::COLLECTIVE_OP_ALL_REDUCE);

@@ -69,8 +69,42 @@ void RenderProfileDiff(const cairn::v1::HardwareProfile& a, const std::string& a
     Row(out, absl::StrFormat("GEMM rate at %.0e FLOP", f), ma.AchievedGemmRate(f),
         mb.AchievedGemmRate(f), "GFLOP/s", 1e9);
   }
+  // The shapes either profile measured (an agent probes its models' layer GEMMs), timed forward
+  // and backward as the cost model times them: from the measured shapes where the profile has
+  // them, else from its rate table.
+  const int dtype_bytes = DefaultClusterFor(a) == "cpu" ? 4 : 2;
+  std::set<std::tuple<double, int64_t, int64_t, int64_t>> shapes;  // flops first: sorted by size
+  for (const auto* p : {&a, &b}) {
+    for (const auto& g : p->device().gemm_shapes()) {
+      shapes.insert({2.0 * g.m() * g.n() * g.k(), g.m(), g.n(), g.k()});
+    }
+  }
+  for (const auto& [flops, m, n, k] : shapes) {
+    auto time = [&, m = m, n = n, k = k](const planner::HardwareModel& hw) {
+      return hw.GemmTime(m, n, k, dtype_bytes) + hw.GemmBackwardTime(m, n, k, dtype_bytes);
+    };
+    Row(out, absl::StrFormat("GEMM %dx%dx%d fwd+bwd time", m, n, k), time(ma), time(mb), "ms",
+        1e-3);
+  }
   Row(out, "attention efficiency (x GEMM rate)", ma.hardware().attention_efficiency,
       mb.hardware().attention_efficiency, "", 1);
+  std::set<std::tuple<int64_t, int, int>> kernels;  // batch x heads, seq, head dim
+  for (const auto* p : {&a, &b}) {
+    for (const auto& k : p->device().attention()) {
+      kernels.insert({k.batch() * k.heads(), k.seq_len(), k.head_dim()});
+    }
+  }
+  for (const auto& [bh, seq, d] : kernels) {
+    auto time = [&, bh = bh, seq = seq, d = d](const planner::HardwareModel& hw) {
+      double f = 0, b = 0;
+      hw.AttentionTimes(bh, seq, d, &f, &b);
+      return f + b;
+    };
+    Row(out, absl::StrFormat("attention %d seqs x heads, s=%d d=%d fwd+bwd", bh, seq, d),
+        time(ma), time(mb), "ms", 1e-3);
+  }
+  Row(out, "kernel launch", a.device().kernel_launch_s(), b.device().kernel_launch_s(), "us",
+      1e-6);
   Row(out, "memory bandwidth", a.device().memory_bandwidth_bytes_per_s(),
       b.device().memory_bandwidth_bytes_per_s(), "GB/s", 1e9);
   Row(out, "overlap slowdown (gamma)", ma.hardware().overlap_slowdown,

@@ -1,7 +1,9 @@
 // planner/cli/profile_diff.h — `cairn profiles diff`: a measured hardware profile against the
 // catalog default it replaces (or another profile), number by number, as the cost model reads
-// them: the GEMM rate at the FLOP counts of common layer shapes, attention efficiency, memory
-// bandwidth, the time of each collective at 1 MiB and 64 MiB per group size and span, overlap.
+// them: the GEMM rate at a decade ladder of FLOP counts, the forward + backward time of every GEMM
+// shape and attention kernel either profile measured (an agent's probe records its models' layer
+// shapes), attention efficiency, kernel launch cost, memory bandwidth, the time of each collective
+// at 1 MiB and 64 MiB per group size and span, overlap.
 //
 //   RenderProfileDiff(measured, "agent profile 703a...@2", catalog_cpu, "cpu (built-in)", out);
 //
