@@ -260,7 +260,8 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
   // Collectives: fits and points from the reports that hold them (rank 0 of each probe world).
   std::map<CollKey, CollectiveCost> costs;
   std::map<CollKey, int> stride_of;
-  double worst_fit = 0;
+  double worst_fit = 0;    // alpha-beta fit, worst point
+  double worst_table = 0;  // the measured table, leave-one-out interpolation, worst point
   for (const ProbeReport& r : reports) {
     for (const Measurement& f : r.measurements()) {
       if (f.probe() != "collective_fit" || !f.error().empty()) continue;
@@ -295,6 +296,16 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
         t = std::max(t, floor_s);
         floor_s = t;
       }
+      // How well the table predicts sizes it did not measure: each interior point against the
+      // straight line between its neighbours (the cost model's reading), left out in turn.
+      for (size_t i = 1; i + 1 < series.size(); ++i) {
+        const auto& [b0, t0] = series[i - 1];
+        const auto& [b2, t2] = series[i + 1];
+        const auto& [b1, t1] = series[i];
+        if (b2 <= b0 || t1 <= 0) continue;
+        const double guess = t0 + (t2 - t0) * (b1 - b0) / (b2 - b0);
+        worst_table = std::max(worst_table, std::abs(guess - t1) / t1);
+      }
       if (!series.empty() && c.busbw_bytes_per_s() > 0) {
         const double factor = c.op() == cairn::v1::COLLECTIVE_OP_SEND_RECV ? 1.0
                               : c.op() == cairn::v1::COLLECTIVE_OP_ALL_REDUCE
@@ -326,13 +337,15 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
   for (auto& [key, c] : costs) *hw.add_collectives() = std::move(c);
   if (!costs.empty()) {
     out.summary.push_back(absl::StrFormat(
-        "collectives: %d tables (%d kept from the previous profile), worst fit error %.0f%%",
-        costs.size(), kept, 100 * worst_fit));
+        "collectives: %d tables (%d kept from the previous profile), worst alpha-beta fit error "
+        "%.0f%%, worst table interpolation error %.0f%%",
+        costs.size(), kept, 100 * worst_fit, 100 * worst_table));
     notes.push_back(absl::StrFormat(
-        "Collectives through the runtime's communicators, nccl-tests definitions, fitted to "
-        "latency + bytes x factor / busbw by relative least squares; worst point of any fit %.0f%% "
-        "off (the planner reads the measured points, the fit is their summary).",
-        100 * worst_fit));
+        "Collectives through the runtime's communicators, nccl-tests definitions. The planner "
+        "reads the measured points piecewise-linearly: each interior point predicted from its two "
+        "neighbours is at worst %.0f%% off (leave-one-out). Their summary as latency + bytes x "
+        "factor / busbw (relative least squares) is at worst %.0f%% off at some point.",
+        100 * worst_table, 100 * worst_fit));
   }
 
   // Overlap.

@@ -33,7 +33,9 @@
 //                               16x the largest size continuing at the fitted bandwidth, so the
 //                               model never extrapolates a noisy negative slope); the consecutive
 //                               placement is kept when two
-//                               placements share a key. Entries of `previous` (same fingerprint) not
+//                               placements share a key; the notes give the alpha-beta fit's worst
+//                               error and the table's own (each interior point predicted from its
+//                               neighbours, leave-one-out). Entries of `previous` (same fingerprint) not
 //                               measured this time are kept: a node-local re-probe keeps the
 //                               cross-node tables of an earlier coordinated probe.
 //   overlap_slowdown            the overlap probe's gamma (else `previous`'s, else unset).

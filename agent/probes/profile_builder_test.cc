@@ -2,6 +2,9 @@
 // follow from the formulas in profile_builder.h by hand.
 #include "agent/probes/profile_builder.h"
 
+#include <cmath>
+
+#include "absl/strings/str_format.h"
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
@@ -220,6 +223,32 @@ TEST(ProfileBuilderTest, GemmRateAtInterpolatesLikeTheCostModel) {
   EXPECT_EQ(GemmRateAt(d, 1e3), 1e9);    // clamped below
   EXPECT_EQ(GemmRateAt(d, 1e12), 3e9);   // clamped above
   EXPECT_NEAR(GemmRateAt(d, 1e7), 2e9, 1);  // halfway in log(flops)
+}
+
+}  // namespace
+}  // namespace cairn::agent
+
+namespace cairn::agent {
+namespace {
+
+TEST(ProfileBuilderTest, NotesTheTablesLeaveOneOutInterpolationError) {
+  std::vector<ProbeReport> rs = Reports();
+  // A third all-reduce point between the two of the consecutive placement, at 4 KiB: 0.2 ms
+  // measured where its neighbours' straight line says t0 + (t2 - t0) x 3072 / 1047552.
+  Measurement* m = Add(&rs[0], "collective", "c", "all_reduce");
+  (*m->mutable_params())["group_size"] = 2;
+  (*m->mutable_params())["stride"] = 1;
+  m->set_bytes(4096);
+  m->set_time_s(2e-4);
+  const double t0 = 1e-4 + 1024 / 1e9, t2 = 1e-4 + 1048576 / 1e9;
+  const double guess = t0 + (t2 - t0) * 3072.0 / 1047552.0;
+  const double error = std::abs(guess - 2e-4) / 2e-4;
+  ASSERT_OK_AND_ASSIGN(BuiltProfiles p, BuildProfiles(Node(), rs, nullptr));
+  const std::string expect = absl::StrFormat("table interpolation error %.0f%%", 100 * error);
+  bool found = false;
+  for (const std::string& line : p.summary) found = found || line.find(expect) != std::string::npos;
+  EXPECT_TRUE(found) << expect;
+  EXPECT_NE(p.hardware.notes().find("leave-one-out"), std::string::npos);
 }
 
 }  // namespace
