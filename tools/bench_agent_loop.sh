@@ -50,8 +50,14 @@ MP=$($CLI profiles list --kind model | awk '{print $1; exit}')
 echo; echo '```'; $CLI profiles diff --id "$HW" | grep -vE " g=(8|16) | inter-node"; echo '```'
 $B/runtime/data/cairn-data README.md docs/*.md --output "$D/data" > /dev/null
 echo
-echo "| global batch x seq | plan (searched on the measured profile) | predicted step | measured step (mean of steps 2-$steps) | measured / predicted |"
-echo "|---|---|---|---|---|"
+$CLI profiles export --id "$HW" --output "$D/hw.json" > /dev/null
+echo
+echo "predicted: the plan's prediction (measured hardware + measured layer times); from shapes: the"
+echo "same plan on the measured hardware alone (layers from its GEMM shapes, attention kernels,"
+echo "bandwidth and launch cost: what a model without a layer profile gets)."
+echo
+echo "| global batch x seq | plan (searched on the measured profile) | predicted step | from shapes | measured step (mean of steps 2-$steps) | measured / predicted | measured / from shapes |"
+echo "|---|---|---|---|---|---|---|"
 for gb in $batches; do
   out=$($CLI jobs submit --model llama-tiny --data "$D/data" --global-batch "$gb" --seq-len "$seq" \
         --steps "$steps" --profile "$HW" --model-profile "$MP" --nodes 2 --gpus-per-node 2 \
@@ -62,13 +68,17 @@ for gb in $batches; do
   strat=$($CLI plans show --id "$plan" | { grep -m1 -E "blocks|model chunk [0-9]" || true; } | sed 's/^ *//')
   pred=$($CLI plans show --id "$plan" | sed -n 2p | awk '{print $2, $3}')
   metrics=$(ls "$D"/a*/jobs/"$job"/attempt-1/metrics.jsonl | head -1)
-  python3 - "$metrics" "$gb" "$seq" "$pred" "$shape; $strat" <<'PY'
+  $CLI plans show --id "$plan" --output "$D/plan-$gb.json" > /dev/null
+  $CLI evaluate --plan "$D/plan-$gb.json" --hardware-profile "$D/hw.json" --dtype fp32 --json \
+      > "$D/shapes-$gb.json"
+  python3 - "$metrics" "$gb" "$seq" "$pred" "$shape; $strat" "$D/shapes-$gb.json" <<'PY'
 import json, sys
-path, gb, seq, pred, plan = sys.argv[1:6]
+path, gb, seq, pred, plan, shapes = sys.argv[1:7]
 steps = [json.loads(l) for l in open(path)]
 t = [s["step_time_s"] for s in steps[1:]]
 mean = sum(t) / len(t)
 p = float(pred.split()[0]) / (1000 if pred.split()[1] == "ms" else 1)
-print(f"| {gb} x {seq} | {plan} | {p*1e3:.1f} ms | {mean*1e3:.1f} ms | {mean/p:.2f} |")
+a = float(json.load(open(shapes))["prediction"]["step_time_s"])
+print(f"| {gb} x {seq} | {plan} | {p*1e3:.1f} ms | {a*1e3:.1f} ms | {mean*1e3:.1f} ms | {mean/p:.2f} | {mean/a:.2f} |")
 PY
 done
