@@ -287,7 +287,8 @@ absl::Status Run() {
     }
     const auto suite_start = std::chrono::steady_clock::now();
     const absl::Status s = fn(suite_deadline);
-    std::fprintf(stderr, "cairn-probe: rank %d: %s suite %s after %.1f s, %d cases skipped (time limit)\n",
+    std::fprintf(stderr,
+                 "cairn-probe: rank %d: %s suite %s after %.1f s, %d cases skipped (time limit)\n",
                  rank, name.c_str(), s.ok() ? "done" : "failed",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_start)
                      .count(),

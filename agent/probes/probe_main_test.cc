@@ -92,7 +92,8 @@ std::map<std::string, int> SkippedBySuiteAndProbe(const ProbeReport& r) {
 
 TEST(ProbeTimeLimitTest, ATinyLimitEndsEarlyWithAPartialReport) {
   const absl::Time start = absl::Now();
-  std::vector<RankRun> runs = RunProbe("tiny", 1, {"--models", "llama-tiny", "--time-limit-s", "1"});
+  std::vector<RankRun> runs =
+      RunProbe("tiny", 1, {"--models", "llama-tiny", "--time-limit-s", "1"});
   ASSERT_EQ(runs.size(), 1u);
   const RankRun& r = runs[0];
   EXPECT_TRUE(r.exit.ok()) << r.log;

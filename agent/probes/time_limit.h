@@ -1,7 +1,7 @@
-// agent/probes/time_limit.h — how a probe run keeps to `cairn-probe --time-limit-s`: the time left
-// is shared among the suites still to run, and inside a suite no case starts after its deadline.
-// Skipped cases are counted in the report (ProbeReport.skipped), so a partial report says what it
-// lacks; the exit status stays 0.
+// agent/probes/time_limit.h — how a probe run keeps to `cairn-probe --time-limit-s`: the time
+// left is shared among the suites still to run, and inside a suite no case starts after its
+// deadline. Skipped cases are counted in the report (ProbeReport.skipped), so a partial report
+// says what it lacks; the exit status stays 0.
 //
 //   // cairn-probe: the limit from the process start, shared by the suites that will run.
 //   TimeShares shares(start + absl::Seconds(limit_s), {{"compute", 0.35}, {"layers", 0.35}});

@@ -80,8 +80,9 @@ TEST(CaseGateTest, RanksAgreeToSkipWhenAnyIsPastItsDeadline) {
       CAIRN_ASSIGN_OR_RETURN(auto store, runtime::OpenDirectoryStore(dir));
       runtime::WorldOptions opt;
       opt.timeout = opt.rendezvous_timeout = absl::Seconds(60);
-      CAIRN_ASSIGN_OR_RETURN(auto world, runtime::MakeWorldCommunicator(
-                                             runtime::DeviceKind::kCpu, r, 2, store, be.get(), opt));
+      CAIRN_ASSIGN_OR_RETURN(auto world,
+                             runtime::MakeWorldCommunicator(runtime::DeviceKind::kCpu, r, 2, store,
+                                                            be.get(), opt));
       CaseGate gate(kT0 + absl::Seconds(2 + 2 * r), world.get());
       for (int t : {1, 3, 5}) {
         CAIRN_ASSIGN_OR_RETURN(bool run, gate.Next(kT0 + absl::Seconds(t)));
