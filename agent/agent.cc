@@ -91,6 +91,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& o,
   if (o.probe_budget != "full" && o.probe_budget != "quick") {
     return absl::InvalidArgumentError("--probe-budget must be full or quick");
   }
+  if (!(o.probe_time_limit_s >= 0)) {
+    return absl::InvalidArgumentError("--probe-time-limit-s must be >= 0 (0 = no limit)");
+  }
   if (facts.node.device_count() < 1) {
     return absl::InvalidArgumentError(
         "no devices: --device-kind cuda found no GPU (nvidia-smi), or --gpus is empty");

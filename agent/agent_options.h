@@ -50,6 +50,10 @@ struct AgentOptions {
   std::vector<int> layer_micro_batches = {1, 2, 4, 8, 16};
   std::string probe_budget = "full";  // "full" or "quick" (CI)
   double probe_max_bytes = 0;         // largest collective probed; 0 = 64 MiB cpu, 1 GiB cuda
+  // cairn-probe --time-limit-s: seconds a probe run has, shared by its suites; cases that would
+  // start later are skipped and counted (a partial profile). 0 = no limit. GPU nodes whose probe
+  // must fit a lease or a registration window: about 300 (docs/agent.md).
+  double probe_time_limit_s = 0;
   absl::Duration probe_timeout = absl::Minutes(30);
 
   // --- Jobs.

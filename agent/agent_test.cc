@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -160,6 +161,28 @@ TEST_F(AgentTest, ProbesAtRegistrationAndUploadsTheProfiles) {
   planner_->Push(probe);
   ASSERT_TRUE(planner_->Await([this] { return agent_->probes_done() == 2; }));
   EXPECT_EQ(planner_->hardware_profiles().size(), 2u);
+}
+
+// --probe-time-limit-s reaches every probe rank's command line (the fake probe logs its argv).
+TEST_F(AgentTest, PassesTheProbeTimeLimitToTheProbe) {
+  options_.probe_time_limit_s = 300;
+  Start();
+  cairn::v1::Assignment probe;
+  probe.mutable_probe()->set_probe_id("probe-limit");
+  planner_->Push(probe);
+  ASSERT_TRUE(planner_->Await([this] { return agent_->probes_done() == 1; }));
+  std::ifstream log(options_.work_dir + "/probes/probe-limit/rank-0.log");
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_TRUE(absl::StrContains(text.str(), "--time-limit-s 300")) << text.str();
+}
+
+TEST_F(AgentTest, RejectsANegativeProbeTimeLimit) {
+  options_.probe_time_limit_s = -1;
+  auto planner = std::unique_ptr<FakePlanner>(planner_);
+  planner_ = nullptr;
+  absl::StatusOr<std::unique_ptr<Agent>> a = Agent::Create(options_, std::move(planner), facts_);
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -132,6 +132,10 @@ int Main(int argc, char** argv) {
   app->add_option("--probe-max-bytes", o.probe_max_bytes,
                   "largest collective probed, bytes (0: 64 MiB cpu, 1 GiB cuda)")
       ->type_name("BYTES");
+  app->add_option("--probe-time-limit-s", o.probe_time_limit_s,
+                  "seconds a probe run has (shared by its suites; later cases are skipped and "
+                  "counted); 0 = no limit; a GPU node: about 300")
+      ->type_name("S");
   app->add_option("--probe-timeout-s", probe_timeout_s, "a probe run longer than this is stopped")
       ->type_name("S");
   app->add_option("--worker-grace-s", worker_grace_s,

@@ -122,6 +122,10 @@ absl::StatusOr<std::vector<ProbeReport>> ProbeRunner::Run(const ProbeRun& run,
     if (options_.probe_max_bytes > 0) {
       s.argv.insert(s.argv.end(), {"--max-bytes", absl::StrCat(options_.probe_max_bytes)});
     }
+    if (options_.probe_time_limit_s > 0) {
+      s.argv.insert(s.argv.end(),
+                    {"--time-limit-s", absl::StrCat(options_.probe_time_limit_s)});
+    }
     if (run.coordinated) {
       s.env = {{"CAIRN_RDZV_PLANNER", options_.planner.address},
                {"CAIRN_RDZV_JOB", run.probe_id},

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "agent/probes/device_buffer.h"
 #include "agent/probes/fit.h"
+#include "agent/probes/time_limit.h"
 #include "common/collective.h"
 #include "common/status_macros.h"
 #include "runtime/dtype.h"
@@ -160,11 +161,24 @@ absl::Status ProbeCollectives(Communicator* world, Communicator* control, Comput
     if (W >= 2 && (sizes.empty() || sizes.back() != W)) sizes.push_back(W);
   }
   const DType dt = be->working_dtype();
+  const double elem = static_cast<double>(runtime::DTypeSize(dt));
+  auto sizes_of = [&](const std::string& op, int g) {
+    return LogSpacedSizes(config.min_bytes, config.max_bytes, config.size_factor,
+                          elem * (op == "send_recv" ? 1 : g));
+  };
+  CaseGate gate(config.deadline, control);
   std::vector<Series> all_series;
   for (int g : sizes) {
     if (g < 2 || W % g != 0) continue;
     for (bool consecutive : {true, false}) {
       if (!consecutive && (!config.strided || g == W)) continue;  // strided == consecutive at W
+      if (gate.expired()) {  // agreed on every rank: skip the placement without building it
+        for (const std::string& op : config.ops) {
+          if (op == "send_recv" && g != 2) continue;
+          gate.Skip(static_cast<int>(sizes_of(op, g).size()));
+        }
+        continue;
+      }
       const std::vector<std::vector<int>> groups = PlacementGroups(W, g, consecutive);
       const int stride = consecutive ? 1 : W / g;
       // Portable Split rule: every rank calls Split for every list, in the same order.
@@ -188,9 +202,9 @@ absl::Status ProbeCollectives(Communicator* world, Communicator* control, Comput
         const bool p2p = op == "send_recv";
         if (p2p && g != 2) continue;  // pairs only
         Series series{op, g, stride, spans, {}};
-        const double elem = static_cast<double>(runtime::DTypeSize(dt));
-        for (double bytes : LogSpacedSizes(config.min_bytes, config.max_bytes, config.size_factor,
-                                           elem * (p2p ? 1 : g))) {
+        for (double bytes : sizes_of(op, g)) {
+          CAIRN_ASSIGN_OR_RETURN(const bool run, gate.Next());
+          if (!run) continue;
           CAIRN_ASSIGN_OR_RETURN(CaseBuffers b, MakeBuffers(be, op, bytes, g, mine->rank()));
           CAIRN_RETURN_IF_ERROR(RunOp(mine.get(), op, b, dt));
           CAIRN_ASSIGN_OR_RETURN(bool ok, Check(op, b, g, mine->rank()));
@@ -228,6 +242,7 @@ absl::Status ProbeCollectives(Communicator* world, Communicator* control, Comput
       }
     }
   }
+  RecordSkipped(report, "comm", "collective", gate.skipped());
   if (world->rank() != 0) return absl::OkStatus();
   for (const Series& s : all_series) {
     if (s.points.size() < 2) continue;

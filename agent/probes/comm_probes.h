@@ -24,6 +24,13 @@
 // Buffers come from `backend` (host memory on CPU, device memory on GPU) in its working dtype.
 // `control` is a host-memory communicator over the same ranks (timing agreement); on CPU it may
 // be `world` itself. Every rank must call with the same arguments except its own communicators.
+//
+// Time limit (`deadline`, time_limit.h): no case (op, group size, placement, size) starts after it;
+// the ranks agree over `control`. Cases run in the order above (group sizes up, consecutive before
+// strided, ops in `ops` order, sizes up), so a cut run loses the largest groups, the strided
+// placement and the last ops' largest sizes first; a placement that starts past the deadline is
+// skipped whole (its groups are not even built). Skipped cases: report->skipped, suite "comm",
+// probe "collective", on every rank. A series with fewer than 2 sizes gets no fit.
 #ifndef CAIRN_AGENT_PROBES_COMM_PROBES_H_
 #define CAIRN_AGENT_PROBES_COMM_PROBES_H_
 
@@ -31,6 +38,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "agent/probes/probe_harness.h"
 #include "agent/probes/probe_report.pb.h"
 #include "runtime/comm/communicator.h"
@@ -47,6 +55,8 @@ struct CommProbeConfig {
   std::vector<int> group_sizes;            // empty: every power of two dividing the world, and W
   bool strided = true;                     // also the strided placement
   ProbeBudget budget;
+  // No case starts after this (InfiniteFuture: no limit). Same limit on every rank.
+  absl::Time deadline = absl::InfiniteFuture();
 
   // CPU (Gloo over TCP): up to 64 MiB, factor 4. GPU (NCCL): up to 1 GiB, factor 4.
   static CommProbeConfig ForCpu();

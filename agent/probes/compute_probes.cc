@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "agent/probes/device_buffer.h"
+#include "agent/probes/time_limit.h"
 #include "common/status_macros.h"
 #include "runtime/dtype.h"
 
@@ -38,14 +40,17 @@ int SeqLen(const ComputeProbeConfig& c, const plan::ModelDims& m) {
   return std::min(m.max_seq_len, 1024);
 }
 
+// Bytes one GEMM case allocates: A, B, C and their gradients (working dtype; dB in fp32).
+int64_t CaseBytes(ComputeBackend* be, const MatmulShape& s) {
+  const int64_t wbytes = static_cast<int64_t>(runtime::DTypeSize(be->working_dtype()));
+  return (s.m * s.k + s.n * s.k + s.m * s.n) * 2 * wbytes + s.n * s.k * 4;
+}
+
 // One GEMM shape: checked, then forward and backward timed.
 absl::Status OneGemm(ComputeBackend* be, const ComputeProbeConfig& config, const GemmCase& c,
                      const std::string& model, const std::string& label, const std::map<std::string, double>& extra,
                      ProbeReport* report) {
   const MatmulShape& s = c.shape;
-  const int64_t wbytes = static_cast<int64_t>(runtime::DTypeSize(be->working_dtype()));
-  const int64_t case_bytes = (s.m * s.k + s.n * s.k + s.m * s.n) * 2 * wbytes + s.n * s.k * 4;
-  if (case_bytes > config.max_case_bytes) return absl::OkStatus();
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer a, DeviceBuffer::Working(be, s.m * s.k, 0.5f));
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer b, DeviceBuffer::Working(be, s.n * s.k, 0.25f));
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer out, DeviceBuffer::Working(be, s.m * s.n, 0.0f));
@@ -140,6 +145,13 @@ std::vector<GemmCase> LayerGemmShapes(const plan::ModelDims& m, int tp, int64_t 
 
 absl::Status ProbeGemms(ComputeBackend* be, const ComputeProbeConfig& config,
                         ProbeReport* report) {
+  // The unique shapes, named by their first occurrence.
+  struct Case {
+    GemmCase gemm;
+    std::string model, label;
+    std::map<std::string, double> params;
+  };
+  std::vector<Case> cases;
   std::set<std::tuple<int64_t, int64_t, int64_t>> seen;
   for (const plan::ModelDims& model : config.models) {
     const int seq = SeqLen(config, model);
@@ -147,22 +159,38 @@ absl::Status ProbeGemms(ComputeBackend* be, const ComputeProbeConfig& config,
       for (int b : config.micro_batches) {
         for (const GemmCase& c : LayerGemmShapes(model, tp, int64_t{b} * seq)) {
           if (!seen.insert({c.shape.m, c.shape.n, c.shape.k}).second) continue;
-          CAIRN_RETURN_IF_ERROR(Barrier(config));
-          const std::string label = absl::StrFormat("%s tp=%d b=%d", model.name, tp, b);
-          const absl::Status s = OneGemm(be, config, c, model.name, label,
-                                         {{"tp", tp}, {"micro_batch", b}, {"seq", seq}}, report);
-          if (!s.ok()) RecordError(report, "gemm", absl::StrCat(label, " ", c.name), s);
+          if (CaseBytes(be, c.shape) > config.max_case_bytes) continue;
+          cases.push_back({c, model.name, absl::StrFormat("%s tp=%d b=%d", model.name, tp, b),
+                           {{"tp", tp}, {"micro_batch", b}, {"seq", seq}}});
         }
       }
     }
   }
+  // By FLOPs (ties by shape: the same order on every rank), visited in bisection order.
+  std::sort(cases.begin(), cases.end(), [](const Case& a, const Case& b) {
+    const MatmulShape &x = a.gemm.shape, &y = b.gemm.shape;
+    return std::make_tuple(x.Flops(), x.m, x.n, x.k) < std::make_tuple(y.Flops(), y.m, y.n, y.k);
+  });
+  CaseGate gate(config.deadline, config.lockstep);
+  for (int i : BisectionOrder(static_cast<int>(cases.size()))) {
+    CAIRN_ASSIGN_OR_RETURN(const bool run, gate.Next());
+    if (!run) continue;
+    const Case& c = cases[i];
+    CAIRN_RETURN_IF_ERROR(Barrier(config));
+    const absl::Status s = OneGemm(be, config, c.gemm, c.model, c.label, c.params, report);
+    if (!s.ok()) RecordError(report, "gemm", absl::StrCat(c.label, " ", c.gemm.name), s);
+  }
+  RecordSkipped(report, "compute", "gemm", gate.skipped());
   return absl::OkStatus();
 }
 
 absl::Status ProbeAttention(ComputeBackend* be, const ComputeProbeConfig& config,
                             ProbeReport* report) {
+  CaseGate gate(config.deadline, config.lockstep);
   for (int d : config.attention_head_dims) {
     for (int seq : config.attention_seq_lens) {
+      CAIRN_ASSIGN_OR_RETURN(const bool go, gate.Next());
+      if (!go) continue;
       const int64_t b = config.attention_batch, h = config.attention_heads;
       const AttentionShape shape = AttentionShape::AllHeads(b, seq, h, h, d);
       const int64_t n = b * seq * h * d;
@@ -226,6 +254,7 @@ absl::Status ProbeAttention(ComputeBackend* be, const ComputeProbeConfig& config
       if (absl::Status s = run(); !s.ok()) RecordError(report, "attention", name, s);
     }
   }
+  RecordSkipped(report, "compute", "attention", gate.skipped());
   return absl::OkStatus();
 }
 
@@ -248,8 +277,10 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
     m->set_unit("B/s");
     m->set_correct(correct);
   };
-  CAIRN_RETURN_IF_ERROR(Barrier(config));
-  {
+  CaseGate gate(config.deadline, config.lockstep);
+  CAIRN_ASSIGN_OR_RETURN(bool go, gate.Next());
+  if (go) {
+    CAIRN_RETURN_IF_ERROR(Barrier(config));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer src, DeviceBuffer::F32(be, n, 2.0f));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dst, DeviceBuffer::F32(be, n, 0.0f));
     CAIRN_RETURN_IF_ERROR(be->CopyOnDevice(dst.data(), src.data(), src.bytes()));
@@ -260,8 +291,9 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
                             sync, config.budget, config.lockstep));
     record("copy", 2.0 * src.bytes(), t, ok);  // read + write
   }
-  CAIRN_RETURN_IF_ERROR(Barrier(config));
-  {
+  CAIRN_ASSIGN_OR_RETURN(go, gate.Next());
+  if (go) {
+    CAIRN_RETURN_IF_ERROR(Barrier(config));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer a, DeviceBuffer::Working(be, n, 1.0f));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer b, DeviceBuffer::Working(be, n, 2.0f));
     CAIRN_ASSIGN_OR_RETURN(DeviceBuffer out, DeviceBuffer::Working(be, n, 0.0f));
@@ -274,7 +306,8 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
                   config.budget, config.lockstep));
     record("add", 3.0 * n * wbytes, t, ok);
   }
-  {
+  CAIRN_ASSIGN_OR_RETURN(go, gate.Next());
+  if (go) {
     // One optimizer step as the cost model charges it (cost_model.cc AddDataParallel): its bytes
     // per parameter are 24 with fp32 weights (grad 4, Adam moments 2 x 8, weights 4) and 30 with
     // bf16 ones (+ master 2 x 4, weights 2), over the measured time of the AdamW kernel (and, on a
@@ -305,11 +338,18 @@ absl::Status ProbeMemory(ComputeBackend* be, const ComputeProbeConfig& config,
                                          sync, config.budget, config.lockstep));
     record("adamw", (fp32 ? 24.0 : 30.0) * p, t, ok);
   }
+  RecordSkipped(report, "compute", "memory", gate.skipped());
   return absl::OkStatus();
 }
 
 absl::Status ProbeLaunch(ComputeBackend* be, const ComputeProbeConfig& config,
                          ProbeReport* report) {
+  CaseGate gate(config.deadline, config.lockstep);
+  CAIRN_ASSIGN_OR_RETURN(const bool go, gate.Next());
+  if (!go) {
+    RecordSkipped(report, "compute", "launch", gate.skipped());
+    return absl::OkStatus();
+  }
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer x, DeviceBuffer::F32(be, 1, 1.0f));
   CAIRN_RETURN_IF_ERROR(Barrier(config));
   ProbeBudget budget = config.budget;

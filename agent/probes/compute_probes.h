@@ -25,6 +25,13 @@
 //
 // A case that fails is recorded with its error and the others still run; a suite returns an error
 // only when the backend cannot be used at all.
+//
+// Time limit (`deadline`, time_limit.h): no case starts after it (the ranks of `lockstep` agree);
+// skipped cases are counted in report->skipped (suite "compute", probe gemm/attention/memory/
+// launch). GEMM cases are collected first (unique shapes over models x tp x micro-batch x layer
+// GEMM, the first occurrence naming the case), sorted by FLOPs and visited in bisection order
+// (smallest, largest, middle, ...), the same on every rank, so a table cut short still spans the
+// FLOP range. Shapes over max_case_bytes are left out before that (never measured, never counted).
 #ifndef CAIRN_AGENT_PROBES_COMPUTE_PROBES_H_
 #define CAIRN_AGENT_PROBES_COMPUTE_PROBES_H_
 
@@ -32,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "agent/probes/probe_harness.h"
 #include "agent/probes/probe_report.pb.h"
 #include "common/plan/plan.h"
@@ -58,6 +66,9 @@ struct ComputeProbeConfig {
   // (TimeLocal), so each sees the contention training will (ranks drifting apart would time
   // parts of cases alone on a shared core).
   runtime::Communicator* lockstep = nullptr;
+  // No case starts after this (InfiniteFuture: no limit); cairn-probe sets it before each of the
+  // four calls. Same limit on every rank of `lockstep`.
+  absl::Time deadline = absl::InfiniteFuture();
 
   // Defaults sized for each kind of device: small CPU shapes (seconds in all), or GPU shapes
   // (tensor-parallel degrees up to 8, sequences up to 8192).

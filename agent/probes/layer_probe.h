@@ -13,12 +13,24 @@
 // the model's name. Tensor-parallel degrees above 1 are derived by the planner (work / t), as for
 // cairn-profile-layers. Every local slot runs it at once (the probe's ranks), so the times include
 // the contention training sees.
+//
+// Cost: one runtime::LayerTimer per (model, kind): the layer's weights are initialised and copied
+// to the device once, then every (seq, micro-batch) point is timed over them (warm-up, then the
+// iteration count agreed over the ranks from the warm-up, no second build).
+//
+// Time limit (`deadline`, time_limit.h): the suite's time is shared equally by the (model, kind)
+// groups, each group's left-over time going to the next ones; inside a group the micro-batches are
+// visited in bisection order (smallest, largest, middle, ...) so that a cut table still spans the
+// range, and no point starts after the group's deadline (the ranks agree; skipped points are
+// counted in report->skipped as suite "layers", probe "layer"). A group whose points are all
+// skipped never builds its weights.
 #ifndef CAIRN_AGENT_PROBES_LAYER_PROBE_H_
 #define CAIRN_AGENT_PROBES_LAYER_PROBE_H_
 
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "agent/probes/probe_report.pb.h"
 #include "common/plan/plan.h"
 #include "runtime/comm/communicator.h"
@@ -38,6 +50,8 @@ struct LayerProbeConfig {
   // iteration count on all of them (estimated from one iteration, the largest wins), started
   // together.
   runtime::Communicator* lockstep = nullptr;
+  // No point starts after this (InfiniteFuture: no limit). Same limit on every rank.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfig& config,

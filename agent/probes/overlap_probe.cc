@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "agent/probes/device_buffer.h"
+#include "agent/probes/time_limit.h"
 #include "common/status_macros.h"
 #include "runtime/dtype.h"
 
@@ -39,6 +40,12 @@ OverlapProbeConfig OverlapProbeConfig::ForGpu() {
 absl::Status ProbeOverlap(runtime::Communicator* world, runtime::Communicator* control,
                           runtime::ComputeBackend* be, const OverlapProbeConfig& config,
                           ProbeReport* report) {
+  CaseGate gate(config.deadline, control);
+  CAIRN_ASSIGN_OR_RETURN(const bool run, gate.Next());
+  if (!run) {
+    RecordSkipped(report, "overlap", "overlap", gate.skipped());
+    return absl::OkStatus();
+  }
   const int64_t n = config.gemm_size;
   const runtime::MatmulShape shape = runtime::MatmulShape::Linear(n, n, n);
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer a, DeviceBuffer::Working(be, n * n, 0.5f));

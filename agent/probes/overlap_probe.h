@@ -12,12 +12,16 @@
 //   "overlap" op "comm":    slowdown of the collective while compute runs beside it;
 //   "overlap" op "gamma":   1 + (both - max(c, m)) / min(c, m) per sample, the median, clamped to
 //                           [1, 3]: the factor the profile carries (params: the unclamped value).
+// Time limit (`deadline`, time_limit.h): the probe is one case; it does not start after the
+// deadline (the ranks agree over `control`), and is then counted in report->skipped (suite and
+// probe "overlap").
 #ifndef CAIRN_AGENT_PROBES_OVERLAP_PROBE_H_
 #define CAIRN_AGENT_PROBES_OVERLAP_PROBE_H_
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "agent/probes/probe_harness.h"
 #include "agent/probes/probe_report.pb.h"
 #include "runtime/comm/communicator.h"
@@ -29,6 +33,8 @@ struct OverlapProbeConfig {
   int64_t gemm_size = 256;                    // square GEMM of the compute block (CPU default)
   double comm_bytes = 8.0 * 1024 * 1024;      // all-reduce buffer
   int samples = 5;
+  // Not started after this (InfiniteFuture: no limit). Same limit on every rank.
+  absl::Time deadline = absl::InfiniteFuture();
 
   static OverlapProbeConfig ForCpu();
   static OverlapProbeConfig ForGpu();  // 8192^3 GEMMs against a 256 MiB all-reduce

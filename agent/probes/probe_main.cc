@@ -12,8 +12,20 @@
 // Ranks meet through --store-dir (a FileStore) or, when CAIRN_RDZV_PLANNER is set, through the
 // planner's rendezvous (runtime/comm/planner_store.h; cross-node probes the planner coordinates).
 // --nodes gives the node index of every rank (placement: which groups span nodes).
-// Exit status: 0 report written (failed cases are recorded in it), 1 the probe could not run,
-// 2 bad flags.
+//
+// Time limit (--time-limit-s S, 0 = none, the default): counted from the process start, shared
+// among the suites that will run (comm and overlap only with more than one rank) by weight as each
+// starts: compute 0.35, layers 0.35, comm 0.2, overlap 0.1 of the time then left, so a suite that
+// ends early leaves its time to the later ones. Inside compute the same again: GEMMs 0.55,
+// attention 0.3, memory 0.1, launch 0.05. No case starts after its suite's (or probe's) deadline
+// (agent/probes/time_limit.h): the ranks agree before each case, so their collectives still
+// match; the report counts the skipped cases (ProbeReport.skipped) and the exit status stays 0.
+// What goes first: the last cases of each suite in its visiting order (GEMMs are visited by FLOPs
+// in bisection order, layer micro-batches likewise, collectives from the small groups and sizes
+// up). The run may end after S by the cases in flight; a GPU node under a 10-minute lease uses
+// about 300 (tools/gpu/agent_probe.sh).
+// Exit status: 0 report written (failed or skipped cases are recorded in it), 1 the probe could
+// not run, 2 bad flags.
 #include <unistd.h>
 
 #include <chrono>
@@ -36,6 +48,7 @@
 #include "agent/probes/layer_probe.h"
 #include "agent/probes/overlap_probe.h"
 #include "agent/probes/probe_harness.h"
+#include "agent/probes/time_limit.h"
 #include "common/cli_app.h"
 #include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
@@ -68,6 +81,7 @@ struct CommandLineFlags {
   double size_factor = 4;
   std::string budget = "full";
   double timeout_s = 600;
+  double time_limit_s = 0;
   std::string output = "";
 };
 CommandLineFlags g_flags;
@@ -107,6 +121,10 @@ void AddFlags(CLI::App& app) {
   app.add_option("--budget", g_flags.budget, "full or quick (CI: seconds in all)");
   app.add_option("--timeout-s", g_flags.timeout_s,
                  "rendezvous and per-operation timeout of the communicators");
+  app.add_option("--time-limit-s", g_flags.time_limit_s,
+                 "seconds for the whole run, shared by the suites (compute 0.35, layers 0.35, "
+                 "comm 0.2, overlap 0.1); no case starts after its share, skipped cases are "
+                 "counted in the report; 0 = no limit");
   app.add_option("--output", g_flags.output, "where the JSON report goes (default stdout)");
 }
 }  // namespace
@@ -154,7 +172,20 @@ absl::Status WriteReport(const ProbeReport& report, const std::string& path) {
   return absl::OkStatus();
 }
 
+// Shares of the time limit (see the file's header).
+constexpr std::pair<const char*, double> kSuiteWeights[] = {
+    {"compute", 0.35}, {"layers", 0.35}, {"comm", 0.2}, {"overlap", 0.1}};
+constexpr std::pair<const char*, double> kComputeWeights[] = {
+    {"gemm", 0.55}, {"attention", 0.3}, {"memory", 0.1}, {"launch", 0.05}};
+
 absl::Status Run() {
+  const absl::Time run_start = absl::Now();
+  if (!(g_flags.time_limit_s >= 0)) {
+    return absl::InvalidArgumentError("--time-limit-s must be >= 0 (0 = no limit)");
+  }
+  const absl::Time deadline = g_flags.time_limit_s > 0
+                                  ? run_start + absl::Seconds(g_flags.time_limit_s)
+                                  : absl::InfiniteFuture();
   CAIRN_ASSIGN_OR_RETURN(const DeviceKind kind, runtime::DeviceKindFromName(g_flags.backend));
   const int rank = g_flags.rank, world_size = g_flags.world_size;
   const int local_rank = g_flags.local_rank;
@@ -199,6 +230,7 @@ absl::Status Run() {
   report.set_local_rank(local_rank);
   report.set_node(g_flags.node);
   report.set_started_at(Rfc3339Now());
+  report.set_time_limit_s(g_flags.time_limit_s);
   const auto start = std::chrono::steady_clock::now();
 
   // Communicators: a host one for agreement and timing (Gloo), and the measured one (the same on
@@ -230,18 +262,37 @@ absl::Status Run() {
     }
   }
   auto barrier = [&]() { return control ? control->Barrier() : absl::OkStatus(); };
-  auto suite = [&](const std::string& name, const std::function<absl::Status()>& fn) -> absl::Status {
-    if (!suites.count(name)) return absl::OkStatus();
+  // The suites that will run share the time limit.
+  auto runs = [&](const std::string& name) {
+    return suites.count(name) > 0 && (world != nullptr || (name != "comm" && name != "overlap"));
+  };
+  std::vector<std::pair<std::string, double>> weights;
+  for (const auto& [name, w] : kSuiteWeights) {
+    if (runs(name)) weights.emplace_back(name, w);
+  }
+  TimeShares shares(deadline, weights);
+  auto suite = [&](const std::string& name,
+                   const std::function<absl::Status(absl::Time deadline)>& fn) -> absl::Status {
+    if (!runs(name)) return absl::OkStatus();
     CAIRN_RETURN_IF_ERROR(barrier());  // compute suites start together on every rank
-    // Progress on stderr (the agent keeps it as the rank's log): which suite runs, and how long
-    // each took, so a probe that outlasts its budget shows where.
-    std::fprintf(stderr, "cairn-probe: rank %d: %s suite started\n", rank, name.c_str());
+    const absl::Time suite_deadline = shares.Start(name);
+    // Progress on stderr (the agent keeps it as the rank's log): which suite runs, its share of
+    // the time limit, how long each took and what it skipped, so a probe that outlasts its budget
+    // shows where.
+    if (suite_deadline == absl::InfiniteFuture()) {
+      std::fprintf(stderr, "cairn-probe: rank %d: %s suite started\n", rank, name.c_str());
+    } else {
+      std::fprintf(stderr, "cairn-probe: rank %d: %s suite started (%.1f s until its deadline)\n",
+                   rank, name.c_str(), absl::ToDoubleSeconds(suite_deadline - absl::Now()));
+    }
     const auto suite_start = std::chrono::steady_clock::now();
-    const absl::Status s = fn();
-    std::fprintf(stderr, "cairn-probe: rank %d: %s suite %s after %.1f s\n", rank, name.c_str(),
-                 s.ok() ? "done" : "failed",
+    const absl::Status s = fn(suite_deadline);
+    std::fprintf(stderr,
+                 "cairn-probe: rank %d: %s suite %s after %.1f s, %d cases skipped (time limit)\n",
+                 rank, name.c_str(), s.ok() ? "done" : "failed",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_start)
-                     .count());
+                     .count(),
+                 SkippedIn(report, name));
     if (!s.ok()) report.add_errors(absl::StrCat(name, ": ", s.message()));
     return absl::OkStatus();
   };
@@ -261,12 +312,19 @@ absl::Status Run() {
     compute.attention_seq_lens.resize(std::min<size_t>(2, compute.attention_seq_lens.size()));
     compute.memory_bytes = std::min<int64_t>(compute.memory_bytes, int64_t{4} << 20);
   }
-  CAIRN_RETURN_IF_ERROR(suite("compute", [&]() -> absl::Status {
+  CAIRN_RETURN_IF_ERROR(suite("compute", [&](absl::Time suite_deadline) -> absl::Status {
+    std::vector<std::pair<std::string, double>> parts;
+    for (const auto& [name, w] : kComputeWeights) parts.emplace_back(name, w);
+    TimeShares probes(suite_deadline, parts);
+    compute.deadline = probes.Start("gemm");
     CAIRN_RETURN_IF_ERROR(ProbeGemms(backend.get(), compute, &report));
     std::fprintf(stderr, "cairn-probe: rank %d: GEMMs measured (%d measurements so far)\n", rank,
                  report.measurements_size());
+    compute.deadline = probes.Start("attention");
     CAIRN_RETURN_IF_ERROR(ProbeAttention(backend.get(), compute, &report));
+    compute.deadline = probes.Start("memory");
     CAIRN_RETURN_IF_ERROR(ProbeMemory(backend.get(), compute, &report));
+    compute.deadline = probes.Start("launch");
     return ProbeLaunch(backend.get(), compute, &report);
   }));
   LayerProbeConfig layers;
@@ -276,8 +334,10 @@ absl::Status Run() {
   layers.iterations = quick ? 3 : 7;
   layers.min_seconds = quick ? 0.15 : 0.6;
   layers.lockstep = control.get();
-  CAIRN_RETURN_IF_ERROR(
-      suite("layers", [&] { return ProbeLayers(backend.get(), layers, &report); }));
+  CAIRN_RETURN_IF_ERROR(suite("layers", [&](absl::Time suite_deadline) {
+    layers.deadline = suite_deadline;
+    return ProbeLayers(backend.get(), layers, &report);
+  }));
   if (world != nullptr) {
     CommProbeConfig comm =
         kind == DeviceKind::kCpu ? CommProbeConfig::ForCpu() : CommProbeConfig::ForGpu();
@@ -285,13 +345,15 @@ absl::Status Run() {
     comm.min_bytes = g_flags.min_bytes;
     comm.size_factor = g_flags.size_factor;
     if (g_flags.max_bytes > 0) comm.max_bytes = g_flags.max_bytes;
-    CAIRN_RETURN_IF_ERROR(suite("comm", [&] {
+    CAIRN_RETURN_IF_ERROR(suite("comm", [&](absl::Time suite_deadline) {
+      comm.deadline = suite_deadline;
       return ProbeCollectives(world, control.get(), backend.get(), nodes, comm, &report);
     }));
     OverlapProbeConfig overlap =
         kind == DeviceKind::kCpu ? OverlapProbeConfig::ForCpu() : OverlapProbeConfig::ForGpu();
     if (quick) overlap.samples = 3;
-    CAIRN_RETURN_IF_ERROR(suite("overlap", [&] {
+    CAIRN_RETURN_IF_ERROR(suite("overlap", [&](absl::Time suite_deadline) {
+      overlap.deadline = suite_deadline;
       return ProbeOverlap(world, control.get(), backend.get(), overlap, &report);
     }));
   }

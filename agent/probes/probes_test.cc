@@ -1,6 +1,8 @@
 // The probe suites on the CPU backend with tiny configurations: every case is recorded, checked
 // and has a positive rate; GEMM shapes are the cost model's; collectives and overlap on two ranks
 // (threads, Gloo over a directory store). No timing is asserted, only that times were taken.
+#include <algorithm>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -128,6 +130,96 @@ TEST(LayerProbeTest, TimesEveryLayerKindWithItsActivations) {
   }
 }
 
+// GEMM cases are visited by FLOPs in bisection order: the first two measured are the smallest
+// and the largest shape, the third lies between them.
+TEST(ComputeProbesTest, GemmsVisitSmallestLargestThenMiddleFlops) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
+  c.budget = Tiny();
+  c.micro_batches = {1, 4};
+  c.seq_len = 16;
+  c.tp_degrees = {1};
+  ProbeReport r;
+  ASSERT_THAT(ProbeGemms(be.get(), c, &r), IsOk());
+  ASSERT_GE(r.measurements_size(), 3);
+  double lo = 1e300, hi = 0;
+  for (const Measurement& m : r.measurements()) {
+    lo = std::min(lo, m.flops());
+    hi = std::max(hi, m.flops());
+  }
+  EXPECT_EQ(r.measurements(0).flops(), lo);
+  EXPECT_EQ(r.measurements(1).flops(), hi);
+  EXPECT_GE(r.measurements(2).flops(), lo);
+  EXPECT_LE(r.measurements(2).flops(), hi);
+  EXPECT_EQ(r.skipped_size(), 0);
+}
+
+// Past the deadline nothing starts: every case is counted as skipped, per probe, and no
+// measurement (nor error) is recorded.
+TEST(ComputeProbesTest, PastTheDeadlineEveryCaseIsSkippedAndCounted) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
+  c.budget = Tiny();
+  c.micro_batches = {1};
+  c.seq_len = 32;
+  c.tp_degrees = {1};
+  c.attention_seq_lens = {32, 64};
+  c.attention_head_dims = {16};
+  c.deadline = absl::Now() - absl::Seconds(1);
+  ProbeReport r;
+  ASSERT_THAT(ProbeGemms(be.get(), c, &r), IsOk());
+  ASSERT_THAT(ProbeAttention(be.get(), c, &r), IsOk());
+  ASSERT_THAT(ProbeMemory(be.get(), c, &r), IsOk());
+  ASSERT_THAT(ProbeLaunch(be.get(), c, &r), IsOk());
+  EXPECT_EQ(r.measurements_size(), 0);
+  std::map<std::string, int> skipped;
+  for (const SkippedCases& s : r.skipped()) {
+    EXPECT_EQ(s.suite(), "compute");
+    skipped[s.probe()] = s.count();
+  }
+  // 4 unique GEMM shapes (the LM head repeats QKV's), 2 attention cases, copy/add/adamw, launch.
+  EXPECT_EQ(skipped, (std::map<std::string, int>{
+                         {"gemm", 4}, {"attention", 2}, {"memory", 3}, {"launch", 1}}));
+}
+
+TEST(LayerProbeTest, PastTheDeadlineNoLayerIsBuiltAndEveryPointIsCounted) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  LayerProbeConfig c;
+  c.models = {LlamaTiny()};
+  c.seq_lens = {32, 64};
+  c.micro_batches = {1, 2, 4};
+  c.deadline = absl::Now() - absl::Seconds(1);
+  ProbeReport r;
+  ASSERT_THAT(ProbeLayers(be.get(), c, &r), IsOk());
+  EXPECT_EQ(r.measurements_size(), 0);
+  ASSERT_EQ(r.skipped_size(), 1);
+  EXPECT_EQ(r.skipped(0).suite(), "layers");
+  EXPECT_EQ(r.skipped(0).count(), 3 * 2 * 3);  // kinds x seqs x micro-batches
+}
+
+// Micro-batches in bisection order within a (model, kind) group, the same timer for all.
+TEST(LayerProbeTest, MicroBatchesInBisectionOrderPerKind) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
+                       runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+  LayerProbeConfig c;
+  c.models = {LlamaTiny()};
+  c.seq_lens = {16};
+  c.micro_batches = {4, 1, 2};  // sorted first: 1 2 4 -> visited 1 4 2
+  c.iterations = 1;
+  c.min_seconds = 0;
+  ProbeReport r;
+  ASSERT_THAT(ProbeLayers(be.get(), c, &r), IsOk());
+  ASSERT_EQ(r.measurements_size(), 9);
+  const double expected[] = {1, 4, 2};
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(r.measurements(i).params().at("micro_batch"), expected[i % 3]) << i;
+    EXPECT_EQ(r.measurements(i).iterations(), 1) << r.measurements(i).name();
+  }
+}
+
 TEST(CommProbesTest, PlacementsAndNodeSpans) {
   EXPECT_EQ(PlacementGroups(4, 2, true), (std::vector<std::vector<int>>{{0, 1}, {2, 3}}));
   EXPECT_EQ(PlacementGroups(4, 2, false), (std::vector<std::vector<int>>{{0, 2}, {1, 3}}));
@@ -172,7 +264,9 @@ TEST(CommProbesTest, CollectivesAndOverlapOnTwoRanksWithFits) {
   ExpectMeasured(reports[0], "collective", 15);
   int fits = 0;
   for (const Measurement& m : reports[0].measurements()) {
-    if (m.probe() == "collective") EXPECT_EQ(m.params().at("spans_nodes"), 1) << m.name();
+    if (m.probe() == "collective") {
+      EXPECT_EQ(m.params().at("spans_nodes"), 1) << m.name();
+    }
     if (m.probe() != "collective_fit") continue;
     ++fits;
     EXPECT_GT(m.params().at("busbw_bytes_per_s"), 0) << m.name();

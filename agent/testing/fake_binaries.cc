@@ -50,6 +50,7 @@ exit 0
 
 std::string FakeProbeBinary() {
   static const std::string* path = new std::string(Write("fake-cairn-probe", R"(#!/bin/sh
+echo "fake-cairn-probe $*"
 out=""; rank=0
 while [ $# -gt 0 ]; do
   case "$1" in

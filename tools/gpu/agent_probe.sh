@@ -9,9 +9,14 @@
 #   tools/gpu/agent_probe.sh --stage [DIR]
 # On the GPU machine (the device tool, carry: [".device"]); results under $OUT (else /tmp/agent_probe):
 #   tools/gpu/agent_probe.sh [--quick] [--models llama2-7b,llama3-8b] [--seq 4096[,2048...]]
-#                            [--micro-batches 1,2,4] [DIR]
-#     --quick    the probes' quick budget (a minute or two) instead of the full one
-#     --models   catalog names or ModelSpec JSON files whose layers are probed (ModelProfiles)
+#                            [--micro-batches 1,2,4] [--time-limit S] [DIR]
+#     --quick       the probes' quick budget (a minute or two) instead of the full one
+#     --models      catalog names or ModelSpec JSON files whose layers are probed (ModelProfiles)
+#     --time-limit  seconds the probe run has (cairn-agent --probe-time-limit-s, cairn-probe
+#                   --time-limit-s): cases that would start later are skipped and counted in the
+#                   reports (a partial profile, exit 0). Default $CAIRN_PROBE_TIME_LIMIT_S, else
+#                   300: the probe, the agent around it and a table after it fit one 10-minute
+#                   device call. 0 = no limit (then nothing bounds the run but --probe-timeout-s).
 # Writes: device.txt, agent.log, planner.log, profile.json (the uploaded HardwareProfile),
 # model-profiles.txt, model-profile-<model>.json (each uploaded ModelProfile), diff.txt (measured vs h100-sxm / h200-sxm default), probe reports
 # (report-<rank>.json, rank-<rank>.log). Exit status 0 when a measured profile was uploaded.
@@ -38,6 +43,7 @@ budget=full
 models=llama2-7b
 seq=4096
 micro=1,2,4
+limit=${CAIRN_PROBE_TIME_LIMIT_S:-300}
 dir=.device
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,7 +51,8 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift ;;
     --seq) seq=$2; shift ;;
     --micro-batches) micro=$2; shift ;;
-    -*) echo "usage: $0 --stage [DIR] | $0 [--quick] [--models M] [--seq S] [--micro-batches B] [DIR]" >&2
+    --time-limit) limit=$2; shift ;;
+    -*) echo "usage: $0 --stage [DIR] | $0 [--quick] [--models M] [--seq S] [--micro-batches B] [--time-limit S] [DIR]" >&2
         exit 2 ;;
     *) dir=$1 ;;
   esac
@@ -68,15 +75,27 @@ addr=$(grep -o "serving on [^ ]*" "$work/planner.out" | awk '{print $3}')
 [ -n "$addr" ] || { echo "planner did not start"; cat "$out/planner.log"; exit 1; }
 echo "== planner at $addr"
 
+# With a limit, the agent stops a probe still running 120 s after it (the case in flight at the
+# limit has had that long), and this script waits 180 s beyond it: a hung probe ends the call with
+# its logs instead of outlasting the lease.
+if [ "$limit" != 0 ]; then
+  probe_timeout=$(awk -v l="$limit" 'BEGIN { printf "%d", l + 120 }')
+  wait_s=$(awk -v l="$limit" 'BEGIN { printf "%d", l + 180 }')
+else
+  probe_timeout=1500
+  wait_s=1800
+fi
+echo "== probe time limit: ${limit} s (0 = none); agent stops it after ${probe_timeout} s"
 "$dir/cairn-agent" --planner "$addr" --device-kind cuda --work-dir "$work/agent" \
     --probe-binary "$PWD/$dir/cairn-probe-cuda" --probe-on-register always \
     --probe-budget "$budget" --probe-models "$models" --layer-seq-lens "$seq" \
-    --layer-micro-batches "$micro" --metrics-address 127.0.0.1:0 --probe-timeout-s 1500 \
+    --layer-micro-batches "$micro" --metrics-address 127.0.0.1:0 \
+    --probe-time-limit-s "$limit" --probe-timeout-s "$probe_timeout" \
     > "$work/agent.out" 2> "$out/agent.log" &
 agent=$!
 start=$(date +%s)
 ok=0
-for _ in $(seq 1800); do
+for _ in $(seq "$wait_s"); do
   if grep -q "hardware profile .* v[0-9]" "$out/agent.log"; then ok=1; break; fi
   if grep -q "probe .* failed" "$out/agent.log" || ! kill -0 $agent 2>/dev/null; then break; fi
   sleep 1
@@ -96,6 +115,8 @@ if [ -n "$id" ]; then
   "${cli[@]}" profiles diff --id "$id" | tee "$out/diff.txt"
 fi
 cp "$work"/agent/probes/*/report-*.json "$work"/agent/probes/*/rank-*.log "$out/" 2>/dev/null
+# What the time limit left out, per rank (ProbeReport.skipped), beside the suites' progress lines.
+grep -h "suite done\|suite failed" "$out"/rank-*.log 2>/dev/null | tail -8
 
 kill -TERM $agent 2>/dev/null; wait $agent 2>/dev/null
 kill -TERM $planner 2>/dev/null; wait $planner 2>/dev/null

@@ -11,7 +11,9 @@
 #
 # Runs from binaries staged into .device (tools/gpu/run_all.sh --stage and
 # tools/gpu/agent_probe.sh --stage). Usage, on the GPU machine:
-#   tools/gpu/validate_gpu.sh probe      # the agent probes this GPU for the models below
+#   tools/gpu/validate_gpu.sh probe      # the agent probes this GPU for the models below, within
+#                                        # $CAIRN_PROBE_TIME_LIMIT_S (default 300 s: room for the
+#                                        # table in the same 10-minute device call; 0 = no limit)
 #   tools/gpu/validate_gpu.sh table      # the table (uses $OUT/profile.json etc. when present)
 # Writes under $OUT (default /tmp/validate_gpu): the probe's files, validate.md, per-run logs.
 set -uo pipefail
@@ -42,7 +44,8 @@ CONFIGS=(
 
 case "${1:-table}" in
   probe)
-    exec tools/gpu/agent_probe.sh --models "$MODELS" --seq 1024,2048,4096 --micro-batches 1,2,4 .device
+    exec tools/gpu/agent_probe.sh --models "$MODELS" --seq 1024,2048,4096 --micro-batches 1,2,4 \
+        --time-limit "${CAIRN_PROBE_TIME_LIMIT_S:-300}" .device
     ;;
   table) ;;
   *) echo "usage: $0 probe|table" >&2; exit 2 ;;
