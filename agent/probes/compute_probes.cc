@@ -43,7 +43,9 @@ int SeqLen(const ComputeProbeConfig& c, const plan::ModelDims& m) {
 // Bytes one GEMM case allocates: A, B, C and their gradients (working dtype; dB in fp32).
 int64_t CaseBytes(ComputeBackend* be, const MatmulShape& s) {
   const int64_t wbytes = static_cast<int64_t>(runtime::DTypeSize(be->working_dtype()));
-  return (s.m * s.k + s.n * s.k + s.m * s.n) * 2 * wbytes + s.n * s.k * 4;
+  // A, B, C, dC, dA in the working dtype (C in fp32 for an fp32-output GEMM), dB in fp32.
+  const int64_t c_bytes = s.m * s.n * (s.output_f32 ? 4 : wbytes);
+  return (s.m * s.k + s.n * s.k) * 2 * wbytes + s.m * s.n * wbytes + c_bytes + s.n * s.k * 4;
 }
 
 // One GEMM shape: checked, then forward and backward timed.
@@ -53,12 +55,15 @@ absl::Status OneGemm(ComputeBackend* be, const ComputeProbeConfig& config, const
   const MatmulShape& s = c.shape;
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer a, DeviceBuffer::Working(be, s.m * s.k, 0.5f));
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer b, DeviceBuffer::Working(be, s.n * s.k, 0.25f));
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer out, DeviceBuffer::Working(be, s.m * s.n, 0.0f));
+  // The LM head writes fp32 logits (s.output_f32), every other layer the working dtype.
+  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer out, s.output_f32 ? DeviceBuffer::F32(be, s.m * s.n, 0.0f)
+                                                         : DeviceBuffer::Working(be, s.m * s.n, 0.0f));
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dc, DeviceBuffer::Working(be, s.m * s.n, 1e-3f));
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer da, DeviceBuffer::Working(be, s.m * s.k, 0.0f));
   CAIRN_ASSIGN_OR_RETURN(DeviceBuffer db, DeviceBuffer::F32(be, s.n * s.k, 0.0f));
   CAIRN_RETURN_IF_ERROR(be->MatmulForward(s, a.data(), b.data(), nullptr, out.data(), false));
-  CAIRN_ASSIGN_OR_RETURN(std::vector<float> head, out.ReadWorking(8));
+  CAIRN_ASSIGN_OR_RETURN(std::vector<float> head,
+                         s.output_f32 ? out.ReadF32(8) : out.ReadWorking(8));
   const float expect = static_cast<float>(s.k) * 0.125f;
   bool correct = true;
   for (float v : head) correct = correct && std::abs(v - expect) <= 0.01f * expect;
@@ -134,13 +139,24 @@ ComputeProbeConfig ComputeProbeConfig::ForGpu(std::vector<plan::ModelDims> model
 std::vector<GemmCase> LayerGemmShapes(const plan::ModelDims& m, int tp, int64_t tokens) {
   const int64_t h = m.hidden, f = m.ffn_hidden, v = m.vocab;
   const int64_t kv = static_cast<int64_t>(m.num_kv_heads) * m.head_dim();
-  return {
-      {"qkv", MatmulShape::Linear(tokens, h, CeilDiv(h + 2 * kv, tp))},
-      {"out", MatmulShape::Linear(tokens, CeilDiv(h, tp), h)},
-      {"up", MatmulShape::Linear(tokens, h, CeilDiv((m.swiglu ? 2 : 1) * f, tp))},
-      {"down", MatmulShape::Linear(tokens, CeilDiv(f, tp), h)},
-      {"lm_head", MatmulShape::Linear(tokens, h, CeilDiv(v, tp))},
+  const int64_t q_cols = CeilDiv(h, tp);
+  // Key/value heads split over the degree, or one head per rank when it exceeds them.
+  const int64_t kv_cols = std::max<int64_t>(CeilDiv(kv, tp), m.head_dim());
+  const int64_t f_cols = CeilDiv(f, tp);
+  MatmulShape head = MatmulShape::Linear(tokens, h, CeilDiv(v, tp));
+  head.output_f32 = true;  // fp32 logits for the cross-entropy, as the runtime writes them
+  std::vector<GemmCase> out = {
+      {"q", MatmulShape::Linear(tokens, h, q_cols)},
+      {"kv", MatmulShape::Linear(tokens, h, kv_cols)},
+      {"out", MatmulShape::Linear(tokens, q_cols, h)},
+      {"up", MatmulShape::Linear(tokens, h, f_cols)},
+      {"down", MatmulShape::Linear(tokens, f_cols, h)},
+      {"lm_head", head},
+      // Megatron-Core's fused projections (runtime traits fused_qkv / fused_gate_up).
+      {"qkv_fused", MatmulShape::Linear(tokens, h, q_cols + 2 * kv_cols)},
   };
+  if (m.swiglu) out.push_back({"gate_up_fused", MatmulShape::Linear(tokens, h, 2 * f_cols)});
+  return out;
 }
 
 absl::Status ProbeGemms(ComputeBackend* be, const ComputeProbeConfig& config,

@@ -11,11 +11,12 @@
 //   CAIRN_RETURN_IF_ERROR(ProbeLaunch(backend, config, &report));
 //
 // GEMM shapes are the ones the planner's cost model charges for the given models
-// (planner/cost/cost_model.cc Compute): QKV, output projection, MLP up (+ gate), down and the LM
-// head, for each tensor-parallel degree and micro-batch (tokens = micro_batch x seq), not one
-// square size. Each is timed forward (C = A B^T) and backward (dA and dB), and the Measurement's
-// rate is (forward + backward FLOPs) / (forward + backward time): the cost model charges a GEMM's
-// backward as twice its forward at the same rate. Each case's result is checked first (A = 0.5,
+// (planner/cost/cost_model.cc Compute) and the runtime issues: Q, K/V, output projection, MLP up
+// (and gate), down and the LM head (fp32 logits), plus Megatron-Core's fused QKV and gate-up, for
+// each tensor-parallel degree and micro-batch (tokens = micro_batch x seq), not one square size.
+// Each is timed forward (C = A B^T) and backward (dA and dB); the Measurement keeps both times
+// (the profile's gemm_shapes) and its rate is (forward + backward FLOPs) / (forward + backward
+// time) (the profile's rate-by-FLOPs table). Each case's result is checked first (A = 0.5,
 // B = 0.25: every C element is k / 8).
 // Attention: causal self-attention of the backend (flash-style), FLOPs 2 b s^2 h (the cost model's
 // count: QK^T and PV over half the square); backward timed too (the model assumes 2.5x forward).
@@ -77,12 +78,16 @@ struct ComputeProbeConfig {
 };
 
 struct GemmCase {
-  std::string name;             // "qkv", "out", "up", "down", "lm_head"
+  // "q", "kv" (K and V each), "out", "up" (gate and up each for SwiGLU), "down", "lm_head" (fp32
+  // output), and Megatron-Core's fused "qkv_fused" and "gate_up_fused".
+  std::string name;
   runtime::MatmulShape shape;   // a linear layer: [tokens, in] x [out, in]^T
 };
 
-// The GEMMs of one model's layers at tensor-parallel degree `tp` and `tokens` rows, as the cost
-// model counts them (degrees that do not divide a width round it up).
+// The GEMMs of one model's layers at tensor-parallel degree `tp` and `tokens` rows as the runtime
+// issues them (runtime/engine/layers.cc: Q, K, V and gate, up as GEMMs of their own, the LM head
+// into fp32 logits), plus the fused projections of the megatron-core runtime traits: the shapes
+// the cost model asks for under either (degrees that do not divide a width round it up).
 std::vector<GemmCase> LayerGemmShapes(const plan::ModelDims& model, int tp, int64_t tokens);
 
 absl::Status ProbeGemms(runtime::ComputeBackend* backend, const ComputeProbeConfig& config,

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -106,7 +107,8 @@ void AddFlags(CLI::App& app) {
       "--models", g_flags.models,
       "catalog models (or ModelSpec JSON files) whose GEMM shapes and layers are probed");
   app.add_option("--tp-degrees", g_flags.tp_degrees,
-                 "tensor-parallel degrees of the GEMM shapes (default per backend)");
+                 "tensor-parallel degrees of the GEMM shapes (default per backend: cpu 1,2, cuda 1,2,4,8, "
+                 "each only up to the ranks of the largest node in --nodes)");
   app.add_option("--micro-batches", g_flags.micro_batches,
                  "micro-batches of the GEMM shapes (default per backend)");
   app.add_option("--seq-len", g_flags.seq_len,
@@ -303,6 +305,19 @@ absl::Status Run() {
   compute.lockstep = control.get();
   if (!g_flags.tp_degrees.empty()) {
     CAIRN_ASSIGN_OR_RETURN(compute.tp_degrees, IntList(g_flags.tp_degrees));
+  } else {
+    // Tensor parallelism stays inside a node (the planner's largest degree is the devices per
+    // node): no shapes for degrees beyond the largest node of this probe (the same list on every
+    // rank, as lockstep needs).
+    std::map<int, int> per_node;
+    for (int n : nodes) ++per_node[n];
+    int largest = 1;
+    for (const auto& [n, count] : per_node) largest = std::max(largest, count);
+    std::vector<int> kept;
+    for (int tp : compute.tp_degrees) {
+      if (tp <= largest) kept.push_back(tp);
+    }
+    compute.tp_degrees = kept.empty() ? std::vector<int>{1} : kept;
   }
   if (!g_flags.micro_batches.empty()) {
     CAIRN_ASSIGN_OR_RETURN(compute.micro_batches, IntList(g_flags.micro_batches));

@@ -38,21 +38,35 @@ ProbeBudget Tiny() {
   return b;
 }
 
-TEST(LayerGemmShapesTest, TheCostModelsGemmsCutByTensorParallelDegree) {
+TEST(LayerGemmShapesTest, TheRuntimesGemmsCutByTensorParallelDegree) {
   const plan::ModelDims m = LlamaTiny();  // hidden 128, 4 heads, 2 kv heads, ffn 352, vocab 256
   const std::vector<GemmCase> tp1 = LayerGemmShapes(m, 1, 512);
-  ASSERT_EQ(tp1.size(), 5u);
-  EXPECT_EQ(tp1[0].name, "qkv");
-  EXPECT_EQ(tp1[0].shape.m, 512);
-  EXPECT_EQ(tp1[0].shape.k, 128);
-  EXPECT_EQ(tp1[0].shape.n, 128 + 2 * 64);  // h + 2 kv
-  EXPECT_EQ(tp1[2].shape.n, 2 * 352);       // SwiGLU: gate and up
-  EXPECT_EQ(tp1[3].shape.k, 352);           // down
-  EXPECT_EQ(tp1[4].shape.n, m.vocab);
+  ASSERT_EQ(tp1.size(), 8u);  // q, kv, out, up, down, lm_head, qkv_fused, gate_up_fused
+  auto find = [](const std::vector<GemmCase>& cases, const std::string& name) {
+    for (const GemmCase& c : cases) {
+      if (c.name == name) return c.shape;
+    }
+    ADD_FAILURE() << "no " << name;
+    return runtime::MatmulShape{};
+  };
+  EXPECT_EQ(find(tp1, "q").m, 512);
+  EXPECT_EQ(find(tp1, "q").k, 128);
+  EXPECT_EQ(find(tp1, "q").n, 128);
+  EXPECT_EQ(find(tp1, "kv").n, 64);                 // 2 kv heads of 32
+  EXPECT_EQ(find(tp1, "up").n, 352);                // gate and up: one GEMM each
+  EXPECT_EQ(find(tp1, "down").k, 352);
+  EXPECT_EQ(find(tp1, "lm_head").n, m.vocab);
+  EXPECT_TRUE(find(tp1, "lm_head").output_f32);     // fp32 logits, as the runtime writes them
+  EXPECT_FALSE(find(tp1, "q").output_f32);
+  EXPECT_EQ(find(tp1, "qkv_fused").n, 128 + 2 * 64);
+  EXPECT_EQ(find(tp1, "gate_up_fused").n, 2 * 352);
   const std::vector<GemmCase> tp2 = LayerGemmShapes(m, 2, 512);
-  EXPECT_EQ(tp2[0].shape.n, 128);           // column parallel
-  EXPECT_EQ(tp2[1].shape.k, 64);            // row parallel
-  EXPECT_EQ(tp2[3].shape.k, 176);
+  EXPECT_EQ(find(tp2, "q").n, 64);                  // column parallel
+  EXPECT_EQ(find(tp2, "kv").n, 32);
+  EXPECT_EQ(find(tp2, "out").k, 64);                // row parallel
+  EXPECT_EQ(find(tp2, "down").k, 176);
+  // More ranks than K/V heads: each keeps one head.
+  EXPECT_EQ(find(LayerGemmShapes(m, 4, 512), "kv").n, 32);
 }
 
 void ExpectMeasured(const ProbeReport& r, const std::string& probe, int at_least) {
@@ -179,9 +193,10 @@ TEST(ComputeProbesTest, PastTheDeadlineEveryCaseIsSkippedAndCounted) {
     EXPECT_EQ(s.suite(), "compute");
     skipped[s.probe()] = s.count();
   }
-  // 4 unique GEMM shapes (the LM head repeats QKV's), 2 attention cases, copy/add/adamw, launch.
+  // 6 unique GEMM shapes (q, kv, up, down, lm_head, gate_up_fused: the output projection repeats
+  // Q's and the fused QKV the LM head's), 2 attention cases, copy/add/adamw, launch.
   EXPECT_EQ(skipped, (std::map<std::string, int>{
-                         {"gemm", 4}, {"attention", 2}, {"memory", 3}, {"launch", 1}}));
+                         {"gemm", 6}, {"attention", 2}, {"memory", 3}, {"launch", 1}}));
 }
 
 TEST(LayerProbeTest, PastTheDeadlineNoLayerIsBuiltAndEveryPointIsCounted) {
