@@ -48,22 +48,43 @@ int64_t CaseBytes(ComputeBackend* be, const MatmulShape& s) {
   return (s.m * s.k + s.n * s.k) * 2 * wbytes + s.m * s.n * wbytes + c_bytes + s.n * s.k * 4;
 }
 
+// After a case's buffers and first run on this rank (`prepared`): whether every rank probing at
+// once (config.lockstep) got as far, so that all time the case or none does — a rank whose
+// allocation failed (out of memory) would otherwise leave the others waiting in the timing's
+// collectives. OK: time it. This rank's error, or Aborted when only another rank failed.
+absl::Status AllRanksPrepared(const ComputeProbeConfig& config, const absl::Status& prepared) {
+  if (config.lockstep == nullptr) return prepared;
+  int failed = prepared.ok() ? 0 : 1;
+  CAIRN_RETURN_IF_ERROR(
+      config.lockstep->AllReduce(&failed, &failed, 1, runtime::ReduceOp::kMax));
+  if (!prepared.ok()) return prepared;
+  if (failed != 0) {
+    return absl::AbortedError("not timed: the case failed on another rank probing at once");
+  }
+  return absl::OkStatus();
+}
+
 // One GEMM shape: checked, then forward and backward timed.
 absl::Status OneGemm(ComputeBackend* be, const ComputeProbeConfig& config, const GemmCase& c,
                      const std::string& model, const std::string& label, const std::map<std::string, double>& extra,
                      ProbeReport* report) {
   const MatmulShape& s = c.shape;
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer a, DeviceBuffer::Working(be, s.m * s.k, 0.5f));
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer b, DeviceBuffer::Working(be, s.n * s.k, 0.25f));
-  // The LM head writes fp32 logits (s.output_f32), every other layer the working dtype.
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer out, s.output_f32 ? DeviceBuffer::F32(be, s.m * s.n, 0.0f)
-                                                         : DeviceBuffer::Working(be, s.m * s.n, 0.0f));
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dc, DeviceBuffer::Working(be, s.m * s.n, 1e-3f));
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer da, DeviceBuffer::Working(be, s.m * s.k, 0.0f));
-  CAIRN_ASSIGN_OR_RETURN(DeviceBuffer db, DeviceBuffer::F32(be, s.n * s.k, 0.0f));
-  CAIRN_RETURN_IF_ERROR(be->MatmulForward(s, a.data(), b.data(), nullptr, out.data(), false));
-  CAIRN_ASSIGN_OR_RETURN(std::vector<float> head,
-                         s.output_f32 ? out.ReadF32(8) : out.ReadWorking(8));
+  DeviceBuffer a, b, out, dc, da, db;
+  std::vector<float> head;
+  const absl::Status prepared = [&]() -> absl::Status {
+    CAIRN_ASSIGN_OR_RETURN(a, DeviceBuffer::Working(be, s.m * s.k, 0.5f));
+    CAIRN_ASSIGN_OR_RETURN(b, DeviceBuffer::Working(be, s.n * s.k, 0.25f));
+    // The LM head writes fp32 logits (s.output_f32), every other layer the working dtype.
+    CAIRN_ASSIGN_OR_RETURN(out, s.output_f32 ? DeviceBuffer::F32(be, s.m * s.n, 0.0f)
+                                             : DeviceBuffer::Working(be, s.m * s.n, 0.0f));
+    CAIRN_ASSIGN_OR_RETURN(dc, DeviceBuffer::Working(be, s.m * s.n, 1e-3f));
+    CAIRN_ASSIGN_OR_RETURN(da, DeviceBuffer::Working(be, s.m * s.k, 0.0f));
+    CAIRN_ASSIGN_OR_RETURN(db, DeviceBuffer::F32(be, s.n * s.k, 0.0f));
+    CAIRN_RETURN_IF_ERROR(be->MatmulForward(s, a.data(), b.data(), nullptr, out.data(), false));
+    CAIRN_ASSIGN_OR_RETURN(head, s.output_f32 ? out.ReadF32(8) : out.ReadWorking(8));
+    return absl::OkStatus();
+  }();
+  CAIRN_RETURN_IF_ERROR(AllRanksPrepared(config, prepared));
   const float expect = static_cast<float>(s.k) * 0.125f;
   bool correct = true;
   for (float v : head) correct = correct && std::abs(v - expect) <= 0.01f * expect;
@@ -213,19 +234,25 @@ absl::Status ProbeAttention(ComputeBackend* be, const ComputeProbeConfig& config
       const std::string name = absl::StrFormat("attention b=%d s=%d heads=%d d=%d", b, seq, h, d);
       CAIRN_RETURN_IF_ERROR(Barrier(config));
       auto run = [&]() -> absl::Status {
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer q, DeviceBuffer::Working(be, n, 0.01f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer k, DeviceBuffer::Working(be, n, 0.01f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer v, DeviceBuffer::Working(be, n, 1.0f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer out, DeviceBuffer::Working(be, n, 0.0f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dout, DeviceBuffer::Working(be, n, 1e-3f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dq, DeviceBuffer::Working(be, n, 0.0f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dk, DeviceBuffer::Working(be, n, 0.0f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer dv, DeviceBuffer::Working(be, n, 0.0f));
-        CAIRN_ASSIGN_OR_RETURN(DeviceBuffer lse, DeviceBuffer::F32(be, b * h * seq, 0.0f));
-        CAIRN_RETURN_IF_ERROR(
-            be->AttentionForward(shape, q.data(), k.data(), v.data(), out.data(), lse.f32()));
-        // v = 1 everywhere: every output element is a convex combination of ones.
-        CAIRN_ASSIGN_OR_RETURN(std::vector<float> head, out.ReadWorking(8));
+        DeviceBuffer q, k, v, out, dout, dq, dk, dv, lse;
+        std::vector<float> head;
+        const absl::Status prepared = [&]() -> absl::Status {
+          CAIRN_ASSIGN_OR_RETURN(q, DeviceBuffer::Working(be, n, 0.01f));
+          CAIRN_ASSIGN_OR_RETURN(k, DeviceBuffer::Working(be, n, 0.01f));
+          CAIRN_ASSIGN_OR_RETURN(v, DeviceBuffer::Working(be, n, 1.0f));
+          CAIRN_ASSIGN_OR_RETURN(out, DeviceBuffer::Working(be, n, 0.0f));
+          CAIRN_ASSIGN_OR_RETURN(dout, DeviceBuffer::Working(be, n, 1e-3f));
+          CAIRN_ASSIGN_OR_RETURN(dq, DeviceBuffer::Working(be, n, 0.0f));
+          CAIRN_ASSIGN_OR_RETURN(dk, DeviceBuffer::Working(be, n, 0.0f));
+          CAIRN_ASSIGN_OR_RETURN(dv, DeviceBuffer::Working(be, n, 0.0f));
+          CAIRN_ASSIGN_OR_RETURN(lse, DeviceBuffer::F32(be, b * h * seq, 0.0f));
+          CAIRN_RETURN_IF_ERROR(
+              be->AttentionForward(shape, q.data(), k.data(), v.data(), out.data(), lse.f32()));
+          // v = 1 everywhere: every output element is a convex combination of ones.
+          CAIRN_ASSIGN_OR_RETURN(head, out.ReadWorking(8));
+          return absl::OkStatus();
+        }();
+        CAIRN_RETURN_IF_ERROR(AllRanksPrepared(config, prepared));
         bool correct = true;
         for (float x : head) correct = correct && std::abs(x - 1.0f) < 0.02f;
         auto sync = [be] { return be->Synchronize(); };

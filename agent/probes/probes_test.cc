@@ -3,6 +3,7 @@
 // (threads, Gloo over a directory store). No timing is asserted, only that times were taken.
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "planner/catalog/models.h"
+#include "runtime/compute/null/null_backend.h"
 #include "runtime/train/backends.h"
 
 namespace cairn::agent {
@@ -294,6 +296,62 @@ TEST(CommProbesTest, CollectivesAndOverlapOnTwoRanksWithFits) {
   }
   EXPECT_TRUE(gamma);
   EXPECT_EQ(reports[1].measurements_size(), 0);  // measurements live in rank 0's report
+}
+
+}  // namespace
+}  // namespace cairn::agent
+
+namespace cairn::agent {
+namespace {
+
+// Ranks probing at once where one cannot allocate (the null backend has no memory, as a GPU out
+// of memory): no rank waits for the other in a timing collective; the failing rank records its
+// own error, the other "not timed", and both go on to the next case and finish.
+TEST(ComputeProbesTest, ACaseFailingOnOneRankIsSkippedOnAll) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/one-rank-fails-store");
+  ProbeReport reports[2];
+  absl::Status status[2];
+  auto rank = [&](int r) {
+    status[r] = [&]() -> absl::Status {
+      std::unique_ptr<runtime::ComputeBackend> be;
+      if (r == 0) {
+        CAIRN_ASSIGN_OR_RETURN(be, runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
+      } else {
+        be = std::make_unique<runtime::NullBackend>(runtime::DType::kFloat32);
+      }
+      CAIRN_ASSIGN_OR_RETURN(auto store, runtime::OpenDirectoryStore(dir));
+      runtime::WorldOptions opt;
+      opt.timeout = opt.rendezvous_timeout = absl::Seconds(30);
+      CAIRN_ASSIGN_OR_RETURN(auto world, runtime::MakeWorldCommunicator(
+                                             runtime::DeviceKind::kCpu, r, 2, store, nullptr, opt));
+      ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
+      c.budget = Tiny();
+      c.tp_degrees = {1};
+      c.micro_batches = {1};
+      c.seq_len = 32;
+      c.attention_seq_lens = {32};
+      c.attention_head_dims = {16};
+      c.lockstep = world.get();
+      CAIRN_RETURN_IF_ERROR(ProbeGemms(be.get(), c, &reports[r]));
+      return ProbeAttention(be.get(), c, &reports[r]);
+    }();
+  };
+  std::thread t0(rank, 0), t1(rank, 1);
+  t0.join();
+  t1.join();
+  ASSERT_THAT(status[0], IsOk());
+  ASSERT_THAT(status[1], IsOk());
+  for (int r = 0; r < 2; ++r) {
+    int gemm = 0, attention = 0;
+    for (const Measurement& m : reports[r].measurements()) {
+      gemm += m.probe() == "gemm";
+      attention += m.probe() == "attention";
+      ASSERT_FALSE(m.error().empty()) << "rank " << r << " timed " << m.name();
+      if (r == 0) EXPECT_NE(m.error().find("another rank"), std::string::npos) << m.error();
+    }
+    EXPECT_EQ(gemm, 6) << "rank " << r;       // every unique shape tried, none timed
+    EXPECT_EQ(attention, 1) << "rank " << r;  // one error record per attention case
+  }
 }
 
 }  // namespace
