@@ -506,4 +506,17 @@ int PrintExport(const SearchProblem& problem, const cairn::v1::SearchResponse& r
   return 1;
 }
 
+int PrintPlanResponseExport(const SearchProblem& problem, const cairn::v1::PlanResponse& response,
+                            const std::string& format, bool allow_resplit, std::ostream& out,
+                            std::ostream& err) {
+  if (format == "megatron" &&
+      (!response.megatron_flags().empty() || !response.megatron_note().empty())) {
+    if (!response.megatron_note().empty()) err << "cairn: " << response.megatron_note() << "\n";
+    if (response.megatron_flags().empty()) return 1;
+    out << response.megatron_flags() << "\n";
+    return 0;
+  }
+  return PrintExport(problem, response.result(), format, allow_resplit, out, err);
+}
+
 }  // namespace cairn::cli
