@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/cost/runtime_traits.h"
+#include "planner/plan/plan_convert.h"
 #include "planner/cost/test_problems.h"
 
 namespace cairn::cli {
@@ -484,6 +485,32 @@ TEST(MegatronTest, DaemonAnswersPrintTheirOwnMegatronFlags) {
   err.str("");
   EXPECT_EQ(PrintPlanResponseExport(Problem(), response, "torchtitan", true, out, err), 1);
   EXPECT_THAT(err.str(), HasSubstr("nothing fits here"));
+}
+
+// When a faster candidate than the best plan is printed (here a baseline whose answer predicts it
+// faster), stderr still says why the best plan is not expressible (it said "()" before).
+TEST(MegatronTest, SaysWhyTheBestPlanIsNotExpressibleWhenAFasterOneIsPrinted) {
+  const SearchProblem pb = Problem();
+  planner::Evaluation slow, fast;
+  slow.step_time_s = 2.0;
+  fast.step_time_s = 1.0;
+  cairn::v1::SearchResponse response;
+  // 8 blocks on 4 stages as 2, 1, 2, 3: uneven middle stages.
+  *response.add_plans() = planner::ToPlanProto(
+      pb, Plan(Strategy{.tp = 2}, {2, 1, 2, 3}, 8), slow, planner::ProvenanceInfo{});
+  cairn::v1::Baseline* b = response.add_baselines();
+  b->set_family("megatron");
+  b->set_description("tp=2 pp=2");
+  b->set_feasible(true);
+  *b->mutable_plan() =
+      planner::ToPlanProto(pb, Plan(Strategy{.tp = 2}, {4, 4}, 8), fast, planner::ProvenanceInfo{});
+  std::ostringstream out, err;
+  ASSERT_EQ(PrintExport(pb, response, "megatron", /*allow_resplit=*/false, out, err), 0)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("--pipeline-model-parallel-size 2 "));
+  EXPECT_THAT(err.str(), HasSubstr("the best plan is not expressible in megatron (Megatron-LM gives "
+                                   "every middle stage the same number of blocks"));
+  EXPECT_THAT(err.str(), HasSubstr("printing megatron (tp=2 pp=2)"));
 }
 
 TEST(ExportFormatsTest, NamesAndSearchRestrictions) {
