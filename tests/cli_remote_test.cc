@@ -86,6 +86,31 @@ TEST_F(CliRemoteTest, ExportFormatsMatchTheLocalOnes) {
   EXPECT_EQ(remote.out, local.out);
 }
 
+// --format megatron prints the flags the daemon rendered (PlanResponse.megatron_flags), which it
+// re-splits on the hardware it searched, a stored profile's included: here the uniform 1F1B plans
+// of 24 blocks on 16 stages (cairn's split, uneven in the middle) are re-split into Megatron's
+// stages by the daemon. Rendered here, without the profile's hardware, nothing would be expressible.
+TEST_F(CliRemoteTest, MegatronFlagsAreTheDaemonsForAStoredProfileToo) {
+  const std::string planner = absl::StrCat("127.0.0.1:", server_->port());
+  CliRun hw = Cairn({"clusters", "--json", "h100-sxm"});
+  ASSERT_EQ(hw.status, 0) << hw.err;
+  CliRun stored = Cairn({"--planner", planner, "profiles", "import", "--file",
+                         WriteTempFile("h100_profile.json", hw.out)});
+  ASSERT_EQ(stored.status, 0) << stored.err;
+  const std::string prefix = "Stored hardware profile ";
+  ASSERT_EQ(stored.out.rfind(prefix, 0), 0u) << stored.out;
+  const std::string id =
+      stored.out.substr(prefix.size(), stored.out.find(' ', prefix.size()) - prefix.size());
+  CliRun r = Cairn({"--planner", planner, "plan", "--model", "gpt2-355m", "--nodes", "2",
+                    "--global-batch", "64", "--seq-len", "1024", "--quiet", "--pp", "16",
+                    "--dp-modes", "ddp,zero1", "--uniform-layers", "--runtime", "cairn",
+                    "--format", "megatron", "--profile", id});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--pipeline-model-parallel-size 16 "));
+  EXPECT_THAT(r.out, HasSubstr("--decoder-first-pipeline-num-layers "));
+  EXPECT_THAT(r.err, HasSubstr("with stages re-split for Megatron-LM"));
+}
+
 TEST_F(CliRemoteTest, JsonIsTheSamePlanEitherWay) {
   std::vector<std::string> args = kProblem;
   args.push_back("--json");

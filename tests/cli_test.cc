@@ -411,6 +411,40 @@ TEST(CliTest, MegatronExportReSplitsUnevenStages) {
   EXPECT_THAT(r.out, HasSubstr("--num-layers 126"));
 }
 
+// `evaluate --schedule interleaved --virtual-stages V --chunk-layout slots`: equal chunks of layer
+// slots (the embedding and the head counted), rendered as Megatron's account-for flags. 40 blocks
+// + 2 = 42 slots on 3 stages x 2 chunks of 7: the first and the last chunk hold 6 blocks.
+TEST(CliTest, EvaluateCutsEqualSlotChunksAndMegatronRendersThem) {
+  const std::vector<std::string> problem = {
+      "evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes", "3",
+      "--global-batch", "48", "--seq-len", "4096", "--runtime", "megatron-core", "--tp", "8",
+      "--pp", "3", "--micro-batch-size", "1", "--schedule", "interleaved"};
+  std::vector<std::string> args = problem;
+  args.insert(args.end(), {"--virtual-stages", "2", "--chunk-layout", "slots"});
+  CliRun text = Cairn(args);
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_THAT(text.out, HasSubstr("pp=3 v=2 m=48 (equal slots)"));
+  EXPECT_THAT(text.out, Not(HasSubstr("VIOLATION")));
+  args.insert(args.end(), {"--format", "megatron"});
+  CliRun flags = Cairn(args);
+  ASSERT_EQ(flags.status, 0) << flags.err;
+  EXPECT_THAT(flags.out, HasSubstr("--pipeline-model-parallel-size 3 --sequence-parallel "
+                                   "--use-distributed-optimizer "
+                                   "--account-for-embedding-in-pipeline-split "
+                                   "--account-for-loss-in-pipeline-split "
+                                   "--num-layers-per-virtual-pipeline-stage 7 "));
+  EXPECT_THAT(flags.out, HasSubstr("--num-layers 40 "));
+  // 40 blocks do not cut into 6 equal block chunks; interleaving needs --virtual-stages.
+  std::vector<std::string> blocks = problem;
+  blocks.insert(blocks.end(), {"--virtual-stages", "2"});
+  CliRun refused = Cairn(blocks);
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_THAT(refused.err, HasSubstr("(equal chunks of blocks)"));
+  CliRun no_v = Cairn(problem);
+  EXPECT_EQ(no_v.status, 2);
+  EXPECT_THAT(no_v.err, HasSubstr("--virtual-stages V >= 2 goes with --schedule interleaved"));
+}
+
 TEST(CliTest, MegatronStageSplitKeepsMiddleStagesEqual) {
   Flags a;
   cli::AddProblemFlags(a);

@@ -21,8 +21,12 @@ M1T=tools/published_runs/gpt-1t.json
 # source | model | cluster | nodes | batch | seq | metric | published | runtime | flags | note
 rows=(
   "Narayanan 2021|$M1T|a100-80g-sxm|384|3072|2048|hw-tflops|163|megatron-core|--tp 8 --pp 64 --micro-batch-size 1 --mode tp --dp-mode ddp --recompute|1T GPT, TP 8 x PP 64 x DP 6, full recompute; batch 3072 and 1F1B (not interleaved) assumed"
-  "Llama 3 (Table 4)|llama3-405b|h100-sxm|1024|2048|8192|model-tflops|430|megatron-core|--tp 8 --pp 16 --micro-batch-size 1|TP 8 x PP 16 x DP 64, 16M tokens per batch; 1F1B, no recompute assumed (schedule not in the table)"
-  "Llama 3 (Table 4)|llama3-405b|h100-sxm|2048|2048|8192|model-tflops|400|megatron-core|--tp 8 --pp 16 --micro-batch-size 1|TP 8 x PP 16 x DP 128, 16M tokens per batch; 1F1B, no recompute assumed"
+  "Llama 3 (Table 4)|llama3-405b|h100-sxm|1024|2048|8192|model-tflops|430|megatron-core|--tp 8 --pp 16 --micro-batch-size 1|TP 8 x PP 16 x DP 64, 16M tokens per batch; first and last stage one block less (the paper's split: 7, 8 x 14, 7); 1F1B, no recompute assumed (schedule not in the table)"
+  "Llama 3 (Table 4)|llama3-405b|h100-sxm|1024|2048|8192|model-tflops|430|megatron-core|--tp 8 --pp 16 --micro-batch-size 1 --schedule interleaved --virtual-stages 2 --chunk-layout slots|as above, interleaved v = 2 ASSUMED (the paper does not give v): 32 chunks of 4 layer slots, embedding and head counted"
+  "Llama 3 (Table 4)|llama3-405b|h100-sxm|1024|2048|8192|model-tflops|430|megatron-core|--tp 8 --pp 16 --micro-batch-size 1 --schedule interleaved --virtual-stages 4 --chunk-layout slots|as above, interleaved v = 4 ASSUMED (the paper does not give v): 64 chunks of 2 layer slots"
+  "Llama 3 (Table 4)|llama3-405b|h100-sxm|2048|2048|8192|model-tflops|400|megatron-core|--tp 8 --pp 16 --micro-batch-size 1|TP 8 x PP 16 x DP 128, 16M tokens per batch; first and last stage one block less; 1F1B, no recompute assumed"
+  "Llama 3 (Table 4)|llama3-405b|h100-sxm|2048|2048|8192|model-tflops|400|megatron-core|--tp 8 --pp 16 --micro-batch-size 1 --schedule interleaved --virtual-stages 2 --chunk-layout slots|as above, interleaved v = 2 ASSUMED (not in the paper), 4 slots per chunk"
+  "Llama 3 (Table 4)|llama3-405b|h100-sxm|2048|2048|8192|model-tflops|400|megatron-core|--tp 8 --pp 16 --micro-batch-size 1 --schedule interleaved --virtual-stages 4 --chunk-layout slots|as above, interleaved v = 4 ASSUMED (not in the paper), 2 slots per chunk"
   "TorchTitan A100|llama3-8b|a100-80g-sxm|8|64|8192|tok/s/GPU|2904|cairn|--tp 1 --pp 1 --micro-batches 1 --dp-mode zero3|FSDP2 64 GPUs, local batch 1, selective layer AC (modelled as none)"
   "TorchTitan A100|llama3-70b|a100-80g-sxm|8|64|8192|tok/s/GPU|331|cairn|--tp 1 --pp 1 --micro-batches 1 --dp-mode zero3 --recompute|FSDP2 64 GPUs, local batch 1, full AC"
   "TorchTitan A100|llama2-13b|a100-80g-sxm|8|128|4096|tok/s/GPU|2162|cairn|--tp 1 --pp 1 --micro-batches 1 --dp-mode zero3|FSDP2 64 GPUs, local batch 2, no AC"

@@ -186,12 +186,32 @@ int CmdEvaluate(Flags a, std::ostream& out, std::ostream& err) {
       }
       m = from_size;
     }
-    if (!planner::MakeUniformPlan(pb, batch, p, m, *sched, s, eh, &plan)) {
+    absl::StatusOr<int> v = a.GetInt("virtual-stages");
+    if (!v.ok()) return Fail(err, v.status());
+    const std::string layout_name = a.Get("chunk-layout");
+    if (layout_name != "blocks" && layout_name != "slots") {
       return Fail(err, absl::InvalidArgumentError(absl::StrCat(
-                           "pp=", p, " micro-batches=", m, " is not a valid shape for ",
-                           pb.model.num_layers, " layers and global batch ", batch)));
+                           "--chunk-layout must be blocks or slots, got '", layout_name, "'")));
     }
-    plan.origin = absl::StrCat("uniform ", planner::Describe(s), " pp=", p, " m=", m);
+    const planner::ChunkLayout layout =
+        layout_name == "slots" ? planner::ChunkLayout::kSlots : planner::ChunkLayout::kBlocks;
+    if ((*v > 1) != (*sched == planner::Schedule::kInterleaved1F1B)) {
+      return Fail(err, absl::InvalidArgumentError(
+                           "--virtual-stages V >= 2 goes with --schedule interleaved, and "
+                           "--schedule interleaved needs it"));
+    }
+    if (!planner::MakeUniformPlan(pb, batch, p, m, *sched, s, eh, &plan, *v, layout)) {
+      return Fail(err, absl::InvalidArgumentError(absl::StrCat(
+                           "pp=", p, *v > 1 ? absl::StrCat(" x ", *v, " virtual stages") : "",
+                           " micro-batches=", m, " is not a valid shape for ", pb.model.num_layers,
+                           " layers and global batch ", batch,
+                           layout == planner::ChunkLayout::kSlots || *v > 1
+                               ? absl::StrCat(" (equal chunks of ", layout_name, ")")
+                               : "")));
+    }
+    plan.origin = absl::StrCat("uniform ", planner::Describe(s), " pp=", p,
+                               *v > 1 ? absl::StrCat(" v=", *v) : "", " m=", m,
+                               layout == planner::ChunkLayout::kSlots ? " (equal slots)" : "");
   }
   planner::CostModel cm(pb);
   absl::StatusOr<Evaluation> e = planner::Evaluate(cm, plan);
@@ -372,6 +392,11 @@ std::unique_ptr<CommandLine> MakeCommandLine() {
              "uniform plan: tensor/sequence mode (default: tp+sp when T > 1, else tp)")
       .Value("dp-mode", "ddp|zero1|zero2|zero3", "uniform plan: data-parallel mode", "zero1")
       .Value("schedule", "1f1b|gpipe|interleaved", "uniform plan: pipeline schedule", "1f1b")
+      .Value("virtual-stages", "V", "uniform plan: model chunks per stage (interleaved: >= 2)", "1")
+      .Value("chunk-layout", "blocks|slots",
+             "uniform plan: equal chunks of blocks, or of layer slots with the embedding and head "
+             "counted (Megatron's --account-for-embedding/loss-in-pipeline-split)",
+             "blocks")
       .Value("micro-batch-size", "PER_DEVICE",
              "uniform plan: Megatron's per-device micro-batch size (instead of --micro-batches)")
       .Bool("recompute", "uniform plan: recompute every block's activations")

@@ -479,6 +479,12 @@ int PrintExport(const SearchProblem& problem, const cairn::v1::SearchResponse& r
                    [](const Candidate& x, const Candidate& y) {
                      return x.per_sample_s < y.per_sample_s;
                    });
+  // Why the best plan itself is not expressible: a faster candidate (a re-split, a baseline) may be
+  // printed before any inexpressible one was tried, so this is asked of the best plan directly.
+  absl::Status best_error;
+  for (const Candidate& c : candidates) {
+    if (c.label == "the best plan") best_error = ExportPlan(format, pb, c.plan).status();
+  }
   absl::Status first_error;
   for (const Candidate& c : candidates) {
     absl::StatusOr<ExportedPlan> exported = ExportPlan(format, pb, c.plan);
@@ -488,7 +494,8 @@ int PrintExport(const SearchProblem& problem, const cairn::v1::SearchResponse& r
     }
     if (c.label != "the best plan") {
       err << "cairn: the best plan is not expressible in " << format << " ("
-          << first_error.message() << "); printing " << c.label << ", "
+          << (best_error.ok() ? first_error : best_error).message() << "); printing " << c.label
+          << ", "
           << FormatSeconds(c.per_sample_s * c.plan.global_batch) << " per step vs "
           << FormatSeconds(best_step_s) << "\n";
     }
@@ -504,6 +511,19 @@ int PrintExport(const SearchProblem& problem, const cairn::v1::SearchResponse& r
     }
   }
   return 1;
+}
+
+int PrintPlanResponseExport(const SearchProblem& problem, const cairn::v1::PlanResponse& response,
+                            const std::string& format, bool allow_resplit, std::ostream& out,
+                            std::ostream& err) {
+  if (format == "megatron" &&
+      (!response.megatron_flags().empty() || !response.megatron_note().empty())) {
+    if (!response.megatron_note().empty()) err << "cairn: " << response.megatron_note() << "\n";
+    if (response.megatron_flags().empty()) return 1;
+    out << response.megatron_flags() << "\n";
+    return 0;
+  }
+  return PrintExport(problem, response.result(), format, allow_resplit, out, err);
 }
 
 }  // namespace cairn::cli

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "planner/problem/problem.h"
 #include "proto/cairn/v1/search.pb.h"
+#include "proto/cairn/v1/service.pb.h"
 
 namespace cairn::cli {
 
@@ -109,6 +110,15 @@ absl::StatusOr<ExportedPlan> ExportPlan(const std::string& format,
 int PrintExport(const planner::SearchProblem& problem, const cairn::v1::SearchResponse& response,
                 const std::string& format, bool allow_resplit, std::ostream& out,
                 std::ostream& err);
+
+// A planner daemon's answer (`cairn --planner ADDR plan --format F`) printed in `format`. For
+// "megatron", the answer's own PlanResponse.megatron_flags (stdout) and megatron_note (stderr,
+// "cairn: " before it) when it carries either: the daemon rendered them with PrintExport on the
+// hardware it searched (a stored profile's too, which this side may not have); exit 0 with flags,
+// 1 with a note only. Otherwise, and for the other formats, PrintExport of the answer's result.
+int PrintPlanResponseExport(const planner::SearchProblem& problem,
+                            const cairn::v1::PlanResponse& response, const std::string& format,
+                            bool allow_resplit, std::ostream& out, std::ostream& err);
 
 }  // namespace cairn::cli
 

@@ -9,13 +9,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/testing/status_matchers.h"
@@ -23,6 +26,8 @@
 #include "google/protobuf/util/json_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "planner/cost/runtime_traits.h"
+#include "planner/plan/plan_convert.h"
 #include "planner/cost/test_problems.h"
 
 namespace cairn::cli {
@@ -357,6 +362,155 @@ TEST(DeepSpeedTest, RefusesWhatItCannotExpressSayingWhy) {
   mixed.layers[5].dp = DpMode::kZero3;
   EXPECT_THAT(ExportDeepSpeed(pb, mixed),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("mixes")));
+}
+
+// A 6-block model: 8 layer slots with the embedding and the head, which cut into 4 equal chunks
+// of 2 where the 6 blocks do not (the Llama 3 405B case in small: 128 slots, 126 blocks).
+SearchProblem SixBlocks() {
+  return planner::testing::SmallProblem(6, /*devices_per_node=*/8, /*num_nodes=*/1,
+                                        /*global_batch=*/64, /*seq_len=*/2048, /*budget=*/0);
+}
+
+PlanSpec SixBlockPlan(std::vector<int> stage_layers, int virtual_stages) {
+  PlanSpec plan;
+  plan.global_batch = 64;
+  plan.num_micro_batches = 8;
+  plan.schedule = virtual_stages > 1 ? Schedule::kInterleaved1F1B : Schedule::k1F1B;
+  plan.virtual_stages = virtual_stages;
+  plan.stage_layers = std::move(stage_layers);
+  plan.layers.assign(6 + 2, Strategy{.tp = 2, .mode = ParallelMode::kTensorSequence,
+                                     .dp = DpMode::kZero1});
+  return plan;
+}
+
+TEST(MegatronTest, EqualSlotChunksAreTheAccountForFlags) {
+  // Interleaved, 2 stages x 2 chunks of 2 slots: embedding + block 1 | 2-3 | 4-5 | block 6 +
+  // head. Megatron counts 6 + 2 = 8 layers, 4 per stage, 2 per virtual stage.
+  absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 2));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_THAT(e->text, HasSubstr("--pipeline-model-parallel-size 2 "));
+  EXPECT_THAT(e->text, HasSubstr(" --account-for-embedding-in-pipeline-split"
+                                 " --account-for-loss-in-pipeline-split"
+                                 " --num-layers-per-virtual-pipeline-stage 2 "));
+  EXPECT_THAT(e->text, HasSubstr("--num-layers 6 "));
+  EXPECT_THAT(e->text, Not(HasSubstr("--decoder-first-pipeline-num-layers")));
+  // 1F1B on 4 stages of 2 slots: the same flags, no virtual stages.
+  e = ExportPlan("megatron", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 1));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_THAT(e->text, HasSubstr("--pipeline-model-parallel-size 4 --sequence-parallel "
+                                 "--use-distributed-optimizer --account-for-embedding-in-pipeline-"
+                                 "split --account-for-loss-in-pipeline-split --micro-batch-size "));
+  EXPECT_THAT(e->text, Not(HasSubstr("--num-layers-per-virtual-pipeline-stage")));
+  // Equal blocks (8 blocks on 2 x 2 chunks of 2): no account flags, 2 layers per virtual stage.
+  e = ExportPlan("megatron", Problem(),
+                 Plan(Strategy{.tp = 2}, {2, 2, 2, 2}, 8, Schedule::kInterleaved1F1B, 2));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_THAT(e->text, HasSubstr(" --num-layers-per-virtual-pipeline-stage 2 "));
+  EXPECT_THAT(e->text, Not(HasSubstr("--account-for")));
+  // Uneven 1F1B ends: 2, 1, 1, 2 blocks.
+  e = ExportPlan("megatron", SixBlocks(), SixBlockPlan({3, 1, 1, 3}, 1));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_THAT(e->text, HasSubstr(" --decoder-first-pipeline-num-layers 2"
+                                 " --decoder-last-pipeline-num-layers 2 "));
+  EXPECT_THAT(e->text, Not(HasSubstr("--account-for")));
+  // Megatron-DeepSpeed's pipeline (DeepSpeed's engine, partition type:transformer) has neither.
+  EXPECT_THAT(ExportPlan("megatron-deepspeed", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 1)),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("stage 0 holds 1 of 6 blocks on 4 stages")));
+  EXPECT_THAT(ExportPlan("megatron-deepspeed", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 2)),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("this plan runs interleaved")));
+}
+
+// One validator: every split of the 6-block model into 2 or 4 chunks (1F1B and interleaved) is
+// rendered by the Megatron export exactly when the megatron-core runtime traits accept it, and
+// refused with the same reason otherwise.
+TEST(MegatronTest, ExportsExactlyWhatTheMegatronCoreTraitsAccept) {
+  const planner::RuntimeTraits mc = planner::MegatronCoreRuntimeTraits();
+  int accepted = 0, refused = 0;
+  for (int chunks : {2, 4}) {
+    for (int v : {1, 2}) {
+      if (chunks / v < 2) continue;
+      // Every composition of the 8 layers into `chunks` positive parts.
+      std::vector<int> parts(chunks, 1);
+      std::function<void(int, int)> fill = [&](int i, int left) {
+        if (i == chunks - 1) {
+          parts[i] = left;
+          const PlanSpec plan = SixBlockPlan(parts, v);
+          const std::string why = planner::CheckRuntimeSupports(mc, plan, 6);
+          absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", SixBlocks(), plan);
+          EXPECT_EQ(e.ok(), why.empty()) << absl::StrJoin(parts, ",") << " v=" << v << ": " << why;
+          if (!e.ok()) EXPECT_THAT(why, HasSubstr(std::string(e.status().message())));
+          (why.empty() ? accepted : refused) += 1;
+          return;
+        }
+        for (int k = 1; k <= left - (chunks - 1 - i); ++k) {
+          parts[i] = k;
+          fill(i + 1, left - k);
+        }
+      };
+      fill(0, 8);
+    }
+  }
+  EXPECT_GT(accepted, 3);
+  EXPECT_GT(refused, 3);
+}
+
+// `cairn --planner ADDR plan --format megatron` prints the flags the daemon rendered
+// (PlanResponse.megatron_flags / megatron_note), not its own rendering of the answer.
+TEST(MegatronTest, DaemonAnswersPrintTheirOwnMegatronFlags) {
+  cairn::v1::PlanResponse response;
+  // An answer whose result has no plan: rendered here it would say why (exit 1).
+  response.mutable_result()->set_infeasible_reason("nothing fits here");
+  std::ostringstream out, err;
+  EXPECT_EQ(PrintPlanResponseExport(Problem(), response, "megatron", true, out, err), 1);
+  EXPECT_THAT(err.str(), HasSubstr("nothing fits here"));
+  response.set_megatron_flags("--tensor-model-parallel-size 8 --from-the-daemon");
+  response.set_megatron_note("the best plan is not expressible in megatron (...); printing x");
+  out.str("");
+  err.str("");
+  EXPECT_EQ(PrintPlanResponseExport(Problem(), response, "megatron", true, out, err), 0);
+  EXPECT_EQ(out.str(), "--tensor-model-parallel-size 8 --from-the-daemon\n");
+  EXPECT_EQ(err.str(),
+            "cairn: the best plan is not expressible in megatron (...); printing x\n");
+  // No flags, a note: the daemon found nothing expressible.
+  response.clear_megatron_flags();
+  response.set_megatron_note("no plan that fits is expressible in megatron: reason");
+  out.str("");
+  err.str("");
+  EXPECT_EQ(PrintPlanResponseExport(Problem(), response, "megatron", true, out, err), 1);
+  EXPECT_EQ(out.str(), "");
+  EXPECT_THAT(err.str(), HasSubstr("cairn: no plan that fits is expressible"));
+  // Other formats are rendered here from the result.
+  out.str("");
+  err.str("");
+  EXPECT_EQ(PrintPlanResponseExport(Problem(), response, "torchtitan", true, out, err), 1);
+  EXPECT_THAT(err.str(), HasSubstr("nothing fits here"));
+}
+
+// When a faster candidate than the best plan is printed (here a baseline whose answer predicts it
+// faster), stderr still says why the best plan is not expressible (it said "()" before).
+TEST(MegatronTest, SaysWhyTheBestPlanIsNotExpressibleWhenAFasterOneIsPrinted) {
+  const SearchProblem pb = Problem();
+  planner::Evaluation slow, fast;
+  slow.step_time_s = 2.0;
+  fast.step_time_s = 1.0;
+  cairn::v1::SearchResponse response;
+  // 8 blocks on 4 stages as 2, 1, 2, 3: uneven middle stages.
+  *response.add_plans() = planner::ToPlanProto(
+      pb, Plan(Strategy{.tp = 2}, {2, 1, 2, 3}, 8), slow, planner::ProvenanceInfo{});
+  cairn::v1::Baseline* b = response.add_baselines();
+  b->set_family("megatron");
+  b->set_description("tp=2 pp=2");
+  b->set_feasible(true);
+  *b->mutable_plan() =
+      planner::ToPlanProto(pb, Plan(Strategy{.tp = 2}, {4, 4}, 8), fast, planner::ProvenanceInfo{});
+  std::ostringstream out, err;
+  ASSERT_EQ(PrintExport(pb, response, "megatron", /*allow_resplit=*/false, out, err), 0)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("--pipeline-model-parallel-size 2 "));
+  EXPECT_THAT(err.str(), HasSubstr("the best plan is not expressible in megatron (Megatron-LM gives "
+                                   "every middle stage the same number of blocks"));
+  EXPECT_THAT(err.str(), HasSubstr("printing megatron (tp=2 pp=2)"));
 }
 
 TEST(ExportFormatsTest, NamesAndSearchRestrictions) {

@@ -181,9 +181,11 @@ int RemotePlan(Client& c, const Flags& a, std::ostream& out, std::ostream& err) 
     return 0;
   }
   if (IsExportFormat(format)) {
-    // Re-splitting scores plans with the local cost model: only when it has the daemon's hardware
+    // Megatron: the flags the daemon rendered (PlanResponse.megatron_flags). The other forms here;
+    // re-splitting scores plans with the local cost model: only when it has the daemon's hardware
     // (not for a stored --profile).
-    return PrintExport(loaded->problem, r, format, /*allow_resplit=*/!a.Has("profile"), out, err);
+    return PrintPlanResponseExport(loaded->problem, response, format,
+                                   /*allow_resplit=*/!a.Has("profile"), out, err);
   }
   RenderSearchResponse(r, a.Has("explain"), out);
   out << "Plan id " << response.plan_id() << (response.cached() ? " (from the plan cache)" : "")

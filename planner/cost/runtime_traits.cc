@@ -1,6 +1,7 @@
 #include "planner/cost/runtime_traits.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -49,7 +50,7 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   //  - linear_qkv and linear_fc1 (gate and up of a gated MLP) are one GEMM each.
   //  - One TransformerConfig for every layer: one strategy for all blocks (tensor, pipeline,
   //    data parallel, sequence parallel, recomputation); no Ulysses, no ZeRO-2/3, no GPipe;
-  //    --num-layers-per-virtual-pipeline-stage cuts the blocks into equal chunks.
+  //    pipeline splits as MegatronSplitOf describes them (below).
   RuntimeTraits t;
   t.name = "megatron-core";
   t.overlap_grad_reduce = true;
@@ -64,7 +65,7 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   t.supports_zero2 = false;
   t.supports_zero3 = false;
   t.supports_gpipe = false;
-  t.equal_chunks = true;
+  t.megatron_pipeline_split = true;
   t.grad_dtype_bytes = {4, 2};
   return t;
 }
@@ -111,18 +112,112 @@ std::string CheckRuntimeSupports(const RuntimeTraits& t, const PlanSpec& plan, i
       }
     }
   }
-  if (t.equal_chunks && plan.schedule == Schedule::kInterleaved1F1B) {
-    const int chunks = plan.num_chunks();
-    for (int c = 0; c < chunks; ++c) {
-      const int blocks = plan.stage_layers[c] - (c == 0) - (c == chunks - 1);
-      const int first = plan.stage_layers[0] - 1;
-      if (blocks != first) {
-        return absl::StrCat("the ", t.name,
-                            " runtime's interleaved schedule needs equal model chunks");
-      }
+  if (t.megatron_pipeline_split) {
+    // InvalidArgument (chunks that do not add up to the model) is the plan contract's to report.
+    absl::StatusOr<MegatronSplit> split = MegatronSplitOf(plan, L);
+    if (!split.ok() && split.status().code() == absl::StatusCode::kUnimplemented) {
+      return absl::StrCat("the ", t.name, " runtime cannot cut these stages: ",
+                          split.status().message());
     }
   }
   return "";
+}
+
+const char* ToString(ChunkLayout layout) {
+  return layout == ChunkLayout::kSlots ? "slots" : "blocks";
+}
+
+std::vector<int> EqualChunkLayers(int num_layers, int chunks, ChunkLayout layout) {
+  const int L = num_layers;
+  if (chunks < 1 || L < 1) return {};
+  std::vector<int> out(chunks);
+  if (layout == ChunkLayout::kBlocks) {
+    if (L % chunks != 0) return {};
+    out.assign(chunks, L / chunks);
+    out.front() += 1;  // the embedding
+    out.back() += 1;   // the head
+  } else {
+    if ((L + 2) % chunks != 0) return {};
+    const int slots = (L + 2) / chunks;
+    // One chunk: embedding + blocks + head, slots = L + 2 >= 3. Otherwise the first and the last
+    // chunk hold slots - 1 blocks, which must be at least one.
+    if (chunks > 1 && slots < 2) return {};
+    out.assign(chunks, slots);
+  }
+  return out;
+}
+
+std::vector<int> MegatronStageLayers(int num_layers, int stages) {
+  const int L = num_layers, p = stages;
+  if (p < 1 || p > L) return {};
+  if (L % p == 0) return EqualChunkLayers(L, p, ChunkLayout::kBlocks);
+  // k = ceil((L + 2) / p) blocks per middle stage; the two ends then hold
+  // rest = L - (p - 2) k <= 2k - 2 blocks between them, so neither holds more than k slots with
+  // its embedding or head. (p = 2: no middle stage, the ends share the blocks.)
+  int k = (L + 2 + p - 1) / p;
+  while (k > 1 && L - (p - 2) * k < 2) --k;
+  const int rest = L - (p - 2) * k;
+  if (rest < 2) return {};
+  std::vector<int> out(p, k);
+  out.front() = rest - rest / 2 + 1;  // the odd block goes first, beside the lighter embedding
+  out.back() = rest / 2 + 1;
+  return out;
+}
+
+absl::StatusOr<MegatronSplit> MegatronSplitOf(const PlanSpec& plan, int num_layers) {
+  const int L = num_layers;
+  const bool interleaved = plan.schedule == Schedule::kInterleaved1F1B;
+  const int v = interleaved ? std::max(1, plan.virtual_stages) : 1;
+  const int chunks = plan.num_chunks();
+  const int p = chunks / v;
+  MegatronSplit split;
+  if (chunks < 1 || std::accumulate(plan.stage_layers.begin(), plan.stage_layers.end(), 0) !=
+                        L + 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the chunks do not hold the model's ", L + 2, " layers"));
+  }
+  if (chunks == 1) return split;
+  std::vector<int> blocks(plan.stage_layers);
+  blocks.front() -= 1;
+  blocks.back() -= 1;
+  const std::vector<int> by_blocks = EqualChunkLayers(L, chunks, ChunkLayout::kBlocks);
+  const std::vector<int> by_slots = EqualChunkLayers(L, chunks, ChunkLayout::kSlots);
+  // Megatron's count of layers per stage and chunk: arguments.py adds one for the embedding and
+  // one for the loss when they are accounted for, then divides by p and by the chunk size.
+  if (plan.stage_layers == by_blocks) {
+    if (interleaved) split.layers_per_virtual_stage = L / chunks;
+    return split;
+  }
+  if (plan.stage_layers == by_slots) {
+    split.account_for_embedding_and_loss = true;
+    if (interleaved) split.layers_per_virtual_stage = (L + 2) / chunks;
+    return split;
+  }
+  const std::string shape =
+      absl::StrCat("this plan's ", interleaved ? "model chunks" : "stages", " hold ",
+                   absl::StrJoin(blocks, ", "), " blocks");
+  if (interleaved) {
+    return absl::UnimplementedError(absl::StrCat(
+        "Megatron-LM's interleaved schedule cuts ", L, " blocks into ", chunks,
+        " model chunks of equal blocks (--num-layers-per-virtual-pipeline-stage) or of equal "
+        "layer slots counting the embedding and the loss (--account-for-embedding-in-pipeline-"
+        "split --account-for-loss-in-pipeline-split); ", shape));
+  }
+  for (int i = 1; i + 1 < p; ++i) {
+    if (blocks[i] != blocks[1]) {
+      return absl::UnimplementedError(absl::StrCat(
+          "Megatron-LM gives every middle stage the same number of blocks (only the first and "
+          "the last may differ: --decoder-first/last-pipeline-num-layers); ", shape));
+    }
+  }
+  if (blocks.front() < 1 || blocks.back() < 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "Megatron-LM's --decoder-first/last-pipeline-num-layers must be at least 1 (a stage of "
+        "the embedding or the head alone is only its equal-slot split); ", shape));
+  }
+  split.first_stage_blocks = blocks.front();
+  split.last_stage_blocks = blocks.back();
+  return split;
 }
 
 }  // namespace cairn::planner

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "common/plan/plan_proto.h"
+#include "planner/cost/runtime_traits.h"
 #include "planner/problem/proto_enums.h"
 
 namespace cairn::planner {
@@ -193,40 +194,27 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
     absl::StrAppend(&out,
                     " --recompute-granularity full --recompute-method uniform --recompute-num-layers 1");
   }
-  // Blocks per stage (the embedding and head are not counted by Megatron).
-  std::vector<int> blocks(plan.stage_layers);
-  blocks.front() -= 1;
-  blocks.back() -= 1;
-  if (plan.schedule == Schedule::kInterleaved1F1B) {
-    // Megatron-LM's interleaved schedule cuts the blocks into equal model chunks.
-    for (int b : blocks) {
-      if (b != blocks.front() || b < 1) {
-        return absl::UnimplementedError(
-            "Megatron-LM's interleaved schedule needs the same number of blocks in every model "
-            "chunk; this plan's chunks differ");
-      }
-    }
-    absl::StrAppendFormat(&out, " --num-layers-per-virtual-pipeline-stage %d", blocks.front());
-    blocks.clear();  // the stage checks below are for one chunk per stage
-  }
-  bool even_middle = true;
-  for (int i = 1; i + 1 < static_cast<int>(blocks.size()); ++i) {
-    even_middle = even_middle && blocks[i] == blocks[1];
-  }
-  if (p > 1 && !blocks.empty()) {
-    const bool all_even = even_middle && blocks.front() == blocks[p > 2 ? 1 : 0] &&
-                          blocks.back() == blocks.front();
-    if (!all_even) {
-      if (!even_middle) {
-        return absl::UnimplementedError(
-            "Megatron-LM needs equal middle stages; this plan's stages are uneven in the middle");
-      }
-      absl::StrAppendFormat(&out, " --decoder-first-pipeline-num-layers %d", blocks.front());
-      absl::StrAppendFormat(&out, " --decoder-last-pipeline-num-layers %d", blocks.back());
-    }
-  }
   if (plan.schedule == Schedule::kGPipe && p > 1) {
     return absl::UnimplementedError("Megatron-LM runs 1F1B, not GPipe");
+  }
+  // The stage split, as the megatron-core runtime traits accept it (one check:
+  // planner/cost/runtime_traits.h MegatronSplitOf).
+  absl::StatusOr<MegatronSplit> split = MegatronSplitOf(plan, L);
+  if (!split.ok()) return absl::UnimplementedError(split.status().message());
+  if (split->account_for_embedding_and_loss) {
+    absl::StrAppend(&out,
+                    " --account-for-embedding-in-pipeline-split"
+                    " --account-for-loss-in-pipeline-split");
+  }
+  if (split->layers_per_virtual_stage > 0) {
+    absl::StrAppendFormat(&out, " --num-layers-per-virtual-pipeline-stage %d",
+                          split->layers_per_virtual_stage);
+  }
+  if (split->first_stage_blocks > 0) {
+    absl::StrAppendFormat(&out, " --decoder-first-pipeline-num-layers %d",
+                          split->first_stage_blocks);
+    absl::StrAppendFormat(&out, " --decoder-last-pipeline-num-layers %d",
+                          split->last_stage_blocks);
   }
   const int dp = N / p / b.tp;
   absl::StrAppendFormat(&out, " --micro-batch-size %d --global-batch-size %d --seq-length %d",

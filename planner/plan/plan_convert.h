@@ -53,8 +53,12 @@ absl::StatusOr<std::string> PlanToJson(const cairn::v1::Plan& plan);
 absl::StatusOr<cairn::v1::Plan> PlanFromJson(const std::string& json);
 
 // Megatron-LM command-line flags for a plan Megatron can run: one strategy for all blocks, Megatron
-// TP (with or without --sequence-parallel), no Ulysses, even stages (or expressed with
-// --decoder-first/last-pipeline-num-layers), DDP or ZeRO-1 (--use-distributed-optimizer).
+// TP (with or without --sequence-parallel), no Ulysses, DDP or ZeRO-1 (--use-distributed-optimizer),
+// 1F1B or interleaved 1F1B, and a stage split MegatronSplitOf accepts (planner/cost/
+// runtime_traits.h: the megatron-core traits' own check), rendered as it says: equal slots as
+// --account-for-embedding-in-pipeline-split --account-for-loss-in-pipeline-split, interleaved
+// chunks as --num-layers-per-virtual-pipeline-stage (slots counted when accounted for), uneven
+// 1F1B ends as --decoder-first/last-pipeline-num-layers.
 // Unimplemented, saying why, otherwise. The line carries the model's architecture (layers, widths,
 // heads, query groups, positions, vocabulary, norm, activation, untied embeddings, biases),
 // recomputation, --overlap-grad-reduce when data parallel (the cost model hides that reduction

@@ -162,7 +162,10 @@ struct RuntimeTraits {
   bool supports_zero2 = true;
   bool supports_zero3 = true;
   bool supports_gpipe = true;
-  bool equal_chunks = false;          // interleaved chunks must hold equal block counts
+  // Layers cut into stages and model chunks only as Megatron-Core cuts them (equal stages or
+  // chunks, counted in blocks or in layer slots with the embedding and loss, or uneven first and
+  // last stages): planner/cost/runtime_traits.h MegatronSplitOf. false: any contiguous split.
+  bool megatron_pipeline_split = false;
   // Gradient accumulation and reduction dtype the runtime allows (bytes; the request's choice must
   // be one of these; the first is the default).
   std::vector<int> grad_dtype_bytes = {4};

@@ -60,6 +60,8 @@ struct Combo {
   Schedule schedule = Schedule::k1F1B;
   int v = 1;  // virtual stages (interleaved 1F1B)
   double lower_bound_per_sample = 0;
+  // How interleaved chunks are cut (equal blocks, or equal slots under megatron-core's traits).
+  ChunkLayout layout = ChunkLayout::kBlocks;
 };
 
 
@@ -195,9 +197,12 @@ std::vector<Combo> Searcher::Combos() {
       for (int m : ms) {
         if (batch % m != 0 || m > kMaxMicroBatches) continue;
         for (Schedule s : pb_.space.schedules) {
-          std::vector<int> vs = {1};
+          std::vector<std::pair<int, ChunkLayout>> vs = {{1, ChunkLayout::kBlocks}};
           if (s == Schedule::kInterleaved1F1B) {
-            // Interleaving needs two stages, groups of p micro-batches and equal chunks.
+            // Interleaving needs two stages, groups of p micro-batches and equal chunks: of
+            // blocks, or under Megatron's split rule also of slots (the embedding and the head
+            // counted; Cairn's runtime could run those too, but its search keeps to equal blocks,
+            // docs/search.md). The two never both divide p x v >= 4 chunks.
             vs.clear();
             if (p < 2 || m % p != 0) continue;
             for (int v = 2; v * p <= L; ++v) {
@@ -207,13 +212,16 @@ std::vector<Combo> Searcher::Combos() {
               if (pb_.space.virtual_stages.empty() ? v > kMaxDefaultVirtualStages : !listed) {
                 continue;
               }
-              if (L % (p * v) == 0) vs.push_back(v);
+              for (ChunkLayout layout : {ChunkLayout::kBlocks, ChunkLayout::kSlots}) {
+                if (layout == ChunkLayout::kSlots && !pb_.runtime.megatron_pipeline_split) continue;
+                if (!EqualChunkLayers(L, p * v, layout).empty()) vs.push_back({v, layout});
+              }
             }
           } else if (p == 1 && s != pb_.space.schedules.front()) {
             continue;  // identical for one stage
           }
-          for (int v : vs) {
-            Combo c{batch, p, m, s, v, 0};
+          for (auto [v, layout] : vs) {
+            Combo c{batch, p, m, s, v, 0, layout};
             ComboStatus status;
             c.lower_bound_per_sample = LowerBound(c, &status);
             if (status != ComboStatus::kNoValidSplit) ++splittable_;
@@ -373,9 +381,14 @@ std::function<bool(const Strategy&)> Searcher::VocabRule(int vocab_degree, int p
 void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
   const int L = pb_.model.num_layers;
   const int p = c.pp, v = c.v;
-  const int per_chunk = L / (p * v);
+  // Blocks of each model chunk (chunk g on stage g mod p) under the combination's layout.
+  std::vector<int> chunk_blocks = EqualChunkLayers(L, p * v, c.layout);
+  if (chunk_blocks.empty()) return;
+  const std::vector<int> chunk_layers = chunk_blocks;
+  chunk_blocks.front() -= 1;
+  chunk_blocks.back() -= 1;
   const std::function<bool(const Strategy&)> vocab_rule = VocabRule(vocab_degree, p);
-  // One DP per stage over its v x per_chunk blocks (+ embedding / head), with every layer's
+  // One DP per stage over its v chunks' blocks (+ embedding / head), with every layer's
   // activations counted at the stage's average in-flight count per chunk (exact for a stage of
   // equal layers; Evaluate checks the plan's exact bound, chunk by chunk, before it is offered).
   // Both the charged and the hidden per-step sync variants are tried for stages after the first
@@ -383,13 +396,15 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
   std::vector<StageDpSolution> charged(p), hidden(p);
   for (int i = 0; i < p; ++i) {
     if (Cancelled(opt_.cancelled)) return;
+    int stage_blocks = 0;
+    for (int k = 0; k < v; ++k) stage_blocks += chunk_blocks[k * p + i];
     StageDpInput in;
     in.ctx = MakeStageContext(pb_, p, i, c.batch, c.m, c.schedule, v);
     const std::vector<int> k = plan::InFlightPerChunk(c.schedule, p, i, c.m, v);
     in.ctx.in_flight = (std::accumulate(k.begin(), k.end(), 0) + v - 1) / v;
     in.has_embedding = i == 0;
     in.has_head = i == p - 1;
-    in.min_blocks = in.max_blocks = v * per_chunk;
+    in.min_blocks = in.max_blocks = stage_blocks;
     in.layouts.push_back(cm_.BoundaryLayout(in.ctx));
     in.boundary_layout = 0;
     if (in.has_embedding) {
@@ -403,15 +418,15 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
     in.cancelled = opt_.cancelled;
     StageDpOutput o = SolveStage(cm_, in);
     cells_ += o.cells;
-    if (o.cancelled || o.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
-    charged[i] = std::move(o.by_blocks[v * per_chunk]);
+    if (o.cancelled || o.by_blocks.size() <= static_cast<size_t>(stage_blocks)) return;
+    charged[i] = std::move(o.by_blocks[stage_blocks]);
     if (!charged[i].feasible) return;
     if (i > 0 && p <= kMaxPipelineForSyncVariants) {  // as SolveVariant
       in.sync_weight = 0.0;
       StageDpOutput h = SolveStage(cm_, in);
       cells_ += h.cells;
-      if (h.cancelled || h.by_blocks.size() <= static_cast<size_t>(v * per_chunk)) return;
-      hidden[i] = std::move(h.by_blocks[v * per_chunk]);
+      if (h.cancelled || h.by_blocks.size() <= static_cast<size_t>(stage_blocks)) return;
+      hidden[i] = std::move(h.by_blocks[stage_blocks]);
     }
   }
   for (bool hide : {false, true}) {
@@ -427,22 +442,22 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
       const StageDpSolution& s = hide && i > 0 && hidden[i].feasible ? hidden[i] : charged[i];
       if (!s.feasible) complete = false;
       if (!complete) break;
-      // The stage's list: [embedding] + v x per_chunk blocks + [head]; chunk k takes blocks
-      // k per_chunk .. (k + 1) per_chunk - 1 of it.
-      const int skip = i == 0 ? 1 : 0;
+      // The stage's list: [embedding] + its chunks' blocks in order + [head]; chunk k of the
+      // stage (model chunk k p + i) takes the next chunk_blocks[k p + i] of them.
       if (i == 0) plan.layers.front() = s.layers.front();
       if (i == p - 1) plan.layers.back() = s.layers.back();
+      int next = i == 0 ? 1 : 0;  // position in the stage's list
       for (int k = 0; k < v; ++k) {
         const int g = k * p + i;  // model chunk
-        for (int b = 0; b < per_chunk; ++b) {
-          plan.layers[1 + g * per_chunk + b] = s.layers[skip + k * per_chunk + b];
+        int first_block = 1;      // layer index of the chunk's first block
+        for (int h = 0; h < g; ++h) first_block += chunk_blocks[h];
+        for (int b = 0; b < chunk_blocks[g]; ++b) {
+          plan.layers[first_block + b] = s.layers[next++];
         }
       }
     }
     if (!complete) continue;
-    for (int g = 0; g < p * v; ++g) {
-      plan.stage_layers.push_back(per_chunk + (g == 0) + (g == p * v - 1));
-    }
+    plan.stage_layers = chunk_layers;
     absl::StatusOr<Evaluation> e = Evaluate(cm_, plan);
     ++evaluated_;
     if (!e.ok() || !e->feasible) continue;  // the exact per-chunk bound may not fit
@@ -601,9 +616,9 @@ SearchResult Searcher::Run() {
         const auto c0 = std::chrono::steady_clock::now();
         Solve(combos[i]);
         if (std::getenv("CAIRN_SEARCH_TRACE")) {
-          std::fprintf(stderr, "combo B=%d pp=%d v=%d m=%d %s: %.3f s, bound %.4g\n",
-                       combos[i].batch, combos[i].pp, combos[i].v, combos[i].m,
-                       ToString(combos[i].schedule),
+          std::fprintf(stderr, "combo B=%d pp=%d v=%d (%s) m=%d %s: %.3f s, bound %.4g\n",
+                       combos[i].batch, combos[i].pp, combos[i].v, ToString(combos[i].layout),
+                       combos[i].m, ToString(combos[i].schedule),
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count(),
                        combos[i].lower_bound_per_sample * combos[i].batch);
         }
@@ -628,20 +643,21 @@ SearchResult Searcher::Run() {
     // per-layer result — every strategy the space allows (EnumerateStrategies: TP degree, mode,
     // data-parallel mode, recomputation) on every (batch, pipeline degree, micro-batches,
     // schedule) combination, not only the baseline families (which the space's --dp-modes or --pp
-    // can rule out while other uniform plans fit). Interleaved combinations are left out:
-    // MakeUniformPlan cuts plain stages.
+    // can rule out while other uniform plans fit), interleaved ones cut as the combination says.
     r.plans.clear();
     r.evaluations.clear();
     TopK uniform(std::max(1, pb_.top_k));
     const int N = pb_.hardware.num_devices();
     for (const Combo& c : combos) {
       if (Cancelled(opt_.cancelled)) break;
-      if (c.schedule == Schedule::kInterleaved1F1B || N % c.pp != 0) continue;
+      if (N % c.pp != 0) continue;
       for (const Strategy& s : EnumerateStrategies(pb_, LayerKind::kBlock, N / c.pp)) {
         Strategy eh = s;
         eh.recompute = false;
         PlanSpec plan;
-        if (!MakeUniformPlan(pb_, c.batch, c.pp, c.m, c.schedule, s, eh, &plan)) continue;
+        if (!MakeUniformPlan(pb_, c.batch, c.pp, c.m, c.schedule, s, eh, &plan, c.v, c.layout)) {
+          continue;
+        }
         plan.origin = "uniform";
         absl::StatusOr<Evaluation> e = Evaluate(cm_, plan);
         ++evaluated_;
@@ -733,16 +749,27 @@ std::string InfeasibleReason(const SearchProblem& pb, int64_t combos,
 
 bool MakeUniformPlan(const SearchProblem& problem, int global_batch, int pp, int micro_batches,
                      Schedule schedule, const Strategy& block, const Strategy& embedding_and_head,
-                     PlanSpec* plan) {
+                     PlanSpec* plan, int virtual_stages, ChunkLayout layout) {
   const int L = problem.model.num_layers;
-  if (pp < 1 || pp > L || global_batch % micro_batches != 0) return false;
+  const int v = virtual_stages;
+  if (pp < 1 || pp > L || micro_batches < 1 || global_batch % micro_batches != 0) return false;
+  if (v < 1 || (v > 1) != (schedule == Schedule::kInterleaved1F1B)) return false;
   *plan = PlanSpec();
   plan->global_batch = global_batch;
   plan->num_micro_batches = micro_batches;
   plan->schedule = schedule;
-  for (int i = 0; i < pp; ++i) {
-    const int blocks = L / pp + (i < L % pp ? 1 : 0);
-    plan->stage_layers.push_back(blocks + (i == 0) + (i == pp - 1));
+  plan->virtual_stages = v;
+  if (v > 1 || layout == ChunkLayout::kSlots) {
+    plan->stage_layers = EqualChunkLayers(L, pp * v, layout);
+    if (plan->stage_layers.empty()) return false;
+  } else if (problem.runtime.megatron_pipeline_split) {
+    plan->stage_layers = MegatronStageLayers(L, pp);
+    if (plan->stage_layers.empty()) return false;
+  } else {
+    for (int i = 0; i < pp; ++i) {
+      const int blocks = L / pp + (i < L % pp ? 1 : 0);
+      plan->stage_layers.push_back(blocks + (i == 0) + (i == pp - 1));
+    }
   }
   plan->layers.assign(L + 2, block);
   plan->layers.front() = embedding_and_head;

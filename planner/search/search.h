@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "planner/cost/evaluate.h"
+#include "planner/cost/runtime_traits.h"
 #include "planner/problem/problem.h"
 
 namespace cairn::planner {
@@ -76,11 +77,17 @@ std::vector<Strategy> EnumerateStrategies(const SearchProblem& problem, LayerKin
 // SearchSpace.uniform_layers).
 std::vector<BaselineResult> EvaluateBaselines(const SearchProblem& problem);
 
-// A uniform plan: the same strategy for every layer, blocks split evenly over `pp` stages
-// (earlier stages take the remainder). Returns false if the shape is impossible.
+// A uniform plan: the same strategy for every layer (`embedding_and_head` for those two).
+// Interleaved 1F1B (`virtual_stages` >= 2): pp x v equal chunks of `layout`
+// (planner/cost/runtime_traits.h EqualChunkLayers). One chunk per stage: kSlots cuts equal slots;
+// kBlocks cuts the blocks evenly, a remainder going to the earlier stages, or under runtime traits
+// with `megatron_pipeline_split` to the first and the last stage (MegatronStageLayers: Megatron
+// keeps its middle stages equal). Returns false if the shape is impossible (the layout does not
+// divide, pp > blocks, micro-batches not dividing the batch, virtual stages without interleaving).
 bool MakeUniformPlan(const SearchProblem& problem, int global_batch, int pp, int micro_batches,
                      Schedule schedule, const Strategy& block, const Strategy& embedding_and_head,
-                     PlanSpec* plan);
+                     PlanSpec* plan, int virtual_stages = 1,
+                     ChunkLayout layout = ChunkLayout::kBlocks);
 
 }  // namespace cairn::planner
 

@@ -8,6 +8,7 @@
 
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
+#include "planner/cost/runtime_traits.h"
 #include "planner/cost/test_problems.h"
 
 namespace cairn::planner {
@@ -237,6 +238,76 @@ TEST(SearchTest, UniformLayersSearchesEveryUniformStrategyOfTheSpace) {
   ASSERT_FALSE(full.plans.empty());
   EXPECT_LE(full.evaluations[0].step_time_s / full.plans[0].global_batch,
             r.evaluations[0].step_time_s / r.plans[0].global_batch * (1 + 1e-9));
+}
+
+// 6 blocks on 2 stages x 2 chunks: 6 blocks do not cut into 4 equal chunks, 8 slots (the
+// embedding and the head counted) do: 2 each, the first and the last chunk holding one block.
+// Megatron-Core runs that split (--account-for-embedding/loss-in-pipeline-split), so a search under
+// its traits can return it; Cairn's search keeps to equal blocks and has no interleaved plan here.
+SearchProblem SlotsOnlyProblem(const RuntimeTraits& traits) {
+  SearchProblem pb = testing::SmallProblem(6, 4, 1, 16, 1024, int64_t{40} << 30);
+  pb.threads = 2;
+  pb.runtime = traits;
+  RestrictSpaceToRuntime(traits, &pb.space);
+  pb.space.pipeline_degrees = {2};
+  pb.space.schedules = {Schedule::kInterleaved1F1B};
+  pb.space.virtual_stages = {2};
+  return pb;
+}
+
+TEST(SearchTest, MegatronCoreSearchCutsEqualSlotsWhenBlocksDoNotDivide) {
+  const RuntimeTraits mc = MegatronCoreRuntimeTraits();
+  SearchProblem pb = SlotsOnlyProblem(mc);
+  ASSERT_TRUE(pb.space.uniform_layers);  // megatron-core's traits: one strategy for every block
+  ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
+  ASSERT_FALSE(r.plans.empty()) << r.infeasible_reason;
+  for (size_t i = 0; i < r.plans.size(); ++i) {
+    const PlanSpec& plan = r.plans[i];
+    EXPECT_EQ(plan.schedule, Schedule::kInterleaved1F1B);
+    EXPECT_EQ(plan.virtual_stages, 2);
+    EXPECT_EQ(plan.stage_layers, (std::vector<int>{2, 2, 2, 2}));
+    EXPECT_TRUE(r.evaluations[i].valid) << r.evaluations[i].violations.front();
+    EXPECT_EQ(CheckRuntimeSupports(mc, plan, 6), "");
+    ASSERT_OK_AND_ASSIGN(MegatronSplit split, MegatronSplitOf(plan, 6));
+    EXPECT_TRUE(split.account_for_embedding_and_loss);
+    EXPECT_EQ(split.layers_per_virtual_stage, 2);
+  }
+  // The per-layer search cuts the same chunks (SolveInterleaved over each stage's 3 blocks).
+  pb.space.uniform_layers = false;
+  ASSERT_OK_AND_ASSIGN(SearchResult per_layer, Search(pb));
+  ASSERT_FALSE(per_layer.plans.empty()) << per_layer.infeasible_reason;
+  EXPECT_EQ(per_layer.plans[0].stage_layers, (std::vector<int>{2, 2, 2, 2}));
+  EXPECT_TRUE(per_layer.evaluations[0].feasible);
+  // Cairn's traits: no interleaved combination of equal blocks exists.
+  ASSERT_OK_AND_ASSIGN(SearchResult cairn, Search(SlotsOnlyProblem(CairnRuntimeTraits())));
+  EXPECT_TRUE(cairn.plans.empty());
+}
+
+// Under megatron-core's traits the uniform plans (search and baselines) of 1F1B keep Megatron's
+// equal middle stages: 6 blocks on 4 stages is 2, 1, 1, 2 (8 slots: 2 each), not 2, 2, 1, 1.
+TEST(SearchTest, MegatronCoreUniformStagesKeepTheMiddleEqual) {
+  const RuntimeTraits mc = MegatronCoreRuntimeTraits();
+  SearchProblem pb = testing::SmallProblem(6, 4, 1, 16, 1024, int64_t{40} << 30);
+  pb.threads = 2;
+  pb.runtime = mc;
+  RestrictSpaceToRuntime(mc, &pb.space);
+  pb.space.pipeline_degrees = {4};
+  pb.space.schedules = {Schedule::k1F1B};
+  ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
+  ASSERT_FALSE(r.plans.empty()) << r.infeasible_reason;
+  EXPECT_EQ(r.plans[0].stage_layers, (std::vector<int>{2, 2, 2, 2}));
+  EXPECT_EQ(CheckRuntimeSupports(mc, r.plans[0], 6), "");
+  for (const BaselineResult& b : r.baselines) {
+    if (b.feasible) {
+      EXPECT_EQ(b.plan.stage_layers, (std::vector<int>{2, 2, 2, 2})) << b.family;
+    }
+  }
+  // Cairn's uniform split puts the remainder on the earlier stages.
+  PlanSpec plan;
+  SearchProblem cairn = pb;
+  cairn.runtime = CairnRuntimeTraits();
+  ASSERT_TRUE(MakeUniformPlan(cairn, 16, 4, 4, Schedule::k1F1B, Strategy{}, Strategy{}, &plan));
+  EXPECT_EQ(plan.stage_layers, (std::vector<int>{3, 2, 1, 2}));
 }
 
 TEST(SearchTest, ExplainsWhyNothingFits) {
