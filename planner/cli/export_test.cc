@@ -364,60 +364,65 @@ TEST(DeepSpeedTest, RefusesWhatItCannotExpressSayingWhy) {
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("mixes")));
 }
 
-// A 6-block model: 8 layer slots with the embedding and the head, which cut into 4 equal chunks
-// of 2 where the 6 blocks do not (the Llama 3 405B case in small: 128 slots, 126 blocks).
-SearchProblem SixBlocks() {
-  return planner::testing::SmallProblem(6, /*devices_per_node=*/8, /*num_nodes=*/1,
-                                        /*global_batch=*/64, /*seq_len=*/2048, /*budget=*/0);
+// A model of `blocks` blocks: 6 blocks make 8 layer slots with the embedding and the head, which
+// cut into 4 equal chunks of 2 where the 6 blocks do not (the Llama 3 405B case in small: 128
+// slots, 126 blocks); 10 blocks make 12 slots, 3 stages x 2 chunks of 2.
+SearchProblem Blocks(int blocks) {
+  return planner::testing::SmallProblem(blocks, /*devices_per_node=*/12, /*num_nodes=*/1,
+                                        /*global_batch=*/48, /*seq_len=*/2048, /*budget=*/0);
 }
 
-PlanSpec SixBlockPlan(std::vector<int> stage_layers, int virtual_stages) {
+PlanSpec BlockPlan(int blocks, std::vector<int> stage_layers, int virtual_stages) {
   PlanSpec plan;
-  plan.global_batch = 64;
-  plan.num_micro_batches = 8;
+  plan.global_batch = 48;
+  plan.num_micro_batches = 12;
   plan.schedule = virtual_stages > 1 ? Schedule::kInterleaved1F1B : Schedule::k1F1B;
   plan.virtual_stages = virtual_stages;
   plan.stage_layers = std::move(stage_layers);
-  plan.layers.assign(6 + 2, Strategy{.tp = 2, .mode = ParallelMode::kTensorSequence,
-                                     .dp = DpMode::kZero1});
+  plan.layers.assign(blocks + 2, Strategy{.tp = 2, .mode = ParallelMode::kTensorSequence,
+                                          .dp = DpMode::kZero1});
   return plan;
 }
 
 TEST(MegatronTest, EqualSlotChunksAreTheAccountForFlags) {
-  // Interleaved, 2 stages x 2 chunks of 2 slots: embedding + block 1 | 2-3 | 4-5 | block 6 +
-  // head. Megatron counts 6 + 2 = 8 layers, 4 per stage, 2 per virtual stage.
-  absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 2));
+  // Interleaved, 3 stages x 2 chunks of 2 slots: embedding + block 1 | 2-3 | ... | block 10 +
+  // head. Megatron counts 10 + 2 = 12 layers, 4 per stage, 2 per virtual stage.
+  absl::StatusOr<ExportedPlan> e =
+      ExportPlan("megatron", Blocks(10), BlockPlan(10, {2, 2, 2, 2, 2, 2}, 2));
   ASSERT_TRUE(e.ok()) << e.status();
-  EXPECT_THAT(e->text, HasSubstr("--pipeline-model-parallel-size 2 "));
+  EXPECT_THAT(e->text, HasSubstr("--pipeline-model-parallel-size 3 "));
   EXPECT_THAT(e->text, HasSubstr(" --account-for-embedding-in-pipeline-split"
                                  " --account-for-loss-in-pipeline-split"
                                  " --num-layers-per-virtual-pipeline-stage 2 "));
-  EXPECT_THAT(e->text, HasSubstr("--num-layers 6 "));
+  EXPECT_THAT(e->text, HasSubstr("--num-layers 10 "));
   EXPECT_THAT(e->text, Not(HasSubstr("--decoder-first-pipeline-num-layers")));
   // 1F1B on 4 stages of 2 slots: the same flags, no virtual stages.
-  e = ExportPlan("megatron", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 1));
+  e = ExportPlan("megatron", Blocks(6), BlockPlan(6, {2, 2, 2, 2}, 1));
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_THAT(e->text, HasSubstr("--pipeline-model-parallel-size 4 --sequence-parallel "
                                  "--use-distributed-optimizer --account-for-embedding-in-pipeline-"
                                  "split --account-for-loss-in-pipeline-split --micro-batch-size "));
   EXPECT_THAT(e->text, Not(HasSubstr("--num-layers-per-virtual-pipeline-stage")));
-  // Equal blocks (8 blocks on 2 x 2 chunks of 2): no account flags, 2 layers per virtual stage.
-  e = ExportPlan("megatron", Problem(),
-                 Plan(Strategy{.tp = 2}, {2, 2, 2, 2}, 8, Schedule::kInterleaved1F1B, 2));
+  // Equal blocks (12 blocks on 3 x 2 chunks of 2): no account flags, 2 layers per virtual stage.
+  e = ExportPlan("megatron", Blocks(12), BlockPlan(12, {3, 2, 2, 2, 2, 3}, 2));
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_THAT(e->text, HasSubstr(" --num-layers-per-virtual-pipeline-stage 2 "));
   EXPECT_THAT(e->text, Not(HasSubstr("--account-for")));
+  // Two stages do not interleave in Megatron (more than 2 unless --overlap-p2p-comm).
+  EXPECT_THAT(ExportPlan("megatron", Blocks(6), BlockPlan(6, {2, 2, 2, 2}, 2)),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("needs more than 2 pipeline stages")));
   // Uneven 1F1B ends: 2, 1, 1, 2 blocks.
-  e = ExportPlan("megatron", SixBlocks(), SixBlockPlan({3, 1, 1, 3}, 1));
+  e = ExportPlan("megatron", Blocks(6), BlockPlan(6, {3, 1, 1, 3}, 1));
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_THAT(e->text, HasSubstr(" --decoder-first-pipeline-num-layers 2"
                                  " --decoder-last-pipeline-num-layers 2 "));
   EXPECT_THAT(e->text, Not(HasSubstr("--account-for")));
   // Megatron-DeepSpeed's pipeline (DeepSpeed's engine, partition type:transformer) has neither.
-  EXPECT_THAT(ExportPlan("megatron-deepspeed", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 1)),
+  EXPECT_THAT(ExportPlan("megatron-deepspeed", Blocks(6), BlockPlan(6, {2, 2, 2, 2}, 1)),
               StatusIs(absl::StatusCode::kUnimplemented,
                        HasSubstr("stage 0 holds 1 of 6 blocks on 4 stages")));
-  EXPECT_THAT(ExportPlan("megatron-deepspeed", SixBlocks(), SixBlockPlan({2, 2, 2, 2}, 2)),
+  EXPECT_THAT(ExportPlan("megatron-deepspeed", Blocks(6), BlockPlan(6, {2, 2, 2, 2}, 2)),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("this plan runs interleaved")));
 }
 
@@ -435,9 +440,9 @@ TEST(MegatronTest, ExportsExactlyWhatTheMegatronCoreTraitsAccept) {
       std::function<void(int, int)> fill = [&](int i, int left) {
         if (i == chunks - 1) {
           parts[i] = left;
-          const PlanSpec plan = SixBlockPlan(parts, v);
+          const PlanSpec plan = BlockPlan(6, parts, v);
           const std::string why = planner::CheckRuntimeSupports(mc, plan, 6);
-          absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", SixBlocks(), plan);
+          absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", Blocks(6), plan);
           EXPECT_EQ(e.ok(), why.empty()) << absl::StrJoin(parts, ",") << " v=" << v << ": " << why;
           if (!e.ok()) EXPECT_THAT(why, HasSubstr(std::string(e.status().message())));
           (why.empty() ? accepted : refused) += 1;

@@ -66,6 +66,7 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   t.supports_zero3 = false;
   t.supports_gpipe = false;
   t.megatron_pipeline_split = true;
+  t.min_interleaved_stages = 3;  // MegatronSplitOf refuses fewer (arguments.py, parallel_state.py)
   t.grad_dtype_bytes = {4, 2};
   return t;
 }
@@ -119,6 +120,11 @@ std::string CheckRuntimeSupports(const RuntimeTraits& t, const PlanSpec& plan, i
       return absl::StrCat("the ", t.name, " runtime cannot cut these stages: ",
                           split.status().message());
     }
+  }
+  if (plan.schedule == Schedule::kInterleaved1F1B && plan.pipeline_degree() > 1 &&
+      plan.pipeline_degree() < t.min_interleaved_stages) {
+    return absl::StrCat("the ", t.name, " runtime's interleaved schedule needs at least ",
+                        t.min_interleaved_stages, " pipeline stages");
   }
   return "";
 }
@@ -177,6 +183,13 @@ absl::StatusOr<MegatronSplit> MegatronSplitOf(const PlanSpec& plan, int num_laye
         absl::StrCat("the chunks do not hold the model's ", L + 2, " layers"));
   }
   if (chunks == 1) return split;
+  if (interleaved && p <= 2) {
+    // megatron/training/arguments.py: interleaving without --overlap-p2p-comm asks for more than
+    // 2 stages (two stages would exchange several sends and receives per batch); parallel_state's
+    // initialize_model_parallel refuses it outright in Megatron-Core releases.
+    return absl::UnimplementedError(absl::StrCat(
+        "Megatron-LM's interleaved schedule needs more than 2 pipeline stages; this plan has ", p));
+  }
   std::vector<int> blocks(plan.stage_layers);
   blocks.front() -= 1;
   blocks.back() -= 1;

@@ -102,8 +102,9 @@ struct MegatronSplit {
 //     stage (Megatron's --decoder-first/last-pipeline-num-layers; with virtual stages it would also
 //     need --num-virtual-stages-per-pipeline-rank and equal chunks within each stage, which Cairn
 //     does not render).
-// Not checked here: Megatron's interleaved schedule also asks for more than 2 stages unless
-// --overlap-p2p-comm is given (arguments.py). Pure; thread-safe.
+// Refused: interleaving on 2 stages (Megatron asks for more than 2 unless --overlap-p2p-comm,
+// which Cairn does not render; RuntimeTraits::min_interleaved_stages is the search's side of
+// this rule). Pure; thread-safe.
 absl::StatusOr<MegatronSplit> MegatronSplitOf(const PlanSpec& plan, int num_layers);
 
 }  // namespace cairn::planner

@@ -41,21 +41,23 @@ TEST(RuntimeTraitsTest, ChecksPlansAgainstTheRuntime) {
   p.global_batch = 8;
   p.num_micro_batches = 4;
   p.schedule = Schedule::kInterleaved1F1B;
+  p.num_micro_batches = 6;
+  p.global_batch = 12;
   p.virtual_stages = 2;
-  p.stage_layers = {2, 1, 1, 2};  // 4 blocks, one per chunk
-  p.layers.assign(6, Strategy{.tp = 2, .mode = ParallelMode::kTensorSequence, .dp = DpMode::kZero1});
+  p.stage_layers = {2, 1, 1, 1, 1, 2};  // 6 blocks on 3 stages x 2 chunks, one per chunk
+  p.layers.assign(8, Strategy{.tp = 2, .mode = ParallelMode::kTensorSequence, .dp = DpMode::kZero1});
   const RuntimeTraits mc = MegatronCoreRuntimeTraits();
-  EXPECT_EQ(CheckRuntimeSupports(mc, p, 4), "");
-  p.stage_layers = {3, 1, 1, 1};  // 2 blocks in chunk 0
-  EXPECT_THAT(CheckRuntimeSupports(mc, p, 4),
-              HasSubstr("this plan's model chunks hold 2, 1, 1, 0 blocks"));
-  p.stage_layers = {2, 1, 1, 2};
+  EXPECT_EQ(CheckRuntimeSupports(mc, p, 6), "");
+  p.stage_layers = {3, 1, 1, 1, 1, 1};  // 2 blocks in chunk 0
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, 6),
+              HasSubstr("this plan's model chunks hold 2, 1, 1, 1, 1, 0 blocks"));
+  p.stage_layers = {2, 1, 1, 1, 1, 2};
   p.layers[2].dp = DpMode::kZero3;
-  EXPECT_THAT(CheckRuntimeSupports(mc, p, 4), HasSubstr("no zero3"));
-  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), p, 4), "");
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, 6), HasSubstr("no zero3"));
+  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), p, 6), "");
   p.layers[2].dp = DpMode::kZero1;
   p.layers[3].recompute = true;
-  EXPECT_THAT(CheckRuntimeSupports(mc, p, 4), HasSubstr("one strategy to every block"));
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, 6), HasSubstr("one strategy to every block"));
 }
 
 // A 1F1B or interleaved plan of `chunks` (stage_layers) for `num_layers` blocks, one strategy.
@@ -115,8 +117,8 @@ TEST(RuntimeTraitsTest, MegatronStageLayersKeepMiddleStagesEqual) {
 }
 
 TEST(RuntimeTraitsTest, MegatronSplitSaysWhichFlagsCutThePlan) {
-  // Interleaved, equal blocks: 8 blocks on 2 x 2 chunks of 2.
-  absl::StatusOr<MegatronSplit> s = MegatronSplitOf(SplitPlan(8, 2, {3, 2, 2, 3}), 8);
+  // Interleaved, equal blocks: 12 blocks on 3 x 2 chunks of 2.
+  absl::StatusOr<MegatronSplit> s = MegatronSplitOf(SplitPlan(12, 2, {3, 2, 2, 2, 2, 3}), 12);
   ASSERT_OK(s.status());
   EXPECT_FALSE(s->account_for_embedding_and_loss);
   EXPECT_EQ(s->layers_per_virtual_stage, 2);
@@ -150,15 +152,22 @@ TEST(RuntimeTraitsTest, MegatronSplitSaysWhichFlagsCutThePlan) {
   EXPECT_THAT(MegatronSplitOf(SplitPlan(9, 1, {1, 3, 3, 4}), 9),
               cairn::testing::StatusIs(absl::StatusCode::kUnimplemented,
                                        HasSubstr("must be at least 1")));
-  EXPECT_THAT(MegatronSplitOf(SplitPlan(9, 2, {3, 3, 2, 3}), 9),
+  EXPECT_THAT(MegatronSplitOf(SplitPlan(12, 2, {3, 3, 2, 2, 1, 3}), 12),
               cairn::testing::StatusIs(absl::StatusCode::kUnimplemented,
-                                       HasSubstr("model chunks hold 2, 3, 2, 2 blocks")));
+                                       HasSubstr("model chunks hold 2, 3, 2, 2, 1, 2 blocks")));
+  // Interleaving on 2 stages, even of equal chunks (Megatron asks for more than 2).
+  EXPECT_THAT(MegatronSplitOf(SplitPlan(8, 2, {3, 2, 2, 3}), 8),
+              cairn::testing::StatusIs(absl::StatusCode::kUnimplemented,
+                                       HasSubstr("more than 2 pipeline stages")));
   // The traits say the same, and Cairn's runtime takes any of them.
   const RuntimeTraits mc = MegatronCoreRuntimeTraits();
   EXPECT_THAT(CheckRuntimeSupports(mc, SplitPlan(9, 1, {3, 3, 2, 3}), 9),
               HasSubstr("megatron-core runtime cannot cut these stages"));
   EXPECT_EQ(CheckRuntimeSupports(mc, SplitPlan(126, 2, std::vector<int>(32, 4)), 126), "");
   EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), SplitPlan(9, 1, {3, 3, 2, 3}), 9), "");
+  EXPECT_THAT(CheckRuntimeSupports(mc, SplitPlan(8, 2, {3, 2, 2, 3}), 8),
+              HasSubstr("needs more than 2 pipeline stages"));
+  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), SplitPlan(8, 2, {3, 2, 2, 3}), 8), "");
 }
 
 }  // namespace

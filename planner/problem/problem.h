@@ -166,6 +166,9 @@ struct RuntimeTraits {
   // chunks, counted in blocks or in layer slots with the embedding and loss, or uneven first and
   // last stages): planner/cost/runtime_traits.h MegatronSplitOf. false: any contiguous split.
   bool megatron_pipeline_split = false;
+  // Fewest pipeline stages the interleaved schedule runs on (Megatron-LM: more than 2 unless
+  // --overlap-p2p-comm, which its traits do not assume).
+  int min_interleaved_stages = 2;
   // Gradient accumulation and reduction dtype the runtime allows (bytes; the request's choice must
   // be one of these; the first is the default).
   std::vector<int> grad_dtype_bytes = {4};

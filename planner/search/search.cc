@@ -199,12 +199,13 @@ std::vector<Combo> Searcher::Combos() {
         for (Schedule s : pb_.space.schedules) {
           std::vector<std::pair<int, ChunkLayout>> vs = {{1, ChunkLayout::kBlocks}};
           if (s == Schedule::kInterleaved1F1B) {
-            // Interleaving needs two stages, groups of p micro-batches and equal chunks: of
-            // blocks, or under Megatron's split rule also of slots (the embedding and the head
-            // counted; Cairn's runtime could run those too, but its search keeps to equal blocks,
-            // docs/search.md). The two never both divide p x v >= 4 chunks.
+            // Interleaving needs two stages (three under Megatron-Core: min_interleaved_stages),
+            // groups of p micro-batches and equal chunks: of blocks, or under Megatron's split
+            // rule also of slots (the embedding and the head counted; Cairn's runtime could run
+            // those too, but its search keeps to equal blocks, docs/search.md). The two never both
+            // divide p x v >= 4 chunks.
             vs.clear();
-            if (p < 2 || m % p != 0) continue;
+            if (p < std::max(2, pb_.runtime.min_interleaved_stages) || m % p != 0) continue;
             for (int v = 2; v * p <= L; ++v) {
               const bool listed = std::find(pb_.space.virtual_stages.begin(),
                                             pb_.space.virtual_stages.end(),

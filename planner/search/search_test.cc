@@ -245,11 +245,12 @@ TEST(SearchTest, UniformLayersSearchesEveryUniformStrategyOfTheSpace) {
 // Megatron-Core runs that split (--account-for-embedding/loss-in-pipeline-split), so a search under
 // its traits can return it; Cairn's search keeps to equal blocks and has no interleaved plan here.
 SearchProblem SlotsOnlyProblem(const RuntimeTraits& traits) {
-  SearchProblem pb = testing::SmallProblem(6, 4, 1, 16, 1024, int64_t{40} << 30);
+  // 10 blocks on 3 x 2 chunks: 12 slots cut into 6 of 2, 10 blocks do not.
+  SearchProblem pb = testing::SmallProblem(10, 6, 1, 24, 1024, int64_t{40} << 30);
   pb.threads = 2;
   pb.runtime = traits;
   RestrictSpaceToRuntime(traits, &pb.space);
-  pb.space.pipeline_degrees = {2};
+  pb.space.pipeline_degrees = {3};
   pb.space.schedules = {Schedule::kInterleaved1F1B};
   pb.space.virtual_stages = {2};
   return pb;
@@ -265,22 +266,36 @@ TEST(SearchTest, MegatronCoreSearchCutsEqualSlotsWhenBlocksDoNotDivide) {
     const PlanSpec& plan = r.plans[i];
     EXPECT_EQ(plan.schedule, Schedule::kInterleaved1F1B);
     EXPECT_EQ(plan.virtual_stages, 2);
-    EXPECT_EQ(plan.stage_layers, (std::vector<int>{2, 2, 2, 2}));
+    EXPECT_EQ(plan.stage_layers, (std::vector<int>{2, 2, 2, 2, 2, 2}));
     EXPECT_TRUE(r.evaluations[i].valid) << r.evaluations[i].violations.front();
-    EXPECT_EQ(CheckRuntimeSupports(mc, plan, 6), "");
-    ASSERT_OK_AND_ASSIGN(MegatronSplit split, MegatronSplitOf(plan, 6));
+    EXPECT_EQ(CheckRuntimeSupports(mc, plan, 10), "");
+    ASSERT_OK_AND_ASSIGN(MegatronSplit split, MegatronSplitOf(plan, 10));
     EXPECT_TRUE(split.account_for_embedding_and_loss);
     EXPECT_EQ(split.layers_per_virtual_stage, 2);
   }
-  // The per-layer search cuts the same chunks (SolveInterleaved over each stage's 3 blocks).
+  // The per-layer search cuts the same chunks (SolveInterleaved over each stage's chunks).
   pb.space.uniform_layers = false;
   ASSERT_OK_AND_ASSIGN(SearchResult per_layer, Search(pb));
   ASSERT_FALSE(per_layer.plans.empty()) << per_layer.infeasible_reason;
-  EXPECT_EQ(per_layer.plans[0].stage_layers, (std::vector<int>{2, 2, 2, 2}));
+  EXPECT_EQ(per_layer.plans[0].stage_layers, (std::vector<int>{2, 2, 2, 2, 2, 2}));
   EXPECT_TRUE(per_layer.evaluations[0].feasible);
   // Cairn's traits: no interleaved combination of equal blocks exists.
   ASSERT_OK_AND_ASSIGN(SearchResult cairn, Search(SlotsOnlyProblem(CairnRuntimeTraits())));
   EXPECT_TRUE(cairn.plans.empty());
+  // Two stages (8 blocks: 2 x 2 equal chunks): Megatron's interleaving needs more than 2, so its
+  // traits search none.
+  SearchProblem two = testing::SmallProblem(8, 4, 1, 16, 1024, int64_t{40} << 30);
+  two.runtime = mc;
+  RestrictSpaceToRuntime(mc, &two.space);
+  two.space.pipeline_degrees = {2};
+  two.space.schedules = {Schedule::kInterleaved1F1B};
+  two.space.virtual_stages = {2};
+  ASSERT_OK_AND_ASSIGN(SearchResult none, Search(two));
+  EXPECT_TRUE(none.plans.empty());
+  two.runtime = CairnRuntimeTraits();  // Cairn's runtime interleaves 2 stages
+  RestrictSpaceToRuntime(two.runtime, &two.space);
+  ASSERT_OK_AND_ASSIGN(SearchResult some, Search(two));
+  EXPECT_FALSE(some.plans.empty()) << some.infeasible_reason;
 }
 
 // Under megatron-core's traits the uniform plans (search and baselines) of 1F1B keep Megatron's
