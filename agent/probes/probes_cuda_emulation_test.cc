@@ -11,6 +11,7 @@
 
 #include "agent/probes/compute_probes.h"
 #include "agent/probes/layer_probe.h"
+#include "agent/probes/probe_testing.h"
 #include "common/plan/plan_proto.h"
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
@@ -22,19 +23,15 @@ namespace {
 
 using ::cairn::testing::IsOk;
 
-plan::ModelDims LlamaTiny() {
-  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel("llama-tiny");
-  EXPECT_THAT(spec.status(), IsOk());
-  return plan::ModelDimsFromSpec(*spec);
-}
+using testing::ExpectAllMeasured;
+using testing::LlamaTiny;
 
+// One operation per case: the emulator runs at CPU speed.
 ProbeBudget Tiny() {
-  ProbeBudget b;
-  b.target_seconds = 0.001;
+  ProbeBudget b = testing::TinyBudget();
   b.samples = 1;
   b.min_iters = 1;
   b.max_iters = 2;
-  b.warmup_iters = 1;
   return b;
 }
 
@@ -42,19 +39,6 @@ std::unique_ptr<runtime::ComputeBackend> Cuda() {
   absl::StatusOr<std::unique_ptr<runtime::CudaBackend>> be = runtime::CudaBackend::Create(0);
   EXPECT_THAT(be.status(), IsOk());
   return be.ok() ? std::move(*be) : nullptr;
-}
-
-// Every measurement of `probe`: no error, checked correct, a positive time. Returns how many.
-int ExpectAllGood(const ProbeReport& r, const std::string& probe) {
-  int n = 0;
-  for (const Measurement& m : r.measurements()) {
-    if (m.probe() != probe) continue;
-    ++n;
-    EXPECT_TRUE(m.error().empty()) << m.name() << ": " << m.error();
-    EXPECT_TRUE(m.correct()) << m.name();
-    EXPECT_GT(m.time_s(), 0) << m.name();
-  }
-  return n;
 }
 
 TEST(ProbesOnEmulatedCudaTest, ComputeSuitesMeasureAndCheckEveryCase) {
@@ -74,7 +58,7 @@ TEST(ProbesOnEmulatedCudaTest, ComputeSuitesMeasureAndCheckEveryCase) {
   ASSERT_THAT(ProbeGemms(be.get(), c, &r), IsOk());
   // q, kv, up, down, lm_head, gate_up_fused (the output projection repeats Q's shape, the fused
   // QKV the LM head's).
-  EXPECT_EQ(ExpectAllGood(r, "gemm"), 6);
+  EXPECT_EQ(ExpectAllMeasured(r, "gemm"), 6);
   bool head = false;
   for (const Measurement& m : r.measurements()) {
     if (m.op() == "lm_head") {
@@ -85,11 +69,11 @@ TEST(ProbesOnEmulatedCudaTest, ComputeSuitesMeasureAndCheckEveryCase) {
   }
   EXPECT_TRUE(head) << "the LM head (fp32 logits) was not measured";
   ASSERT_THAT(ProbeAttention(be.get(), c, &r), IsOk());
-  EXPECT_EQ(ExpectAllGood(r, "attention"), 2);  // forward and backward
+  EXPECT_EQ(ExpectAllMeasured(r, "attention"), 2);  // forward and backward
   ASSERT_THAT(ProbeMemory(be.get(), c, &r), IsOk());
-  EXPECT_EQ(ExpectAllGood(r, "memory"), 3);     // copy, add, adamw
+  EXPECT_EQ(ExpectAllMeasured(r, "memory"), 3);     // copy, add, adamw
   ASSERT_THAT(ProbeLaunch(be.get(), c, &r), IsOk());
-  EXPECT_EQ(ExpectAllGood(r, "launch"), 1);
+  EXPECT_EQ(ExpectAllMeasured(r, "launch"), 1);
 }
 
 TEST(ProbesOnEmulatedCudaTest, LayerProbeTimesEveryKind) {
@@ -103,7 +87,7 @@ TEST(ProbesOnEmulatedCudaTest, LayerProbeTimesEveryKind) {
   c.min_seconds = 0;
   ProbeReport r;
   ASSERT_THAT(ProbeLayers(be.get(), c, &r), IsOk());
-  EXPECT_EQ(ExpectAllGood(r, "layer"), 3);  // embedding, block, head
+  EXPECT_EQ(ExpectAllMeasured(r, "layer"), 3);  // embedding, block, head
   for (const Measurement& m : r.measurements()) {
     EXPECT_GT(m.params().at("forward_s"), 0) << m.name();
     EXPECT_GT(m.params().at("backward_s"), 0) << m.name();

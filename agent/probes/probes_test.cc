@@ -12,6 +12,7 @@
 #include "agent/probes/device_buffer.h"
 #include "agent/probes/layer_probe.h"
 #include "agent/probes/overlap_probe.h"
+#include "agent/probes/probe_testing.h"
 #include "common/plan/plan_proto.h"
 #include "common/status_macros.h"
 #include "common/testing/status_matchers.h"
@@ -25,20 +26,10 @@ namespace {
 
 using ::cairn::testing::IsOk;
 
-plan::ModelDims LlamaTiny() {
-  absl::StatusOr<cairn::v1::ModelSpec> spec = planner::LookupModel("llama-tiny");
-  EXPECT_THAT(spec.status(), IsOk());
-  return plan::ModelDimsFromSpec(*spec);
-}
+using testing::ExpectAllMeasured;
+using testing::LlamaTiny;
 
-ProbeBudget Tiny() {
-  ProbeBudget b;
-  b.target_seconds = 0.002;
-  b.samples = 2;
-  b.min_iters = 2;
-  b.max_iters = 8;
-  return b;
-}
+ProbeBudget Tiny() { return testing::TinyBudget(); }
 
 TEST(LayerGemmShapesTest, TheRuntimesGemmsCutByTensorParallelDegree) {
   const plan::ModelDims m = LlamaTiny();  // hidden 128, 4 heads, 2 kv heads, ffn 352, vocab 256
@@ -72,15 +63,7 @@ TEST(LayerGemmShapesTest, TheRuntimesGemmsCutByTensorParallelDegree) {
 }
 
 void ExpectMeasured(const ProbeReport& r, const std::string& probe, int at_least) {
-  int n = 0;
-  for (const Measurement& m : r.measurements()) {
-    if (m.probe() != probe) continue;
-    ++n;
-    EXPECT_TRUE(m.error().empty()) << m.name() << ": " << m.error();
-    EXPECT_TRUE(m.correct()) << m.name();
-    EXPECT_GT(m.time_s(), 0) << m.name();
-  }
-  EXPECT_GE(n, at_least) << probe;
+  EXPECT_GE(ExpectAllMeasured(r, probe), at_least) << probe;
 }
 
 // Probe buffers are filled on the device (a first chunk, then doubled by device copies): every
