@@ -107,7 +107,9 @@ TEST(ComputeProbesTest, EverySuiteMeasuresAndChecksOnTheCpuBackend) {
   ExpectMeasured(r, "memory", 3);
   ExpectMeasured(r, "launch", 1);
   for (const Measurement& m : r.measurements()) {
-    if (m.probe() == "gemm") EXPECT_EQ(m.model(), "llama-tiny");
+    if (m.probe() == "gemm") {
+      EXPECT_EQ(m.model(), "llama-tiny");
+    }
   }
 }
 
@@ -125,7 +127,9 @@ TEST(LayerProbeTest, TimesEveryLayerKindWithItsActivations) {
   ExpectMeasured(r, "layer", 6);
   for (const Measurement& m : r.measurements()) {
     EXPECT_GT(m.params().at("forward_s"), 0);
-    if (m.op() == "block") EXPECT_GT(m.params().at("activation_bytes"), 0) << m.name();
+    if (m.op() == "block") {
+      EXPECT_GT(m.params().at("activation_bytes"), 0) << m.name();
+    }
   }
 }
 
@@ -330,7 +334,9 @@ TEST(ComputeProbesTest, ACaseFailingOnOneRankIsSkippedOnAll) {
       gemm += m.probe() == "gemm";
       attention += m.probe() == "attention";
       ASSERT_FALSE(m.error().empty()) << "rank " << r << " timed " << m.name();
-      if (r == 0) EXPECT_NE(m.error().find("another rank"), std::string::npos) << m.error();
+      if (r == 0) {
+        EXPECT_NE(m.error().find("another rank"), std::string::npos) << m.error();
+      }
     }
     EXPECT_EQ(gemm, 6) << "rank " << r;       // every unique shape tried, none timed
     EXPECT_EQ(attention, 1) << "rank " << r;  // one error record per attention case

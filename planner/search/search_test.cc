@@ -222,7 +222,9 @@ TEST(SearchTest, UniformLayersSearchesEveryUniformStrategyOfTheSpace) {
     const PlanSpec& plan = r.plans[i];
     EXPECT_TRUE(r.evaluations[i].feasible);
     EXPECT_EQ(plan.pipeline_degree(), 2);
-    if (i > 0) EXPECT_LE(r.evaluations[i - 1].step_time_s, r.evaluations[i].step_time_s);
+    if (i > 0) {
+      EXPECT_LE(r.evaluations[i - 1].step_time_s, r.evaluations[i].step_time_s);
+    }
     const Strategy* first_block = nullptr;
     for (size_t l = 0; l < plan.layers.size(); ++l) {
       const Strategy& s = plan.layers[l];

@@ -110,7 +110,9 @@ TEST(SimplifyTest, AUniformBaselineWithinTheToleranceIsPreferred) {
     for (const BaselineResult& b : r.baselines) {
       if (!b.feasible) continue;
       const double t = PerSample(b.evaluation, b.plan);
-      if (t <= fastest * 1.01) EXPECT_LE(first, t * (1 + 1e-12)) << gib << " " << b.family;
+      if (t <= fastest * 1.01) {
+        EXPECT_LE(first, t * (1 + 1e-12)) << gib << " " << b.family;
+      }
     }
   }
 }

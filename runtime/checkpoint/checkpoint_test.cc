@@ -61,7 +61,9 @@ void Save(const std::string& root, int64_t step, int world, float base, bool com
   for (int r = 0; r < world; ++r) {
     ASSERT_OK(WriteRankFile(StepDirectory(root, step), r, Records(r, world, base)));
   }
-  if (commit) ASSERT_OK(CommitCheckpoint(root, {step, "llama-tiny", world, 2, "pp=1 m=2"}, keep_last));
+  if (commit) {
+    ASSERT_OK(CommitCheckpoint(root, {step, "llama-tiny", world, 2, "pp=1 m=2"}, keep_last));
+  }
 }
 
 TEST(CheckpointTest, RoundTripsThroughLatestAndAStepDirectory) {
