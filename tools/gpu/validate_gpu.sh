@@ -3,18 +3,27 @@
 # "Validation on one GPU"). For each single-GPU configuration below it prints the planner's
 # predicted step time from three sources next to the measured one:
 #   catalog   the built-in h100-sxm / h200-sxm hardware defaults, analytic layers
-#   probed    the HardwareProfile this GPU's agent probes measured (GEMM rate by shape, attention,
-#             HBM bandwidth, launch overhead), analytic layers
+#   probed    the HardwareProfile this GPU's agent probes measured (GEMM shapes, attention kernels,
+#             HBM bandwidth, launch cost), analytic layers
 #   +layers   the probed HardwareProfile plus the ModelProfile of measured layer times
 # and predicted against measured peak memory (the plan's most loaded stage, without the reserve,
 # against the engine's arena peak). Numbers are measured, never asserted.
 #
 # Runs from binaries staged into .device (tools/gpu/run_all.sh --stage and
 # tools/gpu/agent_probe.sh --stage). Usage, on the GPU machine:
+#   tools/gpu/validate_gpu.sh all        # probe, then as many configurations as fit in the call:
+#                                        # $ALL_BUDGET_S in all (default 560 s of a 10-minute
+#                                        # device call), the probe $CAIRN_PROBE_TIME_LIMIT_S
+#                                        # (default here 240 s); configurations not started in
+#                                        # time are listed as not run
 #   tools/gpu/validate_gpu.sh probe      # the agent probes this GPU for the models below, within
-#                                        # $CAIRN_PROBE_TIME_LIMIT_S (default 300 s: room for the
-#                                        # table in the same 10-minute device call; 0 = no limit)
-#   tools/gpu/validate_gpu.sh table      # the table (uses $OUT/profile.json etc. when present)
+#                                        # $CAIRN_PROBE_TIME_LIMIT_S (default 300 s; 0 = no limit)
+#   tools/gpu/validate_gpu.sh table      # the table (uses $OUT/profile.json etc. when present);
+#                                        # ONLY=name,name runs just those configurations
+# and anywhere, after the GPU's files came back (nothing is run, only predicted):
+#   CAIRN=bazel-bin/planner/cli/cairn OUT=DIR tools/gpu/validate_gpu.sh predict
+#                                        # the table again from DIR's measured runs and probed
+#                                        # profiles (the predictions need no GPU)
 # Writes under $OUT (default /tmp/validate_gpu): the probe's files, validate.md, per-run logs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,18 +51,37 @@ CONFIGS=(
   "l2-b4-s1024|/tmp/llama2-7b-l4.json|4|1024|--micro-batches 1"
 )
 
-case "${1:-table}" in
-  probe)
-    exec tools/gpu/agent_probe.sh --models "$MODELS" --seq 1024,2048,4096 --micro-batches 1,2,4 \
-        --time-limit "${CAIRN_PROBE_TIME_LIMIT_S:-300}" .device
+start_s=$(date +%s)
+deadline_s=0  # 0: no deadline
+probe() {
+  tools/gpu/agent_probe.sh --models "$MODELS" --seq 1024,2048,4096 --micro-batches 1,2,4 \
+      --time-limit "$1" .device
+}
+mode=${1:-table}
+case "$mode" in
+  probe) probe "${CAIRN_PROBE_TIME_LIMIT_S:-300}"; exit ;;
+  all)
+    deadline_s=$(( start_s + ${ALL_BUDGET_S:-560} ))
+    probe "${CAIRN_PROBE_TIME_LIMIT_S:-240}"
     ;;
-  table) ;;
-  *) echo "usage: $0 probe|table" >&2; exit 2 ;;
+  table|predict) ;;
+  *) echo "usage: $0 all|probe|table|predict" >&2; exit 2 ;;
 esac
+cairn=${CAIRN:-.device/cairn}
 
-[ -d /tmp/data ] || { head -c 40000000 /dev/urandom > /tmp/random.bin
-                      .device/cairn-data /tmp/random.bin --output /tmp/data > "$out/data.log" 2>&1; }
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+if [ "$mode" = predict ]; then
+  if [ ! -w "$out" ] || [ ! -w "$out/runs" ]; then  # the device tool's returned files are read-only
+    copy=$(mktemp -d "${TMPDIR:-/tmp}/validate_gpu.XXXXXX")
+    cp -r "$out"/. "$copy"/ && chmod -R u+w "$copy" && out=$copy
+    echo "predict: working in $out (a writable copy)" >&2
+  fi
+  gpu=$(cat "$out/gpu.txt" 2>/dev/null || echo "unknown GPU")
+else
+  [ -d /tmp/data ] || { head -c 40000000 /dev/urandom > /tmp/random.bin
+                        .device/cairn-data /tmp/random.bin --output /tmp/data > "$out/data.log" 2>&1; }
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  echo "$gpu" > "$out/gpu.txt"
+fi
 cluster=h100-sxm; [[ "$gpu" == *H200* ]] && cluster=h200-sxm
 hw=()
 [ -f "$out/profile.json" ] && hw=(--hardware-profile "$out/profile.json")
@@ -70,30 +98,38 @@ print(p["step_time_s"], peak)' "$1"
 rows=()
 for row in "${CONFIGS[@]}"; do
   IFS='|' read -r name model batch seq flags <<< "$row"
+  # ONLY=name,name: just these configurations (e.g. the ones an earlier call did not reach).
+  if [ -n "${ONLY:-}" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
   mname=$(basename "$model" .json)
   common=(--model "$model" --nodes 1 --gpus-per-node 1 --global-batch "$batch" --seq-len "$seq"
           --tp 1 --pp 1 --dp-mode ddp)
   # shellcheck disable=SC2086
-  .device/cairn evaluate "${common[@]}" --cluster "$cluster" $flags --json \
+  "$cairn" evaluate "${common[@]}" --cluster "$cluster" $flags --json \
       > "$out/runs/$name.catalog.json" 2> "$out/runs/$name.err" || { rows+=("| $name | evaluate failed: $(head -c 100 "$out/runs/$name.err") |"); continue; }
   plan="$out/runs/$name.catalog.json"
   cat_pred=$(predicted "$plan")
   probed_pred="- -"; layers_pred="- -"
   if [ ${#hw[@]} -gt 0 ]; then
     # shellcheck disable=SC2086
-    .device/cairn evaluate "${common[@]}" "${hw[@]}" $flags --json > "$out/runs/$name.probed.json" \
+    "$cairn" evaluate "${common[@]}" "${hw[@]}" $flags --json > "$out/runs/$name.probed.json" \
         2>> "$out/runs/$name.err" && probed_pred=$(predicted "$out/runs/$name.probed.json")
     mp="$out/model-profile-$mname.json"
     if [ -f "$mp" ]; then
       # shellcheck disable=SC2086
-      .device/cairn evaluate "${common[@]}" "${hw[@]}" --model-profile "$mp" $flags --json \
+      "$cairn" evaluate "${common[@]}" "${hw[@]}" --model-profile "$mp" $flags --json \
           > "$out/runs/$name.layers.json" 2>> "$out/runs/$name.err" &&
           layers_pred=$(predicted "$out/runs/$name.layers.json")
     fi
   fi
-  timeout "${RUN_TIMEOUT:-120}" .device/cairn-train --device cuda --model "$model" --plan "$plan" --nproc 1 \
-      --data /tmp/data --steps "$steps" --metrics "$out/runs/$name.jsonl" \
-      > "$out/runs/$name.train.log" 2>&1 || { rows+=("| $name | cairn-train failed: $(tail -c 120 "$out/runs/$name.train.log" | tr '\n|' '  ') |"); continue; }
+  if [ "$mode" = predict ]; then
+    [ -s "$out/runs/$name.jsonl" ] || { rows+=("| $name | not measured |"); continue; }
+  elif [ "$deadline_s" -gt 0 ] && [ "$(date +%s)" -ge "$deadline_s" ]; then
+    rows+=("| $name | not run: the call's time ran out |"); continue
+  else
+    timeout "${RUN_TIMEOUT:-120}" .device/cairn-train --device cuda --model "$model" --plan "$plan" --nproc 1 \
+        --data /tmp/data --steps "$steps" --metrics "$out/runs/$name.jsonl" \
+        > "$out/runs/$name.train.log" 2>&1 || { rows+=("| $name | cairn-train failed: $(tail -c 120 "$out/runs/$name.train.log" | tr '\n|' '  ') |"); continue; }
+  fi
   rows+=("$(python3 - "$name" "$out/runs/$name.jsonl" $cat_pred $probed_pred $layers_pred <<'PY'
 import json, statistics, sys
 name, path = sys.argv[1], sys.argv[2]
