@@ -51,6 +51,8 @@ echo; echo '```'; $CLI profiles diff --id "$HW" | grep -vE " g=(8|16) | inter-no
 $B/runtime/data/cairn-data README.md docs/*.md --output "$D/data" > /dev/null
 echo
 $CLI profiles export --id "$HW" --output "$D/hw.json" > /dev/null
+# KEEP_PROFILE=FILE keeps the measured HardwareProfile (e.g. for tools/validate_cpu.sh).
+[ -n "${KEEP_PROFILE:-}" ] && cp "$D/hw.json" "$KEEP_PROFILE"
 echo
 echo "predicted: the plan's prediction (measured hardware + measured layer times); from shapes: the"
 echo "same plan on the measured hardware alone (layers from its GEMM shapes, attention kernels,"

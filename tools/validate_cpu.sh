@@ -13,6 +13,9 @@
 # rest of the flags), on the `cpu` catalog cluster with N devices, then run with `cairn-train --device cpu --nproc N`. Measured step
 # time: the median over steps 2..STEPS; measured peak: the largest per-rank peak of live tensors
 # (the trainer's metrics), predicted peak: the planner's for the most loaded stage.
+# With HARDWARE_PROFILE=FILE.json (a measured profile, e.g. an agent's from `cairn profiles export`)
+# each plan is also evaluated on it (`cairn evaluate --plan ... --hardware-profile`: the same plan,
+# layers from the profile's GEMM shapes, attention kernels and bandwidths): an extra column.
 set -euo pipefail
 BIN=${1:?BIN_DIR}
 DATA=${2:?DATA_DIR}
@@ -49,8 +52,14 @@ PLANS=(
   "gpt-dp4-z3|gpt2-tiny|4|16|128|--tp 1 --pp 1 --micro-batches 1 --dp-mode zero3"
 )
 
-echo "| plan | N | predicted step | measured step (median) | error | predicted peak | measured peak | error |"
-echo "|---|---|---|---|---|---|---|---|"
+HW=${HARDWARE_PROFILE:-}
+if [ -n "$HW" ]; then
+  echo "| plan | N | predicted step | measured step (median) | error | predicted on the probed profile | error | predicted peak | measured peak | error |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+else
+  echo "| plan | N | predicted step | measured step (median) | error | predicted peak | measured peak | error |"
+  echo "|---|---|---|---|---|---|---|---|"
+fi
 for row in "${PLANS[@]}"; do
   IFS='|' read -r name model nproc batch seq flags <<<"$row"
   plan="$WORK/$name.json"
@@ -73,9 +82,14 @@ for row in "${PLANS[@]}"; do
     echo "| $name | $nproc | (cairn-train failed: $(tail -c 160 "$WORK/$name.out" | tr '\n|' '  ')) | | | | | |"
     continue
   fi
-  python3 - "$name" "$nproc" "$metrics" <<'EOF'
+  probed=""
+  if [ -n "$HW" ]; then
+    "$BIN/cairn" evaluate --plan "$plan" --hardware-profile "$HW" --dtype fp32 --json \
+        >"$WORK/$name.probed.json" 2>>"$WORK/$name.err" && probed="$WORK/$name.probed.json"
+  fi
+  python3 - "$name" "$nproc" "$metrics" "$HW" "$probed" <<'EOF'
 import json, statistics, sys
-name, nproc, path = sys.argv[1], sys.argv[2], sys.argv[3]
+name, nproc, path, hw, probed = sys.argv[1:6]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 timed = [r["step_time_s"] for r in rows[1:]] or [rows[0]["step_time_s"]]
 meas_t = statistics.median(timed)
@@ -85,7 +99,14 @@ pred_m = rows[-1]["predicted_memory_bytes"]
 def ms(x): return f"{x * 1e3:.1f} ms"
 def mib(x): return f"{x / 2**20:.2f} MiB"
 def err(p, m): return f"{100 * (p - m) / m:+.0f}%" if m > 0 else "n/a"
-print(f"| {name} | {nproc} | {ms(pred_t)} | {ms(meas_t)} | {err(pred_t, meas_t)} | "
+extra = ""
+if hw:
+    if probed:
+        p = float(json.load(open(probed))["prediction"]["step_time_s"])
+        extra = f" {ms(p)} | {err(p, meas_t)} |"
+    else:
+        extra = " (evaluate failed) | |"
+print(f"| {name} | {nproc} | {ms(pred_t)} | {ms(meas_t)} | {err(pred_t, meas_t)} |{extra} "
       f"{mib(pred_m)} | {mib(meas_m)} | {err(pred_m, meas_m)} |")
 EOF
 done
