@@ -449,7 +449,6 @@ absl::Status ValidateHardwareProfile(const HardwareProfile& hw) {
                      "measures ~1.13), got ", hw.overlap_slowdown()));
   }
   std::set<std::tuple<int, int, bool>> seen;
-  std::set<int> ops_present;
   for (int i = 0; i < hw.collectives_size(); ++i) {
     const CollectiveCost& c = hw.collectives(i);
     if (c.op() == cairn::v1::COLLECTIVE_OP_UNSPECIFIED || !cairn::v1::CollectiveOp_IsValid(c.op())) {
@@ -493,8 +492,16 @@ absl::Status ValidateHardwareProfile(const HardwareProfile& hw) {
     if (!seen.insert({c.op(), c.group_size(), c.spans_nodes()}).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": duplicate entry"));
     }
-    ops_present.insert(c.op());
   }
+  // One device per node and no tables: a device without links (a one-device cluster, or a
+  // profile cut down to one device per node), which the problem builder accepts only for one node.
+  if (hw.devices_per_node() == 1 && hw.collectives_size() == 0) return absl::OkStatus();
+  return CheckEveryCollectiveOp(hw);
+}
+
+absl::Status CheckEveryCollectiveOp(const HardwareProfile& hw) {
+  std::set<int> ops_present;
+  for (const CollectiveCost& c : hw.collectives()) ops_present.insert(c.op());
   std::vector<std::string> missing;
   for (CollectiveOp op : {kAllReduce, kAllGather, kReduceScatter, kAllToAll, kSendRecv}) {
     if (ops_present.count(op) == 0) missing.push_back(cairn::ToString(op));

@@ -65,10 +65,16 @@ absl::StatusOr<cairn::v1::Cluster> MakeCluster(const cairn::v1::HardwareProfile&
 // (exactly 2 for send/recv), intra-node group_size <= devices_per_node, latency_s >= 0, and either
 // busbw_bytes_per_s > 0 or at least two points with positive bytes and times; no two entries for
 // the same (op, group_size, spans_nodes); every op (all-reduce, all-gather, reduce-scatter,
-// all-to-all, send/recv) present at least once.
+// all-to-all, send/recv) present at least once — except in a profile of one device per node
+// without any table (a device with no links: valid for a one-node cluster only, which the
+// problem builder checks).
 // Errors: InvalidArgument naming the first offending field, its value and, for collectives, the
 // entry ("collectives[3] (all_gather, group 4, intra-node)").
 absl::Status ValidateHardwareProfile(const cairn::v1::HardwareProfile& hardware);
+
+// InvalidArgument naming the collectives `hardware` has no table for ("collectives has no entry
+// for all_to_all, send_recv"); OK when it has every one.
+absl::Status CheckEveryCollectiveOp(const cairn::v1::HardwareProfile& hardware);
 
 // Reads a HardwareProfile from a proto3 JSON file (snake_case or camelCase names) and validates it.
 // Errors: NotFound (no such file), FailedPrecondition (directory, unreadable), InvalidArgument (bad

@@ -402,6 +402,11 @@ absl::StatusOr<SearchProblem> BuildSearchProblem(const cairn::v1::SearchRequest&
   }
   const absl::Status hardware_ok = ValidateHardwareProfile(r.cluster().hardware());
   if (!hardware_ok.ok()) return Invalid("cluster.hardware", hardware_ok.message());
+  if (r.cluster().num_nodes() > 1) {
+    // Devices that talk need every collective's table (one device alone needs none).
+    const absl::Status links_ok = CheckEveryCollectiveOp(r.cluster().hardware());
+    if (!links_ok.ok()) return Invalid("cluster.hardware", links_ok.message());
+  }
   CAIRN_RETURN_IF_ERROR(CheckClusterLimits(r.cluster()));
   problem.hardware = ToHardware(r.cluster());
   const int num_devices = problem.hardware.num_devices();

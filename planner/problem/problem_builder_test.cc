@@ -67,6 +67,29 @@ TEST(ProblemBuilderTest, BuildsTheDefaults) {
   EXPECT_EQ(p.model_profile_name, "analytic");
 }
 
+// A measured profile of one node (intra-node tables only, as one agent probes it) cut down to one
+// device per node keeps no table: fine for one device alone, an error for two nodes, which would
+// have to talk.
+TEST(ProblemBuilderTest, OneDeviceNeedsNoCollectiveTablesTwoNodesDo) {
+  const cairn::v1::HardwareProfile catalog = LookupHardware("h100-sxm").value();
+  cairn::v1::HardwareProfile node = catalog;
+  node.clear_collectives();
+  for (const cairn::v1::CollectiveCost& c : catalog.collectives()) {
+    if (!c.spans_nodes()) *node.add_collectives() = c;
+  }
+  ASSERT_OK(ValidateHardwareProfile(node));
+  SearchRequest one = BaseRequest();
+  ASSERT_OK_AND_ASSIGN(*one.mutable_cluster(), MakeCluster(node, 1, 1));
+  EXPECT_EQ(one.cluster().hardware().collectives_size(), 0);
+  ASSERT_OK_AND_ASSIGN(SearchProblem p, BuildSearchProblem(one));
+  EXPECT_EQ(p.hardware.num_devices(), 1);
+  SearchRequest two = BaseRequest();
+  ASSERT_OK_AND_ASSIGN(*two.mutable_cluster(), MakeCluster(node, 2, 1));
+  EXPECT_THAT(BuildSearchProblem(two),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("collectives has no entry for all_reduce")));
+}
+
 TEST(ProblemBuilderTest, ResolvesBatchRangeDtypeAndSpaceLists) {
   SearchRequest r = BaseRequest();
   r.clear_global_batch_size();
