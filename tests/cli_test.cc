@@ -176,6 +176,21 @@ TEST(CliTest, EvaluatesAUniformConfigurationFromFlags) {
   EXPECT_THAT(r.out, HasSubstr("stage 1"));
 }
 
+// A plan over the memory budget: each stage over it is named once (the rendered plan's line), not
+// again by the evaluation's upper-bound check.
+TEST(CliTest, EvaluateNamesAStageOverTheBudgetOnce) {
+  CliRun r = Cairn({"evaluate", "--model", "llama3-70b", "--nodes", "1", "--global-batch", "8",
+                    "--seq-len", "4096", "--tp", "8", "--pp", "1"});
+  EXPECT_NE(r.status, 0);
+  size_t count = 0;
+  for (size_t at = r.out.find("VIOLATION: stage 0"); at != std::string::npos;
+       at = r.out.find("VIOLATION: stage 0", at + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("over the budget of 79.65 GiB"));
+}
+
 TEST(CliTest, EvaluateTakesMegatronsMicroBatchSize) {
   // 16 devices, tp=4 pp=2: dp=2; batch 128 at 4 samples per device = 16 micro-batches of 8.
   CliRun r = Cairn({"evaluate", "--model", "llama2-13b", "--cluster", "h100-sxm", "--nodes", "2",
