@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/math.h"
 #include "common/proto_fields.h"
@@ -330,7 +331,9 @@ Hardware ToHardware(const cairn::v1::Cluster& cluster) {
   const cairn::v1::HardwareProfile& hw = cluster.hardware();
   const cairn::v1::DeviceSpec& d = hw.device();
   Hardware out;
-  out.name = absl::StrCat(hw.name(), " (", SourceWord(hw.source()), ")");
+  // "h100-sxm (default)"; an agent's profile already says it: "cpu x2 (measured)".
+  const std::string source = absl::StrCat(" (", SourceWord(hw.source()), ")");
+  out.name = absl::EndsWith(hw.name(), source) ? hw.name() : absl::StrCat(hw.name(), source);
   out.device_model = hw.fingerprint().device_model().empty() ? d.name()
                                                               : hw.fingerprint().device_model();
   out.device_memory_bytes = d.memory_bytes();

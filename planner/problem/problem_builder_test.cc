@@ -47,6 +47,11 @@ TEST(ProblemBuilderTest, BuildsTheDefaults) {
   EXPECT_TRUE(p.model.rms_norm && p.model.swiglu && p.model.rope);
   EXPECT_FALSE(p.model.tied_embeddings || p.model.bias);
   EXPECT_EQ(p.hardware.name, "h100-sxm (default)");
+  // A name that already says its source (an agent's profile) does not say it twice.
+  cairn::v1::Cluster measured = BaseRequest().cluster();
+  measured.mutable_hardware()->set_name("cpu x2 (measured)");
+  measured.mutable_hardware()->set_source(cairn::v1::PROFILE_SOURCE_MEASURED);
+  EXPECT_EQ(ToHardware(measured).name, "cpu x2 (measured)");
   EXPECT_EQ(p.hardware.device_model, "NVIDIA H100 80GB HBM3");
   EXPECT_EQ(p.hardware.num_devices(), 16);
   EXPECT_EQ(p.global_batch_sizes, std::vector<int>({64}));
