@@ -5,6 +5,10 @@
 //   c.budget = testing::TinyBudget();
 //   ... ProbeGemms(backend, c, &report) ...
 //   EXPECT_GE(testing::ExpectAllMeasured(report, "gemm"), 6);
+//
+//   // Two ranks probing together: Gloo over a file store, one thread each.
+//   ASSERT_OK_AND_ASSIGN(runtime::testing::CommGroup world, testing::TwoCpuRanks());
+//   runtime::testing::RunOnRanks(world, [&](int rank, runtime::Communicator& comm) { ... });
 #ifndef CAIRN_AGENT_PROBES_PROBE_TESTING_H_
 #define CAIRN_AGENT_PROBES_PROBE_TESTING_H_
 
@@ -17,6 +21,7 @@
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "planner/catalog/models.h"
+#include "runtime/comm/testing/backends.h"
 
 namespace cairn::agent::testing {
 
@@ -35,6 +40,12 @@ inline ProbeBudget TinyBudget() {
   b.min_iters = 2;
   b.max_iters = 8;
   return b;
+}
+
+// Ranks 0 and 1 of a CPU world (runtime/comm/testing/backends.h "gloo_file"), as a node's
+// probe ranks meet; run them with runtime::testing::RunOnRanks.
+inline absl::StatusOr<runtime::testing::CommGroup> TwoCpuRanks() {
+  return runtime::testing::FindCommBackend("gloo_file").make_group(2, absl::Seconds(60));
 }
 
 // Every measurement of `probe` in `r`: no error, checked correct, a positive time. Returns their

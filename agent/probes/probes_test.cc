@@ -4,9 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
-#include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "agent/probes/comm_probes.h"
 #include "agent/probes/compute_probes.h"
 #include "agent/probes/device_buffer.h"
@@ -234,34 +232,25 @@ TEST(CommProbesTest, PlacementsAndNodeSpans) {
 }
 
 TEST(CommProbesTest, CollectivesAndOverlapOnTwoRanksWithFits) {
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/comm-probe-store");
+  ASSERT_OK_AND_ASSIGN(runtime::testing::CommGroup world, testing::TwoCpuRanks());
   ProbeReport reports[2];
   absl::Status status[2];
-  auto rank = [&](int r) {
+  runtime::testing::RunOnRanks(world, [&](int r, runtime::Communicator& comm) {
     status[r] = [&]() -> absl::Status {
       CAIRN_ASSIGN_OR_RETURN(auto be, runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
-      CAIRN_ASSIGN_OR_RETURN(auto store, runtime::OpenDirectoryStore(dir));
-      runtime::WorldOptions opt;
-      opt.timeout = opt.rendezvous_timeout = absl::Seconds(60);
-      CAIRN_ASSIGN_OR_RETURN(auto world, runtime::MakeWorldCommunicator(
-                                             runtime::DeviceKind::kCpu, r, 2, store, be.get(), opt));
       CommProbeConfig c;
       c.budget = Tiny();
       c.min_bytes = 1024;
       c.max_bytes = 16 * 1024;
       c.size_factor = 4;
-      CAIRN_RETURN_IF_ERROR(ProbeCollectives(world.get(), world.get(), be.get(), {0, 1}, c,
-                                             &reports[r]));
+      CAIRN_RETURN_IF_ERROR(ProbeCollectives(&comm, &comm, be.get(), {0, 1}, c, &reports[r]));
       OverlapProbeConfig o;
       o.gemm_size = 32;
       o.comm_bytes = 4096;
       o.samples = 1;
-      return ProbeOverlap(world.get(), world.get(), be.get(), o, &reports[r]);
+      return ProbeOverlap(&comm, &comm, be.get(), o, &reports[r]);
     }();
-  };
-  std::thread t0(rank, 0), t1(rank, 1);
-  t0.join();
-  t1.join();
+  });
   ASSERT_THAT(status[0], IsOk());
   ASSERT_THAT(status[1], IsOk());
   // Rank 0 reports: 5 ops x 3 sizes, a fit per op, the overlap triple. The pair spans nodes.
@@ -295,10 +284,10 @@ namespace {
 // of memory): no rank waits for the other in a timing collective; the failing rank records its
 // own error, the other "not timed", and both go on to the next case and finish.
 TEST(ComputeProbesTest, ACaseFailingOnOneRankIsSkippedOnAll) {
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/one-rank-fails-store");
+  ASSERT_OK_AND_ASSIGN(runtime::testing::CommGroup world, testing::TwoCpuRanks());
   ProbeReport reports[2];
   absl::Status status[2];
-  auto rank = [&](int r) {
+  runtime::testing::RunOnRanks(world, [&](int r, runtime::Communicator& comm) {
     status[r] = [&]() -> absl::Status {
       std::unique_ptr<runtime::ComputeBackend> be;
       if (r == 0) {
@@ -306,11 +295,6 @@ TEST(ComputeProbesTest, ACaseFailingOnOneRankIsSkippedOnAll) {
       } else {
         be = std::make_unique<runtime::NullBackend>(runtime::DType::kFloat32);
       }
-      CAIRN_ASSIGN_OR_RETURN(auto store, runtime::OpenDirectoryStore(dir));
-      runtime::WorldOptions opt;
-      opt.timeout = opt.rendezvous_timeout = absl::Seconds(30);
-      CAIRN_ASSIGN_OR_RETURN(auto world, runtime::MakeWorldCommunicator(
-                                             runtime::DeviceKind::kCpu, r, 2, store, nullptr, opt));
       ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
       c.budget = Tiny();
       c.tp_degrees = {1};
@@ -318,14 +302,11 @@ TEST(ComputeProbesTest, ACaseFailingOnOneRankIsSkippedOnAll) {
       c.seq_len = 32;
       c.attention_seq_lens = {32};
       c.attention_head_dims = {16};
-      c.lockstep = world.get();
+      c.lockstep = &comm;
       CAIRN_RETURN_IF_ERROR(ProbeGemms(be.get(), c, &reports[r]));
       return ProbeAttention(be.get(), c, &reports[r]);
     }();
-  };
-  std::thread t0(rank, 0), t1(rank, 1);
-  t0.join();
-  t1.join();
+  });
   ASSERT_THAT(status[0], IsOk());
   ASSERT_THAT(status[1], IsOk());
   for (int r = 0; r < 2; ++r) {

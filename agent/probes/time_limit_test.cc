@@ -3,13 +3,12 @@
 #include "agent/probes/time_limit.h"
 
 #include <algorithm>
-#include <thread>
+#include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "agent/probes/probe_testing.h"
 #include "common/status_macros.h"
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
-#include "runtime/train/backends.h"
 
 namespace cairn::agent {
 namespace {
@@ -70,31 +69,21 @@ TEST(CaseGateTest, NoDeadlineRunsEverything) {
 // Rank 1's deadline comes 2 s after rank 0's: at 1 s both run, at 3 s rank 0 is past it and rank 1
 // is not, and both skip (the AllReduce max), so their later collectives still pair up.
 TEST(CaseGateTest, RanksAgreeToSkipWhenAnyIsPastItsDeadline) {
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/case-gate-store");
+  ASSERT_OK_AND_ASSIGN(runtime::testing::CommGroup world, testing::TwoCpuRanks());
   std::vector<bool> runs[2];
   int skipped[2] = {0, 0};
   absl::Status status[2];
-  auto rank = [&](int r) {
+  runtime::testing::RunOnRanks(world, [&](int r, runtime::Communicator& comm) {
     status[r] = [&]() -> absl::Status {
-      CAIRN_ASSIGN_OR_RETURN(auto be, runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
-      CAIRN_ASSIGN_OR_RETURN(auto store, runtime::OpenDirectoryStore(dir));
-      runtime::WorldOptions opt;
-      opt.timeout = opt.rendezvous_timeout = absl::Seconds(60);
-      CAIRN_ASSIGN_OR_RETURN(auto world,
-                             runtime::MakeWorldCommunicator(runtime::DeviceKind::kCpu, r, 2, store,
-                                                            be.get(), opt));
-      CaseGate gate(kT0 + absl::Seconds(2 + 2 * r), world.get());
+      CaseGate gate(kT0 + absl::Seconds(2 + 2 * r), &comm);
       for (int t : {1, 3, 5}) {
         CAIRN_ASSIGN_OR_RETURN(bool run, gate.Next(kT0 + absl::Seconds(t)));
         runs[r].push_back(run);
       }
       skipped[r] = gate.skipped();
-      return world->Barrier();  // the sequences of collectives matched
+      return comm.Barrier();  // the sequences of collectives matched
     }();
-  };
-  std::thread t0(rank, 0), t1(rank, 1);
-  t0.join();
-  t1.join();
+  });
   ASSERT_THAT(status[0], IsOk());
   ASSERT_THAT(status[1], IsOk());
   EXPECT_EQ(runs[0], (std::vector<bool>{true, false, false}));
