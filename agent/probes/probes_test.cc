@@ -29,6 +29,18 @@ using testing::LlamaTiny;
 
 ProbeBudget Tiny() { return testing::TinyBudget(); }
 
+// llama-tiny's GEMMs at tp 1, one micro-batch of 32 tokens; attention at seq 32, head dim 16.
+ComputeProbeConfig TinyCompute() {
+  ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
+  c.budget = Tiny();
+  c.micro_batches = {1};
+  c.seq_len = 32;
+  c.tp_degrees = {1};
+  c.attention_seq_lens = {32};
+  c.attention_head_dims = {16};
+  return c;
+}
+
 TEST(LayerGemmShapesTest, TheRuntimesGemmsCutByTensorParallelDegree) {
   const plan::ModelDims m = LlamaTiny();  // hidden 128, 4 heads, 2 kv heads, ffn 352, vocab 256
   const std::vector<GemmCase> tp1 = LayerGemmShapes(m, 1, 512);
@@ -87,13 +99,7 @@ TEST(DeviceBufferTest, FillsEveryElementOnTheDevice) {
 TEST(ComputeProbesTest, EverySuiteMeasuresAndChecksOnTheCpuBackend) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
                        runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
-  ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
-  c.budget = Tiny();
-  c.micro_batches = {1};
-  c.seq_len = 32;
-  c.tp_degrees = {1};
-  c.attention_seq_lens = {32};
-  c.attention_head_dims = {16};
+  ComputeProbeConfig c = TinyCompute();
   c.memory_bytes = 1 << 16;
   ProbeReport r;
   ASSERT_THAT(ProbeGemms(be.get(), c, &r), IsOk());
@@ -161,13 +167,8 @@ TEST(ComputeProbesTest, GemmsVisitSmallestLargestThenMiddleFlops) {
 TEST(ComputeProbesTest, PastTheDeadlineEveryCaseIsSkippedAndCounted) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<runtime::ComputeBackend> be,
                        runtime::MakeComputeBackend(runtime::DeviceKind::kCpu, 0));
-  ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
-  c.budget = Tiny();
-  c.micro_batches = {1};
-  c.seq_len = 32;
-  c.tp_degrees = {1};
+  ComputeProbeConfig c = TinyCompute();
   c.attention_seq_lens = {32, 64};
-  c.attention_head_dims = {16};
   c.deadline = absl::Now() - absl::Seconds(1);
   ProbeReport r;
   ASSERT_THAT(ProbeGemms(be.get(), c, &r), IsOk());
@@ -295,13 +296,7 @@ TEST(ComputeProbesTest, ACaseFailingOnOneRankIsSkippedOnAll) {
       } else {
         be = std::make_unique<runtime::NullBackend>(runtime::DType::kFloat32);
       }
-      ComputeProbeConfig c = ComputeProbeConfig::ForCpu({LlamaTiny()});
-      c.budget = Tiny();
-      c.tp_degrees = {1};
-      c.micro_batches = {1};
-      c.seq_len = 32;
-      c.attention_seq_lens = {32};
-      c.attention_head_dims = {16};
+      ComputeProbeConfig c = TinyCompute();
       c.lockstep = &comm;
       CAIRN_RETURN_IF_ERROR(ProbeGemms(be.get(), c, &reports[r]));
       return ProbeAttention(be.get(), c, &reports[r]);
