@@ -258,7 +258,7 @@ int CmdEvaluate(Flags a, std::ostream& out, std::ostream& err) {
     std::set<std::string> said;
     for (const cairn::v1::StageMemory& mem : rendered.prediction().stage_memory()) {
       if (mem.total_bytes() > mem.budget_bytes()) {
-        said.insert(absl::StrCat("stage ", mem.stage(), " needs up to "));
+        said.insert(planner::MemoryViolationPrefix(mem.stage()));
       }
     }
     for (const std::string& v : e->violations) {

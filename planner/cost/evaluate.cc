@@ -333,6 +333,10 @@ absl::Status ValidatePlanShape(const SearchProblem& problem, const PlanSpec& pla
   return absl::InvalidArgumentError(absl::StrJoin(v, "; "));
 }
 
+std::string MemoryViolationPrefix(int stage) {
+  return absl::StrCat("stage ", stage, " needs up to ");
+}
+
 absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   const SearchProblem& pb = cm.problem();
   if (absl::Status s = ValidatePlanShape(pb, plan); !s.ok()) return s;
@@ -355,7 +359,7 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
     // plan Evaluate accepts fit with the same margin (the exact peak is at most the bound).
     if (sc.bound_bytes > e.budget_bytes) {
       e.violations.push_back(absl::StrCat(
-          "stage ", i, " needs up to ", FormatBytes(sc.bound_bytes), " per device (predicted peak ",
+          MemoryViolationPrefix(i), FormatBytes(sc.bound_bytes), " per device (predicted peak ",
           FormatBytes(sc.total_bytes), "), over the budget of ", FormatBytes(e.budget_bytes)));
     }
   }

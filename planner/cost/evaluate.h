@@ -128,6 +128,10 @@ absl::Status ValidatePlanShape(const SearchProblem& problem, const PlanSpec& pla
 
 absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan);
 
+// How the violation Evaluate records for a stage over the memory budget begins ("stage 2 needs up
+// to "), for callers that report that stage otherwise and skip it.
+std::string MemoryViolationPrefix(int stage);
+
 // The pipeline simulation Evaluate runs for `plan`, from its costed chunks (Evaluation::chunks, in
 // model order) with the problem's runtime options. Evaluate calls it with record_events = false;
 // pictures of the step (planner/picture) call it again with true, so they show what was costed.
