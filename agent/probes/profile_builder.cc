@@ -183,50 +183,46 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
     }
   }
 
-  // Attention efficiency against the GEMM table.
-  std::map<std::string, std::pair<double, double>> attn;  // case -> fwd time, bwd time
-  std::map<std::string, double> attn_flops;
+  // Attention: each case's forward and backward (one measurement each, named "<case> forward" /
+  // "<case> backward"), times averaged over the ranks.
+  struct AttentionCase {
+    double forward_s = 0, backward_s = 0, flops = 0;
+    std::tuple<int, int, int, int> shape;  // batch, heads, seq, head dim (0s: not recorded)
+  };
+  std::map<std::string, AttentionCase> attention;
   for (const auto& [name, ms] : ByName(reports, "attention")) {
-    const std::string base = name.substr(0, name.rfind(' '));
-    const double t = Mean(ms, [](const Measurement& m) { return m.time_s(); });
-    if (ms[0]->op() == "forward") {
-      attn[base].first = t;
-      attn_flops[base] = ms[0]->flops();
-    } else {
-      attn[base].second = t;
-    }
-  }
-  std::vector<double> effs;
-  for (const auto& [base, t] : attn) {
-    if (t.first <= 0 || t.second <= 0) continue;
-    const double f = attn_flops[base];
-    effs.push_back(3.5 * f / (GemmRateAt(*d, f) * (t.first + t.second)));
-  }
-  // Measured attention kernels, which the cost model prefers to the efficiency (nearest head
-  // dimension, rate interpolated in log(seq)).
-  std::map<std::tuple<int, int, int, int>, std::pair<double, double>> kernels;  // b, h, s, d
-  for (const auto& [name, ms] : ByName(reports, "attention")) {
+    AttentionCase& c = attention[name.substr(0, name.rfind(' '))];
     const Measurement& m0 = *ms[0];
-    const std::tuple<int, int, int, int> key{
-        static_cast<int>(Param(m0, "batch")), static_cast<int>(Param(m0, "heads")),
-        static_cast<int>(Param(m0, "seq")), static_cast<int>(Param(m0, "head_dim"))};
-    if (std::get<0>(key) <= 0 || std::get<1>(key) <= 0 || std::get<2>(key) <= 0 ||
-        std::get<3>(key) <= 0) {
-      continue;
-    }
     const double t = Mean(ms, [](const Measurement& m) { return m.time_s(); });
-    (m0.op() == "forward" ? kernels[key].first : kernels[key].second) = t;
+    if (m0.op() == "forward") {
+      c.forward_s = t;
+      c.flops = m0.flops();
+    } else {
+      c.backward_s = t;
+    }
+    c.shape = {static_cast<int>(Param(m0, "batch")), static_cast<int>(Param(m0, "heads")),
+               static_cast<int>(Param(m0, "seq")), static_cast<int>(Param(m0, "head_dim"))};
   }
-  for (const auto& [key, t] : kernels) {
-    if (t.first <= 0) continue;
+  // The efficiency against the GEMM table (profiles without kernels), and the measured kernels,
+  // which the cost model prefers (nearest head dimension, rate interpolated in log(seq)).
+  std::vector<double> effs;
+  std::map<std::tuple<int, int, int, int>, const AttentionCase*> kernels;
+  for (const auto& [base, c] : attention) {
+    if (c.forward_s > 0 && c.backward_s > 0) {
+      effs.push_back(3.5 * c.flops / (GemmRateAt(*d, c.flops) * (c.forward_s + c.backward_s)));
+    }
+    const auto& [b, h, seq, dim] = c.shape;
+    if (c.forward_s > 0 && b > 0 && h > 0 && seq > 0 && dim > 0) kernels[c.shape] = &c;
+  }
+  for (const auto& [shape, c] : kernels) {
     cairn::v1::AttentionPoint* a = d->add_attention();
-    a->set_batch(std::get<0>(key));
-    a->set_heads(std::get<1>(key));
-    a->set_kv_heads(std::get<1>(key));  // the probe's kernels have as many K/V heads as Q heads
-    a->set_seq_len(std::get<2>(key));
-    a->set_head_dim(std::get<3>(key));
-    a->set_forward_s(t.first);
-    a->set_backward_s(t.second);
+    a->set_batch(std::get<0>(shape));
+    a->set_heads(std::get<1>(shape));
+    a->set_kv_heads(std::get<1>(shape));  // the probe's kernels have as many K/V heads as Q heads
+    a->set_seq_len(std::get<2>(shape));
+    a->set_head_dim(std::get<3>(shape));
+    a->set_forward_s(c->forward_s);
+    a->set_backward_s(c->backward_s);
   }
   if (!effs.empty()) {
     d->set_attention_efficiency(Median(effs));
