@@ -438,6 +438,7 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
     plan.virtual_stages = v;
     plan.origin = "search";
     plan.layers.resize(L + 2);
+    plan.stage_layers = chunk_layers;
     bool complete = true;
     for (int i = 0; i < p; ++i) {
       const StageDpSolution& s = hide && i > 0 && hidden[i].feasible ? hidden[i] : charged[i];
@@ -450,15 +451,13 @@ void Searcher::SolveInterleaved(const Combo& c, int vocab_degree) {
       int next = i == 0 ? 1 : 0;  // position in the stage's list
       for (int k = 0; k < v; ++k) {
         const int g = k * p + i;  // model chunk
-        int first_block = 1;      // layer index of the chunk's first block
-        for (int h = 0; h < g; ++h) first_block += chunk_blocks[h];
+        const int first_block = plan.FirstLayer(g) + (g == 0 ? 1 : 0);  // after the embedding
         for (int b = 0; b < chunk_blocks[g]; ++b) {
           plan.layers[first_block + b] = s.layers[next++];
         }
       }
     }
     if (!complete) continue;
-    plan.stage_layers = chunk_layers;
     absl::StatusOr<Evaluation> e = Evaluate(cm_, plan);
     ++evaluated_;
     if (!e.ok() || !e->feasible) continue;  // the exact per-chunk bound may not fit
