@@ -357,6 +357,15 @@ absl::StatusOr<BuiltProfiles> BuildProfiles(const NodeDescription& node,
   if (hw.overlap_slowdown() == 0 && previous != nullptr) {
     hw.set_overlap_slowdown(previous->overlap_slowdown());
   }
+  if (hw.overlap_slowdown() == 0) {
+    // Nothing measured it: one rank (a node of one device) has no collective to run beside its
+    // compute, and no earlier profile of this fingerprint did either. A plan on such a profile has
+    // no communication to overlap, so 1 (overlap costs nothing) changes no prediction; a later
+    // probe with several ranks replaces it.
+    hw.set_overlap_slowdown(1.0);
+    notes.push_back(
+        "Overlap not measured (no collective ran beside compute, e.g. one rank): slowdown 1.");
+  }
   hw.set_notes(absl::StrJoin(notes, " "));
 
   // Model profiles.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "planner/catalog/clusters.h"
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
@@ -225,12 +226,6 @@ TEST(ProfileBuilderTest, GemmRateAtInterpolatesLikeTheCostModel) {
   EXPECT_NEAR(GemmRateAt(d, 1e7), 2e9, 1);  // halfway in log(flops)
 }
 
-}  // namespace
-}  // namespace cairn::agent
-
-namespace cairn::agent {
-namespace {
-
 TEST(ProfileBuilderTest, NotesTheTablesLeaveOneOutInterpolationError) {
   std::vector<ProbeReport> rs = Reports();
   // A third all-reduce point between the two of the consecutive placement, at 4 KiB: 0.2 ms
@@ -249,6 +244,29 @@ TEST(ProfileBuilderTest, NotesTheTablesLeaveOneOutInterpolationError) {
   for (const std::string& line : p.summary) found = found || line.find(expect) != std::string::npos;
   EXPECT_TRUE(found) << expect;
   EXPECT_NE(p.hardware.notes().find("leave-one-out"), std::string::npos);
+}
+
+
+// One GPU: the compute and layer suites ran, no collective (one rank has no group) and so no
+// overlap. The profile must still be one the planner accepts (it refused overlap_slowdown 0 when
+// the agent first probed an H100), with 1 for the slowdown nothing measured.
+TEST(ProfileBuilderTest, OneRankWithoutCollectivesBuildsAProfileThePlannerAccepts) {
+  std::vector<ProbeReport> rs = Reports();
+  rs.resize(1);
+  ProbeReport compute_only;
+  compute_only.set_version(rs[0].version());
+  for (const Measurement& m : rs[0].measurements()) {
+    if (m.probe() != "collective" && m.probe() != "collective_fit" && m.probe() != "overlap") {
+      *compute_only.add_measurements() = m;
+    }
+  }
+  NodeDescription node = Node();
+  node.devices_per_node = 1;
+  ASSERT_OK_AND_ASSIGN(BuiltProfiles p, BuildProfiles(node, {compute_only}, nullptr));
+  EXPECT_EQ(p.hardware.collectives_size(), 0);
+  EXPECT_EQ(p.hardware.overlap_slowdown(), 1.0);
+  EXPECT_NE(p.hardware.notes().find("Overlap not measured"), std::string::npos);
+  EXPECT_THAT(cairn::planner::ValidateHardwareProfile(p.hardware), IsOk());
 }
 
 }  // namespace
