@@ -229,17 +229,23 @@ void CostModel::AddDataParallel(LayerKind kind, const Strategy& s, const StageCo
       }
     }
   }
-  // AdamW on the local shard: read master, grad, m, v; write master, m, v; write working copy.
-  const int64_t updated =
-      (s.dp == DpMode::kDdp || shard_group == 1) ? params_on_device
-                                                 : CeilDiv(params_on_device, shard_group);
-  const double bytes_per_param =
-      pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
-  c->optimizer_s = hw_.MemoryTime(static_cast<double>(updated) * bytes_per_param);
-  c->step_sync_s = step_comm + c->optimizer_s;
+  c->step_sync_s = step_comm;  // the optimizer step's own time is added by Layer (AddStepEnd)
   c->dp_comm_exposed_s = step_comm + m * per_mb_exposed;
   c->dp_comm_hidden_s = step_hidden + m * (per_mb_hidden_f + per_mb_hidden_b);
   (void)kind;
+}
+
+void CostModel::AddStepEnd(int64_t updated_params, LayerCost* c) const {
+  // What Engine::ReduceAndUpdate (runtime/engine/engine.cc) streams through memory once per step,
+  // after the gradients are reduced: the global gradient norm reads the updated range's gradients;
+  // AdamW reads master, grad, m, v and writes master, m, v and the working copy; then the
+  // gradient buffers (grad_bytes, a shard under ZeRO-2/3) are zeroed for the next step.
+  const Precision& pr = problem_.precision;
+  const double per_updated_param =
+      pr.grad_bytes + pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
+  c->optimizer_s = hw_.MemoryTime(static_cast<double>(updated_params) * per_updated_param +
+                                  static_cast<double>(c->grad_bytes));
+  c->step_sync_s += c->optimizer_s;
 }
 
 void CostModel::AddMemory(LayerKind kind, const Strategy& s, int samples, LayerCost* c) const {
@@ -427,6 +433,7 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
       (held == DpMode::kZero2 || held == DpMode::kZero3 ? shard : on_device) * pr.grad_bytes;
   c.optimizer_bytes = (held == DpMode::kDdp ? on_device : shard) * states_per_param;
   AddMemory(kind, s, samples, &c);
+  AddStepEnd(held == DpMode::kDdp ? on_device : shard, &c);
   // What the runtime's overlapped data parallelism holds (runtime/engine, docs/cost-model.md
   // "Memory").
   c.own_transient_bytes = c.transient_bytes;

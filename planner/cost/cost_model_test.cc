@@ -69,11 +69,14 @@ TEST_F(CostModelTest, ZeroLevelsShardModelStates) {
   c = cm_.Layer(LayerKind::kBlock, s, ctx_);
   EXPECT_EQ(c.optimizer_bytes, 1475072 * 12);
   EXPECT_EQ(c.grad_bytes, 5900288 * 4);
+  // The step's end (1 TB/s): norm and AdamW over the shard (4 + 30 B), the full gradients zeroed.
+  EXPECT_NEAR(c.optimizer_s, (1475072.0 * 34 + 5900288.0 * 4) / 1e12, 1e-15);
   s.dp = DpMode::kZero3;
   c = cm_.Layer(LayerKind::kBlock, s, ctx_);
   EXPECT_EQ(c.param_bytes, 1475072 * 2);
   EXPECT_EQ(c.grad_bytes, 1475072 * 4);
   EXPECT_EQ(c.optimizer_bytes, 1475072 * 12);
+  EXPECT_NEAR(c.optimizer_s, 1475072.0 * (34 + 4) / 1e12, 1e-15);  // gradients held as a shard
   // ZeRO-3 gathers weights per micro-batch: forward gets slower than plain compute.
   EXPECT_GT(c.forward_s, c.compute_forward_s + c.tp_comm_forward_s);
 }
@@ -86,8 +89,9 @@ TEST_F(CostModelTest, DdpSyncOverlapsBackward) {
   const double b = c.compute_backward_s;
   const double expected = std::max(b, ar) + 0.1 * std::min(b, ar) - b;
   EXPECT_NEAR(c.step_sync_s - c.optimizer_s, expected, 1e-12);
-  // AdamW reads/writes 30 B per parameter at 1 TB/s.
-  EXPECT_NEAR(c.optimizer_s, 11798528.0 * 30 / 1e12, 1e-12);
+  // The step's end at 1 TB/s: the gradient norm reads 4 B per parameter, AdamW reads/writes 30,
+  // zeroing the fp32 gradients writes 4.
+  EXPECT_NEAR(c.optimizer_s, 11798528.0 * (4 + 30 + 4) / 1e12, 1e-12);
 }
 
 TEST_F(CostModelTest, RuntimeTraitsDecideWhatIsHidden) {

@@ -745,6 +745,10 @@ absl::StatusOr<StepResult> Engine::Step(int64_t step, const Sampler& sampler) {
   CAIRN_RETURN_IF_ERROR(RunSchedule(step, &sampler));
   const double t0 = Now();
   CAIRN_RETURN_IF_ERROR(ReduceAndUpdate(step, &result));
+  // The update is only enqueued on an asynchronous backend: the step ends when it has run (without
+  // this the optimizer's time fell between steps, outside every step's time: 24 ms of an 83 ms
+  // step for llama3-8b-l4 on an H100).
+  CAIRN_RETURN_IF_ERROR(be_->Synchronize());
   comm_s_ += Now() - t0;
   result.step_time_s = Now() - start;
   result.peak_memory_bytes = arena_->peak_live_bytes();

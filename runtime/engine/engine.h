@@ -73,6 +73,8 @@ struct StepResult {
   double loss = 0;              // mean token loss of the global batch (same on every rank)
   double grad_norm = 0;         // before clipping
   double learning_rate = 0;
+  // From the step's first enqueue until its last kernel (the optimizer update, the gradients
+  // zeroed) has finished on the device.
   double step_time_s = 0;
   int64_t peak_memory_bytes = 0;  // this rank's live tensors at their peak during the step
   // Host time in layer forward/backward (incl. TP collectives) and in relocation, pipeline and
