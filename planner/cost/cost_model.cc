@@ -235,7 +235,7 @@ void CostModel::AddDataParallel(LayerKind kind, const Strategy& s, const StageCo
   (void)kind;
 }
 
-void CostModel::AddStepEnd(int64_t updated_params, LayerCost* c) const {
+void CostModel::AddStepEnd(int64_t updated_params, int updated_vectors, LayerCost* c) const {
   // What Engine::ReduceAndUpdate (runtime/engine/engine.cc) streams through memory once per step,
   // after the gradients are reduced: the global gradient norm reads the updated range's gradients;
   // AdamW reads master, grad, m, v and writes master, m, v and the working copy; then the
@@ -243,8 +243,12 @@ void CostModel::AddStepEnd(int64_t updated_params, LayerCost* c) const {
   const Precision& pr = problem_.precision;
   const double per_updated_param =
       pr.grad_bytes + pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
+  // Both run tensor by tensor: the norm's two kernels (partial sums, their total) and AdamW's one.
+  // A matrix's kernels stream megabytes; a norm weight's or a bias's cost their launches.
+  constexpr int kStepKernelsPerTensor = 3;
   c->optimizer_s = hw_.MemoryTime(static_cast<double>(updated_params) * per_updated_param +
-                                  static_cast<double>(c->grad_bytes));
+                                  static_cast<double>(c->grad_bytes)) +
+                   hw_.LaunchTime(kStepKernelsPerTensor * updated_vectors);
   c->step_sync_s += c->optimizer_s;
 }
 
@@ -433,7 +437,8 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
       (held == DpMode::kZero2 || held == DpMode::kZero3 ? shard : on_device) * pr.grad_bytes;
   c.optimizer_bytes = (held == DpMode::kDdp ? on_device : shard) * states_per_param;
   AddMemory(kind, s, samples, &c);
-  AddStepEnd(held == DpMode::kDdp ? on_device : shard, &c);
+  AddStepEnd(held == DpMode::kDdp ? on_device : shard,
+             held == DpMode::kDdp ? params.vectors : CeilDiv(params.vectors, shard_group), &c);
   // What the runtime's overlapped data parallelism holds (runtime/engine, docs/cost-model.md
   // "Memory").
   c.own_transient_bytes = c.transient_bytes;

@@ -143,8 +143,9 @@ class CostModel {
   void AddDataParallel(LayerKind kind, const Strategy& s, const StageContext& ctx,
                        int64_t params_on_device, LayerCost* c) const;
   void AddMemory(LayerKind kind, const Strategy& s, int samples, LayerCost* c) const;
-  // The optimizer step's memory traffic (optimizer_s, added to step_sync_s); needs grad_bytes.
-  void AddStepEnd(int64_t updated_params, LayerCost* c) const;
+  // The optimizer step (optimizer_s, added to step_sync_s): its memory traffic and the launches
+  // of its per-tensor kernels on one-row tensors; needs grad_bytes.
+  void AddStepEnd(int64_t updated_params, int updated_vectors, LayerCost* c) const;
 
   SearchProblem problem_;
   HardwareModel hw_;

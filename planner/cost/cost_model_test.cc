@@ -94,6 +94,24 @@ TEST_F(CostModelTest, DdpSyncOverlapsBackward) {
   EXPECT_NEAR(c.optimizer_s, 11798528.0 * (4 + 30 + 4) / 1e12, 1e-12);
 }
 
+// The step's per-tensor kernels (gradient norm: 2, AdamW: 1) on the block's two RMSNorm weights
+// cost a launch each; a matrix's launches hide under its bytes. DDP updates both norms on every
+// device, ZeRO-3 over 4 devices the shard's ceil(2 / 4) = 1.
+TEST_F(CostModelTest, StepEndPaysTheLaunchesOfOneRowTensors) {
+  SearchProblem pb = pb_;
+  pb.hardware.kernel_launch_s = 5e-6;
+  const CostModel launches(pb);
+  Strategy s;
+  EXPECT_NEAR(launches.Layer(LayerKind::kBlock, s, ctx_).optimizer_s -
+                  cm_.Layer(LayerKind::kBlock, s, ctx_).optimizer_s,
+              3 * 2 * 5e-6, 1e-12);
+  s.tp = 2;
+  s.dp = DpMode::kZero3;
+  EXPECT_NEAR(launches.Layer(LayerKind::kBlock, s, ctx_).optimizer_s -
+                  cm_.Layer(LayerKind::kBlock, s, ctx_).optimizer_s,
+              3 * 1 * 5e-6, 1e-12);
+}
+
 TEST_F(CostModelTest, RuntimeTraitsDecideWhatIsHidden) {
   Strategy s;  // DDP over 8 devices, as above
   const double ar = 10e-6 + 11798528.0 * 4 * (2 * 7.0 / 8) / 100e9;  // 1.652 ms

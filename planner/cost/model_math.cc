@@ -15,8 +15,10 @@ LayerParams BlockParams(const ModelDims& m) {
   if (m.bias) {
     p.sharded += h + 2 * kv + f * (m.swiglu ? 2 : 1);  // column-parallel biases
     p.replicated += 2 * h;                            // row-parallel output biases
+    p.vectors += 6;  // the runtime's bq, bk, bv, bo, b_up, b_down (runtime/engine/params.cc)
   }
   p.replicated += 2 * (m.rms_norm ? h : 2 * h);       // two norms
+  p.vectors += m.rms_norm ? 2 : 4;
   return p;
 }
 
@@ -30,6 +32,7 @@ LayerParams EmbeddingParams(const ModelDims& m) {
 LayerParams HeadParams(const ModelDims& m, bool owns_lm_head) {
   LayerParams p;
   p.replicated = m.rms_norm ? m.hidden : 2 * m.hidden;  // final norm
+  p.vectors = m.rms_norm ? 1 : 2;
   if (owns_lm_head) p.sharded = static_cast<int64_t>(m.vocab) * m.hidden;
   return p;
 }

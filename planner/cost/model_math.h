@@ -22,6 +22,9 @@ namespace cairn::planner {
 struct LayerParams {
   int64_t sharded = 0;     // split over the TP group (matrices, column-parallel biases, vocab rows)
   int64_t replicated = 0;  // kept whole on every TP rank (norms, row-parallel biases, positions)
+  // Tensors of one row (norm weights and biases, biases), one each on every device that holds the
+  // layer: per-tensor kernels on them (the step's gradient norm and AdamW) cost a launch each.
+  int vectors = 0;
 
   int64_t total() const { return sharded + replicated; }
   // Parameters held by one device at TP degree `tp` (ceil for uneven vocab splits).
