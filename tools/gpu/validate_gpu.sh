@@ -6,7 +6,8 @@
 #   probed    the HardwareProfile this GPU's agent probes measured (GEMM shapes, attention kernels,
 #             HBM bandwidth, launch cost), analytic layers
 #   +layers   the probed HardwareProfile plus the ModelProfile of measured layer times
-# and predicted against measured peak memory (the plan's most loaded stage, without the reserve,
+# the trainer's measured step (its metrics' step_time_s, median of steps 3..) beside the wall time
+# between its progress lines (a check on the step's clock), and predicted against measured peak memory (the plan's most loaded stage, without the reserve,
 # against the engine's arena peak). Numbers are measured, never asserted.
 #
 # Runs from binaries staged into .device (tools/gpu/run_all.sh --stage and
@@ -130,13 +131,23 @@ for row in "${CONFIGS[@]}"; do
         --data /tmp/data --steps "$steps" --metrics "$out/runs/$name.jsonl" \
         > "$out/runs/$name.train.log" 2>&1 || { rows+=("| $name | cairn-train failed: $(tail -c 120 "$out/runs/$name.train.log" | tr '\n|' '  ') |"); continue; }
   fi
-  rows+=("$(python3 - "$name" "$out/runs/$name.jsonl" $cat_pred $probed_pred $layers_pred <<'PY'
-import json, statistics, sys
-name, path = sys.argv[1], sys.argv[2]
-preds = sys.argv[3:]
+  rows+=("$(python3 - "$name" "$out/runs/$name.jsonl" "$out/runs/$name.train.log" $cat_pred $probed_pred $layers_pred <<'PY'
+import json, re, statistics, sys
+name, path, log = sys.argv[1], sys.argv[2], sys.argv[3]
+preds = sys.argv[4:]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 timed = [r["step_time_s"] for r in rows[2:]] or [rows[-1]["step_time_s"]]
 t = statistics.median(timed)
+# A check on the step's own clock: the wall time between progress lines (steps 3.., the last one
+# left out: it also validates). The two differ by the trainer's own per-step work (metrics,
+# progress); a larger gap means the step's clock misses work (as it once missed the update).
+elapsed = {}
+for line in open(log, errors="replace"):
+    m = re.search(r"step +(\d+)/\d+ .*elapsed ([\d.]+) (us|ms|s)\b", line)
+    if m:
+        elapsed[int(m.group(1))] = float(m.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(3)]
+gaps = [elapsed[i] - elapsed[i - 1] for i in sorted(elapsed)[2:-1] if i - 1 in elapsed]
+wall = f"{statistics.median(gaps) * 1e3:.1f} ms" if gaps else "-"
 m = max(r["peak_memory_bytes"] for r in rows)
 def cell(i):
     v = preds[i]
@@ -148,7 +159,7 @@ def mem(i):
     if v == "-": return "-"
     v = float(v)
     return f"{v / 2**30:.2f} GiB ({100 * (v - m) / m:+.1f}%)"
-print(f"| {name} | {cell(0)} | {cell(2)} | {cell(4)} | {t * 1e3:.1f} ms | "
+print(f"| {name} | {cell(0)} | {cell(2)} | {cell(4)} | {t * 1e3:.1f} ms | {wall} | "
       f"{mem(1)} | {mem(3)} | {m / 2**30:.2f} GiB |")
 PY
 )")
@@ -157,7 +168,7 @@ done
 {
   echo "GPU: $gpu; catalog cluster: $cluster; profile: ${hw[*]:-none}; $steps steps, median of steps 3..$steps"
   echo
-  echo "| config | predicted (catalog) | predicted (probed) | predicted (probed + layers) | measured step | predicted peak (catalog) | predicted peak (probed) | measured peak |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| config | predicted (catalog) | predicted (probed) | predicted (probed + layers) | measured step | wall per step | predicted peak (catalog) | predicted peak (probed) | measured peak |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$out/validate.md"
