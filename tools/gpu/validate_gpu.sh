@@ -7,8 +7,9 @@
 #             HBM bandwidth, launch cost), analytic layers
 #   +layers   the probed HardwareProfile plus the ModelProfile of measured layer times
 # the trainer's measured step (its metrics' step_time_s, median of steps 3..) beside the wall time
-# between its progress lines (a check on the step's clock), and predicted against measured peak memory (the plan's most loaded stage, without the reserve,
-# against the engine's arena peak). Numbers are measured, never asserted.
+# between its progress lines (a check on the step's clock), and predicted against measured peak
+# memory (the plan's most loaded stage, without the reserve, against the engine's arena peak).
+# Numbers are measured, never asserted.
 #
 # Runs from binaries staged into .device (tools/gpu/run_all.sh --stage and
 # tools/gpu/agent_probe.sh --stage). Usage, on the GPU machine:
