@@ -241,8 +241,10 @@ void CostModel::AddStepEnd(int64_t updated_params, int updated_vectors, LayerCos
   // AdamW reads master, grad, m, v and writes master, m, v and the working copy; then the
   // gradient buffers (grad_bytes, a shard under ZeRO-2/3) are zeroed for the next step.
   const Precision& pr = problem_.precision;
-  const double per_updated_param =
-      pr.grad_bytes + pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
+  const double norm_bytes = pr.grad_bytes;
+  const double adamw_bytes =
+      pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
+  const double per_updated_param = norm_bytes + adamw_bytes;
   // Both run tensor by tensor: the norm's two kernels (partial sums, their total) and AdamW's one.
   // A matrix's kernels stream megabytes; a norm weight's or a bias's cost their launches.
   constexpr int kStepKernelsPerTensor = 3;
