@@ -245,12 +245,15 @@ void CostModel::AddStepEnd(int64_t updated_params, int updated_vectors, LayerCos
   const double adamw_bytes =
       pr.master_bytes * 2 + pr.grad_bytes + pr.optimizer_bytes * 2 + pr.param_bytes;
   const double per_updated_param = norm_bytes + adamw_bytes;
-  // Both run tensor by tensor: the norm's two kernels (partial sums, their total) and AdamW's one.
-  // A matrix's kernels stream megabytes; a norm weight's or a bias's cost their launches.
+  // In Cairn's runtime both run tensor by tensor: the norm's two kernels (partial sums, their
+  // total) and AdamW's one. A matrix's kernels stream megabytes; a norm weight's or a bias's cost
+  // their launches. Multi-tensor kernels (megatron-core) batch them.
   constexpr int kStepKernelsPerTensor = 3;
+  const int launches =
+      problem_.runtime.per_tensor_optimizer_kernels ? kStepKernelsPerTensor * updated_vectors : 0;
   c->optimizer_s = hw_.MemoryTime(static_cast<double>(updated_params) * per_updated_param +
                                   static_cast<double>(c->grad_bytes)) +
-                   hw_.LaunchTime(kStepKernelsPerTensor * updated_vectors);
+                   hw_.LaunchTime(launches);
   c->step_sync_s += c->optimizer_s;
 }
 

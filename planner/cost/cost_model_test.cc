@@ -3,6 +3,7 @@
 #include "common/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "planner/cost/evaluate.h"
+#include "planner/cost/runtime_traits.h"
 #include "planner/cost/test_problems.h"
 
 namespace cairn::planner {
@@ -105,6 +106,13 @@ TEST_F(CostModelTest, StepEndPaysTheLaunchesOfOneRowTensors) {
   EXPECT_NEAR(launches.Layer(LayerKind::kBlock, s, ctx_).optimizer_s -
                   cm_.Layer(LayerKind::kBlock, s, ctx_).optimizer_s,
               3 * 2 * 5e-6, 1e-12);
+  // Megatron-Core's multi-tensor kernels batch the tensors: no launch term.
+  SearchProblem megatron = pb;
+  megatron.runtime = MegatronCoreRuntimeTraits();
+  SearchProblem megatron_no_launch = megatron;
+  megatron_no_launch.hardware.kernel_launch_s = 0;
+  EXPECT_NEAR(CostModel(megatron).Layer(LayerKind::kBlock, s, ctx_).optimizer_s,
+              CostModel(megatron_no_launch).Layer(LayerKind::kBlock, s, ctx_).optimizer_s, 1e-15);
   s.tp = 2;
   s.dp = DpMode::kZero3;
   EXPECT_NEAR(launches.Layer(LayerKind::kBlock, s, ctx_).optimizer_s -

@@ -48,6 +48,8 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   //    receives together (send_forward_recv_backward ...) unless --overlap-p2p-comm
   //    (interleaved only): blocking sends.
   //  - linear_qkv and linear_fc1 (gate and up of a gated MLP) are one GEMM each.
+  //  - The optimizer (FusedAdam) and the gradient norm (multi_tensor_l2norm) go through
+  //    multi_tensor_apply: many tensors per launch.
   //  - One TransformerConfig for every layer: one strategy for all blocks (tensor, pipeline,
   //    data parallel, sequence parallel, recomputation); no Ulysses, no ZeRO-2/3, no GPipe;
   //    pipeline splits as MegatronSplitOf describes them (below).
@@ -60,6 +62,7 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   t.blocking_sends = true;
   t.fused_qkv = true;
   t.fused_gate_up = true;
+  t.per_tensor_optimizer_kernels = false;
   t.per_layer_strategies = false;
   t.supports_ulysses = false;
   t.supports_zero2 = false;
