@@ -83,10 +83,9 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
     for (plan::LayerKind kind : kKinds) {
       const char* kind_name = plan::ToString(kind);
       CaseGate gate(shares.Start(absl::StrCat(i, "/", kind_name)), config.lockstep);
-      // Built at the group's first point that runs: its weights, once for all its points.
-      std::unique_ptr<runtime::LayerTimer> timer;
-      absl::Status timer_status = absl::OkStatus();
-      bool built = false;
+      // Built at the group's first point (the points run from the first until the gate closes):
+      // its weights, once for all its points.
+      absl::StatusOr<std::unique_ptr<runtime::LayerTimer>> timer;
       for (size_t p = 0; p < points.size(); ++p) {
         CAIRN_ASSIGN_OR_RETURN(const bool run, gate.Next());
         if (!run) {
@@ -102,16 +101,7 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
         (*m->mutable_params())["micro_batch"] = b;
         (*m->mutable_params())["seq"] = seq;
         (*m->mutable_params())["tp"] = 1;
-        if (!built) {
-          built = true;
-          absl::StatusOr<std::unique_ptr<runtime::LayerTimer>> t =
-              runtime::LayerTimer::Create(model, kind, backend);
-          if (t.ok()) {
-            timer = std::move(*t);
-          } else {
-            timer_status = t.status();
-          }
-        }
+        if (p == 0) timer = runtime::LayerTimer::Create(model, kind, backend);
         // Every rank takes part in the agreement even when its point fails before it (no
         // timer, or the warm-up failed), so the collectives match.
         bool agreed = false;
@@ -123,8 +113,8 @@ absl::Status ProbeLayers(runtime::ComputeBackend* backend, const LayerProbeConfi
           return n;
         };
         absl::StatusOr<runtime::LayerTime> t =
-            timer != nullptr ? timer->Time(b, seq, count)
-                             : absl::StatusOr<runtime::LayerTime>(timer_status);
+            timer.ok() ? (*timer)->Time(b, seq, count)
+                       : absl::StatusOr<runtime::LayerTime>(timer.status());
         if (!agreed) agreement = AgreeIterations(config, 0).status();
         if (!agreement.ok()) return agreement;  // the ranks can no longer agree: the suite fails
         if (!t.ok()) {
