@@ -38,7 +38,8 @@
 //                               neighbours, leave-one-out). Entries of `previous` (same fingerprint) not
 //                               measured this time are kept: a node-local re-probe keeps the
 //                               cross-node tables of an earlier coordinated probe.
-//   overlap_slowdown            the overlap probe's gamma (else `previous`'s, else unset).
+//   overlap_slowdown            the overlap probe's gamma (else `previous`'s, else 1 with a note:
+//                               one rank has no collective to overlap).
 //   source MEASURED; notes      what was measured, by which probe version, when, fit errors,
 //                               copy/add bandwidths (no field of their own in the profile).
 // ModelProfile per model: one LayerTiming per (kind, micro-batch, seq), forward/backward/activation
