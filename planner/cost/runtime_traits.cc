@@ -69,7 +69,7 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   t.supports_zero3 = false;
   t.supports_gpipe = false;
   t.megatron_pipeline_split = true;
-  t.min_interleaved_stages = 3;  // MegatronSplitOf refuses fewer (arguments.py, parallel_state.py)
+  t.min_interleaved_stages = 3;  // arguments.py, parallel_state.py; MegatronSplitOf reads it
   t.grad_dtype_bytes = {4, 2};
   return t;
 }
@@ -186,12 +186,14 @@ absl::StatusOr<MegatronSplit> MegatronSplitOf(const PlanSpec& plan, int num_laye
         absl::StrCat("the chunks do not hold the model's ", L + 2, " layers"));
   }
   if (chunks == 1) return split;
-  if (interleaved && p <= 2) {
+  const int min_stages = MegatronCoreRuntimeTraits().min_interleaved_stages;
+  if (interleaved && p < min_stages) {
     // megatron/training/arguments.py: interleaving without --overlap-p2p-comm asks for more than
     // 2 stages (two stages would exchange several sends and receives per batch); parallel_state's
     // initialize_model_parallel refuses it outright in Megatron-Core releases.
     return absl::UnimplementedError(absl::StrCat(
-        "Megatron-LM's interleaved schedule needs more than 2 pipeline stages; this plan has ", p));
+        "Megatron-LM's interleaved schedule needs more than ", min_stages - 1,
+        " pipeline stages; this plan has ", p));
   }
   std::vector<int> blocks(plan.stage_layers);
   blocks.front() -= 1;
