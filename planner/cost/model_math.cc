@@ -13,7 +13,9 @@ LayerParams BlockParams(const ModelDims& m) {
   // MLP: up (and gate) column-parallel, down row-parallel.
   p.sharded += (m.swiglu ? 3 : 2) * h * f;
   if (m.bias) {
-    p.sharded += h + 2 * kv + f * (m.swiglu ? 2 : 1);  // column-parallel biases
+    // Column-parallel biases of Q, K, V and the up projection; a SwiGLU MLP's gate has none (as
+    // the runtime builds it: runtime/engine/params.cc).
+    p.sharded += h + 2 * kv + f;
     p.replicated += 2 * h;                            // row-parallel output biases
     p.vectors += 6;  // the runtime's bq, bk, bv, bo, b_up, b_down (runtime/engine/params.cc)
   }
