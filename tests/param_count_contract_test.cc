@@ -2,8 +2,9 @@
 // optimizer and communication terms are built from) against the tensors the runtime actually
 // creates (runtime/engine/params.cc), layer by layer, for every combination of the architecture
 // switches (biases, SwiGLU, RMSNorm, rotary or learned positions, tied embeddings, grouped KV heads)
-// and Megatron TP degrees up to the KV head count. Nothing here trains; a mismatch means a plan's
-// predicted memory or step end describes tensors the runtime does not have.
+// and Megatron TP degrees, beyond the kv head count too (each rank then holds a whole kv head).
+// Nothing here trains; a mismatch means a plan's predicted memory or step end describes tensors the
+// runtime does not have.
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -65,11 +66,11 @@ TEST(ParamCountContractTest, PlannerCountsAreTheRuntimesTensors) {
   int checked = 0;
   for (int bits = 0; bits < 64; ++bits) {
     const plan::ModelDims m = Variant(bits);
-    for (int tp : {1, 2, 4}) {
+    for (int tp : {1, 2, 4, 8}) {
       for (int rank = 0; rank < tp; ++rank) {
         const std::string where = absl::StrCat(Describe(m), " tp=", tp, " rank=", rank);
         const runtime::LayerParams block = RuntimeLayer(m, LayerKind::kBlock, tp, rank, false);
-        const planner::LayerParams want_block = planner::BlockParams(m);
+        const planner::LayerParams want_block = planner::BlockParams(m, tp);
         EXPECT_EQ(block.size(), want_block.PerDevice(tp)) << "block, " << where;
         EXPECT_EQ(VectorCount(block), want_block.vectors) << "block vectors, " << where;
 
@@ -86,7 +87,7 @@ TEST(ParamCountContractTest, PlannerCountsAreTheRuntimesTensors) {
       }
     }
   }
-  EXPECT_EQ(checked, 64 * 7);
+  EXPECT_EQ(checked, 64 * 15);
 }
 
 // The whole model, unsharded: the planner's total is the sum of the runtime's layers (the LM head

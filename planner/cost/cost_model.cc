@@ -351,7 +351,7 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   // Parameters on one device (before ZeRO sharding).
   LayerParams params;
   switch (kind) {
-    case LayerKind::kBlock: params = BlockParams(m); break;
+    case LayerKind::kBlock: params = BlockParams(m, weight_split); break;
     case LayerKind::kEmbedding: params = EmbeddingParams(m); break;
     case LayerKind::kHead:
       params = HeadParams(m, !m.tied_embeddings || ctx.pipeline_degree > 1);

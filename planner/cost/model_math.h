@@ -35,7 +35,10 @@ struct LayerParams {
 int HeadDim(const ModelDims& m);
 int KvWidth(const ModelDims& m);
 
-LayerParams BlockParams(const ModelDims& m);
+// One block's tensors over a Megatron TP group of `tp` ranks (PerDevice(tp) is one rank's share).
+// The counts do not depend on tp except when tp exceeds the kv heads: each rank then holds a whole
+// kv head, so the group holds K and V tp / kv_heads times (total() counts every copy).
+LayerParams BlockParams(const ModelDims& m, int tp = 1);
 LayerParams EmbeddingParams(const ModelDims& m);
 // `owns_lm_head`: false when embeddings are tied and the head sits on the embedding's stage.
 LayerParams HeadParams(const ModelDims& m, bool owns_lm_head);
