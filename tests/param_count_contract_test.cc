@@ -44,11 +44,11 @@ std::string Describe(const plan::ModelDims& m) {
 
 // The runtime's tensors of one layer on TP rank `rank` of `tp` (Megatron TP, one data-parallel rank).
 runtime::LayerParams RuntimeLayer(const plan::ModelDims& m, LayerKind kind, int tp, int rank,
-                                  bool owns_lm_head) {
+                                  bool owns_lm_head, bool sp = false) {
   runtime::LayerPlace place;
   place.index = 1;
   place.kind = kind;
-  place.strategy.mode = plan::ParallelMode::kTensor;
+  place.strategy.mode = sp ? plan::ParallelMode::kTensorSequence : plan::ParallelMode::kTensor;
   place.tp = tp;
   place.tp_rank = rank;
   return runtime::LayerParams::Build(m, place, owns_lm_head);
@@ -88,6 +88,41 @@ TEST(ParamCountContractTest, PlannerCountsAreTheRuntimesTensors) {
     }
   }
   EXPECT_EQ(checked, 64 * 15);
+}
+
+// The step end's sums over TP ranks (planner: TpSummedGradients, charged as all-reduces) are the
+// tensors the engine sums: partial replicated tensors over the TP group, shared kv rows over the
+// ranks sharing a kv head.
+TEST(ParamCountContractTest, TpGradientSumsAreTheRuntimesPartialAndSharedTensors) {
+  for (int bits = 0; bits < 64; ++bits) {
+    const plan::ModelDims m = Variant(bits);
+    for (int tp : {1, 2, 4, 8}) {
+      for (bool sp : {false, true}) {
+        for (LayerKind kind : {LayerKind::kEmbedding, LayerKind::kBlock, LayerKind::kHead}) {
+          const runtime::LayerParams p = RuntimeLayer(m, kind, tp, tp - 1, true, sp);
+          planner::TpGradientSums got;
+          for (const runtime::ParamTensor& t : p.tensors()) {
+            if (t.tp_partial) {
+              ++got.partial_tensors;
+              got.partial_elements += t.count();
+            } else if (t.kv_share > 1) {
+              ++got.kv_tensors;
+              got.kv_elements += t.count();
+              got.kv_group = t.kv_share;
+            }
+          }
+          const planner::TpGradientSums want = planner::TpSummedGradients(m, kind, tp, sp);
+          const std::string where = absl::StrCat(Describe(m), " tp=", tp, " sp=", sp, " kind=",
+                                                 static_cast<int>(kind));
+          EXPECT_EQ(got.partial_tensors, want.partial_tensors) << where;
+          EXPECT_EQ(got.partial_elements, want.partial_elements) << where;
+          EXPECT_EQ(got.kv_tensors, want.kv_tensors) << where;
+          EXPECT_EQ(got.kv_elements, want.kv_elements) << where;
+          EXPECT_EQ(got.kv_group, want.kv_group) << where;
+        }
+      }
+    }
+  }
 }
 
 // The whole model, unsharded: the planner's total is the sum of the runtime's layers (the LM head

@@ -250,7 +250,7 @@ void CostModel::AddStepEnd(int64_t updated_params, int updated_vectors, LayerCos
   // their launches. Multi-tensor kernels (megatron-core) batch them.
   constexpr int kStepKernelsPerTensor = 3;
   const int launches =
-      problem_.runtime.per_tensor_optimizer_kernels ? kStepKernelsPerTensor * updated_vectors : 0;
+      problem_.runtime.per_tensor_step_end ? kStepKernelsPerTensor * updated_vectors : 0;
   c->optimizer_s = hw_.MemoryTime(static_cast<double>(updated_params) * per_updated_param +
                                   static_cast<double>(c->grad_bytes)) +
                    hw_.LaunchTime(launches);
@@ -428,7 +428,9 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   AddDataParallel(kind, s, ctx, on_device, &c);
   if (kind == LayerKind::kHead && m.tied_embeddings && ctx.pipeline_degree > 1) {
     const double bytes = static_cast<double>(on_device) * pr.grad_bytes;
-    c.step_sync_s += hw_.CollectiveTime(CollectiveOp::kAllReduce, 2, true, bytes);
+    const double sum_s = hw_.CollectiveTime(CollectiveOp::kAllReduce, 2, true, bytes);
+    c.step_sync_s += sum_s;
+    c.dp_comm_exposed_s += sum_s;  // the breakdown's exposed gradient synchronisation
   }
 
   // Memory: model states per ZeRO level.
@@ -444,6 +446,24 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   AddMemory(kind, s, samples, &c);
   AddStepEnd(held == DpMode::kDdp ? on_device : shard,
              held == DpMode::kDdp ? params.vectors : CeilDiv(params.vectors, shard_group), &c);
+  // The step end's sums over TP ranks (Engine::ReduceAndUpdate, before the gradient norm): one
+  // all-reduce per tensor, each over the rank's updated range (under ZeRO a 1/shard_group part
+  // of the layer's tensors and elements).
+  if (!ulysses && s.tp > 1) {
+    const TpGradientSums sums =
+        TpSummedGradients(m, kind, s.tp, s.mode == ParallelMode::kTensorSequence);
+    const int part = held == DpMode::kDdp ? 1 : shard_group;
+    auto all_reduces = [&](int group, int tensors, int64_t elements) {
+      if (tensors == 0) return 0.0;
+      const int calls = problem_.runtime.per_tensor_step_end ? CeilDiv(tensors, part) : 1;
+      const double bytes = static_cast<double>(elements) / part * pr.grad_bytes;
+      const GroupPlacement spans = hw_.Placement(group, s.tp_consecutive ? 1 : dp);
+      return calls * hw_.CollectiveTime(CollectiveOp::kAllReduce, group, spans, bytes / calls);
+    };
+    c.tp_grad_sum_s = all_reduces(s.tp, sums.partial_tensors, sums.partial_elements) +
+                      all_reduces(sums.kv_group, sums.kv_tensors, sums.kv_elements);
+    c.step_sync_s += c.tp_grad_sum_s;
+  }
   // What the runtime's overlapped data parallelism holds (runtime/engine, docs/cost-model.md
   // "Memory").
   c.own_transient_bytes = c.transient_bytes;

@@ -62,6 +62,9 @@ struct LayerCost {
   double dp_comm_hidden_s = 0;     // data-parallel communication hidden under compute, per step
   double tp_comm_hidden_s = 0;     // TP/SP communication hidden under GEMMs, per step
   double optimizer_s = 0;
+  // Per optimizer step, in step_sync_s: the step end's all-reduces of gradients summed over TP
+  // ranks (TpSummedGradients: partial replicated tensors, shared kv heads).
+  double tp_grad_sum_s = 0;
 
   // Memory on one device.
   int64_t param_bytes = 0;

@@ -82,6 +82,35 @@ TEST_F(CostModelTest, ZeroLevelsShardModelStates) {
   EXPECT_GT(c.forward_s, c.compute_forward_s + c.tp_comm_forward_s);
 }
 
+// Under TP+SP each TP rank's RMSNorm weight gradients are partial sums over the TP group: the step
+// end all-reduces each (Engine::ReduceAndUpdate): 2 norms of 1024 fp32 elements, all-reduce over 2
+// ranks = 10 us + 4096 B / 100 GB/s each. Plain TP holds whole norm gradients (no bias here).
+TEST_F(CostModelTest, StepEndSumsPartialGradientsOverTensorParallelRanks) {
+  Strategy s;
+  s.tp = 2;
+  s.mode = ParallelMode::kTensor;
+  EXPECT_EQ(cm_.Layer(LayerKind::kBlock, s, ctx_).tp_grad_sum_s, 0);
+  s.mode = ParallelMode::kTensorSequence;
+  const LayerCost sp = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(sp.tp_grad_sum_s, 2 * (10e-6 + 4096 / 100e9), 1e-15);
+  // In step_sync_s: the same layer without the sums is that much faster at the step's end.
+  s.mode = ParallelMode::kTensor;
+  const LayerCost tp = cm_.Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_NEAR(sp.step_sync_s - sp.tp_grad_sum_s - sp.optimizer_s,
+              tp.step_sync_s - tp.optimizer_s, 1e-9);
+  // ZeRO-1 over the 4 data-parallel ranks: a rank's updated range holds ceil(2 / 4) = 1 of them
+  // and a quarter of the elements.
+  s.mode = ParallelMode::kTensorSequence;
+  s.dp = DpMode::kZero1;
+  EXPECT_NEAR(cm_.Layer(LayerKind::kBlock, s, ctx_).tp_grad_sum_s, 10e-6 + 2048 / 100e9, 1e-15);
+  // Megatron-Core coalesces them: one all-reduce of both.
+  SearchProblem megatron = pb_;
+  megatron.runtime = MegatronCoreRuntimeTraits();
+  s.dp = DpMode::kDdp;
+  EXPECT_NEAR(CostModel(megatron).Layer(LayerKind::kBlock, s, ctx_).tp_grad_sum_s,
+              10e-6 + 8192 / 100e9, 1e-15);
+}
+
 TEST_F(CostModelTest, DdpSyncOverlapsBackward) {
   Strategy s;  // tp=1, dp=8, 11,798,528 params per device
   const LayerCost c = cm_.Layer(LayerKind::kBlock, s, ctx_);

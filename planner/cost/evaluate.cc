@@ -168,7 +168,7 @@ ChunkCost CostChunk(const CostModel& cm, const PlanSpec& plan, int chunk) {
     cc.forward_compute_s += c.compute_forward_s;
     cc.backward_compute_s += c.compute_backward_s;
     cc.compute_s += m * (c.compute_forward_s + c.compute_backward_s);
-    cc.tp_comm_s += m * (c.tp_comm_forward_s + c.tp_comm_backward_s);
+    cc.tp_comm_s += m * (c.tp_comm_forward_s + c.tp_comm_backward_s) + c.tp_grad_sum_s;
     cc.tp_comm_hidden_s += c.tp_comm_hidden_s;
     cc.dp_comm_s += c.dp_comm_exposed_s;
     cc.dp_comm_hidden_s += c.dp_comm_hidden_s;

@@ -44,6 +44,37 @@ LayerParams HeadParams(const ModelDims& m, bool owns_lm_head) {
   return p;
 }
 
+TpGradientSums TpSummedGradients(const ModelDims& m, LayerKind kind, int tp,
+                                 bool sequence_parallel) {
+  TpGradientSums g;
+  if (tp <= 1) return g;
+  const int64_t h = m.hidden;
+  const int norms = m.rms_norm ? 1 : 2;  // tensors of one norm (weight, and bias)
+  auto partial = [&](int tensors, int64_t each) {
+    g.partial_tensors += tensors;
+    g.partial_elements += tensors * each;
+  };
+  switch (kind) {
+    case LayerKind::kEmbedding:
+      if (!m.rope) partial(1, static_cast<int64_t>(m.max_seq_len) * h);
+      break;
+    case LayerKind::kBlock:
+      if (sequence_parallel) partial(2 * norms, h);
+      if (m.bias) partial(2, h);  // attention output and MLP down biases
+      if (tp > m.num_kv_heads) {
+        g.kv_group = tp / m.num_kv_heads;
+        const int64_t rows = HeadDim(m);  // one kv head of K and of V on each rank
+        g.kv_tensors = m.bias ? 4 : 2;
+        g.kv_elements = 2 * rows * h + (m.bias ? 2 * rows : 0);
+      }
+      break;
+    case LayerKind::kHead:
+      if (sequence_parallel) partial(norms, h);
+      break;
+  }
+  return g;
+}
+
 int64_t TotalParams(const ModelDims& m) {
   return EmbeddingParams(m).total() + m.num_layers * BlockParams(m).total() +
          HeadParams(m, !m.tied_embeddings).total();

@@ -45,6 +45,20 @@ LayerParams HeadParams(const ModelDims& m, bool owns_lm_head);
 // All parameters of the model (tied matrix counted once).
 int64_t TotalParams(const ModelDims& m);
 
+// Gradients one TP rank sums with other TP ranks at the step's end (Megatron TP, not Ulysses),
+// as runtime/engine/engine.cc does before the optimizer: tensors every TP rank holds whole whose
+// gradients are partial sums (row-parallel output biases, learned positions, and the norms under
+// sequence parallelism) over the TP group, and K/V rows shared by tp / kv_heads ranks when TP
+// exceeds the kv heads over that smaller group. Elements are one rank's.
+struct TpGradientSums {
+  int partial_tensors = 0;
+  int64_t partial_elements = 0;
+  int kv_tensors = 0;
+  int64_t kv_elements = 0;
+  int kv_group = 1;  // ranks sharing one kv head
+};
+TpGradientSums TpSummedGradients(const ModelDims& m, LayerKind kind, int tp, bool sequence_parallel);
+
 // Matrix parameters a token multiplies through in one block (for FLOP counts).
 int64_t BlockMatmulParams(const ModelDims& m);
 

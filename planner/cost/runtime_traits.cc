@@ -62,7 +62,7 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   t.blocking_sends = true;
   t.fused_qkv = true;
   t.fused_gate_up = true;
-  t.per_tensor_optimizer_kernels = false;
+  t.per_tensor_step_end = false;
   t.per_layer_strategies = false;
   t.supports_ulysses = false;
   t.supports_zero2 = false;

@@ -153,10 +153,12 @@ struct RuntimeTraits {
   // for their many operations. Seconds; 0 = not measured (neither built-in runtime has a
   // measurement yet; docs/cost-model.md).
   double op_overhead_s = 0;
-  // The optimizer step's gradient norm and AdamW run one kernel (set) per tensor, so each of a
-  // layer's one-row tensors (norms, biases) costs launches; false: multi-tensor kernels batch them
-  // (Apex / Transformer Engine FusedAdam and multi_tensor_l2norm).
-  bool per_tensor_optimizer_kernels = true;
+  // The step's end works tensor by tensor: the gradient norm and AdamW run one kernel (set) per
+  // tensor, so each of a layer's one-row tensors (norms, biases) costs launches, and each
+  // gradient summed over TP ranks is its own all-reduce. false: multi-tensor kernels batch them
+  // (Apex / Transformer Engine FusedAdam and multi_tensor_l2norm) and the TP sums are coalesced
+  // (Megatron's all-reduce of the flattened norm gradients): one call per layer.
+  bool per_tensor_step_end = true;
   // Layer structure: Q, K, V as one GEMM (else three) and the SwiGLU gate and up as one.
   bool fused_qkv = false;
   bool fused_gate_up = false;
