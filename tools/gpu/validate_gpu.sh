@@ -38,7 +38,12 @@ llama_shapes 4
 MODELS=gpt2-124m,/tmp/llama3-8b-l4.json,/tmp/llama2-7b-l4.json
 
 # name | model | global batch | seq | evaluate flags (one GPU: dp 1, so the dp mode is moot)
+# The two llama-tiny rows are launch-bound (a few microseconds of GEMMs per kernel): their
+# measured minus predicted step is the runtime's fixed cost per step and per micro-batch that the
+# model does not charge (op_overhead_s, host-side work), one micro-batch against eight.
 CONFIGS=(
+  "tiny-b1-s256|llama-tiny|1|256|--micro-batches 1"
+  "tiny-b8-s256-m8|llama-tiny|8|256|--micro-batches 8"
   "gpt2-b4-s1024|gpt2-124m|4|1024|--micro-batches 1"
   "gpt2-b8-s1024-m2|gpt2-124m|8|1024|--micro-batches 2"
   "gpt2-b4-s1024-rc|gpt2-124m|4|1024|--micro-batches 1 --recompute"
