@@ -178,3 +178,22 @@ done
   echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } | tee "$out/validate.md"
+
+# The fixed costs the model does not charge, from the two launch-bound rows: measured minus
+# predicted (probed profile) = a + m b for m micro-batches, so b = (r8 - r1) / 7 and a = r1 - b.
+python3 - "$out/runs" <<'PY' | tee -a "$out/validate.md"
+import json, os, statistics, sys
+runs = sys.argv[1]
+def residual(name):
+    metrics, plan = f"{runs}/{name}.jsonl", f"{runs}/{name}.probed.json"
+    if not (os.path.exists(metrics) and os.path.exists(plan)):
+        return None
+    rows = [json.loads(l) for l in open(metrics) if l.strip()]
+    measured = statistics.median([r["step_time_s"] for r in rows[2:]] or [rows[-1]["step_time_s"]])
+    return measured - json.load(open(plan))["prediction"]["step_time_s"]
+r1, r8 = residual("tiny-b1-s256"), residual("tiny-b8-s256-m8")
+if r1 is not None and r8 is not None:
+    b = (r8 - r1) / 7
+    print(f"\nUncharged fixed costs (llama-tiny rows, measured - predicted on the probed profile): "
+          f"{(r1 - b) * 1e6:.0f} us per step + {b * 1e6:.0f} us per micro-batch")
+PY
