@@ -426,6 +426,21 @@ TEST(MegatronTest, EqualSlotChunksAreTheAccountForFlags) {
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("this plan runs interleaved")));
 }
 
+// Megatron-Core never replicates kv heads over TP ranks: the export refuses TP above the kv head
+// count, as the megatron-core traits do (one reason each, from the same rule).
+TEST(MegatronTest, RefusesTensorParallelismBeyondTheKvHeads) {
+  SearchProblem pb = Blocks(6);
+  pb.model.num_kv_heads = 1;
+  const PlanSpec plan = BlockPlan(6, {2, 2, 2, 2}, 1);  // TP 2
+  EXPECT_THAT(ExportPlan("megatron", pb, plan),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("splits 1 kv heads over TP 2")));
+  EXPECT_THAT(planner::CheckRuntimeSupports(planner::MegatronCoreRuntimeTraits(), plan, pb.model),
+              HasSubstr("TP 2 exceeds the model's 1 kv heads"));
+  pb.model.num_kv_heads = 2;
+  EXPECT_TRUE(ExportPlan("megatron", pb, plan).ok());
+}
+
 // One validator: every split of the 6-block model into 2 or 4 chunks (1F1B and interleaved) is
 // rendered by the Megatron export exactly when the megatron-core runtime traits accept it, and
 // refused with the same reason otherwise.
@@ -441,8 +456,9 @@ TEST(MegatronTest, ExportsExactlyWhatTheMegatronCoreTraitsAccept) {
         if (i == chunks - 1) {
           parts[i] = left;
           const PlanSpec plan = BlockPlan(6, parts, v);
-          const std::string why = planner::CheckRuntimeSupports(mc, plan, 6);
-          absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", Blocks(6), plan);
+          const SearchProblem pb = Blocks(6);
+          const std::string why = planner::CheckRuntimeSupports(mc, plan, pb.model);
+          absl::StatusOr<ExportedPlan> e = ExportPlan("megatron", pb, plan);
           EXPECT_EQ(e.ok(), why.empty()) << absl::StrJoin(parts, ",") << " v=" << v << ": " << why;
           if (!e.ok()) {
             EXPECT_THAT(why, HasSubstr(std::string(e.status().message())));

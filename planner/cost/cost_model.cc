@@ -9,6 +9,7 @@
 #include "common/plan/validate.h"
 #include "common/math.h"
 #include "planner/cost/model_math.h"
+#include "planner/cost/runtime_traits.h"
 
 namespace cairn::planner {
 
@@ -339,6 +340,13 @@ LayerCost CostModel::Layer(LayerKind kind, const Strategy& s, const StageContext
   if (!why.empty()) {
     c.valid = false;
     c.invalid_reason = why;
+    return c;
+  }
+  if (std::string runtime_why =
+          CheckRuntimeSupportsLayer(problem_.runtime, problem_.model, kind, s);
+      !runtime_why.empty()) {
+    c.valid = false;
+    c.invalid_reason = runtime_why;
     return c;
   }
   const ModelDims& m = problem_.model;

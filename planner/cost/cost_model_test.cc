@@ -1,6 +1,7 @@
 #include "planner/cost/cost_model.h"
 
 #include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/cost/evaluate.h"
 #include "planner/cost/runtime_traits.h"
@@ -109,6 +110,22 @@ TEST_F(CostModelTest, StepEndSumsPartialGradientsOverTensorParallelRanks) {
   s.dp = DpMode::kDdp;
   EXPECT_NEAR(CostModel(megatron).Layer(LayerKind::kBlock, s, ctx_).tp_grad_sum_s,
               10e-6 + 8192 / 100e9, 1e-15);
+}
+
+// A block the runtime cannot run is invalid, so the search never picks it: Megatron-Core does not
+// replicate kv heads, so TP 8 over 4 kv heads is refused under its traits and costed under Cairn's.
+TEST_F(CostModelTest, LayersTheRuntimeCannotRunAreInvalid) {
+  SearchProblem pb = pb_;
+  pb.model.num_kv_heads = 4;
+  Strategy s;
+  s.tp = 8;
+  EXPECT_TRUE(CostModel(pb).Layer(LayerKind::kBlock, s, ctx_).valid);
+  pb.runtime = MegatronCoreRuntimeTraits();
+  const LayerCost c = CostModel(pb).Layer(LayerKind::kBlock, s, ctx_);
+  EXPECT_FALSE(c.valid);
+  EXPECT_THAT(c.invalid_reason, ::testing::HasSubstr("exceeds the model's 4 kv heads"));
+  s.tp = 4;
+  EXPECT_TRUE(CostModel(pb).Layer(LayerKind::kBlock, s, ctx_).valid);
 }
 
 TEST_F(CostModelTest, DdpSyncOverlapsBackward) {

@@ -346,7 +346,7 @@ absl::StatusOr<Evaluation> Evaluate(const CostModel& cm, const PlanSpec& plan) {
   // The contract's verdict (what the runtime would refuse), each problem once; then what the
   // runtime the plan is costed for cannot run.
   e.violations = plan::ValidatePlan(pb.model, plan, pb.hardware.num_devices(), pb.seq_len);
-  if (std::string why = CheckRuntimeSupports(pb.runtime, plan, pb.model.num_layers);
+  if (std::string why = CheckRuntimeSupports(pb.runtime, plan, pb.model);
       !why.empty()) {
     e.violations.push_back(why);
   }

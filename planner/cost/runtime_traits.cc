@@ -65,6 +65,8 @@ RuntimeTraits MegatronCoreRuntimeTraits() {
   t.per_tensor_step_end = false;
   t.per_layer_strategies = false;
   t.supports_ulysses = false;
+  // TransformerConfig: num_query_groups must be a multiple of tensor_model_parallel_size.
+  t.supports_kv_head_replication = false;
   t.supports_zero2 = false;
   t.supports_zero3 = false;
   t.supports_gpipe = false;
@@ -94,16 +96,35 @@ void RestrictSpaceToRuntime(const RuntimeTraits& t, SearchSpace* space) {
   if (!t.per_layer_strategies) space->uniform_layers = true;
 }
 
-std::string CheckRuntimeSupports(const RuntimeTraits& t, const PlanSpec& plan, int num_layers) {
-  const int L = num_layers;
+std::string CheckRuntimeSupportsLayer(const RuntimeTraits& t, const ModelDims& model,
+                                      LayerKind kind, const Strategy& s) {
+  if (!t.supports_ulysses && s.ulysses()) {
+    return absl::StrCat("the ", t.name, " runtime has no Ulysses sequence parallelism");
+  }
+  if ((!t.supports_zero2 && s.dp == DpMode::kZero2) ||
+      (!t.supports_zero3 && s.dp == DpMode::kZero3)) {
+    return absl::StrCat("the ", t.name, " runtime has no ", ToString(s.dp));
+  }
+  if (!t.supports_kv_head_replication && kind == LayerKind::kBlock && !s.ulysses() &&
+      s.tp > model.num_kv_heads) {
+    return absl::StrCat("the ", t.name, " runtime splits key/value heads over TP ranks without "
+                        "replicating them: TP ", s.tp, " exceeds the model's ",
+                        model.num_kv_heads, " kv heads");
+  }
+  return "";
+}
+
+std::string CheckRuntimeSupports(const RuntimeTraits& t, const PlanSpec& plan,
+                                 const ModelDims& model) {
+  const int L = model.num_layers;
   if (plan.layers.size() != static_cast<size_t>(L + 2)) return "";  // the contract reports it
-  for (const Strategy& s : plan.layers) {
-    if (!t.supports_ulysses && s.ulysses()) {
-      return absl::StrCat("the ", t.name, " runtime has no Ulysses sequence parallelism");
-    }
-    if ((!t.supports_zero2 && s.dp == DpMode::kZero2) ||
-        (!t.supports_zero3 && s.dp == DpMode::kZero3)) {
-      return absl::StrCat("the ", t.name, " runtime has no ", ToString(s.dp));
+  for (size_t i = 0; i < plan.layers.size(); ++i) {
+    const LayerKind kind = i == 0 ? LayerKind::kEmbedding
+                                  : (i == plan.layers.size() - 1 ? LayerKind::kHead
+                                                                 : LayerKind::kBlock);
+    if (std::string why = CheckRuntimeSupportsLayer(t, model, kind, plan.layers[i]);
+        !why.empty()) {
+      return why;
     }
   }
   if (!t.supports_gpipe && plan.schedule == Schedule::kGPipe && plan.pipeline_degree() > 1) {

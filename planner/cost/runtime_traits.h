@@ -49,7 +49,11 @@ void RestrictSpaceToRuntime(const RuntimeTraits& traits, SearchSpace* space);
 // contract's own rules see common/plan/validate.h; these are the runtime's extra limits. Under
 // `megatron_pipeline_split` the stage split is MegatronSplitOf's verdict.
 std::string CheckRuntimeSupports(const RuntimeTraits& traits, const PlanSpec& plan,
-                                 int num_layers);
+                                 const ModelDims& model);
+// The same for one layer's strategy (what CheckRuntimeSupports checks per layer; the cost model
+// marks a layer the runtime cannot run invalid, so the search never picks it).
+std::string CheckRuntimeSupportsLayer(const RuntimeTraits& traits, const ModelDims& model,
+                                      LayerKind kind, const Strategy& s);
 
 // --- Pipeline splits -----------------------------------------------------------------------
 //

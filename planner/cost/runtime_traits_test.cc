@@ -9,6 +9,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// A model of `layers` blocks with 8 kv heads (what CheckRuntimeSupports reads of a model).
+ModelDims Layers(int layers) {
+  ModelDims m;
+  m.num_layers = layers;
+  m.num_heads = m.num_kv_heads = 8;
+  return m;
+}
+
 TEST(RuntimeTraitsTest, LooksUpByName) {
   ASSERT_OK_AND_ASSIGN(RuntimeTraits c, RuntimeTraitsByName(""));
   EXPECT_EQ(c.name, "cairn");
@@ -47,17 +55,32 @@ TEST(RuntimeTraitsTest, ChecksPlansAgainstTheRuntime) {
   p.stage_layers = {2, 1, 1, 1, 1, 2};  // 6 blocks on 3 stages x 2 chunks, one per chunk
   p.layers.assign(8, Strategy{.tp = 2, .mode = ParallelMode::kTensorSequence, .dp = DpMode::kZero1});
   const RuntimeTraits mc = MegatronCoreRuntimeTraits();
-  EXPECT_EQ(CheckRuntimeSupports(mc, p, 6), "");
+  EXPECT_EQ(CheckRuntimeSupports(mc, p, Layers(6)), "");
   p.stage_layers = {3, 1, 1, 1, 1, 1};  // 2 blocks in chunk 0
-  EXPECT_THAT(CheckRuntimeSupports(mc, p, 6),
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, Layers(6)),
               HasSubstr("this plan's model chunks hold 2, 1, 1, 1, 1, 0 blocks"));
   p.stage_layers = {2, 1, 1, 1, 1, 2};
   p.layers[2].dp = DpMode::kZero3;
-  EXPECT_THAT(CheckRuntimeSupports(mc, p, 6), HasSubstr("no zero3"));
-  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), p, 6), "");
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, Layers(6)), HasSubstr("no zero3"));
+  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), p, Layers(6)), "");
   p.layers[2].dp = DpMode::kZero1;
   p.layers[3].recompute = true;
-  EXPECT_THAT(CheckRuntimeSupports(mc, p, 6), HasSubstr("one strategy to every block"));
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, Layers(6)), HasSubstr("one strategy to every block"));
+  p.layers[3].recompute = false;
+  // Megatron-Core splits kv heads over TP ranks and never replicates them (TransformerConfig:
+  // num_query_groups % tensor_model_parallel_size == 0); Cairn's runtime replicates them.
+  ModelDims two_kv = Layers(6);
+  two_kv.num_kv_heads = 2;
+  EXPECT_EQ(CheckRuntimeSupports(mc, p, two_kv), "");  // TP 2 over 2 kv heads
+  for (Strategy& s : p.layers) s.tp = 4;
+  EXPECT_THAT(CheckRuntimeSupports(mc, p, two_kv), HasSubstr("TP 4 exceeds the model's 2 kv heads"));
+  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), p, two_kv), "");
+  Strategy ulysses{.tp = 4, .mode = ParallelMode::kUlysses, .dp = DpMode::kDdp};
+  EXPECT_EQ(CheckRuntimeSupportsLayer(MegatronCoreRuntimeTraits(), two_kv, LayerKind::kBlock,
+                                      Strategy{.tp = 2, .mode = ParallelMode::kTensor}),
+            "");
+  EXPECT_THAT(CheckRuntimeSupportsLayer(mc, two_kv, LayerKind::kBlock, ulysses),
+              HasSubstr("no Ulysses"));
 }
 
 // A 1F1B or interleaved plan of `chunks` (stage_layers) for `num_layers` blocks, one strategy.
@@ -161,13 +184,13 @@ TEST(RuntimeTraitsTest, MegatronSplitSaysWhichFlagsCutThePlan) {
                                        HasSubstr("more than 2 pipeline stages")));
   // The traits say the same, and Cairn's runtime takes any of them.
   const RuntimeTraits mc = MegatronCoreRuntimeTraits();
-  EXPECT_THAT(CheckRuntimeSupports(mc, SplitPlan(9, 1, {3, 3, 2, 3}), 9),
+  EXPECT_THAT(CheckRuntimeSupports(mc, SplitPlan(9, 1, {3, 3, 2, 3}), Layers(9)),
               HasSubstr("megatron-core runtime cannot cut these stages"));
-  EXPECT_EQ(CheckRuntimeSupports(mc, SplitPlan(126, 2, std::vector<int>(32, 4)), 126), "");
-  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), SplitPlan(9, 1, {3, 3, 2, 3}), 9), "");
-  EXPECT_THAT(CheckRuntimeSupports(mc, SplitPlan(8, 2, {3, 2, 2, 3}), 8),
+  EXPECT_EQ(CheckRuntimeSupports(mc, SplitPlan(126, 2, std::vector<int>(32, 4)), Layers(126)), "");
+  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), SplitPlan(9, 1, {3, 3, 2, 3}), Layers(9)), "");
+  EXPECT_THAT(CheckRuntimeSupports(mc, SplitPlan(8, 2, {3, 2, 2, 3}), Layers(8)),
               HasSubstr("needs more than 2 pipeline stages"));
-  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), SplitPlan(8, 2, {3, 2, 2, 3}), 8), "");
+  EXPECT_EQ(CheckRuntimeSupports(CairnRuntimeTraits(), SplitPlan(8, 2, {3, 2, 2, 3}), Layers(8)), "");
 }
 
 }  // namespace

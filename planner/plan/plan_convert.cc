@@ -177,6 +177,12 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
     return absl::UnimplementedError(absl::StrCat("Megatron-LM has no ", ToString(b.dp),
                                                  " (only DDP and the distributed optimizer)"));
   }
+  if (b.tp > problem.model.num_kv_heads) {
+    return absl::UnimplementedError(absl::StrCat(
+        "Megatron-LM needs the kv heads to be a multiple of the TP degree (num_query_groups % "
+        "tensor_model_parallel_size == 0); this plan splits ", problem.model.num_kv_heads,
+        " kv heads over TP ", b.tp));
+  }
   for (int i : {0, L + 1}) {
     if (plan.layers[i].tp != b.tp || plan.layers[i].dp != b.dp) {
       return absl::UnimplementedError(

@@ -165,6 +165,9 @@ struct RuntimeTraits {
   // What plans the runtime runs.
   bool per_layer_strategies = true;   // false: one strategy for every block
   bool supports_ulysses = true;
+  // Megatron TP over more ranks than the model has kv heads (each rank then holds one whole kv
+  // head, replicated over tp / kv_heads ranks, its gradient summed over them).
+  bool supports_kv_head_replication = true;
   bool supports_zero2 = true;
   bool supports_zero3 = true;
   bool supports_gpipe = true;

@@ -274,7 +274,7 @@ TEST(SearchTest, MegatronCoreSearchCutsEqualSlotsWhenBlocksDoNotDivide) {
     EXPECT_EQ(plan.virtual_stages, 2);
     EXPECT_EQ(plan.stage_layers, (std::vector<int>{2, 2, 2, 2, 2, 2}));
     EXPECT_TRUE(r.evaluations[i].valid) << r.evaluations[i].violations.front();
-    EXPECT_EQ(CheckRuntimeSupports(mc, plan, 10), "");
+    EXPECT_EQ(CheckRuntimeSupports(mc, plan, pb.model), "");
     ASSERT_OK_AND_ASSIGN(MegatronSplit split, MegatronSplitOf(plan, 10));
     EXPECT_TRUE(split.account_for_embedding_and_loss);
     EXPECT_EQ(split.layers_per_virtual_stage, 2);
@@ -317,7 +317,7 @@ TEST(SearchTest, MegatronCoreUniformStagesKeepTheMiddleEqual) {
   ASSERT_OK_AND_ASSIGN(SearchResult r, Search(pb));
   ASSERT_FALSE(r.plans.empty()) << r.infeasible_reason;
   EXPECT_EQ(r.plans[0].stage_layers, (std::vector<int>{2, 2, 2, 2}));
-  EXPECT_EQ(CheckRuntimeSupports(mc, r.plans[0], 6), "");
+  EXPECT_EQ(CheckRuntimeSupports(mc, r.plans[0], pb.model), "");
   for (const BaselineResult& b : r.baselines) {
     if (b.feasible) {
       EXPECT_EQ(b.plan.stage_layers, (std::vector<int>{2, 2, 2, 2})) << b.family;
