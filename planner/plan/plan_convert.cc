@@ -162,27 +162,14 @@ absl::StatusOr<cairn::v1::Plan> PlanFromJson(const std::string& json) {
 
 absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const PlanSpec& plan) {
   const int L = problem.model.num_layers;
+  // What Megatron-LM runs at all is the megatron-core runtime traits' one check (one strategy for
+  // every block, no Ulysses, no ZeRO-2/3, no GPipe, kv heads split but never replicated, the
+  // stage split); the flags below only spell a plan it accepts.
+  if (std::string why = CheckRuntimeSupports(MegatronCoreRuntimeTraits(), plan, problem.model);
+      !why.empty()) {
+    return absl::UnimplementedError(why);
+  }
   const Strategy& b = plan.layers[1];
-  for (int i = 1; i <= L; ++i) {
-    if (plan.layers[i] != b) {
-      return absl::UnimplementedError(
-          "Megatron-LM applies one strategy to every block; this plan mixes strategies across "
-          "layers");
-    }
-  }
-  if (b.mode == ParallelMode::kUlysses && b.tp > 1) {
-    return absl::UnimplementedError("Megatron-LM has no Ulysses sequence parallelism");
-  }
-  if (b.dp == DpMode::kZero2 || b.dp == DpMode::kZero3) {
-    return absl::UnimplementedError(absl::StrCat("Megatron-LM has no ", ToString(b.dp),
-                                                 " (only DDP and the distributed optimizer)"));
-  }
-  if (b.tp > problem.model.num_kv_heads) {
-    return absl::UnimplementedError(absl::StrCat(
-        "Megatron-LM needs the kv heads to be a multiple of the TP degree (num_query_groups % "
-        "tensor_model_parallel_size == 0); this plan splits ", problem.model.num_kv_heads,
-        " kv heads over TP ", b.tp));
-  }
   for (int i : {0, L + 1}) {
     if (plan.layers[i].tp != b.tp || plan.layers[i].dp != b.dp) {
       return absl::UnimplementedError(
@@ -199,9 +186,6 @@ absl::StatusOr<std::string> MegatronFlags(const SearchProblem& problem, const Pl
   if (b.recompute) {
     absl::StrAppend(&out,
                     " --recompute-granularity full --recompute-method uniform --recompute-num-layers 1");
-  }
-  if (plan.schedule == Schedule::kGPipe && p > 1) {
-    return absl::UnimplementedError("Megatron-LM runs 1F1B, not GPipe");
   }
   // The stage split, as the megatron-core runtime traits accept it (one check:
   // planner/cost/runtime_traits.h MegatronSplitOf).
