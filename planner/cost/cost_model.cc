@@ -106,9 +106,9 @@ void CostModel::Compute(LayerKind kind, const Strategy& s, int samples, double* 
   switch (kind) {
     case LayerKind::kBlock: {
       // Local heads: h / t query heads; key/value heads split over t or replicated when t exceeds
-      // them (each rank keeps one); Ulysses projects all heads of its sequence shard.
+      // them (KvHeadsOverTp: each rank keeps one); Ulysses projects all heads of its sequence shard.
       const double q_cols = ulysses ? h : h / w;
-      const double kv_cols = ulysses ? KvWidth(m) : std::max(KvWidth(m) / w, d);
+      const double kv_cols = ulysses ? KvWidth(m) : KvHeadsOverTp(m, s.tp) * d / w;
       if (rt.fused_qkv) {
         gemm(tokens, q_cols + 2 * kv_cols, h);
       } else {

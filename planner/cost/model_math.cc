@@ -6,12 +6,11 @@ namespace cairn::planner {
 
 int HeadDim(const ModelDims& m) { return m.hidden / m.num_heads; }
 int KvWidth(const ModelDims& m) { return m.num_kv_heads * HeadDim(m); }
+int KvHeadsOverTp(const ModelDims& m, int tp) { return std::max(m.num_kv_heads, tp); }
 
 LayerParams BlockParams(const ModelDims& m, int tp) {
   const int64_t h = m.hidden, f = m.ffn_hidden;
-  // Key/value width over the TP group: with more ranks than kv heads each rank holds one whole
-  // kv head (replicated over tp / kv_heads ranks, as the runtime does), so the group holds tp.
-  const int64_t kv = static_cast<int64_t>(std::max(m.num_kv_heads, tp)) * HeadDim(m);
+  const int64_t kv = static_cast<int64_t>(KvHeadsOverTp(m, tp)) * HeadDim(m);  // over the group
   LayerParams p;
   // Attention: Q (h x h), K and V (h x kv each) column-parallel, output (h x h) row-parallel.
   p.sharded += h * h + 2 * h * kv + h * h;

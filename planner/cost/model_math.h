@@ -34,10 +34,13 @@ struct LayerParams {
 // Head dimension and the width of the key (or value) projection.
 int HeadDim(const ModelDims& m);
 int KvWidth(const ModelDims& m);
+// Key/value heads a Megatron TP group of `tp` ranks holds: the model's, or tp when TP exceeds them
+// (each rank then keeps one whole head, replicated over tp / kv_heads ranks, as the runtime does).
+int KvHeadsOverTp(const ModelDims& m, int tp);
 
 // One block's tensors over a Megatron TP group of `tp` ranks (PerDevice(tp) is one rank's share).
-// The counts do not depend on tp except when tp exceeds the kv heads: each rank then holds a whole
-// kv head, so the group holds K and V tp / kv_heads times (total() counts every copy).
+// The counts do not depend on tp except when tp exceeds the kv heads (KvHeadsOverTp): the group
+// then holds K and V tp / kv_heads times (total() counts every copy).
 LayerParams BlockParams(const ModelDims& m, int tp = 1);
 LayerParams EmbeddingParams(const ModelDims& m);
 // `owns_lm_head`: false when embeddings are tied and the head sits on the embedding's stage.

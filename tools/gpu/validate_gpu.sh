@@ -38,9 +38,10 @@ llama_shapes 4
 MODELS=gpt2-124m,/tmp/llama3-8b-l4.json,/tmp/llama2-7b-l4.json
 
 # name | model | global batch | seq | evaluate flags (one GPU: dp 1, so the dp mode is moot)
-# The two llama-tiny rows are launch-bound (a few microseconds of GEMMs per kernel): their
-# measured minus predicted step is the runtime's fixed cost per step and per micro-batch that the
-# model does not charge (op_overhead_s, host-side work), one micro-batch against eight.
+# The two llama-tiny rows are launch-bound (a few microseconds of GPU work per kernel): their
+# measured minus predicted step, one micro-batch against eight, is fitted (after the table) as a
+# cost per step plus one per micro-batch that the model does not charge. On one H100 it is the
+# host's time per kernel call beyond a bare launch, not a fixed cost (docs/cost-model.md, "One GPU").
 CONFIGS=(
   "tiny-b1-s256|llama-tiny|1|256|--micro-batches 1"
   "tiny-b8-s256-m8|llama-tiny|8|256|--micro-batches 8"
